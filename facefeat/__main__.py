@@ -1,0 +1,5 @@
+"""``python -m facefeat`` runs the command-line tool."""
+
+from facefeat.cli import main
+
+raise SystemExit(main())

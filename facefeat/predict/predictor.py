@@ -1,0 +1,204 @@
+"""FeaturePredictor: images in, L2-normalised features out, batched, on ONNX Runtime or torch."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from facefeat.errors import InputError
+from facefeat.io import expand_inputs, read_image
+from facefeat.io.image import iter_batches
+from facefeat.predict.result import FeatureResult
+from facefeat.registry import get_spec
+from facefeat.runtime.model_dir import ModelMeta, read_model_dir
+from facefeat.runtime.onnx_runner import OrtRunner
+
+log = logging.getLogger("facefeat")
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+class TorchRunner:
+    """Runs a torch module on preprocessed batches (debugging / parity checks)."""
+
+    backend = "torch"
+
+    def __init__(self, model, device: str = "cpu", num_threads: int | None = None):
+        import torch
+
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        dev = "cuda:" + device.split(":")[1].split(",")[0] if device.startswith("gpu") else device
+        self.device = torch.device(dev if dev != "gpu" else "cuda")
+        self.model = model.to(self.device).eval()
+        self._torch = torch
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            out = self.model(self._torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
+        return out.float().cpu().numpy().reshape(batch.shape[0], -1)
+
+
+class FeaturePredictor:
+    """Embeds images with one model. Use :func:`create_model` to make one.
+
+    ``predict`` yields one :class:`FeatureResult` per image; ``embed`` maps a list of BGR arrays
+    (already aligned faces) to an ``[N, D]`` array of unit vectors.
+    """
+
+    def __init__(self, runner, meta: ModelMeta, batch_size: int = 1, flip: bool = False,
+                 model_dir: Path | None = None):
+        if int(batch_size) < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.runner = runner
+        self.meta = meta
+        self.batch_size = int(batch_size)
+        self.flip = bool(flip)
+        self.model_dir = model_dir
+        self.failures: list[InputError] = []
+        self._mean = np.asarray(meta.mean, np.float32).reshape(1, 1, 1, 3)
+        self._inv_std = (1.0 / np.asarray(meta.std, np.float32)).reshape(1, 1, 1, 3)
+        self._identity_norm = bool(np.all(self._mean == 0) and np.all(self._inv_std == 1))
+
+    @property
+    def model_name(self) -> str:
+        return self.meta.model_name
+
+    @property
+    def embedding_size(self) -> int:
+        return int(self.meta.embedding_size)
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    def __repr__(self) -> str:
+        return (f"FeaturePredictor(model={self.model_name!r}, dim={self.embedding_size}, "
+                f"backend={self.backend!r}, batch_size={self.batch_size}, flip={self.flip})")
+
+    # -- preprocessing -----------------------------------------------------------------------
+    def preprocess(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 images -> NCHW float32 as the model expects (resize, channel order, mean/std)."""
+        h, w = self.meta.input_size
+        sized = [im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
+                 for im in imgs]
+        batch = np.stack(sized)
+        if self.meta.channel_order.upper() == "RGB":
+            batch = batch[..., ::-1]
+        x = batch.astype(np.float32)
+        if not self._identity_norm:
+            x -= self._mean
+            x *= self._inv_std
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def raw_features(self, imgs: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """Un-normalised model output for BGR images, in chunks of ``batch_size``."""
+        bs = batch_size or self.batch_size
+        outs = [self.runner(self.preprocess(chunk)) for chunk in iter_batches(imgs, bs)]
+        return np.concatenate(outs) if outs else np.zeros((0, self.embedding_size), np.float32)
+
+    def embed(self, imgs: Sequence[np.ndarray], flip: bool | None = None,
+              batch_size: int | None = None) -> np.ndarray:
+        """``[N, D]`` L2-normalised features of BGR images; ``flip`` adds the mirror's feature first."""
+        imgs = list(imgs)
+        if not imgs:
+            return np.zeros((0, self.embedding_size), np.float32)
+        feats = self.raw_features(imgs, batch_size)
+        if self.flip if flip is None else flip:
+            feats = feats + self.raw_features([np.ascontiguousarray(im[:, ::-1]) for im in imgs], batch_size)
+        return l2_normalize(feats)
+
+    # -- the module API --------------------------------------------------------------------------
+    def predict(self, inputs: Any, batch_size: int | None = None, flip: bool | None = None,
+                errors: str = "auto", progress: bool = False) -> Iterator[FeatureResult]:
+        """Yield a FeatureResult per image of ``inputs`` (path, dir, URL, array, PIL, or a list).
+
+        ``errors``: ``"raise"`` stops at the first bad input; ``"warn"`` logs it, records it in
+        ``self.failures`` and goes on; ``"auto"`` raises for a single input and warns otherwise.
+        """
+        if errors not in ("auto", "raise", "warn"):
+            raise InputError(f"errors must be 'auto', 'raise' or 'warn', got {errors!r}")
+        bs = self.batch_size if batch_size is None else int(batch_size)
+        if bs < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        items = expand_inputs(inputs)
+        if errors == "auto":
+            errors = "raise" if len(items) == 1 else "warn"
+        self.failures = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), desc=f"{self.model_name}", unit="img")
+        try:
+            for chunk in iter_batches(items, bs):
+                good, imgs = [], []
+                for item in chunk:
+                    try:
+                        imgs.append(read_image(item.source, item.name))
+                        good.append(item)
+                    except InputError as exc:
+                        if errors == "raise":
+                            raise
+                        self.failures.append(exc)
+                        log.warning("skipped: %s", exc)
+                if good:
+                    feats = self.embed(imgs, flip, bs)
+                    for item, feat in zip(good, feats):
+                        yield FeatureResult(input_path=item.name, page_index=None, feature=feat.tolist())
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    __call__ = predict
+
+
+def create_model(model_name: str | None = None, weights: str | os.PathLike | None = None, *,
+                 model_dir: str | os.PathLike | None = None, backend: str = "onnxruntime",
+                 device: str = "cpu", batch_size: int = 1, flip: bool = False,
+                 num_threads: int | None = None) -> FeaturePredictor:
+    """Create a face feature predictor.
+
+    - ``create_model("SFace")``: zoo model with its default weights (SFace works offline).
+    - ``create_model("MobileFaceNet", weights="x.pdparams")``: zoo model with a local weights file
+      (PaddleX ``.pdparams``, SFace ``.onnx``, or a facefeat ``.pt`` checkpoint).
+    - ``create_model(model_dir="output/best_model/inference")``: an exported model directory.
+
+    ``backend="onnxruntime"`` (default) or ``"torch"`` (needs ``facefeat[train]``; for debugging).
+    """
+    if backend not in ("onnxruntime", "torch"):
+        raise InputError(f"backend must be 'onnxruntime' or 'torch', got {backend!r}")
+    if model_dir is not None:
+        onnx_path, meta = read_model_dir(model_dir)
+        if model_name is not None and get_spec(model_name).name != meta.model_name:
+            raise InputError(f"model_dir {str(model_dir)!r} holds {meta.model_name}, not {model_name}")
+        if backend == "torch":
+            raise InputError("backend='torch' needs a zoo model name and weights, not an exported model_dir")
+        return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip,
+                                Path(model_dir))
+    spec = get_spec(model_name or "SFace")
+    meta = ModelMeta.from_spec(spec)
+    if backend == "torch":
+        from facefeat.runtime.torch_build import build_torch_model
+        from facefeat.weights.sources import resolve_weights
+
+        path, fmt = resolve_weights(spec, weights)
+        return FeaturePredictor(TorchRunner(build_torch_model(spec, path, fmt), device, num_threads),
+                                meta, batch_size, flip)
+    from facefeat.runtime.zoo import prepare_model_dir
+
+    mdir = prepare_model_dir(spec, weights)
+    onnx_path, meta = read_model_dir(mdir)
+    return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip, mdir)
+
+

@@ -1,0 +1,95 @@
+"""Build torch models from the registry and weights, and export them to ONNX (needs torch)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from facefeat.errors import WeightsError, require
+from facefeat.registry import ModelSpec
+from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta, write_model_meta
+from facefeat.utils import atomic_dir
+
+ONNX_OPSET = 17
+CHECKPOINT_FORMAT = "facefeat-checkpoint-v1"
+
+
+def _torch():
+    return require("torch", "train", "building a PyTorch model (MobileFaceNet/ResNet50_face, training, export)")
+
+
+def arch_class(spec: ModelSpec):
+    module, _, cls = spec.arch.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_torch_model(spec: ModelSpec, weights_path: str | Path | None = None, fmt: str | None = None):
+    """Instantiate ``spec``'s architecture and load weights (``None``: random init), in eval mode."""
+    _torch()
+    model = arch_class(spec)(embedding_size=spec.embedding_size)
+    if weights_path is not None:
+        load_weights_into(model, spec, weights_path, fmt)
+    return model.eval()
+
+
+def load_weights_into(model, spec: ModelSpec, weights_path: str | Path, fmt: str | None) -> None:
+    """Load a .pdparams, an SFace ONNX, or a facefeat checkpoint into ``model``."""
+    fmt = fmt or {".pdparams": "pdparams", ".onnx": "onnx_int8bq"}.get(Path(weights_path).suffix, "facefeat")
+    if fmt == "pdparams":
+        from facefeat.weights.paddle import load_paddle_weights
+
+        load_paddle_weights(model, weights_path)
+    elif fmt == "onnx_int8bq":
+        from facefeat.models.sface import load_onnx_weights
+
+        load_onnx_weights(model, weights_path)
+    elif fmt == "facefeat":
+        state = load_checkpoint(weights_path)
+        if state.get("model_name") not in (None, spec.name):
+            raise WeightsError(
+                f"{weights_path}: checkpoint is of model {state['model_name']!r}, not {spec.name!r}"
+            )
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        if missing or unexpected:
+            raise WeightsError(
+                f"{weights_path}: checkpoint does not fit {spec.name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+    else:
+        raise WeightsError(f"{weights_path}: unknown weights format {fmt!r}")
+    model.eval()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a facefeat checkpoint safely (``weights_only``); a bare state dict is accepted too."""
+    torch = _torch()
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable facefeat/torch checkpoint ({exc})") from exc
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        return obj
+    if isinstance(obj, dict) and obj and all(hasattr(v, "shape") for v in obj.values()):
+        return {"model": obj}
+    raise WeightsError(f"{path}: not a facefeat checkpoint (expected a dict with a 'model' state dict)")
+
+
+def export_onnx(model, meta: ModelMeta, out_dir: str | Path, opset: int = ONNX_OPSET) -> Path:
+    """Export ``model`` to ``out_dir/inference.onnx`` (dynamic batch) + ``inference.yml``, atomically."""
+    torch = _torch()
+    h, w = meta.input_size
+    model = model.eval()
+    dummy = torch.zeros(2, 3, h, w)
+    with atomic_dir(out_dir) as tmp:
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(tmp / MODEL_FILE),
+            input_names=["x"],
+            output_names=["feature"],
+            dynamic_axes={"x": {0: "batch"}, "feature": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        write_model_meta(tmp, meta)
+    return Path(out_dir)

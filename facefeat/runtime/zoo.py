@@ -1,0 +1,51 @@
+"""Turn a zoo model + weights into a cached ONNX model directory, once per weights file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from facefeat.registry import ModelSpec
+from facefeat.runtime.model_dir import MODEL_FILE, META_FILE, ModelMeta, write_model_meta
+from facefeat.utils import atomic_dir, cache_dir
+from facefeat.weights.sources import file_sha256, resolve_weights
+
+
+@lru_cache(maxsize=64)
+def _hash(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)[:16]
+
+
+def weights_key(path: Path) -> str:
+    st = os.stat(path)
+    return _hash(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def models_cache_dir() -> Path:
+    return cache_dir() / "models"
+
+
+def prepare_model_dir(spec: ModelSpec, weights: str | os.PathLike | None = None) -> Path:
+    """Return a model directory (``inference.onnx`` + ``inference.yml``) for ``spec`` + weights.
+
+    SFace converts its int8bq ONNX to fp32 with numpy + onnx only (no torch). Other models are
+    built in PyTorch from their weights and exported once; the result is cached under
+    ``$FACEFEAT_HOME/models/<name>-<sha256 of weights>``.
+    """
+    path, fmt = resolve_weights(spec, weights)
+    out = models_cache_dir() / f"{spec.name}-{weights_key(path)}"
+    if (out / MODEL_FILE).is_file() and (out / META_FILE).is_file():
+        return out
+    meta = ModelMeta.from_spec(spec, weights_sha256_16=weights_key(path), weights_file=path.name)
+    if fmt == "onnx_int8bq":
+        from facefeat.weights.onnx_import import convert_sface_to_fp32
+
+        with atomic_dir(out) as tmp:
+            convert_sface_to_fp32(path, tmp / MODEL_FILE)
+            write_model_meta(tmp, meta)
+        return out
+    from facefeat.runtime.torch_build import build_torch_model, export_onnx
+
+    model = build_torch_model(spec, path, fmt)
+    return export_onnx(model, meta, out)
