@@ -1,0 +1,1 @@
+"""torch nn.Modules for facefeat's architectures."""
