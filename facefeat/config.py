@@ -1,0 +1,455 @@
+"""PaddleX-style configs: a YAML file plus ``-o Section.key=value`` overrides, validated.
+
+One schema (:data:`SCHEMA`) says, for every section and key, the accepted type(s) and the default;
+:data:`MODEL_DEFAULTS` holds the few per-model differences (batch size, learning rate, ...). The
+YAML files in ``configs/`` are that schema written out with comments, and a test keeps them equal
+to :func:`default_config`.
+
+    cfg = load_config("configs/MobileFaceNet.yaml", ["Global.mode=train", "Train.batch_size=64"])
+    cfg.Train.batch_size        # 64 (attribute access)
+    cfg["Train"]["epochs_iters"]  # 25 (item access)
+    save_config(cfg, "output/config.yaml")
+
+Override values are parsed like YAML scalars (``yaml.safe_load``): ``10`` -> int, ``0.1`` -> float,
+``true`` -> bool, ``null`` -> None, ``[1,2]`` -> list; anything else stays a string. For keys whose
+type is a string the raw text is kept as written (so ``Global.output=yes`` is the folder ``yes``,
+not ``True``). Float keys also accept ``1e-3`` (which YAML 1.1 would read as a string).
+
+Notes on PaddleX semantics kept here:
+
+* ``Train.warmup_steps`` is, as in PaddleX's face_feature module (which passes it to PaddleClas's
+  ``warmup_epoch``), the number of *epochs* of linear learning-rate warm-up. Default 1; a float
+  such as 0.5 means half an epoch.
+* ``Train.num_classes: null`` means "take it from ``train/label.txt``" (max label + 1).
+* ``Train.margin: null`` means the loss's own default: ArcMargin m=0.5, CosMargin m=0.35; it is
+  filled in when the config is loaded, so a saved config shows the value used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from facefeat.errors import ConfigError
+from facefeat.utils import atomic_write_text
+
+__all__ = [
+    "MODES",
+    "LOSSES",
+    "LOSS_DEFAULT_MARGIN",
+    "MODEL_DEFAULTS",
+    "SCHEMA",
+    "Config",
+    "Key",
+    "apply_overrides",
+    "config_from_dict",
+    "default_config",
+    "dump_config",
+    "load_config",
+    "parse_override",
+    "save_config",
+    "validate_config",
+]
+
+MODES = ("check_dataset", "train", "evaluate", "export", "predict")
+LOSSES = ("ArcMargin", "CosMargin")
+LOSS_DEFAULT_MARGIN = {"ArcMargin": 0.5, "CosMargin": 0.35}
+
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "mapping"}
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: accepted type(s), default, whether ``null`` is allowed, allowed values."""
+
+    types: tuple[type, ...]
+    default: Any = None
+    nullable: bool = False
+    choices: tuple | None = None
+    doc: str = ""
+
+    @property
+    def type_name(self) -> str:
+        names = [_TYPE_NAMES.get(t, t.__name__) for t in self.types]
+        if self.nullable:
+            names.append("null")
+        text = " or ".join(names)
+        if self.choices:
+            text += " (one of: " + ", ".join(map(str, self.choices)) + ")"
+        return text
+
+
+def _k(types: type | tuple[type, ...], default: Any = None, nullable: bool = False, choices=None, doc: str = "") -> Key:
+    types = types if isinstance(types, tuple) else (types,)
+    return Key(types, default, nullable or default is None, tuple(choices) if choices else None, doc)
+
+
+#: section -> key -> Key. The single source of keys, types and (model-independent) defaults.
+SCHEMA: dict[str, dict[str, Key]] = {
+    "Global": {
+        "model": _k(str, "MobileFaceNet", doc="model name (MobileFaceNet, ResNet50_face, SFace)"),
+        "mode": _k(str, "check_dataset", choices=MODES, doc="what main runs"),
+        "dataset_dir": _k(str, None, doc="PaddleX face dataset: train/label.txt, val/pair_label.txt"),
+        "device": _k(str, "cpu", doc="cpu, gpu, gpu:0 or gpu:0,1 (several GPUs: data parallel)"),
+        "output": _k(str, "./output", doc="where results, weights and logs go"),
+    },
+    "CheckDataset": {
+        "sample_num": _k(int, 10, doc="how many demo images to copy to output/check_dataset/demo_img"),
+        "full_decode": _k(bool, False, doc="decode every image (slow) instead of reading headers only"),
+        "convert": _k(dict, {"enable": False, "src_dataset_type": None}, doc="PaddleX placeholder; not supported"),
+        "split": _k(
+            dict, {"enable": False, "train_percent": None, "val_percent": None}, doc="PaddleX placeholder; not supported"
+        ),
+    },
+    "Train": {
+        "num_classes": _k(int, None, doc="identities in train/label.txt; null: max label + 1"),
+        "epochs_iters": _k(int, 25, doc="epochs"),
+        "batch_size": _k(int, 128, doc="per-device batch size"),
+        "learning_rate": _k(float, 0.002, doc="peak learning rate (AdamW, cosine decay)"),
+        "pretrain_weight_path": _k(str, None, doc="weights to start from (path, URL or model name); null: scratch"),
+        "warmup_steps": _k((int, float), 1, doc="linear warm-up length in EPOCHS (PaddleX's meaning)"),
+        "resume_path": _k(str, None, doc="checkpoint to resume (model, optimizer, epoch)"),
+        "log_interval": _k(int, 1, doc="log every N iterations"),
+        "eval_interval": _k(int, 1, doc="evaluate every N epochs"),
+        "save_interval": _k(int, 1, doc="save a checkpoint every N epochs"),
+        "weight_decay": _k(float, 0.05),
+        "num_workers": _k(int, 2, doc="data-loader worker processes"),
+        "seed": _k(int, 0),
+        "flip": _k(bool, True, doc="random horizontal flip augmentation"),
+        "grad_clip": _k(float, None, doc="clip gradients to this global norm; null: off"),
+        "amp": _k(bool, False, doc="mixed precision (GPU only)"),
+        "loss": _k(str, "ArcMargin", choices=LOSSES, doc="margin head"),
+        "margin": _k(float, None, doc="m; null: the loss's default (ArcMargin 0.5, CosMargin 0.35)"),
+        "scale": _k(float, 64.0, doc="s, the logit scale"),
+    },
+    "Evaluate": {
+        "weight_path": _k(str, "output/best_model/best_model.pdparams", nullable=True),
+        "log_interval": _k(int, 1),
+        "flip": _k(bool, True, doc="add the horizontally flipped image's feature (flip test)"),
+        "batch_size": _k(int, 64),
+    },
+    "Export": {
+        "weight_path": _k(str, None, doc="weights to export; null: the model's pretrained weights"),
+        "opset": _k(int, 17, doc="ONNX opset"),
+    },
+    "Predict": {
+        "batch_size": _k(int, 1),
+        "model_dir": _k(str, "output/best_model/inference", nullable=True),
+        "input": _k((str, list), None, doc="image path, directory, URL or a list of these"),
+        "flip": _k(bool, False, doc="add the flipped image's feature (PaddleX does not)"),
+        "kernel_option": _k(dict, {"run_mode": "paddle"}, doc="PaddleX compatibility; run_mode is ignored"),
+    },
+}
+
+#: per-model defaults that differ from the schema's (the schema's defaults are MobileFaceNet's).
+MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "MobileFaceNet": {
+        "Global": {"model": "MobileFaceNet"},
+        "Train": {"epochs_iters": 25, "batch_size": 128, "learning_rate": 0.002, "pretrain_weight_path": "MobileFaceNet"},
+        "Export": {"weight_path": "MobileFaceNet"},
+    },
+    "ResNet50_face": {
+        "Global": {"model": "ResNet50_face"},
+        "Train": {"epochs_iters": 25, "batch_size": 64, "learning_rate": 0.004, "pretrain_weight_path": "ResNet50_face"},
+        "Export": {"weight_path": "ResNet50_face"},
+    },
+    "SFace": {
+        # SFace starts from OpenCV's trained weights: fine-tuning, so fewer epochs and a lower lr.
+        "Global": {"model": "SFace"},
+        "Train": {"epochs_iters": 10, "batch_size": 128, "learning_rate": 0.0005, "pretrain_weight_path": "SFace"},
+        "Export": {"weight_path": "SFace"},
+    },
+}
+
+
+class Config(dict):
+    """A nested dict with attribute access: ``cfg.Train.batch_size == cfg["Train"]["batch_size"]``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"config has no {name!r}; it has: {', '.join(map(str, self.keys())) or '(nothing)'}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        del self[name]
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts (no Config), e.g. for ``yaml.safe_dump`` or JSON."""
+        return {k: (v.to_dict() if isinstance(v, Config) else _plain(v)) for k, v in self.items()}
+
+    def to_yaml(self) -> str:
+        return dump_config(self)
+
+    def __deepcopy__(self, memo):
+        return _wrap(_plain(self.to_dict()))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _wrap(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return Config({k: _wrap(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return [_wrap(x) for x in v]
+    return v
+
+
+def _suggest(name: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_section(section: str, where: str) -> None:
+    if section not in SCHEMA:
+        raise ConfigError(
+            f"{where}: unknown section {section!r}{_suggest(section, SCHEMA)}; "
+            f"valid sections: {', '.join(SCHEMA)}"
+        )
+
+
+def _check_key(section: str, key: str, where: str) -> Key:
+    _check_section(section, where)
+    keys = SCHEMA[section]
+    if key not in keys:
+        raise ConfigError(
+            f"{where}: unknown key {section}.{key}{_suggest(key, keys)}; "
+            f"valid keys of {section}: {', '.join(keys)}"
+        )
+    return keys[key]
+
+
+def _coerce(section: str, key: str, spec: Key, value: Any, where: str, raw: str | None = None) -> Any:
+    """Check ``value`` against ``spec``; return it, converted where that is lossless."""
+    name = f"{section}.{key}"
+
+    def bad(extra: str = "") -> ConfigError:
+        shown = raw if raw is not None else repr(value)
+        return ConfigError(
+            f"{where}: {name} expects {spec.type_name}, got {shown!r}"
+            + (f" ({type(value).__name__})" if raw is None else "")
+            + extra
+        )
+
+    if value is None:
+        if spec.nullable:
+            return None
+        raise bad()
+    out = _MISSING = object()
+    for t in spec.types:
+        if t is bool and isinstance(value, bool):
+            out = value
+        elif t is int and isinstance(value, int) and not isinstance(value, bool):
+            out = value
+        elif t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out = float(value)
+        elif t is str and isinstance(value, str):
+            out = value
+        elif t is list and isinstance(value, (list, tuple)):
+            out = list(value)
+        elif t is dict and isinstance(value, Mapping):
+            out = dict(value)
+        if out is not _MISSING:
+            break
+    if out is _MISSING:
+        # lenient, lossless conversions: numbers written where a string is expected (a folder
+        # named 2024), and floats YAML 1.1 reads as strings ("1e-3").
+        if str in spec.types and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out = raw if raw is not None else str(value)
+        elif float in spec.types and isinstance(value, str):
+            try:
+                out = float(value)
+            except ValueError:
+                raise bad() from None
+        elif int in spec.types and isinstance(value, float) and value.is_integer():
+            out = int(value)
+        else:
+            raise bad()
+    if spec.choices and out not in spec.choices:
+        raise ConfigError(
+            f"{where}: {name} must be one of {', '.join(map(str, spec.choices))}; got {out!r}"
+            + _suggest(str(out), map(str, spec.choices))
+        )
+    return out
+
+
+def _defaults_dict(model: str | None) -> dict[str, dict[str, Any]]:
+    out = {sec: {k: _plain(spec.default) for k, spec in keys.items()} for sec, keys in SCHEMA.items()}
+    for sec, vals in MODEL_DEFAULTS.get(model or "", {}).items():
+        out[sec].update(_plain(vals))
+    if model:
+        out["Global"]["model"] = model
+    return out
+
+
+def default_config(model: str = "MobileFaceNet") -> Config:
+    """The full default config for ``model`` (schema defaults + that model's differences)."""
+    return _finish(_wrap(_defaults_dict(model)))
+
+
+def _finish(cfg: Config) -> Config:
+    """Fill values that depend on other values (the loss's default margin) and check placeholders."""
+    train = cfg["Train"]
+    if train.get("margin") is None:
+        train["margin"] = LOSS_DEFAULT_MARGIN[train["loss"]]
+    for name in ("convert", "split"):
+        sub = cfg["CheckDataset"].get(name) or {}
+        if sub.get("enable"):
+            raise ConfigError(
+                f"CheckDataset.{name}.enable is true, but facefeat does not {name} datasets; "
+                f"prepare train/label.txt and val/pair_label.txt (PaddleX face format), or build a "
+                f"demo set with facefeat.data.build_lfw_demo"
+            )
+    return cfg
+
+
+def _merge_mapping(cfg: dict[str, dict[str, Any]], data: Mapping, where: str) -> None:
+    for section, values in data.items():
+        _check_section(str(section), where)
+        if values is None:
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: section {section} must be a mapping of key: value, got {values!r}")
+        for key, value in values.items():
+            spec = _check_key(section, str(key), where)
+            cfg[section][key] = _coerce(section, str(key), spec, _plain(value), where)
+
+
+def parse_override(text: str) -> tuple[list[str], Any, str]:
+    """``"Train.batch_size=64"`` -> (["Train", "batch_size"], 64, "64")."""
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError(f"override {text!r}: expected Section.key=value, e.g. Train.batch_size=64")
+    path, raw = text.split("=", 1)
+    parts = [p.strip() for p in path.strip().split(".")]
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"override {text!r}: expected Section.key=value, e.g. Train.batch_size=64")
+    raw = raw.strip()
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    if value is not None and not isinstance(value, (bool, int, float, str, list, dict)):
+        value = raw  # dates, timestamps, ...: keep the text
+    return parts, value, raw
+
+
+def _unquote(raw: str) -> str:
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    return raw
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str] | None) -> Config:
+    """Apply ``Section.key=value`` overrides in place (validated); returns ``cfg``."""
+    for text in overrides or []:
+        parts, value, raw = parse_override(text)
+        where = f"override -o {text}"
+        section, key = parts[0], parts[1]
+        spec = _check_key(section, key, where)
+        if len(parts) > 2:  # into a mapping-typed key: Predict.kernel_option.run_mode=paddle
+            if dict not in spec.types:
+                raise ConfigError(f"{where}: {section}.{key} is {spec.type_name}, it has no sub-key {parts[2]!r}")
+            node = cfg[section].get(key)
+            if node is None:
+                node = cfg[section][key] = Config()
+            for p in parts[2:-1]:
+                if not isinstance(node.get(p), Mapping):
+                    node[p] = Config()
+                node = node[p]
+            node[parts[-1]] = _wrap(value)
+            continue
+        if str in spec.types and isinstance(value, (str, bool, int, float)):
+            # keep what was typed for string keys: yes/no/on/off/1.0 are names, not bools/floats
+            value = _unquote(raw)
+        cfg[section][key] = _wrap(_coerce(section, key, spec, value, where, raw=raw))
+    return cfg
+
+
+def config_from_dict(data: Mapping | None, overrides: Sequence[str] | None = None, where: str = "<dict>") -> Config:
+    """Defaults for the model named in ``data`` (or the overrides), then ``data``, then overrides."""
+    data = data or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: a config must be a mapping of sections, got {type(data).__name__}")
+    model = None
+    glob = data.get("Global")
+    if isinstance(glob, Mapping) and isinstance(glob.get("model"), str):
+        model = glob["model"]
+    for text in overrides or []:  # -o Global.model=... picks that model's defaults
+        if isinstance(text, str) and text.strip().startswith("Global.model="):
+            model = _unquote(text.split("=", 1)[1].strip()) or model
+    base = _defaults_dict(model or "MobileFaceNet")
+    _merge_mapping(base, data, where)
+    cfg = _wrap(base)
+    apply_overrides(cfg, overrides)
+    return _finish(cfg)
+
+
+def _config_dirs() -> list[Path]:
+    dirs = []
+    env = os.environ.get("FACEFEAT_CONFIG_DIR")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(Path(__file__).resolve().parents[1] / "configs")
+    return dirs
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] | None = None) -> Config:
+    """Load a YAML config (or a model name's defaults), apply ``-o`` overrides, validate.
+
+    ``path`` may be a YAML file, a bare model name (``"MobileFaceNet"``: ``configs/<name>.yaml``
+    if present, else the built-in defaults), or None (MobileFaceNet's defaults). Missing keys take
+    the defaults of the model named in ``Global.model``.
+    """
+    if path is None:
+        return config_from_dict({}, overrides, "<defaults>")
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and str(path) in MODEL_DEFAULTS and os.sep not in str(path):
+        for d in _config_dirs():
+            cand = d / f"{path}.yaml"
+            if cand.is_file():
+                p = cand
+                break
+        else:
+            return config_from_dict({"Global": {"model": str(path)}}, overrides, f"<{path} defaults>")
+    if not p.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist (resolved: {p.resolve()})")
+    if p.is_dir():
+        raise ConfigError(f"config path {str(path)!r} is a directory; pass a .yaml file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read ({exc})") from exc
+    return config_from_dict(data, overrides, str(p))
+
+
+def validate_config(cfg: Mapping) -> Config:
+    """Re-validate a (possibly hand-edited) config; returns a fresh, complete Config."""
+    return config_from_dict(_plain(cfg), None, "<config>")
+
+
+def dump_config(cfg: Mapping) -> str:
+    data = cfg.to_dict() if isinstance(cfg, Config) else _plain(cfg)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def save_config(cfg: Mapping, path: str | os.PathLike) -> Path:
+    """Write ``cfg`` as YAML atomically (temp file + rename)."""
+    return atomic_write_text(path, dump_config(cfg))
