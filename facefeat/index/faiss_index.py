@@ -1,0 +1,325 @@
+"""Embedded gallery index on FAISS (the default backend).
+
+Index types (PaddleX's names):
+
+* ``Flat``: exact search (``IndexFlatIP`` / ``IndexFlatL2``).
+* ``IVF``: ``IVF{nlist},Flat`` with ``nlist = min(N // 8, 65536)`` trained on the gallery at the
+  first add/build (``IVF{n},Flat`` fixes nlist). With fewer than :data:`IVF_MIN_TRAIN` vectors
+  (or fewer than an explicit nlist) there is nothing worth training: the index stays exact Flat
+  (``info()["effective_index_type"] == "Flat"``, ``info()["fallback"]`` says why) and is trained as
+  IVF on all its vectors at the first add that brings it to enough. ``nprobe`` defaults to
+  ``min(nlist, max(16, nlist // 16))``. IVF's lists are not retrained as the gallery grows.
+* ``HNSW32`` (or ``HNSW{M}``): graph index, ``efConstruction`` 200, ``efSearch`` 128 by default.
+  FAISS's HNSW cannot ``remove_ids``; :meth:`remove` rebuilds the graph from the remaining vectors
+  (read back from the HNSW's own flat storage), so batch removals rather than removing one by one.
+
+FAISS ids are facefeat's ids: Flat and HNSW are wrapped in ``IndexIDMap2``; IVF stores ids in
+its inverted lists itself (``IndexIDMap`` over IVF would corrupt ids on ``remove_ids``, because
+IVF does not renumber its internal ids the way Flat does). Metrics: ``IP``, ``L2``
+(squared distance) and ``COSINE`` (IP on normalised vectors). Saved as ``vectors.faiss`` beside
+``meta.json``/``labels.json``.
+
+Thread-safety: concurrent :meth:`search` calls are safe (FAISS search is const and releases the
+GIL); writes (``add``/``remove``/``save``) take the index's write lock and run alone.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from facefeat.errors import IndexError_, InputError
+from facefeat.index.base import FaceIndex, Hit
+
+VECTORS_FILE = "vectors.faiss"
+#: below this many vectors an ``IVF`` index is kept exact (Flat) - training would be meaningless
+IVF_MIN_TRAIN = 128
+IVF_MAX_NLIST = 65536
+DEFAULT_HNSW_M = 32
+DEFAULT_EF_CONSTRUCTION = 200
+DEFAULT_EF_SEARCH = 128
+
+
+def _faiss():
+    from facefeat.errors import require
+
+    return require("faiss", "faiss", "The FAISS gallery index")
+
+
+def parse_index_type(index_type: str) -> tuple[str, dict]:
+    """Canonical FAISS index type and its parameters: ``("Flat", {})``, ``("IVF", {"nlist": n|None})``,
+    ``("HNSW", {"M": 32})``. Milvus spellings (FLAT, IVF_FLAT, HNSW) are accepted too."""
+    s = str(index_type).strip()
+    u = s.upper().replace(" ", "")
+    if u in ("FLAT", "IDMAP,FLAT", "IDMAP2,FLAT"):
+        return "Flat", {}
+    if u in ("IVF", "IVF_FLAT", "IVFFLAT"):
+        return "IVF", {"nlist": None}
+    m = re.fullmatch(r"IVF(\d+)(,FLAT)?", u)
+    if m and int(m.group(1)) > 0:
+        return "IVF", {"nlist": int(m.group(1))}
+    if u == "HNSW":
+        return "HNSW", {"M": DEFAULT_HNSW_M}
+    m = re.fullmatch(r"HNSW(\d+)(,FLAT)?", u)
+    if m and int(m.group(1)) > 1:
+        return "HNSW", {"M": int(m.group(1))}
+    raise InputError(
+        f"index_type {index_type!r} is not supported by the FAISS backend; use Flat, IVF, IVF<nlist>,Flat or HNSW32"
+    )
+
+
+def _ivf_ids(ivf) -> np.ndarray:
+    """Every id stored in an IVF index's inverted lists."""
+    f = _faiss()
+    inv = ivf.invlists
+    out = []
+    for lst in range(ivf.nlist):
+        n = inv.list_size(lst)
+        if n:
+            ptr = inv.get_ids(lst)
+            out.append(f.rev_swig_ptr(ptr, n).copy())
+            inv.release_ids(lst, ptr)
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def auto_nlist(n: int) -> int:
+    return max(1, min(n // 8, IVF_MAX_NLIST))
+
+
+class FaissFaceIndex(FaceIndex):
+    """FAISS gallery index; see the module doc. Build one with :meth:`build` or create + :meth:`add`."""
+
+    backend = "faiss"
+
+    def __init__(
+        self,
+        dim: int,
+        metric_type: str = "IP",
+        index_type: str = "Flat",
+        model_name: str | None = None,
+        nprobe: int | None = None,
+        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    ):
+        kind, params = parse_index_type(index_type)
+        canonical = {"Flat": "Flat", "IVF": "IVF" if params.get("nlist") is None else f"IVF{params.get('nlist')},Flat",
+                     "HNSW": f"HNSW{params.get('M')}"}[kind]
+        super().__init__(dim, metric_type, canonical, model_name)
+        for name, v in (("nprobe", nprobe), ("ef_search", ef_search), ("ef_construction", ef_construction)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        self._kind = kind
+        self._params = params
+        self._nprobe = None if nprobe is None else int(nprobe)
+        self._ef_search = int(ef_search)
+        self._ef_construction = int(ef_construction)
+        self._fallback: str | None = None
+        self._nlist: int | None = None
+        if kind == "IVF":
+            self._fallback = "untrained: no vectors yet"
+            self._index = self._new_index("Flat")
+        else:
+            self._index = self._new_index(kind)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(
+        cls,
+        features: Any,
+        labels: Sequence[str],
+        paths: Sequence[str | None] | None = None,
+        dim: int | None = None,
+        **kw: Any,
+    ) -> "FaissFaceIndex":
+        """Create, train (IVF) and fill an index from a whole gallery in one go."""
+        x = np.asarray(features, dtype=np.float32)
+        if dim is None:
+            if x.ndim != 2:
+                raise InputError(f"build: expected [N, D] features, got shape {tuple(x.shape)}")
+            dim = int(x.shape[1])
+        index = cls(dim, **kw)
+        index.add(x, labels, paths)
+        return index
+
+    @property
+    def _faiss_metric(self) -> int:
+        f = _faiss()
+        return f.METRIC_L2 if self._metric == "L2" else f.METRIC_INNER_PRODUCT
+
+    def _new_index(self, kind: str, nlist: int | None = None):
+        f = _faiss()
+        if kind == "Flat":
+            return f.index_factory(self._dim, "IDMap2,Flat", self._faiss_metric)
+        if kind == "IVF":
+            idx = f.index_factory(self._dim, f"IVF{nlist},Flat", self._faiss_metric)  # an IndexIVFFlat
+            # PaddleX's nlist = N // 8 means ~8 points per list: say so instead of FAISS's warning
+            idx.cp.min_points_per_centroid = 8
+            return idx
+        if kind == "HNSW":
+            idx = f.index_factory(self._dim, f"IDMap2,HNSW{self._params['M']}", self._faiss_metric)
+            f.downcast_index(idx.index).hnsw.efConstruction = self._ef_construction
+            self._apply_search_params(idx)
+            return idx
+        raise AssertionError(kind)
+
+    def _effective_kind(self) -> str:
+        return "Flat" if (self._kind == "IVF" and self._fallback) else self._kind
+
+    def _default_nprobe(self) -> int:
+        nl = self._nlist or 1
+        return min(nl, max(16, nl // 16))
+
+    def _apply_search_params(self, idx=None) -> None:
+        f = _faiss()
+        idx = self._index if idx is None else idx
+        sub = idx if isinstance(idx, f.IndexIVF) else f.downcast_index(idx.index)
+        if isinstance(sub, f.IndexIVF):
+            sub.nprobe = self._nprobe or self._default_nprobe()
+        elif isinstance(sub, f.IndexHNSW):
+            sub.hnsw.efSearch = self._ef_search
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every stored entry - Flat and HNSW only (their storage is flat)."""
+        f = _faiss()
+        n = self._index.ntotal
+        ids = f.vector_to_array(self._index.id_map).astype(np.int64)
+        if n == 0:
+            return ids, np.zeros((0, self._dim), np.float32)
+        vecs = f.downcast_index(self._index.index).reconstruct_n(0, n)
+        return ids, np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _min_train(self) -> int:
+        nl = self._params.get("nlist")
+        return max(IVF_MIN_TRAIN, nl or 0)
+
+    def _train_ivf(self, ids: np.ndarray, x: np.ndarray) -> None:
+        nlist = self._params.get("nlist") or auto_nlist(len(x))
+        idx = self._new_index("IVF", nlist)
+        idx.train(x)
+        idx.add_with_ids(x, ids)
+        self._index = idx
+        self._nlist = nlist
+        self._fallback = None
+        self._apply_search_params()
+
+    # ------------------------------------------------------------------ hooks
+    def _backend_add(self, ids: np.ndarray, x: np.ndarray, labels: list[str], paths: list[str | None]) -> None:
+        if self._kind == "IVF" and self._fallback:
+            old_ids, old_x = self._all_vectors()
+            total = len(old_ids) + len(ids)
+            if total >= self._min_train():
+                self._train_ivf(np.concatenate([old_ids, ids]), np.concatenate([old_x, x]))
+                return
+            self._fallback = f"too few vectors to train IVF ({total} < {self._min_train()}); exact Flat until then"
+        self._index.add_with_ids(x, ids)
+
+    def _backend_remove(self, ids: np.ndarray) -> None:
+        if self._effective_kind() == "HNSW":
+            all_ids, vecs = self._all_vectors()
+            keep = ~np.isin(all_ids, ids)
+            idx = self._new_index("HNSW")
+            if keep.any():
+                idx.add_with_ids(np.ascontiguousarray(vecs[keep]), all_ids[keep])
+            self._index = idx
+            return
+        n = self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+        if n != ids.size:  # pragma: no cover - the id map and our entries disagree
+            raise IndexError_(f"FAISS removed {n} of {ids.size} vectors; the index is inconsistent")
+
+    def _backend_search(self, q: np.ndarray, k: int) -> list[list[Hit]]:
+        scores, ids = self._index.search(q, k)
+        out: list[list[Hit]] = []
+        for srow, irow in zip(scores, ids):
+            hits = []
+            for s, i in zip(srow.tolist(), irow.tolist()):
+                if i < 0:
+                    continue
+                h = self._hit(i, s)
+                if h is not None:
+                    hits.append(h)
+            out.append(hits)
+        return out
+
+    def _backend_meta(self) -> dict:
+        return {
+            "effective_index_type": self._effective_index_type(),
+            "params": {
+                "nlist": self._nlist,
+                "nprobe": self._nprobe,
+                "ef_search": self._ef_search,
+                "ef_construction": self._ef_construction,
+                "M": self._params.get("M"),
+                "fallback": self._fallback,
+            },
+        }
+
+    def _effective_index_type(self) -> str:
+        k = self._effective_kind()
+        if k == "IVF":
+            return f"IVF{self._nlist},Flat"
+        if k == "HNSW":
+            return f"HNSW{self._params['M']}"
+        return "Flat"
+
+    def _backend_info(self) -> dict:
+        kind = self._effective_kind()
+        if kind == "IVF":
+            params = {"nlist": self._nlist, "nprobe": self._nprobe or self._default_nprobe()}
+        elif kind == "HNSW":
+            params = {"M": self._params["M"], "ef_construction": self._ef_construction, "ef_search": self._ef_search}
+        else:
+            params = {}
+        return {"effective_index_type": self._effective_index_type(), "fallback": self._fallback, "params": params}
+
+    def _backend_save(self, tmp: Path, final: Path) -> None:
+        _faiss().write_index(self._index, str(tmp / VECTORS_FILE))
+
+    @classmethod
+    def _backend_load(cls, directory: Path, meta: dict, entries: dict, **kw: Any) -> "FaissFaceIndex":
+        f = _faiss()
+        params = meta.get("params") or {}
+        try:
+            index = cls(
+                meta["dim"],
+                metric_type=meta["metric_type"],
+                index_type=meta["index_type"],
+                model_name=meta.get("model_name"),
+                nprobe=kw.get("nprobe", params.get("nprobe")),
+                ef_search=kw.get("ef_search", params.get("ef_search") or DEFAULT_EF_SEARCH),
+                ef_construction=params.get("ef_construction") or DEFAULT_EF_CONSTRUCTION,
+            )
+        except InputError as exc:
+            raise IndexError_(f"{directory}: meta.json is corrupt ({exc})") from exc
+        vpath = directory / VECTORS_FILE
+        if not vpath.is_file():
+            raise IndexError_(f"{directory}: not a loadable FAISS index: {VECTORS_FILE} is missing")
+        try:
+            idx = f.read_index(str(vpath))
+        except RuntimeError as exc:
+            raise IndexError_(f"{directory}: {VECTORS_FILE} is corrupt ({str(exc).strip().splitlines()[-1]})") from exc
+        ivf = index._kind == "IVF" and not params.get("fallback")
+        if ivf and not isinstance(idx, f.IndexIVFFlat):
+            raise IndexError_(f"{directory}: meta.json says IVF but {VECTORS_FILE} holds no IVF index")
+        if not ivf and not isinstance(idx, f.IndexIDMap2):
+            raise IndexError_(f"{directory}: {VECTORS_FILE} is not an IDMap2 index (not written by facefeat)")
+        if idx.d != meta["dim"]:
+            raise IndexError_(f"{directory}: {VECTORS_FILE} holds {idx.d}-d vectors but meta.json says dim {meta['dim']}")
+        if idx.ntotal != meta["count"]:
+            raise IndexError_(
+                f"{directory}: count mismatch: meta.json says {meta['count']} entries, {VECTORS_FILE} holds {idx.ntotal}"
+            )
+        stored = set(_ivf_ids(idx).tolist() if ivf else f.vector_to_array(idx.id_map).tolist())
+        if stored != set(entries):
+            raise IndexError_(f"{directory}: the ids in {VECTORS_FILE} and labels.json differ")
+        index._index = idx
+        index._fallback = params.get("fallback")
+        index._nlist = params.get("nlist")
+        index._apply_search_params()
+        index._restore(meta, entries)
+        return index
+
+
+__all__ = ["FaissFaceIndex", "IVF_MIN_TRAIN", "VECTORS_FILE", "parse_index_type"]

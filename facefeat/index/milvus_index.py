@@ -1,0 +1,454 @@
+"""Gallery index on Milvus (``pymilvus.MilvusClient``): milvus-lite on a local ``*.db`` path, or a
+Milvus server at ``http://host:19530``, with the same interface as the FAISS index.
+
+Collection schema: ``id`` INT64 primary key (``auto_id=False``: facefeat assigns ids),
+``vector`` FLOAT_VECTOR(dim), ``label`` VARCHAR(1024), ``path`` VARCHAR(4096) (``""`` for none);
+created with ``consistency_level="Strong"`` so a search sees every add/remove before it.
+Index types: ``FLAT``, ``IVF_FLAT`` (``nlist`` 128, search ``nprobe`` 16) and ``HNSW`` (``M`` 32,
+``efConstruction`` 200, search ``ef`` 128, raised to top-k when smaller); FAISS spellings
+(``Flat``, ``IVF``, ``HNSW32``) are accepted. Metrics ``IP``, ``L2`` (squared distance), ``COSINE``.
+
+Where the data lives:
+
+* ``uri=None`` (default): a private milvus-lite database in a temp directory, removed by
+  :meth:`close` (or at exit). :meth:`save` writes a copy into the index directory
+  (``<dir>/milvus.db``), and :meth:`load` opens a private working copy of it - so, like the FAISS
+  index, the saved directory changes only when you save again.
+* ``uri="path/to/x.db"``: milvus-lite on that path, used in place. ``save`` still embeds a copy
+  (``embed=True``, the default for local paths) unless ``embed=False``, which records the path.
+* ``uri="http://host:19530"``: a Milvus server. ``save`` flushes and records ``uri`` +
+  ``collection`` (never the token: pass ``token=`` to :func:`load_index` again); ``load``
+  reconnects and checks that the collection still holds the saved count.
+
+milvus-lite allows one process per database; several indexes in one process may share a
+database file if they use different collections. Thread-safety: as for every FaceIndex
+(concurrent searches, exclusive writes); the MilvusClient itself is thread-safe.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facefeat.errors import IndexError_, InputError, require
+from facefeat.index.base import FaceIndex, Hit
+
+DB_NAME = "milvus.db"
+DEFAULT_COLLECTION = "facefeat_gallery"
+MAX_LABEL_LEN = 1024
+MAX_PATH_LEN = 4096
+MAX_TOPK = 16384  # Milvus's limit on a search's limit
+_DEFAULT_BUILD = {"FLAT": {}, "IVF_FLAT": {"nlist": 128}, "HNSW": {"M": 32, "efConstruction": 200}}
+_DEFAULT_SEARCH = {"FLAT": {}, "IVF_FLAT": {"nprobe": 16}, "HNSW": {"ef": 128}}
+
+
+def _pymilvus():
+    return require("pymilvus", "milvus", "The Milvus gallery index")
+
+
+def parse_milvus_index_type(index_type: str) -> tuple[str, dict]:
+    """Canonical Milvus index type and build params implied by the name (``HNSW16`` -> M=16)."""
+    u = str(index_type).strip().upper().replace(" ", "")
+    if u in ("FLAT", "IDMAP2,FLAT"):
+        return "FLAT", {}
+    if u in ("IVF", "IVF_FLAT", "IVFFLAT"):
+        return "IVF_FLAT", {}
+    m = re.fullmatch(r"IVF(\d+)(,FLAT)?", u)
+    if m and int(m.group(1)) > 0:
+        return "IVF_FLAT", {"nlist": int(m.group(1))}
+    if u == "HNSW":
+        return "HNSW", {}
+    m = re.fullmatch(r"HNSW(\d+)(,FLAT)?", u)
+    if m and int(m.group(1)) > 1:
+        return "HNSW", {"M": int(m.group(1))}
+    raise InputError(f"index_type {index_type!r} is not supported by the Milvus backend; use FLAT, IVF_FLAT or HNSW")
+
+
+def is_local_uri(uri: str) -> bool:
+    return "://" not in str(uri) and not str(uri).startswith("unix:")
+
+
+def _release_lite(db_path: str | os.PathLike) -> None:
+    """Stop milvus-lite's in-process server for a local db so its files may be moved or removed."""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # pragma: no cover - milvus-lite absent or another layout
+        return
+    try:
+        server_manager_instance.release_server(str(db_path))
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def _cleanup_owned(client_box: list, db_path: str, tmpdir: str) -> None:
+    client = client_box[0] if client_box else None
+    if client is not None:
+        try:
+            client.close()
+        except Exception:
+            pass
+    _release_lite(db_path)
+    shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+class MilvusFaceIndex(FaceIndex):
+    """Milvus gallery index; see the module doc."""
+
+    backend = "milvus"
+
+    def __init__(
+        self,
+        dim: int,
+        metric_type: str = "IP",
+        index_type: str = "FLAT",
+        model_name: str | None = None,
+        uri: str | os.PathLike | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        token: str | None = None,
+        db_name: str | None = None,
+        index_params: dict | None = None,
+        search_params: dict | None = None,
+        embed: bool | None = None,
+        exists_ok: bool = False,
+        timeout: float | None = None,
+        _entries: dict | None = None,
+        _next_id: int | None = None,
+        _owned_dir: str | None = None,
+    ):
+        kind, implied = parse_milvus_index_type(index_type)
+        super().__init__(dim, metric_type, kind, model_name)
+        if not isinstance(collection, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", collection):
+            raise InputError(
+                f"collection name {collection!r} is not valid for Milvus: letters, digits and underscores, "
+                "starting with a letter or underscore"
+            )
+        self._collection = collection
+        self._build_params = {**_DEFAULT_BUILD[kind], **implied, **(index_params or {})}
+        self._search_params = {**_DEFAULT_SEARCH[kind], **(search_params or {})}
+        self._token = token
+        self._db_name = db_name
+        self._timeout = timeout
+        self._client = None
+        self._client_box: list = [None]
+        self._finalizer = None
+        if uri is None:
+            _owned_dir = _owned_dir or tempfile.mkdtemp(prefix="facefeat-milvus-")
+            uri = os.path.join(_owned_dir, DB_NAME)
+        uri = os.fspath(uri)
+        self._local = is_local_uri(uri)
+        if self._local:
+            if not uri.endswith(".db"):
+                raise InputError(f"milvus-lite uri {uri!r} must end with '.db' (or pass http://host:19530)")
+            uri = os.path.abspath(uri)
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        self._uri = uri
+        self._embed = self._local if embed is None else bool(embed)
+        if self._embed and not self._local:
+            raise InputError("embed=True needs a local milvus-lite uri (*.db); a server's data stays on the server")
+        self._owned_dir = _owned_dir
+        if _owned_dir is not None:
+            self._finalizer = weakref.finalize(self, _cleanup_owned, self._client_box, uri, _owned_dir)
+        self._connect()
+        if _entries is not None:  # loading: the collection must exist
+            self._entries = dict(_entries)
+            self._next_id = int(_next_id or 0)
+            return
+        if self._call("has_collection", self._collection):
+            if not exists_ok:
+                raise IndexError_(
+                    f"Milvus collection '{self._collection}' already exists at {self._uri}; pass exists_ok=True "
+                    "to attach to it, another collection name, or drop it"
+                )
+            self._attach_existing()
+        else:
+            self._create_collection(self._client, self._collection)
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> None:
+        pm = _pymilvus()
+        kw: dict[str, Any] = {"uri": self._uri}
+        if self._token:
+            kw["token"] = self._token
+        if self._db_name:
+            kw["db_name"] = self._db_name
+        try:
+            self._client = pm.MilvusClient(**kw)
+        except Exception as exc:
+            raise IndexError_(f"cannot connect to Milvus at {self._uri}: {exc}") from exc
+        self._client_box[0] = self._client
+
+    def _call(self, method: str, *args: Any, **kw: Any) -> Any:
+        if self._client is None:
+            raise IndexError_(f"Milvus index on {self._uri} is closed")
+        if self._timeout is not None:
+            kw.setdefault("timeout", self._timeout)
+        try:
+            return getattr(self._client, method)(*args, **kw)
+        except (InputError, IndexError_):
+            raise
+        except Exception as exc:
+            raise IndexError_(f"Milvus {method} on '{self._collection}' at {self._uri} failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection; a private (uri=None / loaded) database is deleted."""
+        if self._finalizer is not None:
+            self._finalizer()
+        elif self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+        self._client = None
+        self._client_box[0] = None
+
+    def __enter__(self) -> "MilvusFaceIndex":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    @property
+    def collection(self) -> str:
+        return self._collection
+
+    def _schema(self):
+        pm = _pymilvus()
+        schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(field_name="id", datatype=pm.DataType.INT64, is_primary=True)
+        schema.add_field(field_name="vector", datatype=pm.DataType.FLOAT_VECTOR, dim=self._dim)
+        schema.add_field(field_name="label", datatype=pm.DataType.VARCHAR, max_length=MAX_LABEL_LEN)
+        schema.add_field(field_name="path", datatype=pm.DataType.VARCHAR, max_length=MAX_PATH_LEN)
+        return schema
+
+    def _create_collection(self, client, name: str) -> None:
+        pm = _pymilvus()
+        ip = pm.MilvusClient.prepare_index_params()
+        ip.add_index(
+            field_name="vector", index_type=self._index_type, metric_type=self._metric, params=dict(self._build_params)
+        )
+        try:
+            client.create_collection(name, schema=self._schema(), index_params=ip, consistency_level="Strong")
+        except Exception as exc:
+            raise IndexError_(f"cannot create Milvus collection '{name}': {exc}") from exc
+
+    def _check_collection(self, where: str) -> None:
+        if not self._call("has_collection", self._collection):
+            raise IndexError_(f"{where}: Milvus collection '{self._collection}' does not exist at {self._uri}")
+        desc = self._call("describe_collection", self._collection)
+        dims = [f.get("params", {}).get("dim") for f in desc.get("fields", []) if f.get("name") == "vector"]
+        if not dims or int(dims[0]) != self._dim:
+            raise IndexError_(
+                f"{where}: Milvus collection '{self._collection}' has vector dim {dims[0] if dims else None}, "
+                f"expected {self._dim}"
+            )
+        self._call("load_collection", self._collection)  # a reopened collection starts released
+
+    def _attach_existing(self) -> None:
+        self._check_collection(str(self._uri))
+        entries: dict[int, tuple[str, str | None]] = {}
+        it = self._call("query_iterator", self._collection, batch_size=4096, filter="", output_fields=["id", "label", "path"])
+        try:
+            while True:
+                batch = it.next()
+                if not batch:
+                    break
+                for r in batch:
+                    entries[int(r["id"])] = (r["label"], r["path"] or None)
+        finally:
+            it.close()
+        self._entries = entries
+        self._next_id = max(entries) + 1 if entries else 0
+
+    def count_in_collection(self) -> int:
+        res = self._call("query", self._collection, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"])
+
+    # ------------------------------------------------------------------ hooks
+    def _backend_add(self, ids: np.ndarray, x: np.ndarray, labels: list[str], paths: list[str | None]) -> None:
+        for i, (lab, p) in enumerate(zip(labels, paths)):
+            if len(lab.encode("utf-8")) > MAX_LABEL_LEN:
+                raise InputError(f"add: label #{i} is longer than {MAX_LABEL_LEN} bytes")
+            if p is not None and len(p.encode("utf-8")) > MAX_PATH_LEN:
+                raise InputError(f"add: path #{i} is longer than {MAX_PATH_LEN} bytes")
+        try:
+            self._insert(self._client, self._collection, ids, x, labels, paths)
+        except BaseException:
+            try:  # undo a partly done insert so the collection matches the index's entries
+                self._client.delete(self._collection, ids=[int(i) for i in ids])
+            except Exception:
+                pass
+            raise
+
+    def _insert(self, client, name, ids, x, labels, paths) -> None:
+        step = max(1, (8 << 20) // (4 * self._dim))  # ~8 MB of floats per request
+        for s in range(0, len(ids), step):
+            rows = [
+                {"id": int(i), "vector": v.tolist(), "label": lab, "path": p or ""}
+                for i, v, lab, p in zip(ids[s : s + step], x[s : s + step], labels[s : s + step], paths[s : s + step])
+            ]
+            try:
+                client.insert(name, rows)
+            except Exception as exc:
+                raise IndexError_(f"Milvus insert into '{name}' failed: {exc}") from exc
+
+    def _backend_remove(self, ids: np.ndarray) -> None:
+        self._call("delete", self._collection, ids=[int(i) for i in ids])
+
+    def _backend_search(self, q: np.ndarray, k: int) -> list[list[Hit]]:
+        k = min(k, MAX_TOPK)
+        params = dict(self._search_params)
+        if self._index_type == "HNSW":
+            params["ef"] = max(int(params.get("ef", k)), k)
+        res = self._call(
+            "search",
+            self._collection,
+            data=[row.tolist() for row in q],
+            limit=k,
+            anns_field="vector",
+            output_fields=["label", "path"],
+            search_params={"metric_type": self._metric, "params": params},
+        )
+        out: list[list[Hit]] = []
+        for hits in res:
+            row = []
+            for h in hits:
+                ent = h.get("entity") or {}
+                hid = int(h["id"])
+                label = ent.get("label")
+                if label is None:
+                    known = self._hit(hid, h["distance"])
+                    if known is None:
+                        continue
+                    row.append(known)
+                    continue
+                row.append(Hit(hid, label, float(h["distance"]), ent.get("path") or None))
+            out.append(row)
+        return out
+
+    def _backend_meta(self) -> dict:
+        return {
+            "uri": DB_NAME if self._embed else self._uri,
+            "embedded": self._embed,
+            "collection": self._collection,
+            "db_name": self._db_name,
+            "index_params": self._build_params,
+            "search_params": self._search_params,
+        }
+
+    def _backend_info(self) -> dict:
+        return {
+            "uri": self._uri,
+            "collection": self._collection,
+            "index_params": dict(self._build_params),
+            "search_params": dict(self._search_params),
+        }
+
+    def _backend_save(self, tmp: Path, final: Path) -> None:
+        self._call("flush", self._collection)
+        if not self._embed:
+            return
+        db = tmp / DB_NAME
+        pm = _pymilvus()
+        client = pm.MilvusClient(uri=str(db))
+        try:
+            self._create_collection(client, self._collection)
+            ids = np.asarray(sorted(self._entries), dtype=np.int64)
+            step = max(1, (8 << 20) // (4 * self._dim))
+            for s in range(0, len(ids), step):
+                chunk = ids[s : s + step].tolist()
+                rows = self._call("get", self._collection, ids=chunk, output_fields=["id", "vector", "label", "path"])
+                got = {int(r["id"]): r for r in rows}
+                missing = [i for i in chunk if i not in got]
+                if missing:
+                    raise IndexError_(
+                        f"Milvus collection '{self._collection}' lacks ids {missing[:10]} that the index holds; "
+                        "was it changed by another client?"
+                    )
+                vecs = np.asarray([got[i]["vector"] for i in chunk], dtype=np.float32)
+                self._insert(
+                    client, self._collection, np.asarray(chunk), vecs,
+                    [got[i]["label"] for i in chunk], [got[i]["path"] or None for i in chunk],
+                )
+            client.flush(self._collection)
+        finally:
+            try:
+                client.close()
+            finally:
+                _release_lite(db)  # the temp dir is about to be renamed: stop its server first
+
+    @classmethod
+    def _backend_load(cls, directory: Path, meta: dict, entries: dict, **kw: Any) -> "MilvusFaceIndex":
+        embedded = bool(meta.get("embedded"))
+        collection = meta.get("collection") or DEFAULT_COLLECTION
+        owned = None
+        if embedded:
+            src = directory / DB_NAME
+            if not src.exists():
+                raise IndexError_(f"{directory}: not a loadable Milvus index: {DB_NAME} is missing")
+            owned = tempfile.mkdtemp(prefix="facefeat-milvus-")
+            try:
+                if src.is_dir():  # milvus-lite >= 3 keeps a directory, older ones a file
+                    shutil.copytree(src, Path(owned) / DB_NAME, ignore=shutil.ignore_patterns("LOCK", "*.lock"))
+                else:
+                    shutil.copy2(src, Path(owned) / DB_NAME)
+            except OSError as exc:
+                shutil.rmtree(owned, ignore_errors=True)
+                raise IndexError_(f"{directory}: cannot copy {DB_NAME} ({exc})") from exc
+            uri = os.path.join(owned, DB_NAME)
+        else:
+            uri = kw.get("uri") or meta.get("uri")
+            if not uri:
+                raise IndexError_(f"{directory}: meta.json names no Milvus uri")
+        try:
+            index = cls(
+                meta["dim"],
+                metric_type=meta["metric_type"],
+                index_type=meta["index_type"],
+                model_name=meta.get("model_name"),
+                uri=uri,
+                collection=collection,
+                token=kw.get("token"),
+                db_name=meta.get("db_name"),
+                index_params=meta.get("index_params"),
+                search_params=kw.get("search_params", meta.get("search_params")),
+                embed=embedded,
+                timeout=kw.get("timeout"),
+                _entries=entries,
+                _next_id=meta["next_id"],
+                _owned_dir=owned,
+            )
+        except InputError as exc:
+            if owned:
+                shutil.rmtree(owned, ignore_errors=True)
+            raise IndexError_(f"{directory}: meta.json is corrupt ({exc})") from exc
+        except IndexError_:
+            if owned:
+                _release_lite(uri)
+                shutil.rmtree(owned, ignore_errors=True)
+            raise
+        try:
+            index._check_collection(str(directory))
+            n = index.count_in_collection()
+            if n != meta["count"]:
+                raise IndexError_(
+                    f"{directory}: count mismatch: meta.json says {meta['count']} entries, Milvus collection "
+                    f"'{collection}' holds {n}"
+                )
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+
+__all__ = ["MilvusFaceIndex", "DEFAULT_COLLECTION", "parse_milvus_index_type"]

