@@ -1,0 +1,200 @@
+"""Throughput and latency of ``POST /face-recognition-infer`` on LFW photos, served by uvicorn workers.
+
+Starts ``facefeat serve`` (``python -m facefeat.serving.app``) on a free 127.0.0.1 port with
+``--workers`` processes and a temporary storage directory, builds a gallery from a few LFW people
+over HTTP, then runs ``--concurrency`` client threads for ``--duration`` seconds (and at most
+``--max-requests`` requests), each sending LFW probe photos (not in the gallery) with the index key.
+Prints requests/s, p50/p90/p99 latency and the top-1 accuracy of the answers, then stops the server.
+
+    python bench/serving.py                       # 2 workers, 8 clients, 30 s
+    python bench/serving.py --workers 1 --concurrency 4 --duration 10
+
+LFW is read from ``$FACEFEAT_SHARED/data/lfw`` (default: ``shared/`` beside the checkout).
+Loopback only; the run is bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder",
+          "Ariel_Sharon", "Hugo_Chavez", "Junichiro_Koizumi", "Jean_Chretien", "John_Ashcroft"]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("FACEFEAT_SHARED", Path(__file__).resolve().parents[2] / "shared")).resolve()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def start_server(storage: str, port: int, args: argparse.Namespace, log) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "facefeat.serving.app", "--storage", storage, "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
+           "--infer-concurrency", str(args.infer_concurrency)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, workers: int, timeout: float = 120.0) -> None:
+    """Ready when /health answers 200 ``workers`` times in a row (each worker loads its models)."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        try:
+            streak = streak + 1 if httpx.get(url + "/health", timeout=5).status_code == 200 else 0
+        except httpx.HTTPError:
+            streak = 0
+        if streak >= max(3, 2 * workers):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--concurrency", type=int, default=8, help="client threads")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    ap.add_argument("--max-requests", type=int, default=20000, help="stop after this many requests")
+    ap.add_argument("--people", type=int, default=5, help="LFW people in the gallery")
+    ap.add_argument("--per-person", type=int, default=2, help="gallery photos per person")
+    ap.add_argument("--infer-concurrency", type=int, default=1, help="pipelines per worker")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker (0: its default)")
+    ap.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
+    args = ap.parse_args(argv)
+
+    lfw = shared_dir() / "data" / "lfw"
+    if not lfw.is_dir():
+        print(f"bench/serving.py: LFW not found at {lfw} (set FACEFEAT_SHARED)", file=sys.stderr)
+        return 2
+    gallery, probes = [], []
+    for person in PEOPLE[: args.people]:
+        files = sorted((lfw / person).glob("*.jpg"))
+        gallery += [(f, person) for f in files[: args.per_person]]
+        probes += [(f, person) for f in files[args.per_person: args.per_person + 10]]
+    probe_b64 = [(b64(f), person) for f, person in probes]
+
+    with tempfile.TemporaryDirectory(prefix="facefeat-bench-serve-") as tmp:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log_path = Path(tmp) / "server.log"
+        with open(log_path, "wb") as log:
+            t0 = time.perf_counter()
+            proc = start_server(str(Path(tmp) / "storage"), port, args, log)
+            try:
+                wait_ready(url, proc, args.workers)
+                startup = time.perf_counter() - t0
+                with httpx.Client(base_url=url, timeout=120) as c:
+                    r = c.post("/face-recognition-index-build", json={
+                        "imageLabelPairs": [{"image": b64(f), "label": p} for f, p in gallery]})
+                    built = r.json()
+                    if built.get("errorCode") != 0:
+                        raise RuntimeError(f"index build failed: {built.get('errorMsg')}")
+                key = built["result"]["indexKey"]
+
+                lat: list[float] = []
+                errors: list[str] = []
+                correct = [0]
+                lock = threading.Lock()
+                deadline = time.monotonic() + args.duration
+                budget = [args.max_requests]
+
+                def client(n: int) -> None:
+                    rng = random.Random(n)
+                    with httpx.Client(base_url=url, timeout=60) as c:
+                        while time.monotonic() < deadline:
+                            with lock:
+                                if budget[0] <= 0:
+                                    return
+                                budget[0] -= 1
+                            img, person = rng.choice(probe_b64)
+                            t = time.perf_counter()
+                            try:
+                                r = c.post("/face-recognition-infer", json={"image": img, "indexKey": key, "topk": 1})
+                                body = r.json()
+                                ok = r.status_code == 200 and body["errorCode"] == 0
+                            except Exception as exc:  # counted as an error
+                                ok, body = False, {"errorMsg": repr(exc)}
+                            dt = time.perf_counter() - t
+                            with lock:
+                                if not ok:
+                                    errors.append(str(body.get("errorMsg"))[:200])
+                                    continue
+                                lat.append(dt)
+                                faces = body["result"]["faces"]
+                                if faces and faces[0]["recResults"] and faces[0]["recResults"][0]["label"] == person:
+                                    correct[0] += 1
+
+                t_load = time.perf_counter()
+                threads = [threading.Thread(target=client, args=(n,)) for n in range(args.concurrency)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(args.duration + 120)
+                elapsed = time.perf_counter() - t_load
+            finally:
+                stop_server(proc)
+
+    ms = np.asarray(lat) * 1000 if lat else np.asarray([np.nan])
+    row = {
+        "workers": args.workers, "clients": args.concurrency, "seconds": round(elapsed, 1),
+        "requests": len(lat), "errors": len(errors), "req_per_s": round(len(lat) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1), "p90_ms": round(float(np.percentile(ms, 90)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1),
+        "top1_correct": round(correct[0] / max(1, len(lat)), 3), "startup_s": round(startup, 1),
+        "gallery": len(gallery), "cpus": os.cpu_count(),
+    }
+    print(f"POST /face-recognition-infer  (LFW 250x250 probes, gallery {len(gallery)} photos of "
+          f"{args.people} people, {os.cpu_count()} CPUs, server start {startup:.1f} s)")
+    cols = ["workers", "clients", "seconds", "requests", "errors", "req_per_s", "p50_ms", "p90_ms", "p99_ms",
+            "max_ms", "top1_correct"]
+    widths = [max(len(c), len(str(row[c]))) for c in cols]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    print("  ".join(str(row[c]).rjust(w) for c, w in zip(cols, widths)))
+    if errors:
+        print(f"first errors: {errors[:3]}")
+    if args.json:
+        print(json.dumps(row))
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

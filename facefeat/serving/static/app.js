@@ -1,0 +1,288 @@
+// facefeat web page: enrol (index-build / index-add), gallery (index-info / index-remove),
+// recognise (face-recognition-infer) with boxes and names drawn on a canvas. No build step.
+"use strict";
+
+const KEY_STORE = "facefeat.indexKey";
+const MAX_SIDE = 1280; // photos are scaled down in the browser before upload
+const $ = (id) => document.getElementById(id);
+
+let indexKey = localStorage.getItem(KEY_STORE) || "";
+
+function setStatus(el, text, kind) {
+  el.textContent = text;
+  el.className = "status" + (kind ? " " + kind : "");
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: {} };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  let resp, data;
+  try {
+    resp = await fetch(path, opts);
+  } catch (e) {
+    throw new Error("cannot reach the server (" + e.message + ")");
+  }
+  try {
+    data = await resp.json();
+  } catch (e) {
+    throw new Error("server answered " + resp.status + " without a JSON body");
+  }
+  if (!resp.ok || data.errorCode !== 0) {
+    const err = new Error(data.errorMsg || ("HTTP " + resp.status));
+    err.code = data.errorCode || resp.status;
+    throw err;
+  }
+  return data.result;
+}
+
+// Read a File into an <img>, scale to at most MAX_SIDE, return {canvas, base64}.
+function loadImage(file) {
+  return new Promise((resolve, reject) => {
+    const url = URL.createObjectURL(file);
+    const img = new Image();
+    img.onload = () => { URL.revokeObjectURL(url); resolve(img); };
+    img.onerror = () => { URL.revokeObjectURL(url); reject(new Error(file.name + " is not an image this browser can read")); };
+    img.src = url;
+  });
+}
+
+async function prepareImage(file, canvas) {
+  const img = await loadImage(file);
+  const scale = Math.min(1, MAX_SIDE / Math.max(img.naturalWidth, img.naturalHeight));
+  const w = Math.max(1, Math.round(img.naturalWidth * scale));
+  const h = Math.max(1, Math.round(img.naturalHeight * scale));
+  const c = canvas || document.createElement("canvas");
+  c.width = w;
+  c.height = h;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(img, 0, 0, w, h);
+  const dataUrl = c.toDataURL("image/jpeg", 0.92);
+  return { canvas: c, base64: dataUrl.slice(dataUrl.indexOf(",") + 1), width: w, height: h };
+}
+
+function labelColor(label) {
+  if (!label) return "#9aa0a6";
+  let h = 0;
+  for (const ch of label) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  return "hsl(" + (h % 360) + ", 75%, 45%)";
+}
+
+// -- gallery ---------------------------------------------------------------------------------------
+function useIndex(key) {
+  indexKey = key || "";
+  if (indexKey) localStorage.setItem(KEY_STORE, indexKey);
+  else localStorage.removeItem(KEY_STORE);
+}
+
+async function refreshIndexList() {
+  const sel = $("index-select");
+  let indexes = [];
+  try {
+    indexes = (await api("GET", "/face-recognition-index-list")).indexes;
+  } catch (e) { /* the gallery panel reports errors */ }
+  if (indexKey && !indexes.some((x) => x.indexKey === indexKey)) useIndex("");
+  if (!indexKey && indexes.length) useIndex(indexes[indexes.length - 1].indexKey);
+  sel.innerHTML = "";
+  const fresh = document.createElement("option");
+  fresh.value = "";
+  fresh.textContent = "(new gallery)";
+  sel.appendChild(fresh);
+  for (const x of indexes) {
+    const o = document.createElement("option");
+    o.value = x.indexKey;
+    o.textContent = x.indexKey.slice(0, 8) + "... (" + x.imageCount + " images)";
+    sel.appendChild(o);
+  }
+  sel.value = indexKey;
+}
+
+async function refreshGallery() {
+  await refreshIndexList();
+  const tbody = $("gallery");
+  const table = $("gallery-table");
+  const summary = $("gallery-summary");
+  tbody.innerHTML = "";
+  if (!indexKey) {
+    table.hidden = true;
+    summary.textContent = "No gallery yet: enrol someone to create one.";
+    return;
+  }
+  let info;
+  try {
+    info = await api("GET", "/face-recognition-index-info?indexKey=" + encodeURIComponent(indexKey));
+  } catch (e) {
+    table.hidden = true;
+    summary.textContent = "Cannot read the gallery: " + e.message;
+    return;
+  }
+  const people = new Set(info.entries.map((e) => e.label));
+  summary.textContent = info.imageCount + " image(s) of " + people.size + " person(s); model " + info.model +
+    ", " + info.backend + " " + info.indexType + " index";
+  for (const e of info.entries) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = String(e.id);
+    const tdId = document.createElement("td");
+    tdId.textContent = String(e.id);
+    const tdName = document.createElement("td");
+    tdName.className = "label";
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = labelColor(e.label);
+    tdName.appendChild(sw);
+    tdName.appendChild(document.createTextNode(e.label));
+    const tdBtn = document.createElement("td");
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "small";
+    btn.textContent = "remove";
+    btn.addEventListener("click", () => removeEntry(e.id, e.label));
+    tdBtn.appendChild(btn);
+    tr.append(tdId, tdName, tdBtn);
+    tbody.appendChild(tr);
+  }
+  table.hidden = info.entries.length === 0;
+}
+
+async function removeEntry(id, label) {
+  const st = $("enrol-status");
+  try {
+    await api("POST", "/face-recognition-index-remove", { ids: [id], indexKey });
+    setStatus(st, "Removed " + label + " (id " + id + ").", "ok");
+  } catch (e) {
+    setStatus(st, "Remove failed: " + e.message, "error");
+  }
+  await refreshGallery();
+}
+
+// -- enrol -----------------------------------------------------------------------------------------
+async function enrol(ev) {
+  ev.preventDefault();
+  const st = $("enrol-status");
+  const btn = $("enrol-btn");
+  const name = $("enrol-name").value.trim();
+  const file = $("enrol-file").files[0];
+  if (!name) return setStatus(st, "Enter the person's name.", "error");
+  if (!file) return setStatus(st, "Choose a photo.", "error");
+  btn.disabled = true;
+  setStatus(st, "Enrolling " + name + "...");
+  try {
+    const { base64 } = await prepareImage(file);
+    const pairs = [{ image: base64, label: name }];
+    let res;
+    if (indexKey) {
+      try {
+        res = await api("POST", "/face-recognition-index-add", { imageLabelPairs: pairs, indexKey });
+      } catch (e) {
+        if (e.code !== 404) throw e;
+        useIndex(""); // the gallery went away: start a new one
+      }
+    }
+    if (!res) {
+      res = await api("POST", "/face-recognition-index-build", { imageLabelPairs: pairs });
+      useIndex(res.indexKey);
+    }
+    if (res.rejected && res.rejected.length) {
+      setStatus(st, "Not enrolled: " + res.rejected[0].reason, "error");
+    } else {
+      setStatus(st, "Enrolled " + name + " (id " + res.ids.join(", ") + ").", "ok");
+      $("enrol-form").reset();
+    }
+  } catch (e) {
+    setStatus(st, "Enrol failed: " + e.message, "error");
+  } finally {
+    btn.disabled = false;
+    await refreshGallery();
+  }
+}
+
+// -- recognise -------------------------------------------------------------------------------------
+function drawFaces(canvas, faces) {
+  const ctx = canvas.getContext("2d");
+  const lw = Math.max(2, Math.round(Math.min(canvas.width, canvas.height) / 150));
+  const fontPx = Math.max(12, Math.round(Math.min(canvas.width, canvas.height) / 18));
+  ctx.font = "bold " + fontPx + "px system-ui, 'DejaVu Sans', sans-serif";
+  ctx.textBaseline = "top";
+  for (const f of faces) {
+    const [x0, y0, x1, y1] = f.bbox;
+    const top = f.recResults.length ? f.recResults[0] : null;
+    const color = labelColor(top ? top.label : null);
+    ctx.lineWidth = lw;
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    const text = top ? top.label + " " + top.score.toFixed(2) : "Unknown";
+    const tw = ctx.measureText(text).width + 8;
+    const th = fontPx + 6;
+    const ty = y0 - th >= 0 ? y0 - th : y1;
+    ctx.fillStyle = color;
+    ctx.fillRect(x0 - lw / 2, ty, tw, th);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, x0 + 4 - lw / 2, ty + 3);
+  }
+}
+
+async function recognise(ev) {
+  ev.preventDefault();
+  const st = $("recog-status");
+  const btn = $("recog-btn");
+  const list = $("recog-results");
+  const file = $("recog-file").files[0];
+  if (!file) return setStatus(st, "Choose a photo.", "error");
+  btn.disabled = true;
+  list.innerHTML = "";
+  document.body.dataset.recognised = "";
+  setStatus(st, "Recognising...");
+  try {
+    const canvas = $("recog-canvas");
+    const { base64 } = await prepareImage(file, canvas);
+    const body = { image: base64, topk: 3 };
+    if (indexKey) body.indexKey = indexKey;
+    const res = await api("POST", "/face-recognition-infer", body);
+    drawFaces(canvas, res.faces);
+    for (const f of res.faces) {
+      const li = document.createElement("li");
+      const top = f.recResults.length ? f.recResults[0] : null;
+      li.className = top ? "known" : "unknown";
+      li.dataset.label = top ? top.label : "";
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = labelColor(top ? top.label : null);
+      li.appendChild(sw);
+      li.appendChild(document.createTextNode(
+        top ? top.label + " (" + top.score.toFixed(2) + ")" : "Unknown"));
+      list.appendChild(li);
+    }
+    const n = res.faces.length;
+    const named = res.faces.filter((f) => f.recResults.length).map((f) => f.recResults[0].label);
+    setStatus(st, n === 0 ? "No face found." :
+      "Found " + n + " face(s)" + (named.length ? ": " + named.join(", ") : ", none recognised") + ".", "ok");
+  } catch (e) {
+    setStatus(st, "Recognition failed: " + e.message, "error");
+  } finally {
+    btn.disabled = false;
+    document.body.dataset.recognised = "done";
+  }
+}
+
+async function checkHealth() {
+  const pill = $("health");
+  try {
+    const h = await api("GET", "/health");
+    pill.textContent = "ready: " + h.models.join(", ") + " / " + h.indexBackend;
+    pill.className = "pill ready";
+  } catch (e) {
+    pill.textContent = "not ready: " + e.message;
+    pill.className = "pill down";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("enrol-form").addEventListener("submit", enrol);
+  $("recog-form").addEventListener("submit", recognise);
+  $("refresh-btn").addEventListener("click", refreshGallery);
+  $("index-select").addEventListener("change", (ev) => { useIndex(ev.target.value); refreshGallery(); });
+  checkHealth();
+  refreshGallery().then(() => { document.body.dataset.loaded = "1"; });
+});

@@ -1,0 +1,122 @@
+"""The web page (GET /) driven in a real headless browser: Debian's Chromium through Playwright.
+
+Against the live server on 127.0.0.1: enrol two people (name + photo), see them in the gallery,
+recognise a third photo of one of them, check the names shown and the boxes drawn, remove an entry,
+and save a screenshot under pytest's tmp dir (its path is printed).
+
+Needs ``tools/install_browser.sh`` (apt ``chromium`` + pip ``playwright``; no browser download).
+Skips without them, except under CI=true where they must be present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from serving_fixtures import ThreadServer, lfw_images
+
+CHROMIUM = os.environ.get("FACEFEAT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _need(ok: bool, what: str) -> None:
+    if ok:
+        return
+    reason = f"needs {what}; run tools/install_browser.sh"
+    if IN_CI:
+        pytest.fail(reason + " (CI=true: it must be installed)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def sync_playwright():
+    try:
+        from playwright.sync_api import sync_playwright as sp
+    except ImportError:
+        sp = None
+    _need(sp is not None, "the Python package playwright")
+    _need(Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is not None, f"Debian's chromium at {CHROMIUM}")
+    return sp
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory):
+    from facefeat.serving.app import create_app
+
+    srv = ThreadServer(create_app(tmp_path_factory.mktemp("web-storage"), infer_concurrency=1)).start()
+    yield srv
+    srv.stop()
+
+
+def test_web_enrol_and_recognise(sync_playwright, web_server, lfw_dir, tmp_path):
+    bush = lfw_images(lfw_dir, "George_W_Bush", 4)
+    powell = lfw_images(lfw_dir, "Colin_Powell", 4)
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    shot = tmp_path / "facefeat-web.png"
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1100, "height": 900},
+        )
+        try:
+            page = ctx.new_page()
+            page.set_default_timeout(30_000)
+            console_errors: list[str] = []
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+            page.goto(web_server.url + "/")
+            page.wait_for_selector("body[data-loaded='1']")
+            page.wait_for_selector("#health.ready")
+            assert "No gallery yet" in page.inner_text("#gallery-summary")
+
+            for name, photo in (("George W Bush", bush[0]), ("Colin Powell", powell[0])):
+                page.fill("#enrol-name", name)
+                page.set_input_files("#enrol-file", str(photo))
+                page.click("#enrol-btn")
+                page.wait_for_function(
+                    "n => document.getElementById('enrol-status').textContent.includes('Enrolled ' + n)", arg=name)
+                assert "error" not in page.get_attribute("#enrol-status", "class")
+
+            page.wait_for_function("document.querySelectorAll('#gallery tr').length === 2")
+            assert page.locator("#gallery td.label").all_inner_texts() == ["George W Bush", "Colin Powell"]
+            assert "2 image(s) of 2 person(s)" in page.inner_text("#gallery-summary")
+
+            # recognise a third photo of Powell: his name (only) is shown, a box drawn on the canvas
+            page.set_input_files("#recog-file", str(powell[2]))
+            page.click("#recog-btn")
+            page.wait_for_selector("body[data-recognised='done']")
+            names = page.locator("#recog-results li").all_inner_texts()
+            status = page.inner_text("#recog-status")
+            assert len(names) == 1 and names[0].startswith("Colin Powell ("), (names, status)
+            assert "Colin Powell" in status and "George W Bush" not in status
+            canvas = page.evaluate(
+                """() => { const c = document.getElementById('recog-canvas');
+                           const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                           let coloured = 0;  // saturated pixels: the box and caption (LFW is mostly muted)
+                           for (let i = 0; i < d.length; i += 4) {
+                             const mx = Math.max(d[i], d[i+1], d[i+2]), mn = Math.min(d[i], d[i+1], d[i+2]);
+                             if (mx - mn > 100) coloured++; }
+                           return {w: c.width, h: c.height, coloured}; }""")
+            assert canvas["w"] == 250 and canvas["h"] == 250 and canvas["coloured"] > 300, canvas
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"\nweb page screenshot: {shot}")
+
+            # remove Powell from the gallery: the same photo is no longer named as him
+            page.click("#gallery tr:nth-child(2) button")
+            page.wait_for_function("document.querySelectorAll('#gallery tr').length === 1")
+            page.click("#recog-btn")
+            page.wait_for_selector("body[data-recognised='done']")
+            assert page.inner_text("#recog-status").startswith("Found 1 face(s)")
+            assert "Colin Powell" not in " ".join(page.locator("#recog-results li").all_inner_texts())
+            assert not console_errors, console_errors
+        finally:
+            ctx.close()
+    assert shot.is_file() and shot.stat().st_size > 10_000
