@@ -3,7 +3,7 @@
 For each model x backend x batch size (1, 32): warm-up, then >= 3 timed passes of
 ``list(model.predict(images, batch_size=bs))`` over N random 112x112 BGR images (the same
 protocol as ../shared/peers/paddlex/bench.py), 2 threads; prints median ms/img, img/s and
-achieved GFLOP/s (counted as PaddleX does: multiply-adds). Where the PaddleX peer venv exists
+achieved GFLOP/s (2 FLOP per multiply-add). Where the PaddleX peer venv exists
 (../shared/peers/paddlex/README.md: setup.sh + make_models.py), its bench runs in the same
 invocation and the ratio PaddleX ms / facefeat ms is printed.
 
@@ -40,8 +40,8 @@ def weights_for(name: str) -> str | None:
     return str(PADDLE_PEERS / name / "model.pdparams")
 
 
-def gmacs(name: str) -> float | None:
-    """Multiply-adds per 112x112 image (torch's flop counter / 2)."""
+def gflops(name: str) -> float | None:
+    """GFLOP per 112x112 image (torch's flop counter: 2 per multiply-add)."""
     try:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
@@ -52,7 +52,7 @@ def gmacs(name: str) -> float | None:
     model = build_torch_model(get_spec(name))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, 3, 112, 112))
-    return counter.get_total_flops() / 2 / 1e9
+    return counter.get_total_flops() / 1e9
 
 
 def run_paddlex(models: list[str], n: int) -> dict[tuple[str, int], float]:
@@ -90,7 +90,7 @@ def main() -> None:
 
     rows = [["model", "backend", "bs", "ms/img", "img/s", "GFLOP/s", "PaddleX ms/img", "speed-up"]]
     for name in args.models:
-        macs = gmacs(name)
+        macs = gflops(name)
         for backend in args.backends:
             try:
                 model = create_model(name, weights_for(name), backend=backend, num_threads=THREADS)
@@ -108,7 +108,7 @@ def main() -> None:
                 print(" ".join(rows[-1]), flush=True)
     print()
     print(f"{THREADS} threads, {args.n} random 112x112 BGR images per pass, median of {args.reps}; "
-          "GFLOP/s counts multiply-adds (PaddleX's convention); speed-up = PaddleX ms / facefeat ms")
+          "GFLOP/s counts 2 FLOP per multiply-add; speed-up = PaddleX ms / facefeat ms")
     print_table(rows)
 
 

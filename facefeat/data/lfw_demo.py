@@ -92,24 +92,11 @@ def _init_worker(mode: str, score_threshold: float, single_thread: bool = True) 
         _DETECTOR = None
 
 
-def _choose(dets: list, w: int, h: int):
-    """The largest face containing the image centre (LFW's subject), else the largest face."""
-    if not dets:
-        return None
-    usable = [d for d in dets if not getattr(d, "too_small", False)] or list(dets)
-    cx, cy = w / 2.0, h / 2.0
-
-    def area(d) -> float:
-        b = d.box
-        return float(b[2] - b[0]) * float(b[3] - b[1])
-
-    central = [d for d in usable if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3]]
-    return max(central or usable, key=area)
-
-
 def _face(img: np.ndarray, mode: str, detector) -> tuple[np.ndarray, str]:
     if mode != "center" and detector is not None:
-        det = _choose(list(detector.detect(img)), img.shape[1], img.shape[0])
+        from facefeat.vision.detector import central_face
+
+        det = central_face(list(detector.detect(img)), img.shape[1], img.shape[0])
         if det is not None:
             from facefeat.vision.align import align_face, crop_face
 

@@ -19,7 +19,8 @@ class OrtRunner:
 
     backend = "onnxruntime"
 
-    def __init__(self, onnx_path: str | Path, num_threads: int | None = None, device: str = "cpu"):
+    def __init__(self, onnx_path: str | Path, num_threads: int | None = None, device: str = "cpu",
+                 cpu_rewrites: bool = True):
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = num_threads or default_threads()
@@ -31,7 +32,12 @@ class OrtRunner:
                 dev_id = int(device.split(":")[1].split(",")[0]) if ":" in device else 0
                 providers = [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
         self.path = Path(onnx_path)
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
+        model: str | bytes = str(onnx_path)
+        if cpu_rewrites and providers == ["CPUExecutionProvider"]:
+            from facefeat.runtime.graph_opt import optimized_model_bytes
+
+            model = optimized_model_bytes(onnx_path) or model
+        self.session = ort.InferenceSession(model, sess_options=opts, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
