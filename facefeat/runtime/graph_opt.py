@@ -21,16 +21,34 @@ def rewrite_prelu(model) -> int:
 
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
+    producers = {o: node for node in graph.node for o in node.output}
+
+    def constant(name: str) -> np.ndarray | None:
+        """The value of ``name`` if it is an initializer, a Constant, or an Identity of one."""
+        for _ in range(8):
+            if name in inits:
+                return numpy_helper.to_array(inits[name])
+            node = producers.get(name)
+            if node is None:
+                return None
+            if node.op_type == "Constant":
+                attr = next((a for a in node.attribute if a.name == "value"), None)
+                return None if attr is None else numpy_helper.to_array(attr.t)
+            if node.op_type != "Identity":
+                return None
+            name = node.input[0]
+        return None
+
     nodes, n = [], 0
     for node in graph.node:
-        slope = inits.get(node.input[1]) if node.op_type == "PRelu" and len(node.input) == 2 else None
-        if slope is None:
+        a = constant(node.input[1]) if node.op_type == "PRelu" and len(node.input) == 2 else None
+        if a is None:
             nodes.append(node)
             continue
         x, s = node.input
         y = node.output[0]
-        a = numpy_helper.to_array(slope).astype(np.float32)
-        one_minus = numpy_helper.from_array((1.0 - a).astype(np.float32), f"{s}__one_minus")
+        a = a.astype(np.float32)
+        one_minus = numpy_helper.from_array((1.0 - a).astype(np.float32), f"{y}__prelu_one_minus")
         graph.initializer.append(one_minus)
         p = f"{y}__prelu"
         nodes += [
