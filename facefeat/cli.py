@@ -300,6 +300,19 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.serving.options import configure_cli
+
+    configure_cli(p)
+
+
+@command("serve", "run the HTTP service (FastAPI + uvicorn) with the web page", _serve_args)
+def cmd_serve(args: argparse.Namespace) -> int:
+    from facefeat.serving.options import run_cli
+
+    return run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facefeat",

@@ -70,9 +70,11 @@ log = logging.getLogger("facefeat.serving")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-DEFAULT_MAX_IMAGE_PIXELS = 25_000_000  # 5000 x 5000
-DEFAULT_MAX_BUILD_IMAGES = 64
+from facefeat.serving.options import (  # noqa: E402
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BUILD_IMAGES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+)
 #: a request over the body limit is read (and discarded) up to this much more, so that the client,
 #: which is still sending, gets to read the 413 instead of a reset connection
 DRAIN_BYTES = 32 * 1024 * 1024
@@ -685,28 +687,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m facefeat.serving.app --storage DIR [--host --port --workers --model ...]``."""
     import argparse
 
+    from facefeat.serving.options import configure_cli, run_cli
+
     p = argparse.ArgumentParser(prog="facefeat serve", description="Run the face recognition HTTP service.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--storage", required=True, help="directory for the gallery indexes")
-    p.add_argument("--model", default="SFace")
-    p.add_argument("--index-backend", default="faiss", choices=["faiss", "milvus"])
-    p.add_argument("--milvus-uri", default=None)
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS)
-    p.add_argument("--max-build-images", type=int, default=DEFAULT_MAX_BUILD_IMAGES)
-    p.add_argument("--infer-concurrency", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
-    p.add_argument("--no-url-images", action="store_true", help="refuse http(s) image URLs (base64 only)")
-    p.add_argument("--log-level", default="info")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    serve(host=a.host, port=a.port, workers=a.workers, log_level=a.log_level, storage_dir=a.storage,
-          model=a.model, index_backend=a.index_backend, milvus_uri=a.milvus_uri, max_body_bytes=a.max_body_bytes,
-          max_image_pixels=a.max_image_pixels, max_build_images=a.max_build_images,
-          infer_concurrency=a.infer_concurrency, num_threads=a.threads, allow_url_images=not a.no_url_images)
-    return 0
+    configure_cli(p)
+    return run_cli(p.parse_args(argv))
 
 
 if __name__ == "__main__":
