@@ -143,9 +143,27 @@ def identification(emb: Embedder, threshold: float) -> dict:
     }
 
 
+def _pkg_resources_shim() -> None:
+    """face_recognition_models still calls pkg_resources.resource_filename, which setuptools >= 81
+    no longer ships; provide that one function from importlib.resources."""
+    import importlib.machinery
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("pkg_resources") is not None:
+        return
+    from importlib.resources import files
+
+    shim = types.ModuleType("pkg_resources")
+    shim.__spec__ = importlib.machinery.ModuleSpec("pkg_resources", None)
+    shim.resource_filename = lambda pkg, name: str(files(pkg) / name)
+    sys.modules["pkg_resources"] = shim
+
+
 def dlib_speed(paths: list[str]) -> float | None:
     """ms/img of face_recognition (dlib HOG detector + ResNet encoder) on one thread."""
     try:
+        _pkg_resources_shim()
         import face_recognition
     except Exception as exc:  # pragma: no cover - optional peer
         print(f"dlib peer not installed ({exc}); pip install dlib-bin face-recognition-models "
