@@ -35,12 +35,14 @@ COS_MIN = 0.9999
 
 
 def _faces(lfw_dir: Path, n: int) -> np.ndarray:
-    """n "aligned" 112x112 RGB faces as float32 [n, 3, 112, 112] in 0..255, deterministic.
-
-    Stand-in for a landmark aligner: the first image of each of the first n person directories
-    (sorted), its central 150x150 region around (125, 125) shifted 8 px down, resized to 112.
-    """
+    """n aligned 112x112 RGB faces as float32 [n, 3, 112, 112] in 0..255, deterministic: the first
+    image of each of the first n person directories (sorted), detected by YuNet and warped onto the
+    ArcFace template by facefeat's aligner."""
     cv2 = pytest.importorskip("cv2")
+    from facefeat.vision.align import align_face
+    from facefeat.vision.detector import YuNetDetector, central_face
+
+    detector = YuNetDetector()
     out = []
     for person in sorted(p for p in lfw_dir.iterdir() if p.is_dir()):
         images = sorted(person.glob("*.jpg"))
@@ -48,13 +50,14 @@ def _faces(lfw_dir: Path, n: int) -> np.ndarray:
             continue
         bgr = cv2.imread(str(images[0]), cv2.IMREAD_COLOR)
         assert bgr is not None, images[0]
-        cy, cx, half = bgr.shape[0] // 2 + 8, bgr.shape[1] // 2, 75
-        crop = bgr[cy - half : cy + half, cx - half : cx + half]
-        face = cv2.resize(crop, (112, 112), interpolation=cv2.INTER_AREA)
+        det = central_face(detector.detect(bgr), bgr.shape[1], bgr.shape[0])
+        if det is None:
+            continue
+        face = align_face(bgr, det.landmarks)
         out.append(cv2.cvtColor(face, cv2.COLOR_BGR2RGB).transpose(2, 0, 1))
         if len(out) == n:
             break
-    assert len(out) == n, f"only {len(out)} LFW images under {lfw_dir}"
+    assert len(out) == n, f"only {len(out)} LFW faces under {lfw_dir}"
     return np.stack(out).astype(np.float32)
 
 
