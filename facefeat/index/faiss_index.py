@@ -25,7 +25,10 @@ GIL); writes (``add``/``remove``/``save``) take the index's write lock and run a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import re
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,6 +44,34 @@ IVF_MAX_NLIST = 65536
 DEFAULT_HNSW_M = 32
 DEFAULT_EF_CONSTRUCTION = 200
 DEFAULT_EF_SEARCH = 128
+
+
+#: query batches smaller than this run on one OpenMP thread: FAISS parallelises over queries, so
+#: a few queries gain nothing from more threads, but pay their wake-up (milliseconds on a busy host)
+SMALL_BATCH = 8
+
+
+_omp_lock = threading.Lock()
+_omp_state = {"depth": 0, "saved": 1}
+
+
+@contextmanager
+def _single_thread():
+    """Run FAISS on one OpenMP thread (a process-wide setting: the first caller in saves the thread
+    count, the last one out restores it, so concurrent searches never leave it at 1)."""
+    faiss = _faiss()
+    with _omp_lock:
+        if _omp_state["depth"] == 0:
+            _omp_state["saved"] = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+        _omp_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _omp_lock:
+            _omp_state["depth"] -= 1
+            if _omp_state["depth"] == 0:
+                faiss.omp_set_num_threads(_omp_state["saved"])
 
 
 def _faiss():
@@ -230,7 +261,11 @@ class FaissFaceIndex(FaceIndex):
             raise IndexError_(f"FAISS removed {n} of {ids.size} vectors; the index is inconsistent")
 
     def _backend_search(self, q: np.ndarray, k: int) -> list[list[Hit]]:
-        scores, ids = self._index.search(q, k)
+        if len(q) < SMALL_BATCH:
+            with _single_thread():
+                scores, ids = self._index.search(q, k)
+        else:
+            scores, ids = self._index.search(q, k)
         out: list[list[Hit]] = []
         for srow, irow in zip(scores, ids):
             hits = []
