@@ -313,6 +313,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _register_engine_commands() -> None:
+    """check-dataset, train, evaluate, export (facefeat.engine.runner; torch is imported per mode)."""
+    from facefeat.engine.runner import register_commands
+
+    register_commands(command)
+
+
+_register_engine_commands()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facefeat",

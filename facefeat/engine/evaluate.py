@@ -1,0 +1,430 @@
+"""Face-verification evaluation on a pair list (PaddleX ``pair_label.txt`` or LFW ``pairs.txt``).
+
+    from facefeat import create_model
+    from facefeat.engine.evaluate import evaluate_pairs_file
+    r = evaluate_pairs_file(create_model("SFace"), "data/lfw_pairs.txt", root="data")
+    r["accuracy"], r["std"], r["no_flip"]["accuracy"]
+
+Each distinct image is embedded once, plain and mirrored; pair scores are cosine similarities of
+the L2-normalised features, with the flip test (plain + mirrored feature, then normalised) and
+without it. Both variants get the standard 10-fold accuracy (mean ± std; LFW's folds when the
+file defines them, else 10 label-balanced folds in file order: :func:`stratified_folds`), ROC AUC, EER, TAR at FAR 1e-2 / 1e-3 and a
+recommended threshold (the mean of the 10 fold thresholds). ``Evaluate.flip`` picks which variant
+is the headline ``accuracy``.
+
+``Global.mode=evaluate`` writes ``<output>/evaluate_result.json`` and ``<output>/roc.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from facefeat.data.formats import PairSet, read_pairs
+from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png
+from facefeat.errors import ConfigError, DatasetError, InputError
+from facefeat.utils import atomic_write_json
+
+log = logging.getLogger("facefeat")
+
+__all__ = [
+    "KFOLD_MIN_PAIRS",
+    "RESULT_NAME",
+    "ROC_NAME",
+    "embed_images",
+    "evaluate_pairs_file",
+    "find_pairs_file",
+    "load_eval_predictor",
+    "pair_scores",
+    "quick_verification",
+    "run_evaluate",
+    "stratified_folds",
+    "verification_summary",
+]
+
+RESULT_NAME = "evaluate_result.json"
+ROC_NAME = "roc.png"
+#: below this many pairs, training-time validation reports best-threshold accuracy, not 10-fold
+KFOLD_MIN_PAIRS = 100
+
+
+# ------------------------------------------------------------------------------------------------
+# images -> features
+
+
+def _read_bgr(path: str) -> np.ndarray:
+    import cv2
+
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise DatasetError(f"{path}: not a decodable image")
+    return img
+
+
+def _read_chunk(paths: Sequence[str], idx: Sequence[int]) -> list[np.ndarray]:
+    return [_read_bgr(paths[i]) for i in idx]
+
+
+def _as_predictor(model: Any, spec: Any = None, device: str = "cpu", batch_size: int = 64):
+    """A FeaturePredictor as is, or a torch module wrapped in one (``spec``: its ModelSpec/name)."""
+    from facefeat.predict.predictor import FeaturePredictor
+
+    if isinstance(model, FeaturePredictor):
+        return model
+    if hasattr(model, "embed") and hasattr(model, "raw_features"):
+        return model  # duck-typed predictor
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        torch = None
+    if torch is not None and isinstance(model, torch.nn.Module):
+        from facefeat.predict.predictor import TorchRunner
+        from facefeat.registry import get_spec
+        from facefeat.runtime.model_dir import ModelMeta
+
+        if spec is None:
+            from facefeat.registry import list_models
+
+            for name in list_models():
+                s = get_spec(name)
+                if s.arch.endswith(":" + type(model).__name__):
+                    spec = s
+                    break
+        if spec is None:
+            raise InputError(f"cannot tell which zoo model a {type(model).__name__} is; pass spec=")
+        spec = get_spec(spec) if isinstance(spec, str) else spec
+        return FeaturePredictor(TorchRunner(model, device), ModelMeta.from_spec(spec), batch_size)
+    raise InputError(f"expected a FeaturePredictor (create_model) or a torch module, got {type(model).__name__}")
+
+
+def embed_images(predictor: Any, paths: Sequence[str], batch_size: int = 64, progress: bool = False,
+                 workers: int = 4, desc: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
+    """Raw (un-normalised) features of each image and of its mirror image: two ``[N, D]`` arrays."""
+    n = len(paths)
+    dim = int(predictor.embedding_size)
+    plain = np.zeros((n, dim), np.float32)
+    mirrored = np.zeros((n, dim), np.float32)
+    bs = max(1, int(batch_size))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc=desc, unit="img", leave=False, file=sys.stderr)
+    try:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            chunks = [list(range(i, min(n, i + bs))) for i in range(0, n, bs)]
+            ahead = max(2, workers)  # bounded read-ahead: a few chunks in memory, not the whole set
+            futures = [pool.submit(_read_chunk, paths, idx) for idx in chunks[:ahead]]
+            for k, idx in enumerate(chunks):
+                imgs = futures[k].result()
+                futures[k] = None
+                if k + ahead < len(chunks):
+                    futures.append(pool.submit(_read_chunk, paths, chunks[k + ahead]))
+                flipped = [np.ascontiguousarray(im[:, ::-1]) for im in imgs]
+                plain[idx[0]: idx[-1] + 1] = predictor.raw_features(imgs, bs)
+                mirrored[idx[0]: idx[-1] + 1] = predictor.raw_features(flipped, bs)
+                if bar is not None:
+                    bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+    return plain, mirrored
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def pair_scores(feats: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Cosine similarity of pairs of rows of the (unit) feature matrix."""
+    f = _normalize(np.asarray(feats, np.float32))
+    return np.einsum("ij,ij->i", f[left], f[right]).astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics
+
+
+def _finite(x: Any) -> Any:
+    """JSON-safe: numpy scalars -> python, NaN/inf -> None, arrays -> lists, recursively."""
+    if isinstance(x, Mapping):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_finite(v) for v in x.tolist()]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def stratified_folds(labels: Any, folds: int = 10) -> np.ndarray | None:
+    """Fold id per pair: the i-th matched pair goes to fold ``i * folds // n_matched``, likewise
+    for mismatched pairs, so every fold is balanced and keeps file order.
+
+    On LFW's full pairs.txt order (each fold: 300 matched, then 300 mismatched) this is exactly the
+    standard 10 folds. Plain contiguous blocks are not, once pairs are subsampled or dropped: a
+    block may hold one class only, and then the threshold fitted on the other blocks is biased
+    against the held-out class (accuracy can fall below 50% for a model with AUC 0.7). Returns
+    None when fewer than 2 folds would result.
+    """
+    y = np.asarray(labels).reshape(-1)
+    ids = np.zeros(y.size, dtype=np.int64)
+    for cls in (0, 1):
+        idx = np.flatnonzero(y == cls)
+        if idx.size:
+            ids[idx] = (np.arange(idx.size) * int(folds)) // idx.size
+    return ids if np.unique(ids).size >= 2 else None
+
+
+def _fold_ids(ps_fold_ids: Any, labels: Any, folds: int = 10) -> np.ndarray | None:
+    """The pair file's own folds (LFW pairs.txt) when it has them, else :func:`stratified_folds`."""
+    if ps_fold_ids is not None and len(np.unique(ps_fold_ids)) >= 2:
+        return np.asarray(ps_fold_ids)
+    return stratified_folds(labels, folds)
+
+
+def verification_summary(scores: np.ndarray, labels: np.ndarray, fold_ids: Any = None,
+                         keep_curves: bool = False) -> dict:
+    """:func:`~facefeat.engine.verification.evaluate_pairs` made JSON-ready.
+
+    Drops the ROC arrays (kept under ``roc`` when ``keep_curves``, for plotting) and adds
+    ``tar_at_far_1e-2`` / ``tar_at_far_1e-3`` shortcuts.
+    """
+    m = evaluate_pairs(scores, labels, fold_ids=fold_ids)
+    roc = m.pop("roc")
+    kf = m.pop("kfold")
+    out = {k: v for k, v in m.items()}
+    out["protocol"] = f"{kf['folds']}-fold"
+    out["kfold"] = {k: kf[k] for k in ("folds", "fold_accuracies", "fold_thresholds", "fold_sizes", "threshold_mean")}
+    for key, v in (m.get("tar_at_far") or {}).items():
+        out[f"tar_at_far_{key}"] = v.get("tar")
+    out["far_resolution"] = roc.get("far_resolution")
+    out = _finite(out)
+    if keep_curves:
+        out["roc"] = roc
+    return out
+
+
+def quick_verification(scores: np.ndarray, labels: np.ndarray, fold_ids: Any = None) -> dict:
+    """Training-time validation: 10-fold accuracy with enough pairs, else best-threshold accuracy.
+
+    ``fold_ids``: the pairs' folds; None means :func:`stratified_folds`.
+
+    Returns ``accuracy``, ``threshold``, ``protocol`` ("10-fold" or "best-threshold"), ``num_pairs``
+    (and ``std``, ``auc`` for the 10-fold protocol).
+    """
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(labels)
+    both = (y == 1).any() and (y == 0).any()
+    if s.size >= KFOLD_MIN_PAIRS and both:
+        m = evaluate_pairs(s, y, fold_ids=_fold_ids(fold_ids, y))
+        return _finite({"accuracy": m["accuracy"], "std": m["std"], "auc": m["auc"],
+                        "threshold": m["recommended_threshold"], "protocol": f"{m['kfold']['folds']}-fold",
+                        "num_pairs": int(s.size)})
+    thr, acc = best_threshold(s, y)
+    return _finite({"accuracy": acc, "threshold": thr, "protocol": "best-threshold", "num_pairs": int(s.size)})
+
+
+# ------------------------------------------------------------------------------------------------
+# the reusable entry point
+
+
+def _pairset(pairs: str | os.PathLike | PairSet, root: str | os.PathLike | None) -> PairSet:
+    if isinstance(pairs, PairSet):
+        return pairs
+    p = Path(pairs)
+    if not p.is_file():
+        raise DatasetError(f"pair file {str(pairs)!r} not found")
+    return read_pairs(p, root)
+
+
+def _pair_index(ps: PairSet) -> tuple[list[str], np.ndarray, np.ndarray]:
+    images = ps.images
+    pos = {p: i for i, p in enumerate(images)}
+    left = np.fromiter((pos[p.left] for p in ps.pairs), dtype=np.int64, count=len(ps))
+    right = np.fromiter((pos[p.right] for p in ps.pairs), dtype=np.int64, count=len(ps))
+    return images, left, right
+
+
+def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike | PairSet,
+                        root: str | os.PathLike | None = None, flip: bool = True, batch_size: int = 64,
+                        progress: bool = False, keep_curves: bool = False, spec: Any = None,
+                        device: str = "cpu", workers: int = 4) -> dict:
+    """Verification metrics of a model on a pair file, with and without the flip test.
+
+    ``predictor_or_model``: a :class:`~facefeat.predict.predictor.FeaturePredictor` (e.g.
+    ``create_model(...)``) or a torch module of a zoo architecture (``spec`` names it if its class
+    is ambiguous). ``pairs_path``: PaddleX ``pair_label.txt`` or LFW ``pairs.txt`` (auto-detected;
+    ``root`` is where the image paths start, default the file's folder), or a PairSet.
+
+    Returns the headline metrics of the chosen variant (``accuracy``, ``std``, ``auc``, ``eer``,
+    ``tar_at_far``, ``recommended_threshold``, ...) at the top level, and both variants in full
+    under ``"flip"`` and ``"no_flip"``; plus ``num_pairs``, ``num_images``, ``pairs_format``,
+    ``seconds`` and ``images_per_s`` (each image embedded twice: plain and mirrored).
+    """
+    ps = _pairset(pairs_path, root)
+    if not len(ps):
+        raise DatasetError(f"{ps.path}: no pairs")
+    predictor = _as_predictor(predictor_or_model, spec, device, batch_size)
+    images, left, right = _pair_index(ps)
+    t0 = time.perf_counter()
+    plain, mirrored = embed_images(predictor, images, batch_size, progress, workers)
+    seconds = time.perf_counter() - t0
+    labels = ps.labels
+    fold_ids = _fold_ids(ps.fold_ids, labels)
+    variants = {
+        "no_flip": verification_summary(pair_scores(plain, left, right), labels, fold_ids, keep_curves),
+        "flip": verification_summary(pair_scores(plain + mirrored, left, right), labels, fold_ids, keep_curves),
+    }
+    head = variants["flip" if flip else "no_flip"]
+    out: dict[str, Any] = {k: v for k, v in head.items() if k not in ("roc", "kfold")}
+    out.update({
+        "flip_test": bool(flip),
+        "model_name": getattr(predictor, "model_name", None),
+        "pairs_file": ps.path,
+        "pairs_format": ps.format,
+        "pairs_root": ps.root,
+        "num_images": len(images),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(2 * len(images) / seconds, 2) if seconds > 0 else None,
+        "flip": variants["flip"],
+        "no_flip": variants["no_flip"],
+    })
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Global.mode=evaluate
+
+
+def find_pairs_file(dataset_dir: str | os.PathLike) -> tuple[Path, Path | None]:
+    """``(pair file, root)`` for ``Global.dataset_dir``: a pair file itself, a PaddleX dataset
+    (``val/pair_label.txt``), or a folder holding LFW's ``pairs.txt`` (or ``lfw_pairs.txt``)."""
+    d = Path(dataset_dir)
+    if d.is_file():
+        return d, None
+    if not d.is_dir():
+        raise DatasetError(f"Global.dataset_dir {str(dataset_dir)!r} does not exist")
+    for rel in ("val/pair_label.txt", "pair_label.txt", "pairs.txt", "lfw_pairs.txt"):
+        if (d / rel).is_file():
+            return d / rel, (d / rel).parent
+    raise DatasetError(
+        f"{d}: no pair list found (looked for val/pair_label.txt, pair_label.txt, pairs.txt, lfw_pairs.txt); "
+        "pass the pair file itself as Global.dataset_dir"
+    )
+
+
+def _is_model_dir(p: Path) -> bool:
+    from facefeat.runtime.model_dir import META_FILE, MODEL_FILE
+
+    return p.is_dir() and (p / MODEL_FILE).is_file() and (p / META_FILE).is_file()
+
+
+def load_eval_predictor(model_name: str, weight_path: str | None, device: str = "cpu", batch_size: int = 64):
+    """A predictor for ``Evaluate.weight_path``: an exported model dir (or its inference.onnx),
+    a ``.pt`` checkpoint / ``.pdparams`` (run in PyTorch), an SFace ``.onnx``, or a zoo model name
+    (its default weights); null means the model's default weights."""
+    from facefeat.predict.predictor import create_model
+    from facefeat.registry import get_spec, list_models
+
+    if weight_path is None:
+        return create_model(model_name, device=device, batch_size=batch_size)
+    p = Path(str(weight_path)).expanduser()
+    if p.is_dir():
+        if _is_model_dir(p):
+            return create_model(model_dir=p, device=device, batch_size=batch_size)
+        if _is_model_dir(p / "inference"):
+            return create_model(model_dir=p / "inference", device=device, batch_size=batch_size)
+        if (p / "model.pt").is_file():
+            p = p / "model.pt"
+        else:
+            raise InputError(f"Evaluate.weight_path {str(weight_path)!r} is a folder without a model "
+                             "(inference.onnx + inference.yml, or model.pt)")
+    if p.is_file():
+        if p.suffix.lower() == ".onnx" and _is_model_dir(p.parent):
+            return create_model(model_dir=p.parent, device=device, batch_size=batch_size)
+        if p.suffix.lower() in (".pt", ".pth", ".pdparams"):
+            name = model_name
+            if p.suffix.lower() in (".pt", ".pth"):
+                from facefeat.runtime.torch_build import load_checkpoint
+
+                name = load_checkpoint(p).get("model_name") or model_name
+            return create_model(name, weights=p, backend="torch", device=device, batch_size=batch_size)
+        return create_model(model_name, weights=p, device=device, batch_size=batch_size)
+    if str(weight_path) in list_models() or any(str(weight_path).lower() == m.lower() for m in list_models()):
+        return create_model(get_spec(str(weight_path)).name, device=device, batch_size=batch_size)
+    # PaddleX's default Evaluate.weight_path is output/best_model/best_model.pdparams; facefeat
+    # trains to output/best_model/model.pt
+    if p.name == "best_model.pdparams" and (p.parent / "model.pt").is_file():
+        log.warning("%s not found; evaluating %s", p, p.parent / "model.pt")
+        return load_eval_predictor(model_name, str(p.parent / "model.pt"), device, batch_size)
+    raise InputError(f"Evaluate.weight_path {str(weight_path)!r} is neither a file, a model directory nor a "
+                     f"zoo model name ({', '.join(list_models())})")
+
+
+def _describe(m: Mapping) -> str:
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    tar = m.get("tar_at_far") or {}
+    t2 = (tar.get("1e-02") or {}).get("tar")
+    t3 = (tar.get("1e-03") or {}).get("tar")
+    return (f"accuracy {pct(m.get('accuracy'))} ± {pct(m.get('std'))} ({m.get('protocol')}), "
+            f"AUC {m.get('auc') if m.get('auc') is None else round(m['auc'], 5)}, EER {pct(m.get('eer'))}, "
+            f"TAR@FAR=1e-2 {pct(t2)}, TAR@FAR=1e-3 {pct(t3)}, threshold {m.get('recommended_threshold') or float('nan'):.4f}")
+
+
+def run_evaluate(cfg: Mapping, quiet: bool = False) -> dict:
+    """``Global.mode=evaluate``: verification on the dataset's val pairs -> evaluate_result.json + roc.png."""
+    g, ev = cfg["Global"], cfg["Evaluate"]
+    if not g.get("dataset_dir"):
+        raise ConfigError("Global.dataset_dir is required for evaluate (a PaddleX dataset, or a pair file)")
+    pairs_file, root = find_pairs_file(g["dataset_dir"])
+    device = str(g.get("device") or "cpu")
+    from facefeat.engine.distributed import parse_device
+
+    dspec = parse_device(device)
+    dev = "cpu" if dspec.kind == "cpu" else f"gpu:{dspec.ids[0]}"
+    predictor = load_eval_predictor(g["model"], ev.get("weight_path"), dev, int(ev.get("batch_size") or 64))
+    out_dir = Path(g.get("output") or "./output")
+    res = evaluate_pairs_file(predictor, pairs_file, root, flip=bool(ev.get("flip", True)),
+                              batch_size=int(ev.get("batch_size") or 64), progress=not quiet, keep_curves=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = {"flip test": res["flip"]["roc"], "no flip": res["no_flip"]["roc"]}
+    roc_path = save_roc_png(curves, out_dir / ROC_NAME, title=f"{predictor.model_name}: ROC on {pairs_file.name}")
+    for k in ("flip", "no_flip"):
+        res[k].pop("roc", None)
+    metrics = {k: res.get(k) for k in ("accuracy", "std", "auc", "eer", "eer_threshold", "tar_at_far_1e-02",
+                                       "tar_at_far_1e-03", "recommended_threshold", "best_threshold",
+                                       "best_threshold_accuracy", "protocol")}
+    doc = {
+        "done_flag": True,
+        "model_name": predictor.model_name,
+        "weight_path": ev.get("weight_path"),
+        "backend": getattr(predictor, "backend", None),
+        "metrics": metrics,
+        **{k: v for k, v in res.items() if k not in metrics},
+        "roc_png": ROC_NAME,
+    }
+    atomic_write_json(out_dir / RESULT_NAME, _finite(doc))
+    if not quiet:
+        print(f"{predictor.model_name} on {pairs_file} ({res['num_pairs']} pairs, {res['pairs_format']} format)")
+        print(f"  flip test: {_describe(res['flip'])}")
+        print(f"  no flip  : {_describe(res['no_flip'])}")
+        print(f"  wrote {out_dir / RESULT_NAME} and {roc_path}")
+    return doc
