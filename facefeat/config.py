@@ -128,7 +128,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "scale": _k(float, 64.0, doc="s, the logit scale"),
     },
     "Evaluate": {
-        "weight_path": _k(str, "output/best_model/best_model.pdparams", nullable=True),
+        "weight_path": _k(str, "output/best_model/model.pt", nullable=True),
         "log_interval": _k(int, 1),
         "flip": _k(bool, True, doc="add the horizontally flipped image's feature (flip test)"),
         "batch_size": _k(int, 64),

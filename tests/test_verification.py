@@ -137,7 +137,7 @@ def test_evaluate_pairs_combines(tmp_path):
 
 def test_small_inputs_and_errors():
     m = evaluate_pairs([0.9, 0.1, 0.8, 0.2], [1, 0, 1, 0])  # fewer pairs than 10 folds
-    assert m["kfold"]["folds"] == 4
+    assert m["kfold"]["folds"] == 2  # label-balanced folds: 2 pairs per class -> 2 folds, each with both
     with pytest.raises(InputError, match="0 .*1"):
         kfold_accuracy([0.1, 0.2], [0, 2])
     with pytest.raises(InputError, match="lengths"):

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facefeat.data.formats import PairSet, read_pairs
-from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png
+from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png, stratified_folds
 from facefeat.errors import ConfigError, DatasetError, InputError
 from facefeat.utils import atomic_write_json
 
@@ -170,25 +170,6 @@ def _finite(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def stratified_folds(labels: Any, folds: int = 10) -> np.ndarray | None:
-    """Fold id per pair: the i-th matched pair goes to fold ``i * folds // n_matched``, likewise
-    for mismatched pairs, so every fold is balanced and keeps file order.
-
-    On LFW's full pairs.txt order (each fold: 300 matched, then 300 mismatched) this is exactly the
-    standard 10 folds. Plain contiguous blocks are not, once pairs are subsampled or dropped: a
-    block may hold one class only, and then the threshold fitted on the other blocks is biased
-    against the held-out class (accuracy can fall below 50% for a model with AUC 0.7). Returns
-    None when fewer than 2 folds would result.
-    """
-    y = np.asarray(labels).reshape(-1)
-    ids = np.zeros(y.size, dtype=np.int64)
-    for cls in (0, 1):
-        idx = np.flatnonzero(y == cls)
-        if idx.size:
-            ids[idx] = (np.arange(idx.size) * int(folds)) // idx.size
-    return ids if np.unique(ids).size >= 2 else None
 
 
 def _fold_ids(ps_fold_ids: Any, labels: Any, folds: int = 10) -> np.ndarray | None:

@@ -568,7 +568,10 @@ def _train(cfg: Mapping, ctx: DistContext, quiet: bool) -> dict:  # the loop, in
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
         pin_memory=ctx.device.type == "cuda", worker_init_fn=_worker_init if workers > 0 else None,
-        persistent_workers=workers > 0)
+        persistent_workers=workers > 0,
+        # spawn, not fork: a forked worker inherits the parent's OpenMP/ONNX Runtime/FAISS thread
+        # pools mid-state and can deadlock on its first OpenMP call
+        multiprocessing_context="spawn" if workers > 0 else None)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * epochs
     warmup_steps = int(round(float(_cfg(cfg, "Train", "warmup_steps", 0)) * steps_per_epoch))

@@ -67,6 +67,8 @@ class FeaturePredictor:
         self._mean = np.asarray(meta.mean, np.float32).reshape(1, 1, 1, 3)
         self._inv_std = (1.0 / np.asarray(meta.std, np.float32)).reshape(1, 1, 1, 3)
         self._identity_norm = bool(np.all(self._mean == 0) and np.all(self._inv_std == 1))
+        # one OpenCV pass (resize, channel swap, scale, NCHW) when mean/std are the same per channel
+        self._uniform_norm = len(set(meta.mean)) == 1 and len(set(meta.std)) == 1
 
     @property
     def model_name(self) -> str:
@@ -88,6 +90,10 @@ class FeaturePredictor:
     def preprocess(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 images -> NCHW float32 as the model expects (resize, channel order, mean/std)."""
         h, w = self.meta.input_size
+        if self._uniform_norm:
+            m, sd = float(self.meta.mean[0]), float(self.meta.std[0])
+            swap = self.meta.channel_order.upper() == "RGB"
+            return cv2.dnn.blobFromImages(list(imgs), 1.0 / sd, (w, h), (m, m, m), swapRB=swap, crop=False)
         sized = [im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
                  for im in imgs]
         batch = np.stack(sized)
