@@ -71,6 +71,7 @@ class Embedder:
 
     def run(self, paths: list[str]) -> dict[tuple[str, bool], np.ndarray]:
         out = {(m, f): [] for m in MODES for f in (False, True)}
+        done = 0
         for chunk in iter_batches(paths, 64):
             t0 = time.perf_counter()
             faces = {m: [] for m in MODES}
@@ -89,7 +90,8 @@ class Embedder:
                 flipped = self.model.raw_features([np.ascontiguousarray(f[:, ::-1]) for f in faces[m]])
                 out[(m, False)].append(raws[m])
                 out[(m, True)].append(raws[m] + flipped)
-            print(f"  {self.n_e2e}/{len(paths)} images, {self.t_e2e / self.n_e2e * 1e3:.1f} ms/img e2e",
+            done += len(chunk)
+            print(f"  {done}/{len(paths)} images, {self.t_e2e / self.n_e2e * 1e3:.1f} ms/img e2e",
                   end="\r", flush=True)
         print()
         res = {}
