@@ -10,6 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
+
+def l2_normalize(x: Any, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length (float32); all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
 
 def cache_dir() -> Path:
     """facefeat's cache root: ``$FACEFEAT_HOME`` or ``~/.cache/facefeat``."""

@@ -31,7 +31,7 @@ import numpy as np
 from facefeat.data.formats import PairSet, read_pairs
 from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png, stratified_folds
 from facefeat.errors import ConfigError, DatasetError, InputError
-from facefeat.utils import atomic_write_json
+from facefeat.utils import atomic_write_json, l2_normalize
 
 log = logging.getLogger("facefeat")
 
@@ -143,13 +143,9 @@ def embed_images(predictor: Any, paths: Sequence[str], batch_size: int = 64, pro
     return plain, mirrored
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def pair_scores(feats: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Cosine similarity of pairs of rows of the (unit) feature matrix."""
-    f = _normalize(np.asarray(feats, np.float32))
+    f = l2_normalize(feats)
     return np.einsum("ij,ij->i", f[left], f[right]).astype(np.float64)
 
 

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from facefeat.errors import IndexError_, InputError
+from facefeat.utils import l2_normalize
 
 FORMAT_NAME = "facefeat-index"
 FORMAT_VERSION = 1
@@ -145,11 +146,6 @@ def as_features(x: Any, dim: int, what: str = "features") -> np.ndarray:
     if bad.size:
         raise InputError(f"{what}: rows {_short(bad.tolist())} contain NaN or infinite values")
     return np.ascontiguousarray(arr)
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)
 
 
 def _read_json(path: Path, directory: Path, what: str) -> Any:

@@ -17,13 +17,9 @@ from facefeat.predict.result import FeatureResult
 from facefeat.registry import get_spec
 from facefeat.runtime.model_dir import ModelMeta, read_model_dir
 from facefeat.runtime.onnx_runner import OrtRunner
+from facefeat.utils import l2_normalize
 
 log = logging.getLogger("facefeat")
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
 class TorchRunner:
