@@ -136,13 +136,21 @@ def identification(emb: Embedder, threshold: float) -> dict:
     correct = glabels[top] == np.array([p for _, p in probes])
     top_score = s.max(1)
     imp_top = (imp @ g.T).max(1)
-    return {
-        "gallery": len(gallery), "probes": len(probes), "impostors": len(impostors),
-        "rank1": float(correct.mean()),
-        "threshold": threshold,
-        "dir@threshold": float(np.mean(correct & (top_score >= threshold))),
-        "fpir@threshold": float(np.mean(imp_top >= threshold)),
-    }
+    return {"gallery": len(gallery), "probes": len(probes), "impostors": len(impostors),
+            **open_set(correct, top_score, imp_top, threshold)}
+
+
+def open_set(correct: np.ndarray, top_score: np.ndarray, imp_top: np.ndarray, threshold: float) -> dict:
+    """Rank-1, DIR/FPIR at the verification threshold, and DIR at FPIR 1% / 10% (thresholds from
+    the impostors' best-match scores)."""
+    out = {"rank1": float(correct.mean()), "threshold": float(threshold),
+           "dir@threshold": float(np.mean(correct & (top_score >= threshold))),
+           "fpir@threshold": float(np.mean(imp_top >= threshold))}
+    for fpir in (0.01, 0.1):
+        thr = float(np.quantile(imp_top, 1 - fpir))
+        out[f"dir@fpir={fpir}"] = float(np.mean(correct & (top_score > thr)))
+        out[f"threshold@fpir={fpir}"] = thr
+    return out
 
 
 def _pkg_resources_shim() -> None:
