@@ -97,27 +97,10 @@ LOG_NAME = "train.log"
 
 
 def preprocess_for_spec(spec: ModelSpec | ModelMeta, bgr: np.ndarray) -> np.ndarray:
-    """One BGR uint8 image -> CHW float32 exactly as the predictor prepares it for this model.
+    """One BGR uint8 image -> CHW float32, exactly as the predictor prepares it for this model."""
+    from facefeat.predict.predictor import preprocess_images
 
-    Resize to the input size (cv2 bilinear, skipped when already that size), reorder channels
-    (BGR -> RGB for RGB models), then ``(x - mean) / std`` on 0..255 pixels (SFace: mean 0, std 1,
-    the network normalises in-graph).
-    """
-    import cv2
-
-    h, w = spec.input_size
-    img = bgr if bgr.shape[:2] == (h, w) else cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if str(spec.channel_order).upper() == "RGB":
-        img = img[..., ::-1]
-    x = img.astype(np.float32)
-    mean = np.asarray(spec.mean, np.float32)
-    inv_std = 1.0 / np.asarray(spec.std, np.float32)
-    if not (np.all(mean == 0) and np.all(inv_std == 1)):
-        x -= mean
-        x *= inv_std
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return preprocess_images(spec, [bgr])[0]
 
 
 class FaceTrainDataset(torch.utils.data.Dataset):

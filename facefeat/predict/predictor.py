@@ -22,6 +22,25 @@ from facefeat.utils import l2_normalize
 log = logging.getLogger("facefeat")
 
 
+def preprocess_images(cfg: Any, imgs: Sequence[np.ndarray]) -> np.ndarray:
+    """BGR uint8 images -> NCHW float32 for a model: resize to ``cfg.input_size`` (bilinear),
+    channel order, ``(x - mean) / std`` on 0..255 pixels. ``cfg`` is a ModelSpec or ModelMeta;
+    the predictor and the training data loader both prepare images here."""
+    h, w = cfg.input_size
+    imgs = [cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else im for im in imgs]
+    swap = str(cfg.channel_order).upper() == "RGB"
+    if len(set(cfg.mean)) == 1 and len(set(cfg.std)) == 1:
+        # one OpenCV pass (resize, channel swap, scale, NCHW) when mean/std are the same per channel
+        m, sd = float(cfg.mean[0]), float(cfg.std[0])
+        return cv2.dnn.blobFromImages(imgs, 1.0 / sd, (w, h), (m, m, m), swapRB=swap, crop=False)
+    sized = [im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
+             for im in imgs]
+    x = np.stack(sized)[..., ::-1].astype(np.float32) if swap else np.stack(sized).astype(np.float32)
+    x -= np.asarray(cfg.mean, np.float32)
+    x *= 1.0 / np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
 class TorchRunner:
     """Runs a torch module on preprocessed batches (debugging / parity checks)."""
 
@@ -60,11 +79,6 @@ class FeaturePredictor:
         self.flip = bool(flip)
         self.model_dir = model_dir
         self.failures: list[InputError] = []
-        self._mean = np.asarray(meta.mean, np.float32).reshape(1, 1, 1, 3)
-        self._inv_std = (1.0 / np.asarray(meta.std, np.float32)).reshape(1, 1, 1, 3)
-        self._identity_norm = bool(np.all(self._mean == 0) and np.all(self._inv_std == 1))
-        # one OpenCV pass (resize, channel swap, scale, NCHW) when mean/std are the same per channel
-        self._uniform_norm = len(set(meta.mean)) == 1 and len(set(meta.std)) == 1
 
     @property
     def model_name(self) -> str:
@@ -84,22 +98,8 @@ class FeaturePredictor:
 
     # -- preprocessing -----------------------------------------------------------------------
     def preprocess(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
-        """BGR uint8 images -> NCHW float32 as the model expects (resize, channel order, mean/std)."""
-        h, w = self.meta.input_size
-        if self._uniform_norm:
-            m, sd = float(self.meta.mean[0]), float(self.meta.std[0])
-            swap = self.meta.channel_order.upper() == "RGB"
-            return cv2.dnn.blobFromImages(list(imgs), 1.0 / sd, (w, h), (m, m, m), swapRB=swap, crop=False)
-        sized = [im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
-                 for im in imgs]
-        batch = np.stack(sized)
-        if self.meta.channel_order.upper() == "RGB":
-            batch = batch[..., ::-1]
-        x = batch.astype(np.float32)
-        if not self._identity_norm:
-            x -= self._mean
-            x *= self._inv_std
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        """BGR uint8 images -> NCHW float32 as the model expects (see :func:`preprocess_images`)."""
+        return preprocess_images(self.meta, imgs)
 
     def raw_features(self, imgs: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
         """Un-normalised model output for BGR images, in chunks of ``batch_size``."""
