@@ -7,8 +7,12 @@ input that failed and why.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import re
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -16,9 +20,15 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 
-from facefeat.errors import InputError
+from facefeat.errors import InputError, LimitError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+log = logging.getLogger("facefeat")
+
+#: every file type OpenCV decodes (and whose size facefeat reads from the header); a directory run
+#: reads these and reports the files it cannot read
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif",
+                    ".pbm", ".pgm", ".ppm", ".pnm", ".pam", ".pfm", ".hdr", ".pic", ".sr", ".ras", ".jp2",
+                    ".avif")
 #: decompression-bomb guard: images above this many pixels are refused (override by env var)
 MAX_IMAGE_PIXELS = int(os.environ.get("FACEFEAT_MAX_IMAGE_PIXELS", 64_000_000))
 URL_TIMEOUT_S = 20.0
@@ -40,28 +50,118 @@ def _is_url(x: Any) -> bool:
 def _check_pixels(h: int, w: int, name: str, max_pixels: int | None) -> None:
     limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if h * w > limit:
-        raise InputError(f"{name}: image is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,}")
+        raise LimitError(f"{name}: image is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,}")
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """Width/height from the header alone (PNG, JPEG, ...), before decoding - bomb guard."""
-    try:
-        from PIL import Image
-        import io
+def sniff_format(data: bytes) -> str | None:
+    """The image format OpenCV will pick for these bytes (checked in OpenCV's decoder order), or None."""
+    if data[:2] == b"BM":
+        return "BMP"
+    if data[:10] == b"#?RADIANCE" or data[:6] == b"#?RGBE":
+        return "HDR"
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:1] == b"P" and data[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6"):
+        return "PXM"
+    if data[:2] == b"P7":
+        return "PAM"
+    if data[:2] in (b"PF", b"Pf"):
+        return "PFM"
+    if data[:4] == b"\x59\xa6\x6a\x95":
+        return "SUN"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or data[:4] == b"\xff\x4f\xff\x51":
+        return "JPEG2000"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "AVIF"
+    return None
 
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Exception:
+
+#: the Pillow plugin that reads each sniffed format's header (the others are parsed here)
+_PIL_FORMATS = {"BMP": ["BMP", "DIB"], "JPEG": ["JPEG"], "WEBP": ["WEBP"], "PNG": ["PNG"], "PXM": ["PPM"],
+                "SUN": ["SUN"], "TIFF": ["TIFF"], "JPEG2000": ["JPEG2000"], "GIF": ["GIF"], "AVIF": ["AVIF"]}
+
+
+def _netpbm_size(data: bytes) -> tuple[int, int] | None:
+    """``P1``..``P6`` / ``PF`` / ``Pf`` headers: magic, then width and height (``#`` comments allowed)."""
+    text = re.sub(rb"#[^\n]*", b" ", data[:4096])
+    tok = text[2:].split()
+    return (int(tok[0]), int(tok[1])) if len(tok) >= 2 and tok[0].isdigit() and tok[1].isdigit() else None
+
+
+def _pam_size(data: bytes) -> tuple[int, int] | None:
+    head = data[:4096].split(b"ENDHDR")[0]
+    w = re.search(rb"\bWIDTH\s+(\d+)", head)
+    h = re.search(rb"\bHEIGHT\s+(\d+)", head)
+    return (int(w.group(1)), int(h.group(1))) if w and h else None
+
+
+def _hdr_size(data: bytes) -> tuple[int, int] | None:
+    """Radiance: header lines, a blank line, then e.g. ``-Y 480 +X 640``."""
+    head, sep, rest = data[:65536].partition(b"\n\n")
+    m = re.match(rb"\s*([-+])([XY])\s+(\d+)\s+([-+])([XY])\s+(\d+)", rest) if sep else None
+    if not m or m.group(2) == m.group(5):
         return None
+    a, b = int(m.group(3)), int(m.group(6))
+    return (b, a) if m.group(2) == b"Y" else (a, b)
+
+
+def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int]:
+    """``(width, height)`` from the header alone, for every format OpenCV decodes (bomb guard).
+
+    Raises InputError when the bytes are no known image format or the header does not give the
+    size, and LimitError when Pillow's own decompression-bomb check trips.
+    """
+    from PIL import Image
+
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InputError(f"{name}: not a supported image file (unknown format; use JPEG, PNG, BMP, WebP, TIFF, GIF, ...)")
+    size = None
+    if fmt in _PIL_FORMATS:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data), formats=_PIL_FORMATS[fmt]) as im:
+                    size = tuple(im.size)
+        except Image.DecompressionBombError as exc:
+            raise LimitError(f"{name}: image is far above the pixel limit ({exc})") from None
+        except Exception:  # Pillow cannot parse this variant: fall back to the simple headers below
+            size = None
+    if size is None:
+        try:
+            if fmt == "BMP" and len(data) >= 26:
+                size = (abs(int.from_bytes(data[18:22], "little", signed=True)),
+                        abs(int.from_bytes(data[22:26], "little", signed=True)))
+            elif fmt in ("PXM", "PFM"):
+                size = _netpbm_size(data)
+            elif fmt == "PAM":
+                size = _pam_size(data)
+            elif fmt == "HDR":
+                size = _hdr_size(data)
+            elif fmt == "SUN" and len(data) >= 12:
+                size = (int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big"))
+        except (ValueError, IndexError):
+            size = None
+    if size is None:
+        raise InputError(f"{name}: {fmt} header is corrupt or truncated (cannot read the image size from it)")
+    return int(size[0]), int(size[1])
 
 
 def decode_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int | None = None) -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, ...) to BGR uint8, refusing non-images and bombs."""
+    """Decode encoded image bytes (JPEG, PNG, ...) to BGR uint8, refusing non-images and bombs:
+    the size is read from the header and checked before anything is decoded."""
     if not data:
         raise InputError(f"{name}: empty data, not an image")
-    size = _header_size(data)
-    if size is not None:
-        _check_pixels(size[1], size[0], name, max_pixels)
+    w, h = image_size(data, name)
+    _check_pixels(h, w, name, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
@@ -70,31 +170,46 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int | Non
     return img
 
 
-def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
+def _from_array(arr: np.ndarray, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """Any image-like array -> contiguous uint8 BGR. Floats in 0..1 are scaled to 0..255 (floats
+    above 1 are taken as 0..255); integers must lie in 0..255. Gray and BGRA are converted."""
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{name}: expected a numpy array, got {type(arr).__name__}")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
+        raise InputError(f"{name}: array shape {arr.shape} is not an image; expected HxW, HxWx1, HxWx3 (BGR) or HxWx4")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name}: array has an empty side, shape {arr.shape}")
+    _check_pixels(arr.shape[0], arr.shape[1], name, max_pixels)
     if arr.dtype != np.uint8:
-        if arr.dtype.kind == "f" and arr.size and np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 255:
-            arr = arr.astype(np.uint8)
-        else:
+        kind = arr.dtype.kind
+        if kind not in "fiu" or arr.dtype.itemsize > 8:
+            raise InputError(f"{name}: array dtype {arr.dtype} is not supported; pass uint8 BGR (or float in 0..1)")
+        lo, hi = (float(arr.min()), float(arr.max())) if kind != "f" or np.isfinite(arr).all() else (np.nan, np.nan)
+        if not (lo >= 0 and hi <= 255):
             raise InputError(
-                f"{name}: array dtype {arr.dtype} is not supported; pass uint8 BGR (or float in 0..255)"
-            )
+                f"{name}: array values span {lo}..{hi}; pass uint8 BGR (0..255) or float in 0..1 / 0..255")
+        if kind == "f":
+            arr = np.rint(arr * 255.0 if hi <= 1.0 else arr)
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    arr = np.ascontiguousarray(arr)
     if arr.ndim == 2:
         return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        return cv2.cvtColor(arr[:, :, 0], cv2.COLOR_GRAY2BGR)
-    if arr.ndim == 3 and arr.shape[2] == 4:
+    if arr.shape[2] == 4:
         return cv2.cvtColor(arr, cv2.COLOR_BGRA2BGR)
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        if arr.shape[0] == 0 or arr.shape[1] == 0:
-            raise InputError(f"{name}: array has an empty side, shape {arr.shape}")
-        return np.ascontiguousarray(arr)
-    raise InputError(f"{name}: array shape {arr.shape} is not an image; expected HxW, HxWx1, HxWx3 (BGR) or HxWx4")
+    return arr
 
 
-def _from_pil(img: Any, name: str) -> np.ndarray:
-    rgb = np.asarray(img.convert("RGB"))
+def _from_pil(img: Any, name: str, max_pixels: int | None = None) -> np.ndarray:
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise InputError(f"{name}: PIL image has an empty side, size {img.size}")
+    _check_pixels(h, w, name, max_pixels)
+    try:
+        rgb = np.asarray(img.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{name}: cannot convert the PIL image (mode {img.mode}) to RGB ({exc})") from exc
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
@@ -112,9 +227,7 @@ def _fetch_url(url: str, timeout: float = URL_TIMEOUT_S) -> bytes:
 def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Read one image (path, URL, bytes, ndarray or PIL image) as a BGR uint8 array."""
     if isinstance(x, np.ndarray):
-        arr = _from_array(x, name or "<ndarray>")
-        _check_pixels(arr.shape[0], arr.shape[1], name or "<ndarray>", max_pixels)
-        return arr
+        return _from_array(x, name or "<ndarray>", max_pixels)
     if isinstance(x, (bytes, bytearray, memoryview)):
         return decode_image_bytes(bytes(x), name or "<bytes>", max_pixels)
     if _is_url(x):
@@ -123,6 +236,8 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
         path = Path(x)
         label = name or str(x)
         if not path.exists():
+            if path.is_symlink():
+                raise InputError(f"{label}: broken symbolic link (points to {os.readlink(path)!r}, which does not exist)")
             raise InputError(f"{label}: no such file")
         if path.is_dir():
             raise InputError(f"{label}: is a directory; pass it to predict() to read every image in it")
@@ -132,7 +247,7 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
             raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from exc
         return decode_image_bytes(data, label, max_pixels)
     if type(x).__module__.startswith("PIL."):
-        return _from_pil(x, name or "<PIL.Image>")
+        return _from_pil(x, name or "<PIL.Image>", max_pixels)
     raise InputError(
         f"{name or repr(x)[:60]}: unsupported input type {type(x).__name__}; pass a path, directory, "
         "URL, numpy array (BGR), PIL image, bytes, or a list of these"
@@ -140,7 +255,17 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
 
 
 def _list_dir(path: Path) -> list[Path]:
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files of a directory by name; broken links and unreadable entries with an image
+    extension are kept (reading reports them), other files are skipped and counted in the log."""
+    try:
+        entries = sorted(path.iterdir())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot list the directory ({exc.strerror or exc})") from exc
+    files = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir()]
+    skipped = [p.name for p in entries if p not in files and not p.is_dir()]
+    if skipped:
+        log.info("%s: skipped %d file(s) that are not images by extension: %s", path, len(skipped),
+                 ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
     if not files:
         raise InputError(f"{path}: directory holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files
