@@ -227,7 +227,7 @@ def _index_args(p: argparse.ArgumentParser) -> None:
 def cmd_index(args: argparse.Namespace) -> int:
     import json
 
-    from facefeat.index import load_index
+    from facefeat.index import check_model, edit_index, load_index, read_meta
 
     if args.index_cmd == "info":
         print(json.dumps(load_index(args.index_dir).info(), indent=2))
@@ -235,32 +235,37 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.index_cmd == "remove":
         from facefeat.pipeline.face_recognition import FaceRecognitionPipeline
 
-        index = load_index(args.index_dir)
         ids = args.ids[0] if len(args.ids) == 1 and not args.ids[0].lstrip("-").isdigit() else [int(i) for i in args.ids]
-        n = FaceRecognitionPipeline.remove_index(ids, index)
-        index.save(args.index_dir)
+        with edit_index(args.index_dir) as index:  # under the index's lock: concurrent runs take turns
+            n = FaceRecognitionPipeline.remove_index(ids, index)
         print(f"removed {n}; {len(index)} left in {args.index_dir}")
         return 0
     labels = args.labels or str(Path(args.gallery) / "gallery.txt")
     if args.index_cmd == "add":
-        index = load_index(args.index_dir)
         pipe = _pipeline(args)
-        ids = pipe.append_index(args.gallery, labels, index, progress=True)
-        index.save(args.index_dir)
+        check_model(read_meta(args.index_dir), *_model_of(pipe))  # fail fast, before embedding
+        g = pipe.gallery_features(args.gallery, labels, progress=True)  # the slow part, outside the lock
+        with edit_index(args.index_dir) as index:  # reload + add + save under the lock: every run lands
+            index.check_model(*_model_of(pipe))
+            ids = index.add(g.features, g.labels, g.names) if g.labels else []
         print(f"added {len(ids)} (ids {ids[0] if ids else '-'}..{ids[-1] if ids else '-'}); {len(index)} in {args.index_dir}")
-        return _report_rejected(pipe)
+        return _report_rejected(g.rejected)
     pipe = _pipeline(args)
     kw = {"uri": args.milvus_uri} if args.index_backend == "milvus" and args.milvus_uri else {}
     index = pipe.build_index(args.gallery, labels, metric_type=args.metric, index_type=args.index_type,
                              backend=args.index_backend, progress=True, **kw)
     index.save(args.out)
     print(f"built {index!r} -> {args.out}")
-    return _report_rejected(pipe)
+    return _report_rejected(pipe.last_rejected)
 
 
-def _report_rejected(pipe) -> int:
-    for name, why in pipe.last_rejected:
-        print(f"  skipped {name}: {why}", file=sys.stderr)
+def _model_of(pipe) -> tuple[str, int]:
+    return pipe.predictor.model_name, pipe.predictor.embedding_size
+
+
+def _report_rejected(rejected: list) -> int:
+    for r in rejected:
+        print(f"  skipped {r.name}: {r.reason}", file=sys.stderr)
     return 0
 
 

@@ -1,16 +1,24 @@
-"""Small shared helpers: atomic writes and cache locations."""
+"""Small shared helpers: atomic (recoverable) writes, folder locks, cache locations."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 def l2_normalize(x: Any, eps: float = 1e-12) -> np.ndarray:
@@ -27,15 +35,53 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc``; else a locked umask round trip)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:  # pragma: no cover - non-Linux
+        m = os.umask(0o022)
+        os.umask(m)
+    return m
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _follow_umask(path: Path, directory: bool) -> None:
+    """mkstemp/mkdtemp create 0600/0700; give the file or folder the mode the umask asks for."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. a platform without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(dst: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path beside ``dst``; on success it replaces ``dst`` atomically, else it is removed."""
+    """Yield a temp path beside ``dst``; on success it replaces ``dst`` atomically, else it is removed.
+    The file gets the mode the umask gives new files."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix + ".tmp", dir=dst.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        _follow_umask(tmp_path, directory=False)
         yield tmp_path
         os.replace(tmp_path, dst)
     except BaseException:
@@ -60,22 +106,183 @@ def atomic_write_json(dst: str | os.PathLike, obj: Any, indent: int = 4, ensure_
     return atomic_write_text(dst, json.dumps(obj, indent=indent, ensure_ascii=ensure_ascii) + "\n")
 
 
+def _checkpoint(step: str) -> None:
+    """A named step of :func:`atomic_dir` (tests replace this to inject a crash at each step)."""
+
+
+def _leftovers(dst: Path) -> tuple[list[Path], list[Path]]:
+    """``(.tmp, .old)`` siblings that :func:`atomic_dir` / :func:`atomic_path` left for ``dst``."""
+    pat = re.compile(re.escape(f".{dst.name}.") + r"[a-z0-9_]{8}(\.[A-Za-z0-9_]+)?\.(tmp|old)")
+    tmps, olds = [], []
+    try:
+        names = os.listdir(dst.parent)
+    except OSError:
+        return [], []
+    for n in names:
+        m = pat.fullmatch(n)
+        if m:
+            (olds if m.group(2) == "old" else tmps).append(dst.parent / n)
+    return tmps, olds
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def recover_dir(dst: str | os.PathLike) -> bool:
+    """Finish what a crashed :func:`atomic_dir` left: if ``dst`` is missing but its previous
+    version survives (``.<name>.*.old``), move it back; then remove the stale temp folders.
+
+    The rename of the new folder onto ``dst`` is the commit point: before it the previous version
+    is restored, after it the new one stays. Call it only while no writer of ``dst`` is running
+    (hold :func:`dir_lock`); returns True when something was restored or removed.
+    """
+    dst = Path(dst)
+    tmps, olds = _leftovers(dst)
+    if not tmps and not olds:
+        return False
+    if not os.path.lexists(dst) and olds:
+        newest = max(olds, key=lambda p: p.stat().st_mtime_ns)
+        os.replace(newest, dst)
+        olds.remove(newest)
+        _fsync_dir(dst.parent)
+    for p in tmps + olds:
+        _remove(p)
+    return True
+
+
+def recover_dirs(parent: str | os.PathLike) -> list[Path]:
+    """:func:`recover_dir` for every folder under ``parent`` that has leftovers, each under its
+    :func:`dir_lock` (start-up clean-up of a storage root); returns the folders touched."""
+    parent = Path(parent)
+    pat = re.compile(r"\.(.+)\.[a-z0-9_]{8}(\.[A-Za-z0-9_]+)?\.(tmp|old)")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    done = []
+    for name in sorted({m.group(1) for m in map(pat.fullmatch, names) if m}):
+        dst = parent / name
+        with dir_lock(dst):
+            if recover_dir(dst):
+                done.append(dst)
+    return done
+
+
 @contextmanager
 def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp directory beside ``dst``; on success it replaces ``dst`` (old one kept until then)."""
+    """Yield a temp directory beside ``dst``; on success it replaces ``dst`` (old one kept until then).
+
+    Steps: write ``.<name>.*.tmp``, move ``dst`` to ``.<name>.*.old``, move the temp folder to
+    ``dst`` (the commit point), delete the old one. A crash at any step leaves either ``dst`` or
+    its ``.old`` copy complete; :func:`recover_dir` (run by loaders under :func:`dir_lock`) puts it
+    back. The folder gets the mode the umask gives new folders.
+    """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
     try:
+        _follow_umask(tmp, directory=True)
+        _checkpoint("tmp-created")
         yield tmp
-        if dst.exists():
+        _checkpoint("written")
+        if os.path.lexists(dst):
             old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
             os.rmdir(old)
             os.replace(dst, old)  # keep the previous copy until the new one is in place
+            _checkpoint("old-moved")
             os.replace(tmp, dst)
+            _fsync_dir(dst.parent)
+            _checkpoint("committed")
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dst)
+            _fsync_dir(dst.parent)
+            _checkpoint("committed")
+        _checkpoint("done")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class LockTimeout(OSError):
+    """:func:`dir_lock` waited longer than its timeout."""
+
+
+class _HeldLock:
+    def __init__(self) -> None:
+        self.rlock = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+
+
+_LOCKS: dict[str, _HeldLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def lock_path(dst: str | os.PathLike) -> Path:
+    """The lock file of folder (or file) ``dst``: ``.<name>.lock`` beside it."""
+    dst = Path(dst)
+    return dst.parent / f".{dst.name}.lock"
+
+
+@contextmanager
+def dir_lock(dst: str | os.PathLike, timeout: float | None = 120.0) -> Iterator[None]:
+    """Exclusive lock on ``dst`` across processes (``flock`` on :func:`lock_path`) and threads.
+
+    Re-entrant within a thread; other threads of the process wait on a thread lock, other
+    processes on the file lock. Raises :class:`LockTimeout` after ``timeout`` seconds (None:
+    wait for ever). A crashed holder's lock is released by the OS.
+    """
+    key = os.path.realpath(os.fspath(dst))
+    with _LOCKS_GUARD:
+        held = _LOCKS.setdefault(key, _HeldLock())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if not held.rlock.acquire(timeout=-1 if timeout is None else timeout):
+        raise LockTimeout(f"{dst}: still locked by another thread after {timeout:.0f} s")
+    try:
+        if held.depth == 0:
+            lp = lock_path(key)
+            lp.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                _flock(fd, deadline, dst)
+            except BaseException:
+                os.close(fd)
+                raise
+            held.fd = fd
+        held.depth += 1
+        try:
+            yield
+        finally:
+            held.depth -= 1
+            if held.depth == 0 and held.fd is not None:
+                fd, held.fd = held.fd, None
+                try:
+                    if fcntl is not None:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+    finally:
+        held.rlock.release()
+
+
+def _flock(fd: int, deadline: float | None, what: Any) -> None:
+    if fcntl is None:  # pragma: no cover - no file locks on this platform: threads only
+        return
+    if deadline is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    delay = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"{what}: still locked by another process (its lock file is {lock_path(what)})") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)

@@ -114,7 +114,11 @@ def test_gallery_without_a_face_is_reported(pipe, gallery, tmp_path):
     imgs = [str(p) for p in sorted(gallery.glob("*/*.jpg"))[:2]] + [str(blank)]
     index = pipe.build_index(imgs, ["a", "b", "c"], index_type="Flat")
     assert len(index) == 2
-    assert pipe.last_rejected == [(str(blank), "no face detected")]
+    from facefeat.pipeline.face_recognition import GalleryRejection
+
+    assert pipe.last_rejected == [GalleryRejection(2, str(blank), "c", "no face detected")]
+    g = pipe.gallery_features(imgs, ["a", "b", "c"])
+    assert g.positions == [0, 1] and g.labels == ["a", "b"] and g.rejected == pipe.last_rejected
     with pytest.raises(InputError, match="blank.jpg: no face detected"):
         pipe.build_index(imgs, ["a", "b", "c"], strict=True)
     with pytest.raises(InputError, match="as long as gallery_imgs"):

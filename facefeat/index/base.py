@@ -15,9 +15,18 @@ Scores (:class:`Hit.score`):
 On-disk layout written by :meth:`FaceIndex.save` (atomically: a temp dir that replaces the old one
 by rename, so a crash mid-save leaves the previous index loadable)::
 
-    meta.json     backend, format version, model_name, dim, metric_type, index_type, next_id, count, ...
+    meta.json     backend, format version, model_name, dim, metric_type, index_type, next_id, count,
+                  revision, revision_id, checksums (sha256 of every other file), ...
     labels.json   {"<id>": {"label": ..., "path": ...}, ...}
     <backend files>  FAISS: vectors.faiss; Milvus: milvus.db (milvus-lite) or nothing (remote server)
+
+Every writer - CLI, library, server - serialises on the index folder's lock
+(:func:`facefeat.utils.dir_lock`, a ``.<name>.lock`` file beside it) inside ``save`` and ``load``,
+which also restore the last complete version after a crashed save (:func:`facefeat.utils.recover_dir`).
+``save`` checks the revision: an index loaded from (or saved to) a folder that another writer
+has saved since is refused with :class:`IndexConflict` instead of overwriting that writer's
+changes. :func:`edit_index` holds the lock from load to save, so concurrent editors all land.
+Checksums are verified at load: a corrupted file is an IndexError_, never a silent wrong answer.
 
 Thread-safety: every index guards its state with a readers-writer lock: any number of concurrent
 ``search``/``ids``/``labels``/``info`` calls, while ``add``/``remove``/``save`` run exclusively.
@@ -26,9 +35,12 @@ Thread-safety: every index guards its state with a readers-writer lock: any numb
 from __future__ import annotations
 
 import abc
+import hashlib
+import importlib
 import json
 import os
 import threading
+import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,14 +49,33 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from facefeat.errors import IndexError_, InputError
-from facefeat.utils import l2_normalize
+from facefeat.utils import LockTimeout, dir_lock, l2_normalize, recover_dir
 
 FORMAT_NAME = "facefeat-index"
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 LABELS_FILE = "labels.json"
 METRIC_TYPES = ("IP", "L2", "COSINE")
-BACKENDS = ("faiss", "milvus")
+#: the one table of index backends: name -> "module:class", imported only when used
+BACKENDS = {
+    "faiss": "facefeat.index.faiss_index:FaissFaceIndex",
+    "milvus": "facefeat.index.milvus_index:MilvusFaceIndex",
+}
+#: the index types each backend takes when none is given
+DEFAULT_INDEX_TYPES = {"faiss": "Flat", "milvus": "FLAT"}
+
+
+def backend_class(backend: str) -> type["FaceIndex"]:
+    """The FaceIndex subclass of a backend name (imported on first use)."""
+    target = BACKENDS.get(str(backend).lower())
+    if target is None:
+        raise InputError(f"unknown index backend {backend!r}; use {' or '.join(repr(b) for b in BACKENDS)}")
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class IndexConflict(IndexError_):
+    """Another writer saved the index since this copy was loaded; nothing was saved."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +239,80 @@ def read_labels(directory: str | os.PathLike, meta: dict) -> dict[int, tuple[str
     return out
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _checksummed_files(directory: Path) -> list[str]:
+    """Every regular file of a saved index but meta.json (relative, sorted); lock files excluded."""
+    out = []
+    for p in sorted(directory.rglob("*")):
+        if p.is_file() and not p.is_symlink() and p.name != META_FILE and p.name != "LOCK" \
+                and not p.name.endswith(".lock"):
+            out.append(p.relative_to(directory).as_posix())
+    return out
+
+
+def verify_checksums(directory: str | os.PathLike, meta: dict) -> None:
+    """Raise IndexError_ when a file listed in ``meta["checksums"]`` is missing or changed
+    (indexes saved before checksums existed have none and pass)."""
+    d = Path(directory)
+    sums = meta.get("checksums")
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        raise IndexError_(f"{d}: {META_FILE} is corrupt: checksums = {sums!r}")
+    for rel, want in sorted(sums.items()):
+        p, parts = d / rel, Path(rel).parts
+        if ".." in parts or not p.is_file():
+            top = parts[0] if parts and not (d / parts[0]).exists() else rel
+            raise IndexError_(f"{d}: {top} is missing (listed in {META_FILE}); the index is incomplete")
+        if _sha256(p) != want:
+            raise IndexError_(
+                f"{d}: {rel} is corrupt (its checksum does not match {META_FILE}); restore the index "
+                "from a backup or rebuild it")
+
+
+def _peek_revision(d: Path) -> tuple[bool, str | None]:
+    """``(an index is saved at d, its revision_id)`` without validating the rest."""
+    try:
+        meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False, None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True, None
+    return True, meta.get("revision_id") if isinstance(meta, dict) else None
+
+
+def _key(d: Path) -> str:
+    return os.path.realpath(d)
+
+
+@contextmanager
+def _locked(d: Path, writing: bool) -> Iterator[None]:
+    """The folder lock, and crash recovery under it, around a load or save. A location where no
+    lock file can be made (read-only) is loaded without either: nothing can be saved there."""
+    lock = dir_lock(d)
+    try:
+        lock.__enter__()
+    except LockTimeout as exc:
+        raise IndexError_(f"{d}: the index is locked by another writer ({exc})") from None
+    except OSError as exc:
+        if writing:
+            raise IndexError_(f"{d}: cannot lock the index for saving ({exc})") from exc
+        yield
+        return
+    try:
+        try:
+            recover_dir(d)
+        except OSError as exc:
+            raise IndexError_(f"{d}: cannot recover the index from an interrupted save ({exc})") from exc
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON into a file inside a temp dir (the directory rename is what makes it atomic)."""
     with open(path, "w", encoding="utf-8") as f:
@@ -232,6 +337,9 @@ class FaceIndex(abc.ABC):
         self._entries: dict[int, tuple[str, str | None]] = {}
         self._next_id = 0
         self._lock = _RWLock()
+        self._revision = 0
+        self._seen: dict[str, str | None] = {}  # folder -> revision_id this copy loaded or saved there
+        self._changes = 0  # add/remove calls, so edit_index knows whether to save
 
     # ------------------------------------------------------------------ properties
     @property
@@ -305,6 +413,7 @@ class FaceIndex(abc.ABC):
             for i, lab, p in zip(ids.tolist(), labels, paths):
                 self._entries[i] = (lab, p)
             self._next_id += len(x)
+            self._changes += 1
             return ids.tolist()
 
     def remove(self, ids: Iterable[int]) -> int:
@@ -324,6 +433,7 @@ class FaceIndex(abc.ABC):
             self._backend_remove(np.asarray(wanted, dtype=np.int64))
             for i in wanted:
                 del self._entries[i]
+            self._changes += 1
             return len(wanted)
 
     def search(self, queries: Any, topk: int = 5) -> list[list[Hit]]:
@@ -343,16 +453,7 @@ class FaceIndex(abc.ABC):
 
     def check_model(self, model_name: str | None, dim: int | None = None) -> None:
         """Raise IndexError_ if this index was built with another model or feature dimension."""
-        if dim is not None and int(dim) != self._dim:
-            raise IndexError_(
-                f"index holds {self._dim}-d features (model '{self._model_name}') but the model "
-                f"'{model_name}' gives {dim}-d ones; rebuild the index with this model"
-            )
-        if model_name and self._model_name and model_name != self._model_name:
-            raise IndexError_(
-                f"index was built with model '{self._model_name}', not '{model_name}'; features of different "
-                "models are not comparable: rebuild the index, or use the model it was built with"
-            )
+        _check_model(self._model_name, self._dim, model_name, dim)
 
     def info(self) -> dict:
         with self._lock.read():
@@ -370,31 +471,41 @@ class FaceIndex(abc.ABC):
             return d
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Save atomically into ``directory`` (replacing a previous save only once complete)."""
+        """Save atomically into ``directory`` (replacing a previous save only once complete).
+
+        Holds the folder's lock; raises :class:`IndexConflict` (saving nothing) when this copy was
+        loaded from or saved to ``directory`` and another writer has saved there since.
+        """
         from facefeat.utils import atomic_dir
 
         d = Path(directory)
-        with self._lock.write():
+        key = _key(d)
+        with self._lock.write(), _locked(d, writing=True):
+            exists, disk_rev = _peek_revision(d)
+            if exists and key in self._seen and disk_rev != self._seen[key]:
+                raise IndexConflict(
+                    f"{d}: the index was changed by another writer since this copy was loaded (revision "
+                    f"{self._seen[key]} -> {disk_rev}); nothing was saved: load it again and redo the change "
+                    "(facefeat.index.edit_index does both under the lock)")
+            revision, revision_id = self._revision + 1, uuid.uuid4().hex
             try:
                 with atomic_dir(d) as tmp:
                     self._backend_save(tmp, d)
                     write_json(tmp / LABELS_FILE, {str(i): {"label": lab, "path": p} for i, (lab, p) in sorted(self._entries.items())})
-                    write_json(tmp / META_FILE, self._meta())  # written last: its presence marks a full save
+                    meta = self._meta()
+                    meta.update(revision=revision, revision_id=revision_id,
+                                checksums={rel: _sha256(tmp / rel) for rel in _checksummed_files(tmp)})
+                    write_json(tmp / META_FILE, meta)  # written last: its presence marks a full save
             except (OSError, RuntimeError) as exc:
                 raise IndexError_(f"{d}: cannot save the index ({exc}); the previous save, if any, is intact") from exc
+            self._revision = revision
+            self._seen[key] = revision_id
         return d
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **kw: Any) -> "FaceIndex":
         """Load a saved index; IndexError_ names the directory and what is wrong with it."""
-        d = Path(directory)
-        meta = read_meta(d)
-        if cls.backend and meta["backend"] != cls.backend:
-            raise IndexError_(f"{d}: holds a '{meta['backend']}' index, not a '{cls.backend}' one; use load_index()")
-        if not cls.backend:
-            return load_index(d, **kw)
-        entries = read_labels(d, meta)
-        return cls._backend_load(d, meta, entries, **kw)
+        return _load(Path(directory), cls if cls.backend else None, kw)
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _meta(self) -> dict:
@@ -447,9 +558,26 @@ class FaceIndex(abc.ABC):
         return {}
 
 
-def check_model(index: FaceIndex, model_name: str | None, dim: int | None = None) -> None:
-    """Function form of :meth:`FaceIndex.check_model`."""
-    index.check_model(model_name, dim)
+def _check_model(have_name: str | None, have_dim: int, model_name: str | None, dim: int | None) -> None:
+    if dim is not None and int(dim) != have_dim:
+        raise IndexError_(
+            f"index holds {have_dim}-d features (model '{have_name}') but the model "
+            f"'{model_name}' gives {dim}-d ones; rebuild the index with this model"
+        )
+    if model_name and have_name and model_name != have_name:
+        raise IndexError_(
+            f"index was built with model '{have_name}', not '{model_name}'; features of different "
+            "models are not comparable: rebuild the index, or use the model it was built with"
+        )
+
+
+def check_model(index: "FaceIndex | dict", model_name: str | None, dim: int | None = None) -> None:
+    """Function form of :meth:`FaceIndex.check_model`; ``index`` may also be a saved index's
+    :func:`read_meta` (to check before loading it)."""
+    if isinstance(index, dict):
+        _check_model(index.get("model_name"), int(index["dim"]), model_name, dim)
+    else:
+        index.check_model(model_name, dim)
 
 
 def create_index(
@@ -469,34 +597,54 @@ def create_index(
     if dim is None:
         raise InputError("create_index: dim is required (the model's feature dimension)")
     b = str(backend).lower()
-    if b == "faiss":
-        from facefeat.index.faiss_index import FaissFaceIndex
+    if b not in BACKENDS:
+        raise InputError(f"create_index: unknown backend {backend!r}; use 'faiss' or 'milvus'")
+    return backend_class(b)(dim, metric_type=metric_type, index_type=index_type or DEFAULT_INDEX_TYPES[b],
+                            model_name=model_name, **kw)
 
-        return FaissFaceIndex(dim, metric_type=metric_type, index_type=index_type or "Flat", model_name=model_name, **kw)
-    if b == "milvus":
-        from facefeat.index.milvus_index import MilvusFaceIndex
 
-        return MilvusFaceIndex(dim, metric_type=metric_type, index_type=index_type or "FLAT", model_name=model_name, **kw)
-    raise InputError(f"create_index: unknown backend {backend!r}; use 'faiss' or 'milvus'")
+def _load(d: Path, cls: type[FaceIndex] | None, kw: dict) -> FaceIndex:
+    with _locked(d, writing=False):
+        meta = read_meta(d)
+        if cls is not None and meta["backend"] != cls.backend:
+            raise IndexError_(f"{d}: holds a '{meta['backend']}' index, not a '{cls.backend}' one; use load_index()")
+        verify_checksums(d, meta)
+        entries = read_labels(d, meta)
+        index = backend_class(meta["backend"])._backend_load(d, meta, entries, **kw)
+    rev = meta.get("revision")
+    index._revision = rev if isinstance(rev, int) and rev >= 0 else 0
+    index._seen[_key(d)] = meta.get("revision_id")
+    return index
 
 
 def load_index(directory: str | os.PathLike, **kw: Any) -> FaceIndex:
     """Load a saved index of any backend (dispatching on ``meta.json``'s ``backend``)."""
+    return _load(Path(directory), None, kw)
+
+
+@contextmanager
+def edit_index(directory: str | os.PathLike, **kw: Any) -> Iterator[FaceIndex]:
+    """Load the index at ``directory``, let the block change it, and save it if it changed - all
+    under the folder's lock, so concurrent editors (CLI runs, scripts, server workers) take turns
+    and every change lands. Do slow work (embedding) before entering."""
     d = Path(directory)
-    meta = read_meta(d)
-    if meta["backend"] == "faiss":
-        from facefeat.index.faiss_index import FaissFaceIndex as cls
-    else:
-        from facefeat.index.milvus_index import MilvusFaceIndex as cls  # type: ignore[assignment]
-    entries = read_labels(d, meta)
-    return cls._backend_load(d, meta, entries, **kw)
+    with _locked(d, writing=True):
+        index = load_index(d, **kw)
+        before = index._changes
+        yield index
+        if index._changes != before:
+            index.save(d)
 
 
 __all__ = [
+    "BACKENDS",
     "FaceIndex",
     "Hit",
+    "IndexConflict",
+    "backend_class",
     "check_model",
     "create_index",
+    "edit_index",
     "load_index",
     "read_meta",
     "METRIC_TYPES",

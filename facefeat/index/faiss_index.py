@@ -340,6 +340,20 @@ class FaissFaceIndex(FaceIndex):
             raise IndexError_(f"{directory}: meta.json says IVF but {VECTORS_FILE} holds no IVF index")
         if not ivf and not isinstance(idx, f.IndexIDMap2):
             raise IndexError_(f"{directory}: {VECTORS_FILE} is not an IDMap2 index (not written by facefeat)")
+        want_metric = f.METRIC_L2 if meta["metric_type"] == "L2" else f.METRIC_INNER_PRODUCT
+        if idx.metric_type != want_metric:
+            raise IndexError_(
+                f"{directory}: {VECTORS_FILE} uses the {'L2' if idx.metric_type == f.METRIC_L2 else 'inner-product'} "
+                f"metric but meta.json says {meta['metric_type']}; the files do not belong together")
+        inner = idx if ivf else f.downcast_index(idx.index)
+        kind = "IVF" if ivf else ("HNSW" if index._kind == "HNSW" else "Flat")
+        want_cls = {"IVF": f.IndexIVFFlat, "HNSW": f.IndexHNSW, "Flat": f.IndexFlat}[kind]
+        if not isinstance(inner, want_cls):
+            raise IndexError_(
+                f"{directory}: {VECTORS_FILE} holds a {type(inner).__name__} but meta.json says index type "
+                f"{meta.get('effective_index_type') or meta['index_type']}; the files do not belong together")
+        if ivf and params.get("nlist") is not None and inner.nlist != params["nlist"]:
+            raise IndexError_(f"{directory}: {VECTORS_FILE} has nlist {inner.nlist} but meta.json says {params['nlist']}")
         if idx.d != meta["dim"]:
             raise IndexError_(f"{directory}: {VECTORS_FILE} holds {idx.d}-d vectors but meta.json says dim {meta['dim']}")
         if idx.ntotal != meta["count"]:

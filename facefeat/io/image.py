@@ -123,7 +123,7 @@ def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int]:
 
     fmt = sniff_format(data)
     if fmt is None:
-        raise InputError(f"{name}: not a supported image file (unknown format; use JPEG, PNG, BMP, WebP, TIFF, GIF, ...)")
+        raise InputError(f"{name}: cannot decode as an image: unknown format (not JPEG, PNG, BMP, WebP, TIFF, GIF, ...)")
     size = None
     if fmt in _PIL_FORMATS:
         try:
@@ -151,7 +151,7 @@ def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int]:
         except (ValueError, IndexError):
             size = None
     if size is None:
-        raise InputError(f"{name}: {fmt} header is corrupt or truncated (cannot read the image size from it)")
+        raise InputError(f"{name}: cannot decode as an image: its {fmt} header is corrupt or truncated (no image size)")
     return int(size[0]), int(size[1])
 
 
@@ -187,7 +187,8 @@ def _from_array(arr: np.ndarray, name: str, max_pixels: int | None = None) -> np
         lo, hi = (float(arr.min()), float(arr.max())) if kind != "f" or np.isfinite(arr).all() else (np.nan, np.nan)
         if not (lo >= 0 and hi <= 255):
             raise InputError(
-                f"{name}: array values span {lo}..{hi}; pass uint8 BGR (0..255) or float in 0..1 / 0..255")
+                f"{name}: array of dtype {arr.dtype} holds values {lo:g}..{hi:g}; pass uint8 BGR (0..255), "
+                "integers in 0..255, or floats in 0..1 (or 0..255)")
         if kind == "f":
             arr = np.rint(arr * 255.0 if hi <= 1.0 else arr)
         arr = arr.astype(np.uint8)

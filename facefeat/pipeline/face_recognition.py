@@ -3,16 +3,20 @@
 Gallery rule (build/append): an image with no detected face is rejected; an image with several
 faces uses the largest one when its box area is at least ``GALLERY_DOMINANCE`` times the
 next one (a portrait with faces in the background), and is rejected as ambiguous otherwise.
-Rejections are logged, kept in ``pipeline.last_rejected`` as ``(name, reason)``, and never
-silently dropped; ``strict=True`` turns them into an error.
+Rejections are logged and returned with the features (:class:`GalleryFeatures`'s ``rejected``,
+one :class:`GalleryRejection` each, with the image's position in the input), never silently
+dropped; ``strict=True`` turns them into an error. ``pipeline.last_rejected`` is a per-thread copy
+of the calling thread's last call's rejections (threads never see each other's).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -26,6 +30,31 @@ log = logging.getLogger("facefeat")
 
 GALLERY_DOMINANCE = 2.0
 ALIGN_MODES = ("align", "crop")
+
+
+@dataclass(frozen=True)
+class GalleryRejection:
+    """A gallery image that was not added: its position in the input (``index``), its name (path,
+    or ``gallery[i]`` for in-memory images), its label, and why."""
+
+    index: int
+    name: str
+    label: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GalleryFeatures(NamedTuple):
+    """What :meth:`FaceRecognitionPipeline.gallery_features` returns: one row of ``features`` per
+    accepted image with its label, name and input position, and the rejected images."""
+
+    features: np.ndarray
+    labels: list[str]
+    names: list[str]
+    positions: list[int]
+    rejected: list[GalleryRejection]
 
 
 def _area(box: Sequence[float]) -> float:
@@ -61,28 +90,24 @@ class FaceRecognitionPipeline:
         self.rec_topk = int(rec_topk)
         self.flip = bool(flip)
         self.index = index
-        self.last_rejected: list[tuple[str, str]] = []
-        self._detectors: dict[float, Any] = {}
-        self._detector_cls = YuNetDetector
-        self.detector = self._detector(self.det_threshold)
+        self._calls = threading.local()
+        # one detector for every threshold (set per call) and every thread (a bounded pool inside)
+        self.detector = YuNetDetector(score_threshold=self.det_threshold, nms_threshold=self.nms_threshold,
+                                      min_face_size=self.min_face_size)
+
+    @property
+    def last_rejected(self) -> list[GalleryRejection]:
+        """Rejections of this thread's last gallery call (a copy; see :class:`GalleryFeatures`)."""
+        return list(getattr(self._calls, "rejected", ()))
 
     def __repr__(self) -> str:
         return (f"FaceRecognitionPipeline(model={self.predictor.model_name!r}, align={self.align_mode!r}, "
                 f"det_threshold={self.det_threshold}, rec_threshold={self.rec_threshold})")
 
     # -- stages -------------------------------------------------------------------------------------
-    def _detector(self, threshold: float):
-        det = self._detectors.get(threshold)
-        if det is None:
-            det = self._detector_cls(score_threshold=threshold, nms_threshold=self.nms_threshold,
-                                     min_face_size=self.min_face_size)
-            self._detectors[threshold] = det
-        return det
-
     def detect(self, img: Any, det_threshold: float | None = None) -> list:
         """Faces in one image (largest first) as ``Detection`` objects."""
-        thr = self.det_threshold if det_threshold is None else float(det_threshold)
-        return self._detector(thr).detect(read_image(img))
+        return self.detector.detect(read_image(img), det_threshold)
 
     def align(self, img: np.ndarray, detection) -> np.ndarray:
         from facefeat.vision.align import align as align_face
@@ -90,7 +115,7 @@ class FaceRecognitionPipeline:
         return align_face(img, detection, mode=self.align_mode)
 
     def _detect_align(self, img: np.ndarray, thr: float) -> tuple[list, list[np.ndarray]]:
-        dets = self._detector(thr).detect(img)
+        dets = self.detector.detect(img, thr)
         faces = [self.align(img, d) if not d.too_small else None for d in dets]
         return dets, faces
 
@@ -148,52 +173,54 @@ class FaceRecognitionPipeline:
         return [(str(p), str(lab), str(p)) for p, lab in load_gallery(gallery_imgs, gallery_label)]
 
     def gallery_features(self, gallery_imgs: Any, gallery_label: Any, strict: bool = False,
-                         progress: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
+                         progress: bool = False) -> GalleryFeatures:
         """Embed a gallery (one face per image, see the module docstring for the rule)."""
         items = self._gallery_items(gallery_imgs, gallery_label)
-        self.last_rejected = []
-        feats, labels, names = [], [], []
+        rejected: list[GalleryRejection] = []
+        self._calls.rejected = rejected  # this thread's view, filled as the call goes
+
+        def reject(pos: int, name: str, label: str, reason: str) -> None:
+            if strict:
+                raise InputError(f"gallery image {name}: {reason}")
+            log.warning("gallery image %s skipped: %s", name, reason)
+            rejected.append(GalleryRejection(pos, str(name), label, reason))
+
+        feats, labels, names, positions = [], [], [], []
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(items), desc="gallery", unit="img")
-        for chunk in iter_batches(items, 16):
+        for chunk in iter_batches(list(enumerate(items)), 16):
             faces, keep = [], []
-            for src, label, name in chunk:
+            for pos, (src, label, name) in chunk:
                 try:
                     img = read_image(src, name)
                 except InputError as exc:
-                    self._reject(name, str(exc), strict)
+                    reject(pos, name, label, str(exc))
                     continue
-                dets = [d for d in self.detector.detect(img)]
+                dets = self.detector.detect(img)
                 usable = [d for d in dets if not d.too_small]
                 if not usable:
-                    why = "no face detected" if not dets else "face too small to align"
-                    self._reject(name, why, strict)
+                    reject(pos, name, label, "no face detected" if not dets else "face too small to align")
                     continue
                 if len(usable) > 1 and _area(usable[0].box) < GALLERY_DOMINANCE * _area(usable[1].box):
-                    self._reject(name, f"{len(usable)} faces of similar size; cannot tell which is {label!r}",
-                                 strict)
+                    reject(pos, name, label, f"{len(usable)} faces of similar size; cannot tell which is {label!r}")
                     continue
                 faces.append(self.align(img, usable[0]))
-                keep.append((label, name))
+                keep.append((pos, label, name))
             if faces:
                 feats.append(self.predictor.embed(faces, self.flip))
-                labels += [lab for lab, _ in keep]
-                names += [n for _, n in keep]
+                positions += [p for p, _, _ in keep]
+                labels += [lab for _, lab, _ in keep]
+                names += [n for _, _, n in keep]
             if bar is not None:
                 bar.update(len(chunk))
         if bar is not None:
             bar.close()
         dim = self.predictor.embedding_size
-        return (np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)), labels, names
-
-    def _reject(self, name: str, reason: str, strict: bool) -> None:
-        if strict:
-            raise InputError(f"gallery image {name}: {reason}")
-        log.warning("gallery image %s skipped: %s", name, reason)
-        self.last_rejected.append((name, reason))
+        x = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
+        return GalleryFeatures(x, labels, names, positions, list(rejected))
 
     def build_index(self, gallery_imgs: Any, gallery_label: Any, metric_type: str = "IP",
                     index_type: str = "HNSW32", backend: str = "faiss", strict: bool = False,
@@ -201,10 +228,11 @@ class FaceRecognitionPipeline:
         """Embed a gallery and build a new index (FAISS by default, or Milvus)."""
         from facefeat.index import create_index
 
-        feats, labels, names = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
+        g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
+        feats, labels, names = g.features, g.labels, g.names
         if len(labels) == 0:
-            raise InputError(f"gallery has no usable face: {len(self.last_rejected)} image(s) rejected "
-                             f"(first: {self.last_rejected[0] if self.last_rejected else 'none given'})")
+            first = f"{g.rejected[0].name}: {g.rejected[0].reason}" if g.rejected else "none given"
+            raise InputError(f"gallery has no usable face: {len(g.rejected)} image(s) rejected (first: {first})")
         index = create_index(backend=backend, dim=self.predictor.embedding_size, metric_type=metric_type,
                              index_type=index_type, model_name=self.predictor.model_name, **backend_kwargs)
         index.add(feats, labels, names)
@@ -214,8 +242,8 @@ class FaceRecognitionPipeline:
                      progress: bool = False) -> list[int]:
         """Embed more gallery images and add them to ``index``; returns the new ids."""
         index.check_model(self.predictor.model_name, self.predictor.embedding_size)
-        feats, labels, names = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
-        return index.add(feats, labels, names) if labels else []
+        g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
+        return index.add(g.features, g.labels, g.names) if g.labels else []
 
     @staticmethod
     def remove_index(remove_ids: int | Iterable[int] | str | os.PathLike, index) -> int:

