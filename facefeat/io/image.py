@@ -128,7 +128,7 @@ def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int]:
     if fmt in _PIL_FORMATS:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                warnings.simplefilter("ignore")  # bomb warnings (we check the size), corrupt-EXIF notes
                 with Image.open(io.BytesIO(data), formats=_PIL_FORMATS[fmt]) as im:
                     size = tuple(im.size)
         except Image.DecompressionBombError as exc:
