@@ -292,13 +292,9 @@ class Service:
         """Features of the accepted images, their labels, and the rejected ones (index, reason)."""
         imgs, labels = self.gallery_inputs(pairs)
         with self.pipeline() as pipe:
-            feats, labs, names = pipe.gallery_features(imgs, labels)
-            rejected_raw = list(pipe.last_rejected)
-        rejected = []
-        for name, reason in rejected_raw:
-            m = re.fullmatch(r"gallery\[(\d+)\]", str(name))
-            i = int(m.group(1)) if m else -1
-            rejected.append({"index": i, "label": labels[i] if 0 <= i < len(labels) else "", "reason": reason})
+            g = pipe.gallery_features(imgs, labels)
+        feats, labs = g.features, g.labels
+        rejected = [{"index": r.index, "label": r.label, "reason": r.reason} for r in g.rejected]
         if not labs:
             detail = "; ".join(f"#{r['index']}: {r['reason']}" for r in rejected[:5])
             raise InputError(f"no usable face in the {len(imgs)} image(s) given ({detail}); nothing was changed")

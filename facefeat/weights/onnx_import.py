@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -466,20 +465,9 @@ def convert_sface_to_fp32(src: Source, dst: Union[str, "os.PathLike[str]"]) -> P
     dst = Path(os.fspath(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     payload = model.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a weights file is world-readable
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from facefeat.utils import atomic_write_bytes
+
+    atomic_write_bytes(dst, payload)  # follows the umask, like every file facefeat writes
     return dst
 
 
