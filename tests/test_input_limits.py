@@ -157,3 +157,11 @@ def test_bounded_adversarial_inputs_only_ever_raise_input_errors():
         except InputError:
             continue
         assert img.dtype == np.uint8 and img.shape[0] * img.shape[1] <= 100_000
+
+
+def test_oversized_files_are_refused_before_reading(tmp_path, monkeypatch):
+    p = tmp_path / "huge.png"
+    p.write_bytes(_encode(".png") + bytes(5000))
+    monkeypatch.setattr(fio, "MAX_IMAGE_FILE_BYTES", 4096)
+    with pytest.raises(LimitError, match="huge.png: file is .* bytes, above the limit of 4,096"):
+        read_image(str(p))

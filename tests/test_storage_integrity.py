@@ -225,3 +225,30 @@ def test_index_backends_come_from_one_lazy_table():
             "src = open(b.__file__).read(); "
             "assert 'import facefeat.index.faiss_index' not in src and 'from facefeat.index.faiss_index' not in src")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_service_storage_recovers_an_interrupted_save_at_start_up(tmp_path):
+    from facefeat.serving.storage import IndexStore
+
+    store = IndexStore(tmp_path / "storage")
+    key = store.new_key()
+    saved(store.path(key), 3)
+    os.replace(store.path(key), store.index_root / f".{key}.abcd1234.old")  # killed between the renames
+    (store.index_root / f".{key}.zz99yy88.tmp").mkdir()
+    store = IndexStore(tmp_path / "storage")  # a restart
+    assert store.keys() == [key] and len(store.get(key)) == 3 and leftovers(store.index_root) == []
+
+
+def test_a_writer_killed_while_holding_the_lock_does_not_block_the_next(tmp_path):
+    d = tmp_path / "idx"
+    saved(d, 2)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        with fu.dir_lock(d):
+            os._exit(137)  # killed mid-edit: the OS drops its flock
+    os.waitpid(pid, 0)
+    with fu.dir_lock(d, timeout=5):
+        pass
+    with edit_index(d) as idx:
+        idx.add(unit(1, 5), ["after"])
+    assert len(load_index(d)) == 3

@@ -31,6 +31,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".
                     ".avif")
 #: decompression-bomb guard: images above this many pixels are refused (override by env var)
 MAX_IMAGE_PIXELS = int(os.environ.get("FACEFEAT_MAX_IMAGE_PIXELS", 64_000_000))
+#: image files larger than this many bytes are refused before being read (override by env var)
+MAX_IMAGE_FILE_BYTES = int(os.environ.get("FACEFEAT_MAX_IMAGE_FILE_BYTES", 512 * 1024 * 1024))
 URL_TIMEOUT_S = 20.0
 MAX_URL_BYTES = 50 * 1024 * 1024
 
@@ -243,6 +245,10 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
         if path.is_dir():
             raise InputError(f"{label}: is a directory; pass it to predict() to read every image in it")
         try:
+            size = path.stat().st_size
+            if size > MAX_IMAGE_FILE_BYTES:
+                raise LimitError(f"{label}: file is {size:,} bytes, above the limit of {MAX_IMAGE_FILE_BYTES:,} "
+                                 "for an image file (FACEFEAT_MAX_IMAGE_FILE_BYTES)")
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from exc

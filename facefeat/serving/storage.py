@@ -85,6 +85,9 @@ class IndexStore:
         self.lock_root = self.root / "locks"
         self.index_root.mkdir(parents=True, exist_ok=True)
         self.lock_root.mkdir(parents=True, exist_ok=True)
+        from facefeat.utils import recover_dirs
+
+        recover_dirs(self.index_root)  # start-up: finish saves a crash interrupted, drop stale temp folders
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
