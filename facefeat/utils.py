@@ -132,6 +132,11 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def needs_recovery(dst: str | os.PathLike) -> bool:
+    """Whether an interrupted :func:`atomic_dir` left temp or old copies beside ``dst``."""
+    return any(_leftovers(Path(dst)))
+
+
 def recover_dir(dst: str | os.PathLike) -> bool:
     """Finish what a crashed :func:`atomic_dir` left: if ``dst`` is missing but its previous
     version survives (``.<name>.*.old``), move it back; then remove the stale temp folders.

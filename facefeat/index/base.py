@@ -49,7 +49,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from facefeat.errors import IndexError_, InputError
-from facefeat.utils import LockTimeout, dir_lock, l2_normalize, recover_dir
+from facefeat.utils import LockTimeout, dir_lock, l2_normalize, needs_recovery, recover_dir
 
 FORMAT_NAME = "facefeat-index"
 FORMAT_VERSION = 1
@@ -293,6 +293,9 @@ def _key(d: Path) -> str:
 def _locked(d: Path, writing: bool) -> Iterator[None]:
     """The folder lock, and crash recovery under it, around a load or save. A location where no
     lock file can be made (read-only) is loaded without either: nothing can be saved there."""
+    if not writing and not os.path.lexists(d) and not needs_recovery(d):
+        yield  # nothing there to lock or recover: read_meta reports the missing index
+        return
     lock = dir_lock(d)
     try:
         lock.__enter__()
