@@ -5,7 +5,6 @@ never another thread's."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np

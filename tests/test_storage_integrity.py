@@ -208,7 +208,7 @@ def test_saved_files_and_folders_follow_the_umask(tmp_path, mask):
             (t / "x.onnx").write_bytes(b"x")
     finally:
         os.umask(old)
-    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)
     for folder in (tmp_path / "idx", tmp_path / "model"):
         assert mode(folder) == 0o777 & ~mask
     for f in (tmp_path / "res.json", tmp_path / "idx" / "meta.json", tmp_path / "idx" / "vectors.faiss",

@@ -35,7 +35,6 @@ Thread-safety: every index guards its state with a readers-writer lock: any numb
 from __future__ import annotations
 
 import abc
-import hashlib
 import importlib
 import json
 import os
@@ -49,11 +48,19 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from facefeat.errors import IndexError_, InputError
-from facefeat.utils import LockTimeout, dir_lock, l2_normalize, needs_recovery, recover_dir
+from facefeat.index.integrity import (
+    META_FILE,
+    checksum,
+    checksummed_files,
+    folder_key,
+    locked,
+    peek_revision,
+    verify_checksums,
+)
+from facefeat.utils import l2_normalize
 
 FORMAT_NAME = "facefeat-index"
 FORMAT_VERSION = 1
-META_FILE = "meta.json"
 LABELS_FILE = "labels.json"
 METRIC_TYPES = ("IP", "L2", "COSINE")
 #: the one table of index backends: name -> "module:class", imported only when used
@@ -239,83 +246,6 @@ def read_labels(directory: str | os.PathLike, meta: dict) -> dict[int, tuple[str
     return out
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _checksummed_files(directory: Path) -> list[str]:
-    """Every regular file of a saved index but meta.json (relative, sorted); lock files excluded."""
-    out = []
-    for p in sorted(directory.rglob("*")):
-        if p.is_file() and not p.is_symlink() and p.name != META_FILE and p.name != "LOCK" \
-                and not p.name.endswith(".lock"):
-            out.append(p.relative_to(directory).as_posix())
-    return out
-
-
-def verify_checksums(directory: str | os.PathLike, meta: dict) -> None:
-    """Raise IndexError_ when a file listed in ``meta["checksums"]`` is missing or changed
-    (indexes saved before checksums existed have none and pass)."""
-    d = Path(directory)
-    sums = meta.get("checksums")
-    if sums is None:
-        return
-    if not isinstance(sums, dict):
-        raise IndexError_(f"{d}: {META_FILE} is corrupt: checksums = {sums!r}")
-    for rel, want in sorted(sums.items()):
-        p, parts = d / rel, Path(rel).parts
-        if ".." in parts or not p.is_file():
-            top = parts[0] if parts and not (d / parts[0]).exists() else rel
-            raise IndexError_(f"{d}: {top} is missing (listed in {META_FILE}); the index is incomplete")
-        if _sha256(p) != want:
-            raise IndexError_(
-                f"{d}: {rel} is corrupt (its checksum does not match {META_FILE}); restore the index "
-                "from a backup or rebuild it")
-
-
-def _peek_revision(d: Path) -> tuple[bool, str | None]:
-    """``(an index is saved at d, its revision_id)`` without validating the rest."""
-    try:
-        meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return False, None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return True, None
-    return True, meta.get("revision_id") if isinstance(meta, dict) else None
-
-
-def _key(d: Path) -> str:
-    return os.path.realpath(d)
-
-
-@contextmanager
-def _locked(d: Path, writing: bool) -> Iterator[None]:
-    """The folder lock, and crash recovery under it, around a load or save. A location where no
-    lock file can be made (read-only) is loaded without either: nothing can be saved there."""
-    if not writing and not os.path.lexists(d) and not needs_recovery(d):
-        yield  # nothing there to lock or recover: read_meta reports the missing index
-        return
-    lock = dir_lock(d)
-    try:
-        lock.__enter__()
-    except LockTimeout as exc:
-        raise IndexError_(f"{d}: the index is locked by another writer ({exc})") from None
-    except OSError as exc:
-        if writing:
-            raise IndexError_(f"{d}: cannot lock the index for saving ({exc})") from exc
-        yield
-        return
-    try:
-        try:
-            recover_dir(d)
-        except OSError as exc:
-            raise IndexError_(f"{d}: cannot recover the index from an interrupted save ({exc})") from exc
-        yield
-    finally:
-        lock.__exit__(None, None, None)
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON into a file inside a temp dir (the directory rename is what makes it atomic)."""
     with open(path, "w", encoding="utf-8") as f:
@@ -482,9 +412,9 @@ class FaceIndex(abc.ABC):
         from facefeat.utils import atomic_dir
 
         d = Path(directory)
-        key = _key(d)
-        with self._lock.write(), _locked(d, writing=True):
-            exists, disk_rev = _peek_revision(d)
+        key = folder_key(d)
+        with self._lock.write(), locked(d, writing=True):
+            exists, disk_rev = peek_revision(d)
             if exists and key in self._seen and disk_rev != self._seen[key]:
                 raise IndexConflict(
                     f"{d}: the index was changed by another writer since this copy was loaded (revision "
@@ -497,7 +427,7 @@ class FaceIndex(abc.ABC):
                     write_json(tmp / LABELS_FILE, {str(i): {"label": lab, "path": p} for i, (lab, p) in sorted(self._entries.items())})
                     meta = self._meta()
                     meta.update(revision=revision, revision_id=revision_id,
-                                checksums={rel: _sha256(tmp / rel) for rel in _checksummed_files(tmp)})
+                                checksums={rel: checksum(tmp / rel) for rel in checksummed_files(tmp)})
                     write_json(tmp / META_FILE, meta)  # written last: its presence marks a full save
             except (OSError, RuntimeError) as exc:
                 raise IndexError_(f"{d}: cannot save the index ({exc}); the previous save, if any, is intact") from exc
@@ -607,7 +537,7 @@ def create_index(
 
 
 def _load(d: Path, cls: type[FaceIndex] | None, kw: dict) -> FaceIndex:
-    with _locked(d, writing=False):
+    with locked(d, writing=False):
         meta = read_meta(d)
         if cls is not None and meta["backend"] != cls.backend:
             raise IndexError_(f"{d}: holds a '{meta['backend']}' index, not a '{cls.backend}' one; use load_index()")
@@ -616,7 +546,7 @@ def _load(d: Path, cls: type[FaceIndex] | None, kw: dict) -> FaceIndex:
         index = backend_class(meta["backend"])._backend_load(d, meta, entries, **kw)
     rev = meta.get("revision")
     index._revision = rev if isinstance(rev, int) and rev >= 0 else 0
-    index._seen[_key(d)] = meta.get("revision_id")
+    index._seen[folder_key(d)] = meta.get("revision_id")
     return index
 
 
@@ -631,7 +561,7 @@ def edit_index(directory: str | os.PathLike, **kw: Any) -> Iterator[FaceIndex]:
     under the folder's lock, so concurrent editors (CLI runs, scripts, server workers) take turns
     and every change lands. Do slow work (embedding) before entering."""
     d = Path(directory)
-    with _locked(d, writing=True):
+    with locked(d, writing=True):
         index = load_index(d, **kw)
         before = index._changes
         yield index
