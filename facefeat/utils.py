@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -177,6 +178,18 @@ def recover_dirs(parent: str | os.PathLike) -> list[Path]:
     return done
 
 
+def _replace_if_absent(tmp: Path, dst: Path) -> bool:
+    """Rename ``tmp`` onto an absent ``dst``; False when another writer created ``dst`` meanwhile
+    (renaming a folder onto a non-empty one fails with ENOTEMPTY/EEXIST)."""
+    try:
+        os.replace(tmp, dst)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) or os.path.lexists(dst):
+            return False
+        raise
+    return True
+
+
 @contextmanager
 def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp directory beside ``dst``; on success it replaces ``dst`` (old one kept until then).
@@ -194,7 +207,7 @@ def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
         _checkpoint("tmp-created")
         yield tmp
         _checkpoint("written")
-        if os.path.lexists(dst):
+        if os.path.lexists(dst) or not _replace_if_absent(tmp, dst):
             old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
             os.rmdir(old)
             os.replace(dst, old)  # keep the previous copy until the new one is in place
@@ -204,7 +217,6 @@ def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
             _checkpoint("committed")
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, dst)
             _fsync_dir(dst.parent)
             _checkpoint("committed")
         _checkpoint("done")

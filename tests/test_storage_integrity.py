@@ -252,3 +252,12 @@ def test_a_writer_killed_while_holding_the_lock_does_not_block_the_next(tmp_path
     with edit_index(d) as idx:
         idx.add(unit(1, 5), ["after"])
     assert len(load_index(d)) == 3
+
+
+def test_atomic_dir_when_another_writer_creates_the_folder_meanwhile(tmp_path):
+    d = tmp_path / "model"
+    with fu.atomic_dir(d) as t:
+        (t / "mine").write_text("b")
+        with fu.atomic_dir(d) as other:  # another process's first save lands while ours is open
+            (other / "theirs").write_text("a")
+    assert sorted(p.name for p in d.iterdir()) == ["mine"] and leftovers(tmp_path) == []

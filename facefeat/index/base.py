@@ -413,7 +413,7 @@ class FaceIndex(abc.ABC):
 
         d = Path(directory)
         key = folder_key(d)
-        with self._lock.write(), locked(d, writing=True):
+        with locked(d, writing=True), self._lock.write():  # the folder first: searches go on while it waits
             exists, disk_rev = peek_revision(d)
             if exists and key in self._seen and disk_rev != self._seen[key]:
                 raise IndexConflict(
