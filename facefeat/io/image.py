@@ -2,7 +2,10 @@
 
 Everything comes out as a uint8 BGR ``HxWx3`` numpy array (OpenCV's and PaddleX's convention), with
 a name for results (``input_path``). Errors are :class:`~facefeat.errors.InputError` and name the
-input that failed and why.
+input that failed and why. Memory is bounded before anything is decoded: the format is sniffed as
+OpenCV will pick it and the size read from its header (:func:`image_size`); an unknown format, a
+header without a size, or a size over ``max_pixels`` is refused (:class:`~facefeat.errors.LimitError`
+for limits), as are files over :data:`MAX_IMAGE_FILE_BYTES`.
 """
 
 from __future__ import annotations
