@@ -11,6 +11,10 @@ class InputError(FacefeatError, ValueError):
     """An input (image, file, directory, array, request field) is missing or malformed."""
 
 
+class LimitError(InputError):
+    """An input is over a size limit (bytes, pixels, images per request); HTTP 413 in the service."""
+
+
 class WeightsError(FacefeatError):
     """Weights cannot be found, downloaded, or loaded."""
 

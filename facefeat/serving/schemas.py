@@ -9,19 +9,30 @@ Images are base64 strings (optionally a ``data:image/...;base64,`` URL) or http(
 
 from __future__ import annotations
 
-from typing import Generic, Optional, TypeVar
+import re
+from typing import Annotated, Generic, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
 
 #: labels are shown to people and stored in the index's labels.json
 MAX_LABEL_CHARS = 256
+#: index parameters a client may ask for (HNSW's M costs ~8*M bytes per face and link level)
+MAX_HNSW_M = 64
+MAX_IVF_NLIST = 65536
+MAX_ID = 2**62
+_INDEX_TYPE = re.compile(r"(FLAT|IVF|IVF_FLAT|IVFFLAT|HNSW)|IVF(\d{1,6})(,FLAT)?|HNSW(\d{1,3})(,FLAT)?")
+METRICS = ("IP", "COSINE", "L2")
+
+Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class _Body(BaseModel):
-    # unknown fields are refused (a misspelt "topK" should not be silently ignored)
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # strict types (``"ids": [true]`` or ``["0"]`` is a 422, not id 1 or 0); unknown fields are
+    # accepted and ignored, as PaddleX does (the service logs each unknown name once)
+    model_config = ConfigDict(extra="allow", strict=True, protected_namespaces=())
 
 
 # -- envelope -----------------------------------------------------------------------------------
@@ -64,23 +75,40 @@ class ImageLabelPair(_Body):
     label: str = Field(min_length=1, max_length=MAX_LABEL_CHARS, description="the person's name")
 
 
-class Rejected(BaseModel):
-    index: int = Field(description="position of the image in imageLabelPairs")
-    label: str
-    reason: str
-
-
 class BuildIndexRequest(_Body):
     imageLabelPairs: list[ImageLabelPair] = Field(min_length=1)
-    indexType: Optional[str] = Field(None, description="FAISS: Flat (default), HNSW32, IVF; Milvus: FLAT, HNSW, IVF_FLAT")
-    metricType: Optional[str] = Field(None, description="IP (default), COSINE or L2")
+    indexType: Optional[str] = Field(None, max_length=16, description=(
+        f"FAISS: Flat (default), HNSW<M> (M 4..{MAX_HNSW_M}), IVF or IVF<nlist> (1..{MAX_IVF_NLIST}); "
+        "Milvus: FLAT, HNSW, IVF_FLAT"))
+    metricType: Optional[str] = Field(None, max_length=8, description="IP (default), COSINE or L2")
+
+    @field_validator("indexType")
+    @classmethod
+    def _index_type(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        m = _INDEX_TYPE.fullmatch(v.strip().upper())
+        if not m:
+            raise ValueError("indexType must be Flat, HNSW<M>, IVF, IVF<nlist>[,Flat] (or Milvus' FLAT, HNSW, IVF_FLAT)")
+        if m.group(2) and not 1 <= int(m.group(2)) <= MAX_IVF_NLIST:
+            raise ValueError(f"IVF nlist must be in 1..{MAX_IVF_NLIST}")
+        if m.group(4) and not 4 <= int(m.group(4)) <= MAX_HNSW_M:
+            raise ValueError(f"HNSW M must be in 4..{MAX_HNSW_M}")
+        return v.strip()
+
+    @field_validator("metricType")
+    @classmethod
+    def _metric(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and v.strip().upper() not in METRICS:
+            raise ValueError("metricType must be IP, COSINE or L2")
+        return v if v is None else v.strip().upper()
 
 
 class BuildIndexResult(BaseModel):
     indexKey: str
     imageCount: int = Field(description="entries in the index")
-    ids: list[int] = Field(description="ids assigned to the accepted images, in request order")
-    rejected: list[Rejected] = Field(default_factory=list, description="images skipped (no face, several faces)")
+    ids: list[int] = Field(description="the id of each pair, in request order (a request with an image "
+                                       "without a usable face is refused as a whole, so ids never shift)")
 
 
 class AddImagesToIndexRequest(_Body):
@@ -90,17 +118,27 @@ class AddImagesToIndexRequest(_Body):
 
 class AddImagesToIndexResult(BaseModel):
     imageCount: int = Field(description="entries in the index after the add")
-    ids: list[int]
-    rejected: list[Rejected] = Field(default_factory=list)
+    ids: list[int] = Field(description="the id of each pair, in request order")
 
 
 class RemoveImagesFromIndexRequest(_Body):
-    ids: list[int] = Field(min_length=1)
+    ids: list[Id] = Field(min_length=1, max_length=10000)
     indexKey: str
 
 
 class RemoveImagesFromIndexResult(BaseModel):
     imageCount: int = Field(description="entries in the index after the removal")
+    removed: list[int] = Field(default_factory=list, description="ids that were removed")
+    missing: list[int] = Field(default_factory=list, description="ids that were not in the index (nothing to do)")
+
+
+class DeleteIndexRequest(_Body):
+    indexKey: str
+
+
+class DeleteIndexResult(BaseModel):
+    indexKey: str
+    deleted: bool
 
 
 class IndexEntry(BaseModel):
@@ -135,10 +173,13 @@ class IndexListResult(BaseModel):
 class InferRequest(_Body):
     image: str = Field(description="a photo: base64 (or data URL) or http(s) URL")
     indexKey: Optional[str] = Field(None, description="gallery to search; without it faces are only detected")
-    detThreshold: Optional[float] = Field(None, ge=0.0, le=1.0)
-    recThreshold: Optional[float] = Field(None, description="minimum top-1 score (IP/COSINE) to name a face")
+    detThreshold: Optional[Threshold] = None
+    recThreshold: Optional[Threshold] = Field(None, description="minimum top-1 score (IP/COSINE) to name a face")
     topk: Optional[int] = Field(None, ge=1, le=100)
-    visualize: Optional[bool] = Field(None, description="also return the annotated image (base64 JPEG)")
+    hammingRadius: Optional[float] = Field(None, allow_inf_nan=False,
+                                           description="PaddleX's binary-index field; accepted and unused")
+    visualize: Optional[bool] = Field(True, description="also return the annotated image (base64 JPEG); "
+                                                        "default true, as PaddleX")
 
 
 class RecResult(BaseModel):
@@ -161,3 +202,4 @@ class HealthResult(BaseModel):
     status: str
     models: list[str]
     indexBackend: str
+    runtime: dict = Field(default_factory=dict, description="backend, precision and CPU features in use")

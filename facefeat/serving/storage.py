@@ -31,14 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from facefeat.errors import FacefeatError, InputError
+from facefeat.errors import InputError
+from facefeat.serving.errors import NotFound
 
 log = logging.getLogger("facefeat.serving")
 
 KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
-class IndexNotFound(FacefeatError, LookupError):
+class IndexNotFound(NotFound):
     """No index with this key in the storage directory (HTTP 404)."""
 
 
@@ -222,6 +223,32 @@ class IndexStore:
                 if (index.next_id, len(index)) != before:
                     self._cache.pop(key, None)
                 raise
+
+    def delete(self, key: str) -> None:
+        """Remove index ``key`` (its files, its Milvus collection); 404 when there is none."""
+        import shutil
+
+        self._require_known(key)
+        with self.lock(key):
+            path = self.path(key)
+            if not path.exists():
+                raise IndexNotFound(f"indexKey {key}: no such index")
+            if self.backend == "milvus":
+                try:
+                    index = self._load_locked(key)
+                    drop = getattr(index, "drop", None)
+                    if callable(drop):
+                        drop()
+                except Exception as exc:  # the files go anyway; the collection is then orphaned
+                    log.warning("index %s: dropping its Milvus collection failed: %s", key, exc)
+            self._cache.pop(key, None)
+            trash = path.with_name(f".{key}.deleted")
+            os.replace(path, trash)  # atomic: readers see the index or nothing
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            self._lock_file(key).unlink()
+        except OSError:
+            pass
 
     def update(self, key: str, fn: Callable[[Any], Any]) -> Any:
         with self.mutate(key) as index:
