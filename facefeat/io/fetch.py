@@ -69,7 +69,7 @@ class _PinnedHTTP(http.client.HTTPConnection):
         self._ip = ip
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = self.raw_sock = socket.create_connection((self._ip, self.port), self.timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -79,7 +79,8 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         sock = socket.create_connection((self._ip, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.raw_sock = sock  # during the handshake; then the TLS socket, which owns the descriptor
+        self.sock = self.raw_sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -155,7 +156,8 @@ def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = 
 
 
 def _abort(conn: http.client.HTTPConnection) -> None:
-    sock = conn.sock
+    # the raw socket: http.client drops conn.sock once the response owns the connection
+    sock = getattr(conn, "raw_sock", None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
