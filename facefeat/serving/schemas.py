@@ -203,3 +203,4 @@ class HealthResult(BaseModel):
     models: list[str]
     indexBackend: str
     runtime: dict = Field(default_factory=dict, description="backend, precision and CPU features in use")
+    auth: bool = Field(False, description="true when the other endpoints need an API key")

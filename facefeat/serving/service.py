@@ -119,7 +119,7 @@ class Service:
     def health(self) -> dict:
         self.require_ready()
         return {"status": "ready", "models": list(self.predictors), "indexBackend": self.store.backend,
-                "runtime": runtime_info(self.predictor)}
+                "runtime": runtime_info(self.predictor), "auth": bool(self.settings.api_keys)}
 
     # -- inputs ------------------------------------------------------------------------------------
     def fetch(self, url: str, what: str) -> bytes:
