@@ -12,7 +12,7 @@ class InputError(FacefeatError, ValueError):
 
 
 class LimitError(InputError):
-    """An input is over a size limit (bytes, pixels, images per request); HTTP 413 in the service."""
+    """An input is over a size limit (bytes, pixels, count)."""
 
 
 class WeightsError(FacefeatError):

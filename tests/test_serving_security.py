@@ -401,3 +401,25 @@ def test_cli_flags_come_from_settings(tmp_path, monkeypatch):
         settings_from_args(p.parse_args(["--pipeline", str(tmp_path / "none.yaml")])).resolved()
     with pytest.raises(InputError, match="det_threshold"):
         Settings(det_threshold=float("nan")).resolved()
+
+
+def test_gallery_rejections_by_position():
+    """Rejections come from the pipeline's structured results (input positions), not from messages."""
+    from collections import namedtuple
+
+    import numpy as np
+
+    from facefeat.serving.service import Service
+
+    Rej = namedtuple("Rej", "index name label reason")
+    Out = namedtuple("Out", "features labels names positions rejected")
+
+    class StructuredPipe:
+        def gallery_features(self, imgs, labels):
+            return Out(np.zeros((1, 4)), labels[1:2], ["gallery[1]"], [1],
+                       [Rej(0, "misleading gallery[1] name", labels[0], "no face detected"),
+                        Rej(2, "x", labels[2], "2 faces of similar size")])
+
+    feats, problems = Service._embed_gallery(StructuredPipe(), [0, 1, 2], ["a", "b", "c"])
+    assert problems == ["imageLabelPairs[0] ('a'): no face detected",
+                        "imageLabelPairs[2] ('c'): 2 faces of similar size"]

@@ -196,22 +196,33 @@ class Service:
                 raise InputError(f"imageLabelPairs[{i}].label is blank; give the person's name")
             imgs.append(self.decode_image(p.image, f"imageLabelPairs[{i}].image"))
             labels.append(label)
-        feats, problems = [], []
         with self.pipeline() as pipe:
-            # one image per call: a rejection is known by position, never parsed out of a message
-            for i, (img, label) in enumerate(zip(imgs, labels)):
-                f, labs, _names = pipe.gallery_features([img], [label])
-                if len(labs) == 1:
-                    feats.append(f)
-                else:
-                    reasons = [r[1] if isinstance(r, tuple) else getattr(r, "reason", str(r))
-                               for r in (getattr(pipe, "last_rejected", None) or [])]
-                    problems.append(f"imageLabelPairs[{i}] ({label!r}): {reasons[0] if reasons else 'rejected'}")
+            feats, problems = self._embed_gallery(pipe, imgs, labels)
         if problems:
             shown = "; ".join(problems[:20]) + ("; ..." if len(problems) > 20 else "")
             raise InputError(f"{len(problems)} of {len(imgs)} image(s) have no usable face, so nothing was "
                              f"changed (each pair's id is its position): {shown}")
-        return np.concatenate(feats), labels
+        return feats, labels
+
+    @staticmethod
+    def _embed_gallery(pipe: Any, imgs: list, labels: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Features of every image and the problems ("imageLabelPairs[i] ('label'): reason"), taken
+        from the pipeline's structured rejections (their input position), never from message text."""
+        out = pipe.gallery_features(imgs, labels)
+        rejected = getattr(out, "rejected", None)
+        if rejected is not None:  # GalleryFeatures: rejections carry their position
+            problems = [f"imageLabelPairs[{r.index}] ({labels[r.index]!r}): {r.reason}" for r in rejected]
+            return out.features, problems
+        feats, labs = out[0], out[1]
+        if len(labs) == len(imgs):
+            return feats, []
+        # a pipeline that returns no positions: find the rejected ones one image at a time
+        problems = []
+        for i, (img, label) in enumerate(zip(imgs, labels)):
+            if len(pipe.gallery_features([img], [label])[1]) != 1:
+                why = [r[1] if isinstance(r, tuple) else getattr(r, "reason", "") for r in pipe.last_rejected]
+                problems.append(f"imageLabelPairs[{i}] ({label!r}): {why[0] if why else 'rejected'}")
+        return feats, problems
 
     def close(self) -> None:
         self.ready.clear()
