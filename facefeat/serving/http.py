@@ -227,7 +227,7 @@ def install_handlers(app: FastAPI, roots: Callable[[], list[str]]) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return error(request, exc.status_code, str(exc.detail))
+        return error(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(FacefeatError)
     async def _facefeat(request: Request, exc: FacefeatError):
@@ -247,6 +247,8 @@ def install_handlers(app: FastAPI, roots: Callable[[], list[str]]) -> None:
                                    f"logId {log_id}")
 
 
-def ok(request: Request, result: Any) -> dict:
-    return {"logId": getattr(request.state, "log_id", None) or uuid.uuid4().hex, "errorCode": 0,
-            "errorMsg": "Success", "result": result}
+def ok(request: Request, result: Any) -> JSONResponse:
+    """The success envelope, sent as is (results are built from plain types; the endpoints'
+    ``response_model`` documents them without re-validating each response)."""
+    return JSONResponse({"logId": getattr(request.state, "log_id", None) or uuid.uuid4().hex, "errorCode": 0,
+                         "errorMsg": "Success", "result": result})

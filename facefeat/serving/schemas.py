@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Generic, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
 
@@ -21,12 +21,30 @@ MAX_LABEL_CHARS = 256
 #: index parameters a client may ask for (HNSW's M costs ~8*M bytes per face and link level)
 MAX_HNSW_M = 64
 MAX_IVF_NLIST = 65536
-MAX_ID = 2**62
-_INDEX_TYPE = re.compile(r"(FLAT|IVF|IVF_FLAT|IVFFLAT|HNSW)|IVF(\d{1,6})(,FLAT)?|HNSW(\d{1,3})(,FLAT)?")
+MAX_ID = 2**53 - 1  # exact in every JSON implementation
 METRICS = ("IP", "COSINE", "L2")
 
+
+def _ci(word: str) -> str:
+    """``word`` as a case-insensitive JSON-Schema regex (JSON Schema has no flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+_M = "([4-9]|[1-5][0-9]|6[0-4])"  # HNSW M: 4..64
+_NLIST = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-6])"  # 1..65536
+INDEX_TYPE_PATTERN = (f"^({_ci('FLAT')}|{_ci('IVF_FLAT')}|{_ci('IVFFLAT')}|{_ci('IVF')}({_NLIST}(,{_ci('FLAT')})?)?"
+                      f"|{_ci('HNSW')}({_M}(,{_ci('FLAT')})?)?)$")
+METRIC_PATTERN = "^(" + "|".join(_ci(m) for m in METRICS) + ")$"
+
+
+def _integral(v):
+    """JSON Schema counts 3.0 as an integer: accept it as 3 (but never true or "3")."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
 Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+Id = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_ID)]
+TopK = Annotated[int, BeforeValidator(_integral), Field(ge=1, le=100)]
 
 
 class _Body(BaseModel):
@@ -77,31 +95,27 @@ class ImageLabelPair(_Body):
 
 class BuildIndexRequest(_Body):
     imageLabelPairs: list[ImageLabelPair] = Field(min_length=1)
-    indexType: Optional[str] = Field(None, max_length=16, description=(
-        f"FAISS: Flat (default), HNSW<M> (M 4..{MAX_HNSW_M}), IVF or IVF<nlist> (1..{MAX_IVF_NLIST}); "
+    indexType: Optional[str] = Field(None, max_length=16, json_schema_extra={"pattern": INDEX_TYPE_PATTERN},
+                                     description=(
+        f"FAISS: Flat (default), HNSW<M> (M 4..{MAX_HNSW_M}), IVF or IVF<nlist>[,Flat] (nlist 1..{MAX_IVF_NLIST}); "
         "Milvus: FLAT, HNSW, IVF_FLAT"))
-    metricType: Optional[str] = Field(None, max_length=8, description="IP (default), COSINE or L2")
+    metricType: Optional[str] = Field(None, max_length=8, json_schema_extra={"pattern": METRIC_PATTERN},
+                                      description="IP (default), COSINE or L2")
 
     @field_validator("indexType")
     @classmethod
     def _index_type(cls, v: Optional[str]) -> Optional[str]:
-        if v is None:
-            return v
-        m = _INDEX_TYPE.fullmatch(v.strip().upper())
-        if not m:
-            raise ValueError("indexType must be Flat, HNSW<M>, IVF, IVF<nlist>[,Flat] (or Milvus' FLAT, HNSW, IVF_FLAT)")
-        if m.group(2) and not 1 <= int(m.group(2)) <= MAX_IVF_NLIST:
-            raise ValueError(f"IVF nlist must be in 1..{MAX_IVF_NLIST}")
-        if m.group(4) and not 4 <= int(m.group(4)) <= MAX_HNSW_M:
-            raise ValueError(f"HNSW M must be in 4..{MAX_HNSW_M}")
-        return v.strip()
+        if v is not None and not re.fullmatch(INDEX_TYPE_PATTERN, v):
+            raise ValueError(f"indexType must be Flat, HNSW<M> (M 4..{MAX_HNSW_M}), IVF or IVF<nlist>[,Flat] "
+                             f"(nlist 1..{MAX_IVF_NLIST}), or Milvus' FLAT, HNSW, IVF_FLAT")
+        return v
 
     @field_validator("metricType")
     @classmethod
     def _metric(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and v.strip().upper() not in METRICS:
+        if v is not None and not re.fullmatch(METRIC_PATTERN, v):
             raise ValueError("metricType must be IP, COSINE or L2")
-        return v if v is None else v.strip().upper()
+        return v if v is None else v.upper()
 
 
 class BuildIndexResult(BaseModel):
@@ -175,7 +189,7 @@ class InferRequest(_Body):
     indexKey: Optional[str] = Field(None, description="gallery to search; without it faces are only detected")
     detThreshold: Optional[Threshold] = None
     recThreshold: Optional[Threshold] = Field(None, description="minimum top-1 score (IP/COSINE) to name a face")
-    topk: Optional[int] = Field(None, ge=1, le=100)
+    topk: Optional[TopK] = None
     hammingRadius: Optional[float] = Field(None, allow_inf_nan=False,
                                            description="PaddleX's binary-index field; accepted and unused")
     visualize: Optional[bool] = Field(True, description="also return the annotated image (base64 JPEG); "

@@ -62,6 +62,7 @@ def check_key(key: Any) -> str:
 class _Cached:
     rev: tuple[int, int]
     index: Any
+    sig: tuple | None = None  # (inode, mtime, size) of the meta.json the rev was last confirmed on
 
 
 def _rev_of_meta(meta: dict) -> tuple[int, int]:
@@ -162,12 +163,26 @@ class IndexStore:
         self._cache[key] = _Cached(_rev_of_meta({"next_id": index.next_id, "count": len(index)}), index)
         return index
 
+    def _meta_sig(self, key: str) -> tuple | None:
+        try:
+            st = os.stat(self.path(key) / "meta.json")
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def get(self, key: str) -> Any:
-        """The index ``key`` for reading (searches may run concurrently with each other)."""
+        """The index ``key`` for reading (searches may run concurrently with each other).
+
+        Fast path: an unchanged meta.json (same inode, mtime and size - every save replaces the
+        directory) needs no read; otherwise its revision is read and compared."""
         check_key(key)
-        rev = self._disk_rev(key)
         cached = self._cache.get(key)
+        sig = self._meta_sig(key)
+        if cached is not None and sig is not None and cached.sig == sig:
+            return cached.index
+        rev = self._disk_rev(key)
         if rev is not None and cached is not None and cached.rev == rev:
+            cached.sig = sig  # taken before the read: at worst older, which only costs a re-read
             return cached.index
         self._require_known(key)
         with self.lock(key):  # absent, stale, or being replaced right now: look again under the lock
