@@ -41,7 +41,8 @@ class Settings:
     workers: int = field(default=1, metadata=_opt("uvicorn worker processes"))
     log_level: str = field(default="info", metadata=_opt("uvicorn log level"))
     storage_dir: Optional[str] = field(default=None, metadata=_opt(
-        "directory for the gallery indexes (default: <facefeat home>/serve, printed at start)", flag="--storage"))
+        "directory for the gallery indexes (default: <facefeat home>/serve, printed at start)", flag="--storage",
+        metavar="DIR"))
     pipeline: Optional[str] = field(default=None, metadata=_opt(
         "pipeline config (a face_recognition YAML file); default: the built-in face_recognition pipeline",
         metavar="FILE.yaml"))
@@ -53,7 +54,7 @@ class Settings:
     max_image_pixels: int = field(default=DEFAULT_MAX_IMAGE_PIXELS, metadata=_opt("largest image (width x height)"))
     max_build_images: int = field(default=DEFAULT_MAX_BUILD_IMAGES, metadata=_opt("images per build/add request"))
     feature_models: list = field(default_factory=list, metadata=_opt(
-        "another zoo model for /face-feature-infer (repeatable)", flag="--feature-model"))
+        "another zoo model for /face-feature-infer (repeatable)", flag="--feature-model", metavar="NAME"))
     det_threshold: Optional[float] = field(default=None, metadata=_opt("default detection threshold"))
     rec_threshold: Optional[float] = field(default=None, metadata=_opt("default recognition threshold"))
     rec_topk: Optional[int] = field(default=None, metadata=_opt("default number of gallery matches"))
@@ -66,14 +67,14 @@ class Settings:
     url_fetch_concurrency: int = field(default=4, metadata=_opt(
         "image downloads at once (the fetch pool); more are refused with 503"))
     url_allowed_networks: list = field(default_factory=list, metadata=_opt(
-        "a non-public network image URLs may reach, e.g. 10.0.0.5/32 (repeatable)", flag="--url-allow-network"))
+        "a non-public network image URLs may reach, e.g. 10.0.0.5/32 (repeatable)", flag="--url-allow-network", metavar="CIDR"))
     api_keys: list = field(default_factory=list, repr=False, metadata=_opt(
         f"API key: KEY or admin:KEY (every operation), read:KEY (no index changes); repeatable; also "
         f"${ENV_API_KEYS} (comma-separated). With keys set every endpoint but /health and the page needs one",
-        flag="--api-key"))
+        flag="--api-key", metavar="KEY"))
     allowed_hosts: list = field(default_factory=list, metadata=_opt(
         "Host header values accepted (repeatable, * for any); default: the bind address and localhost",
-        flag="--allowed-host"))
+        flag="--allowed-host", metavar="HOST"))
     background_load: bool = field(default=False, metadata=_opt("accept connections before the models are loaded",
                                                                cli=False))
 

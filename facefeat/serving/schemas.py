@@ -43,8 +43,8 @@ def _integral(v):
 
 
 Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Id = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_ID)]
-TopK = Annotated[int, BeforeValidator(_integral), Field(ge=1, le=100)]
+Id = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_integral)]
+TopK = Annotated[int, Field(ge=1, le=100), BeforeValidator(_integral)]
 
 
 class _Body(BaseModel):
