@@ -254,7 +254,7 @@ def test_warning_when_binding_beyond_loopback_without_key(tmp_path, monkeypatch,
 
 def test_strict_request_types(admin, index_key, face):
     hdr = {"content-type": "application/json"}
-    for ids in ([True], ["0"], [0.0], [-1], [2**63]):
+    for ids in ([True], ["0"], [0.5], [-1], [2**63]):
         msg = _err(admin.post("/face-recognition-index-remove", json={"ids": ids, "indexKey": index_key}), 422)
         problems = json.loads(msg)  # errorMsg is the JSON list of problems, as PaddleX sends it
         assert isinstance(problems, list) and problems[0]["loc"][:2] == ["body", "ids"]
@@ -272,10 +272,19 @@ def test_strict_request_types(admin, index_key, face):
              "indexType")
     _err(admin.post("/face-recognition-index-build", json={"imageLabelPairs": pairs, "metricType": "JACCARD"}), 422,
          "metricType")
-    # documented-unused (hammingRadius) and unknown fields are accepted and ignored
-    r = admin.post("/face-recognition-infer", json={"image": img, "indexKey": index_key, "hammingRadius": 3,
-                                                    "someNewField": {"a": 1}})
-    res = _ok(r)
+    # documented-unused (hammingRadius) and unknown fields are accepted and ignored, logged once
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("facefeat.serving").addHandler(handler)
+    try:
+        for _ in range(2):
+            r = admin.post("/face-recognition-infer", json={"image": img, "indexKey": index_key, "hammingRadius": 3,
+                                                            "someNewField": {"a": 1}})
+            res = _ok(r)
+    finally:
+        logging.getLogger("facefeat.serving").removeHandler(handler)
+    assert sum("someNewField" in rec.getMessage() for rec in records) == 1
     assert res["faces"][0]["recResults"][0]["label"] == "Tony" and res["image"]  # visualize defaults to true
 
 

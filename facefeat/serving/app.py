@@ -126,7 +126,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             new = [n for n in names if n not in seen_extra]
             seen_extra.update(new)
         if new:
-            log.info("%s: ignoring fields facefeat does not use: %s", type(body).__name__, ", ".join(new[:10]))
+            log.warning("%s: ignoring fields facefeat does not use: %s", type(body).__name__, ", ".join(new[:10]))
 
     # -- endpoints ---------------------------------------------------------------------------------
     @app.get("/health", response_model=S.Envelope[S.HealthResult], tags=["service"], responses=_RESPONSES)
