@@ -369,6 +369,10 @@ def test_errors_never_leak_server_paths(server, admin, index_key):
 def test_openapi_lists_every_error_status(admin):
     spec = admin.get("/openapi.json").json()
     ref = "#/components/schemas/ErrorEnvelope"
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"] == {
+        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "description": "needed when the server has API keys (--api-key)"}
+    assert spec["paths"]["/face-recognition-index-list"]["get"]["security"] == [{"APIKeyHeader": []}]
     assert set(spec["components"]["schemas"]["ErrorEnvelope"]["properties"]) == {"logId", "errorCode", "errorMsg",
                                                                                   "result"}
     for path, ops in spec["paths"].items():

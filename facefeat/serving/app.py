@@ -39,8 +39,9 @@ from facefeat.errors import FacefeatError, InputError, require
 require("fastapi", "serve", "facefeat serve")
 require("uvicorn", "serve", "facefeat serve")
 
-from fastapi import FastAPI, Query, Request  # noqa: E402
+from fastapi import Depends, FastAPI, Query, Request  # noqa: E402
 from fastapi.responses import FileResponse  # noqa: E402
+from fastapi.security import APIKeyHeader  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
@@ -69,6 +70,9 @@ ERRORS = {
     503: "not ready (models loading) or too many image downloads at once",
 }
 _RESPONSES = {code: {"model": S.ErrorEnvelope, "description": text} for code, text in ERRORS.items()}
+#: documents the key in the OpenAPI document (and /docs' Authorize button); the middleware checks it
+_KEY = [Depends(APIKeyHeader(name="X-API-Key", auto_error=False,
+                             description="needed when the server has API keys (--api-key)"))]
 _PUBLIC = ("/health", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 _ADMIN = ("/face-recognition-index-build", "/face-recognition-index-add", "/face-recognition-index-remove",
           "/face-recognition-index-delete")
@@ -134,7 +138,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         return ok(request, svc.health())
 
     @app.post("/face-feature-infer", response_model=S.Envelope[S.FeatureInferResult], tags=["face feature"],
-              responses=_RESPONSES)
+              responses=_RESPONSES, dependencies=_KEY)
     def face_feature_infer(request: Request, body: S.FeatureInferRequest):
         svc.require_ready()
         ignored_fields(body)
@@ -156,7 +160,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
                             "dim": int(predictor.embedding_size)})
 
     @app.post("/face-recognition-index-build", response_model=S.Envelope[S.BuildIndexResult], tags=["index"],
-              responses=_RESPONSES)
+              responses=_RESPONSES, dependencies=_KEY)
     def index_build(request: Request, body: S.BuildIndexRequest):
         from facefeat.index import create_index
 
@@ -174,7 +178,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         return ok(request, {"indexKey": key, "imageCount": len(index), "ids": ids})
 
     @app.post("/face-recognition-index-add", response_model=S.Envelope[S.AddImagesToIndexResult], tags=["index"],
-              responses=_RESPONSES)
+              responses=_RESPONSES, dependencies=_KEY)
     def index_add(request: Request, body: S.AddImagesToIndexRequest):
         svc.require_ready()
         ignored_fields(body)
@@ -189,7 +193,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         return ok(request, {"imageCount": count, "ids": ids})
 
     @app.post("/face-recognition-index-remove", response_model=S.Envelope[S.RemoveImagesFromIndexResult],
-              tags=["index"], responses=_RESPONSES)
+              tags=["index"], responses=_RESPONSES, dependencies=_KEY)
     def index_remove(request: Request, body: S.RemoveImagesFromIndexRequest):
         svc.require_ready()
         ignored_fields(body)
@@ -205,7 +209,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         return ok(request, {"imageCount": count, "removed": removed, "missing": missing})
 
     @app.post("/face-recognition-index-delete", response_model=S.Envelope[S.DeleteIndexResult], tags=["index"],
-              responses=_RESPONSES)
+              responses=_RESPONSES, dependencies=_KEY)
     def index_delete(request: Request, body: S.DeleteIndexRequest):
         ignored_fields(body)
         key = check_key(body.indexKey)
@@ -214,7 +218,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         return ok(request, {"indexKey": key, "deleted": True})
 
     @app.post("/face-recognition-infer", response_model=S.Envelope[S.InferResult], tags=["recognition"],
-              responses=_RESPONSES)
+              responses=_RESPONSES, dependencies=_KEY)
     def infer(request: Request, body: S.InferRequest):
         import cv2
 
@@ -247,7 +251,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         return ok(request, out)
 
     @app.get("/face-recognition-index-info", response_model=S.Envelope[S.IndexInfoResult], tags=["index"],
-             responses=_RESPONSES)
+             responses=_RESPONSES, dependencies=_KEY)
     def index_info(request: Request, indexKey: str = Query(..., description="the index key")):
         key = check_key(indexKey)
         index = svc.store.get(key)
@@ -258,7 +262,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
                             "indexType": info["index_type"], "entries": entries})
 
     @app.get("/face-recognition-index-list", response_model=S.Envelope[S.IndexListResult], tags=["index"],
-             responses=_RESPONSES)
+             responses=_RESPONSES, dependencies=_KEY)
     def index_list(request: Request):
         out = []
         for key in svc.store.keys():
