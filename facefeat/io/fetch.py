@@ -46,11 +46,28 @@ def is_public_address(ip: str) -> bool:
     return bool(addr.is_global) and not addr.is_multicast
 
 
-def _resolve(host: str, port: int, allow_private: bool, allowed: list[_Net], what: str) -> str:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise InputError(f"{what}: cannot resolve the host name of the image URL") from None
+def _getaddrinfo(host: str, port: int, timeout: float, what: str) -> list:
+    """``getaddrinfo`` within ``timeout`` (it has no timeout of its own: it runs in a daemon thread)."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=run, name="facefeat-resolve", daemon=True)
+    t.start()
+    t.join(max(0.0, timeout))
+    if t.is_alive():
+        raise InputError(f"{what}: resolving the image URL's host name took too long")
+    if "error" in out:
+        raise InputError(f"{what}: cannot resolve the host name of the image URL")
+    return out["infos"]
+
+
+def _resolve(host: str, port: int, allow_private: bool, allowed: list[_Net], what: str, timeout: float) -> str:
+    infos = _getaddrinfo(host, port, timeout, what)
     ips = [info[4][0] for info in infos]
     if not ips:
         raise InputError(f"{what}: cannot resolve the host name of the image URL")
@@ -86,7 +103,7 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_BYTES,
               allow_private: bool = False, allowed_networks: Iterable[str] = (),
               max_redirects: int = MAX_REDIRECTS, what: str = "image") -> bytes:
-    """The body of ``url`` (http or https) in at most ``timeout`` seconds all told (DNS excepted)
+    """The body of ``url`` (http or https) in at most ``timeout`` seconds all told (DNS included)
     and ``max_bytes`` bytes; :class:`InputError` (:class:`LimitError` when too large) otherwise.
 
     ``allow_private=False`` refuses non-public addresses on every hop, except those inside
@@ -105,7 +122,7 @@ def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT_S, max_bytes: int = 
             raise InputError(f"{what}: the image URL has an invalid port") from None
         if not host:
             raise InputError(f"{what}: the image URL has no host name")
-        ip = _resolve(host, port, allow_private, allowed, what)
+        ip = _resolve(host, port, allow_private, allowed, what, deadline - time.monotonic())
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise InputError(f"{what}: downloading the image URL took longer than {timeout:g} s")
