@@ -8,6 +8,13 @@ Prints requests/s, p50/p90/p99 latency and the top-1 accuracy of the answers, th
 
     python bench/serving.py                       # 2 workers, 8 clients, 30 s
     python bench/serving.py --workers 1 --concurrency 4 --duration 10
+    python bench/serving.py --baseline /work/main  # the same run against another checkout too (ratio)
+    python bench/serving.py --rss-images 14 --duration 0   # memory: large images, varying thresholds
+
+``--rss-images N`` sends N large (4900x4900, under the pixel limit) PNGs with varying
+``detThreshold`` after the load and prints the server's peak RSS (all worker processes together)
+against the stated bound (``--rss-bound-gb``, 1.5 GB for 2 workers); the run stops early when the
+RSS passes ``--rss-abort-gb`` so that a server without the detector downscale cannot exhaust memory.
 
 LFW is read from ``$FACEFEAT_SHARED/data/lfw`` (default: ``shared/`` beside the checkout).
 Loopback only; the run is bounded in time and count.
@@ -51,14 +58,84 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def start_server(storage: str, port: int, args: argparse.Namespace, log) -> subprocess.Popen:
+def start_server(storage: str, port: int, args: argparse.Namespace, log, repo: Path = REPO) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "facefeat.serving.app", "--storage", storage, "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
            "--infer-concurrency", str(args.infer_concurrency)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(cmd, cwd=str(repo), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def tree_rss(pid: int) -> int:
+    """RSS of a process and its children (the uvicorn workers), in bytes."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        procs = [p] + p.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def large_png(side: int = 4900) -> str:
+    """A small PNG of side x side pixels (a flat image with a few shapes: compresses to ~100 KB)."""
+    import cv2
+
+    img = np.full((side, side, 3), 180, np.uint8)
+    cv2.circle(img, (side // 2, side // 2), side // 5, (90, 120, 160), -1)
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert ok
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def rss_run(url: str, proc: subprocess.Popen, key: str, args: argparse.Namespace) -> dict:
+    """Large images with varying detThreshold, 2 clients; the peak RSS of the server tree."""
+    img = large_png()
+    peak = [tree_rss(proc.pid)]
+    start = peak[0]
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            if peak[0] > args.rss_abort_gb * 2**30:
+                stop.set()
+            time.sleep(0.05)
+
+    def client(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=300) as c:
+            for i in range(n, args.rss_images, 2):
+                if stop.is_set():
+                    return
+                thr = round(0.30 + 0.05 * i, 2) % 1.0 or 0.5
+                r = c.post("/face-recognition-infer", json={"image": img, "indexKey": key, "detThreshold": thr,
+                                                            "visualize": False})
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text[:120]}")
+
+    s = threading.Thread(target=sample, daemon=True)
+    s.start()
+    cs = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+    for t in cs:
+        t.start()
+    for t in cs:
+        t.join(600)
+    aborted = stop.is_set()
+    stop.set()
+    s.join(5)
+    return {"rss_start_gb": round(start / 2**30, 2), "rss_peak_gb": round(peak[0] / 2**30, 2),
+            "rss_bound_gb": args.rss_bound_gb, "rss_aborted": aborted, "rss_errors": len(errors),
+            "rss_within_bound": (not aborted) and peak[0] <= args.rss_bound_gb * 2**30}
 
 
 def wait_ready(url: str, proc: subprocess.Popen, workers: int, timeout: float = 120.0) -> None:
@@ -98,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-person", type=int, default=2, help="gallery photos per person")
     ap.add_argument("--infer-concurrency", type=int, default=1, help="pipelines per worker")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker (0: its default)")
+    ap.add_argument("--visualize", action="store_true", help="ask for the annotated image (PaddleX's default)")
+    ap.add_argument("--baseline", default=None, help="another checkout to measure in the same run (ratio)")
+    ap.add_argument("--rss-images", type=int, default=0, help="large images for the memory figure (0: none)")
+    ap.add_argument("--rss-bound-gb", type=float, default=1.5, help="stated RSS bound for the server")
+    ap.add_argument("--rss-abort-gb", type=float, default=4.0, help="stop the memory run above this RSS")
     ap.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
     args = ap.parse_args(argv)
 
@@ -112,13 +194,39 @@ def main(argv: list[str] | None = None) -> int:
         probes += [(f, person) for f in files[args.per_person: args.per_person + 10]]
     probe_b64 = [(b64(f), person) for f, person in probes]
 
+    rows = []
+    for name, repo in [("facefeat", REPO)] + ([("baseline", Path(args.baseline).resolve())] if args.baseline else []):
+        rows.append(measure(name, repo, args, gallery, probe_b64))
+    base = rows[1] if len(rows) > 1 else None
+    for row in rows:
+        if base is not None and base["req_per_s"]:
+            row["x_baseline"] = round(row["req_per_s"] / base["req_per_s"], 2)
+    print(f"POST /face-recognition-infer  (LFW 250x250 probes, gallery {len(gallery)} photos of "
+          f"{args.people} people, {os.cpu_count()} CPUs, visualize={args.visualize}, load average "
+          f"{os.getloadavg()[0]:.1f})")
+    cols = ["run", "workers", "clients", "seconds", "requests", "errors", "req_per_s", "p50_ms", "p90_ms", "p99_ms",
+            "max_ms", "top1_correct", "startup_s"] + (["x_baseline"] if base else [])
+    cols += [c for c in ("rss_start_gb", "rss_peak_gb", "rss_bound_gb", "rss_within_bound") if c in rows[0]]
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).rjust(w) for c, w in zip(cols, widths)))
+    errors = [e for r in rows for e in r.pop("first_errors")]
+    if errors:
+        print(f"first errors: {errors[:3]}")
+    if args.json:
+        print(json.dumps(rows))
+    return 0 if not errors else 1
+
+
+def measure(name: str, repo: Path, args: argparse.Namespace, gallery: list, probe_b64: list) -> dict:
     with tempfile.TemporaryDirectory(prefix="facefeat-bench-serve-") as tmp:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log_path = Path(tmp) / "server.log"
         with open(log_path, "wb") as log:
             t0 = time.perf_counter()
-            proc = start_server(str(Path(tmp) / "storage"), port, args, log)
+            proc = start_server(str(Path(tmp) / "storage"), port, args, log, repo)
             try:
                 wait_ready(url, proc, args.workers)
                 startup = time.perf_counter() - t0
@@ -148,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                             img, person = rng.choice(probe_b64)
                             t = time.perf_counter()
                             try:
-                                r = c.post("/face-recognition-infer", json={"image": img, "indexKey": key, "topk": 1})
+                                r = c.post("/face-recognition-infer", json={"image": img, "indexKey": key, "topk": 1,
+                                                                            "visualize": args.visualize})
                                 body = r.json()
                                 ok = r.status_code == 200 and body["errorCode"] == 0
                             except Exception as exc:  # counted as an error
@@ -170,30 +279,21 @@ def main(argv: list[str] | None = None) -> int:
                 for t in threads:
                     t.join(args.duration + 120)
                 elapsed = time.perf_counter() - t_load
+                rss = rss_run(url, proc, key, args) if args.rss_images else {}
             finally:
                 stop_server(proc)
 
     ms = np.asarray(lat) * 1000 if lat else np.asarray([np.nan])
     row = {
-        "workers": args.workers, "clients": args.concurrency, "seconds": round(elapsed, 1),
-        "requests": len(lat), "errors": len(errors), "req_per_s": round(len(lat) / elapsed, 1),
+        "run": name, "workers": args.workers, "clients": args.concurrency, "seconds": round(elapsed, 1),
+        "requests": len(lat), "errors": len(errors), "req_per_s": round(len(lat) / max(elapsed, 1e-9), 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 1), "p90_ms": round(float(np.percentile(ms, 90)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1),
         "top1_correct": round(correct[0] / max(1, len(lat)), 3), "startup_s": round(startup, 1),
-        "gallery": len(gallery), "cpus": os.cpu_count(),
+        "gallery": len(gallery), "cpus": os.cpu_count(), **rss,
     }
-    print(f"POST /face-recognition-infer  (LFW 250x250 probes, gallery {len(gallery)} photos of "
-          f"{args.people} people, {os.cpu_count()} CPUs, server start {startup:.1f} s)")
-    cols = ["workers", "clients", "seconds", "requests", "errors", "req_per_s", "p50_ms", "p90_ms", "p99_ms",
-            "max_ms", "top1_correct"]
-    widths = [max(len(c), len(str(row[c]))) for c in cols]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    print("  ".join(str(row[c]).rjust(w) for c, w in zip(cols, widths)))
-    if errors:
-        print(f"first errors: {errors[:3]}")
-    if args.json:
-        print(json.dumps(row))
-    return 0 if not errors else 1
+    row["first_errors"] = errors[:3]
+    return row
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+API_KEY = "web-page-key-0123"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -50,7 +51,8 @@ def sync_playwright():
 def web_server(tmp_path_factory):
     from facefeat.serving.app import create_app
 
-    srv = ThreadServer(create_app(tmp_path_factory.mktemp("web-storage"), infer_concurrency=1)).start()
+    srv = ThreadServer(create_app(tmp_path_factory.mktemp("web-storage"), infer_concurrency=1,
+                                  api_keys=[API_KEY])).start()
     yield srv
     srv.stop()
 
@@ -72,6 +74,13 @@ def test_web_enrol_and_recognise(sync_playwright, web_server, lfw_dir, tmp_path)
             console_errors: list[str] = []
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: console_errors.append(str(e)))
+            prompts: list[str] = []  # the page asks for the server's API key once, then sends it
+
+            def answer(dialog):
+                prompts.append(dialog.message)
+                dialog.accept(API_KEY)
+
+            page.on("dialog", answer)
             page.goto(web_server.url + "/")
             page.wait_for_selector("body[data-loaded='1']")
             page.wait_for_selector("#health.ready")
@@ -117,6 +126,7 @@ def test_web_enrol_and_recognise(sync_playwright, web_server, lfw_dir, tmp_path)
             assert page.inner_text("#recog-status").startswith("Found 1 face(s)")
             assert "Colin Powell" not in " ".join(page.locator("#recog-results li").all_inner_texts())
             assert not console_errors, console_errors
+            assert len(prompts) == 1 and "API key" in prompts[0], prompts
         finally:
             ctx.close()
     assert shot.is_file() and shot.stat().st_size > 10_000

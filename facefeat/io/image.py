@@ -14,7 +14,6 @@ import io
 import logging
 import os
 import re
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,17 +218,6 @@ def _from_pil(img: Any, name: str, max_pixels: int | None = None) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def _fetch_url(url: str, timeout: float = URL_TIMEOUT_S) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) only
-            data = resp.read(MAX_URL_BYTES + 1)
-    except Exception as exc:
-        raise InputError(f"{url}: cannot download image ({exc})") from exc
-    if len(data) > MAX_URL_BYTES:
-        raise InputError(f"{url}: response larger than {MAX_URL_BYTES:,} bytes")
-    return data
-
-
 def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Read one image (path, URL, bytes, ndarray or PIL image) as a BGR uint8 array."""
     if isinstance(x, np.ndarray):
@@ -237,7 +225,10 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
     if isinstance(x, (bytes, bytearray, memoryview)):
         return decode_image_bytes(bytes(x), name or "<bytes>", max_pixels)
     if _is_url(x):
-        return decode_image_bytes(_fetch_url(x), name or x, max_pixels)
+        from facefeat.io.fetch import fetch_url
+
+        data = fetch_url(x, timeout=URL_TIMEOUT_S, max_bytes=MAX_URL_BYTES, allow_private=True, what=name or x)
+        return decode_image_bytes(data, name or x, max_pixels)
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)
         label = name or str(x)

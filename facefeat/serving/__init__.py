@@ -1,6 +1,6 @@
 """The HTTP service (``facefeat serve``): FastAPI app, PaddleX-compatible schemas, index storage.
 
-``create_app(storage_dir, ...)`` returns the ASGI app; ``serve(host, port, workers, **app_kwargs)``
+``create_app(settings)`` returns the ASGI app; ``serve(settings)``
 runs it with uvicorn. FastAPI and uvicorn are imported only when an app is made
 (``pip install 'facefeat[serve]'``).
 """
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["create_app", "serve"]
+__all__ = ["Settings", "create_app", "serve"]
+
+from facefeat.serving.options import Settings  # noqa: E402  (FastAPI-free)
 
 
 def create_app(*args: Any, **kwargs: Any):

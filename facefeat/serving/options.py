@@ -1,38 +1,191 @@
-"""``facefeat serve`` options and limits; importable without FastAPI (the CLI builds its help)."""
+"""``facefeat serve`` settings: one :class:`Settings` dataclass; the CLI flags are generated from
+its fields (help, flag name and type live in each field's metadata). Importable without FastAPI."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import ipaddress
+import json
 import logging
+import math
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from facefeat.errors import InputError
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 25_000_000  # 5000 x 5000
 DEFAULT_MAX_BUILD_IMAGES = 64
+ENV_API_KEYS = "FACEFEAT_API_KEYS"
+ROLES = ("admin", "read")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+log = logging.getLogger("facefeat.serving")
+
+
+def _opt(help: str, flag: str | None = None, cli: bool = True, metavar: str | None = None) -> dict:
+    return {"help": help, "flag": flag, "cli": cli, "metavar": metavar}
+
+
+@dataclass
+class Settings:
+    """Every option of the service; ``facefeat serve --help`` lists them."""
+
+    host: str = field(default="127.0.0.1", metadata=_opt("address to bind"))
+    port: int = field(default=8080, metadata=_opt("port to bind"))
+    workers: int = field(default=1, metadata=_opt("uvicorn worker processes"))
+    log_level: str = field(default="info", metadata=_opt("uvicorn log level"))
+    storage_dir: Optional[str] = field(default=None, metadata=_opt(
+        "directory for the gallery indexes (default: <facefeat home>/serve, printed at start)", flag="--storage",
+        metavar="DIR"))
+    pipeline: Optional[str] = field(default=None, metadata=_opt(
+        "pipeline config (a face_recognition YAML file); default: the built-in face_recognition pipeline",
+        metavar="FILE.yaml"))
+    model: Optional[str] = field(default=None, metadata=_opt("feature model (default: the pipeline's, SFace)"))
+    index_backend: str = field(default="faiss", metadata=_opt("gallery index backend: faiss or milvus"))
+    milvus_uri: Optional[str] = field(default=None, metadata=_opt(
+        "Milvus server URI (default: milvus-lite files under --storage)"))
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata=_opt("largest request body"))
+    max_image_pixels: int = field(default=DEFAULT_MAX_IMAGE_PIXELS, metadata=_opt("largest image (width x height)"))
+    max_build_images: int = field(default=DEFAULT_MAX_BUILD_IMAGES, metadata=_opt("images per build/add request"))
+    feature_models: list = field(default_factory=list, metadata=_opt(
+        "another zoo model for /face-feature-infer (repeatable)", flag="--feature-model", metavar="NAME"))
+    det_threshold: Optional[float] = field(default=None, metadata=_opt("default detection threshold"))
+    rec_threshold: Optional[float] = field(default=None, metadata=_opt("default recognition threshold"))
+    rec_topk: Optional[int] = field(default=None, metadata=_opt("default number of gallery matches"))
+    infer_concurrency: int = field(default=0, metadata=_opt("pipelines working at once (0: min(4, CPUs))"))
+    num_threads: Optional[int] = field(default=None, metadata=_opt("runtime threads per model", flag="--threads"))
+    allow_url_images: bool = field(default=False, metadata=_opt(
+        "accept http(s) image URLs (off: base64 only); public addresses only, see --url-allow-network"))
+    url_timeout_s: float = field(default=10.0, metadata=_opt("total deadline of one image download (s)"))
+    url_max_bytes: int = field(default=0, metadata=_opt("largest downloaded image (0: --max-body-bytes)"))
+    url_fetch_concurrency: int = field(default=4, metadata=_opt(
+        "image downloads at once (the fetch pool); more are refused with 503"))
+    url_allowed_networks: list = field(default_factory=list, metadata=_opt(
+        "a non-public network image URLs may reach, e.g. 10.0.0.5/32 (repeatable)", flag="--url-allow-network", metavar="CIDR"))
+    api_keys: list = field(default_factory=list, repr=False, metadata=_opt(
+        f"API key: KEY or admin:KEY (every operation), read:KEY (no index changes); repeatable; also "
+        f"${ENV_API_KEYS} (comma-separated). With keys set every endpoint but /health and the page needs one",
+        flag="--api-key", metavar="KEY"))
+    allowed_hosts: list = field(default_factory=list, metadata=_opt(
+        "Host header values accepted (repeatable, * for any); default: the bind address and localhost",
+        flag="--allowed-host", metavar="HOST"))
+    background_load: bool = field(default=False, metadata=_opt("accept connections before the models are loaded",
+                                                               cli=False))
+
+    # -- derived values ------------------------------------------------------------------------------
+    def resolved(self) -> "Settings":
+        """A checked copy with defaults filled in (storage folder, keys from the environment, hosts)."""
+        s = dataclasses.replace(self, feature_models=list(self.feature_models), api_keys=list(self.api_keys),
+                                allowed_hosts=list(self.allowed_hosts),
+                                url_allowed_networks=list(self.url_allowed_networks))
+        if not s.storage_dir:
+            from facefeat.utils import cache_dir
+
+            s.storage_dir = str(cache_dir() / "serve")
+        s.storage_dir = str(Path(s.storage_dir).expanduser().resolve())
+        env = os.environ.get(ENV_API_KEYS, "")
+        s.api_keys += [k.strip() for k in env.split(",") if k.strip() and k.strip() not in s.api_keys]
+        if not s.allowed_hosts:
+            s.allowed_hosts = ["*"] if s.host in ("0.0.0.0", "::", "") else sorted({s.host, *LOOPBACK_NAMES})
+        if not s.url_max_bytes:
+            s.url_max_bytes = s.max_body_bytes
+        s.check()
+        return s
+
+    def keys(self) -> list[tuple[str, str]]:
+        """``(key, role)`` pairs; a bare key is an admin key."""
+        out = []
+        for k in self.api_keys:
+            role, sep, rest = str(k).partition(":")
+            out.append((rest, role) if sep and role in ROLES and rest else (str(k), "admin"))
+        return out
+
+    def check(self) -> None:
+        for name in ("max_body_bytes", "max_image_pixels", "max_build_images", "url_fetch_concurrency", "workers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        if str(self.index_backend).lower() not in ("faiss", "milvus"):
+            raise InputError(f"index_backend must be 'faiss' or 'milvus', got {self.index_backend!r}")
+        for name in ("det_threshold", "rec_threshold"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= 1):
+                raise InputError(f"{name} must be a number in [0, 1], got {v!r}")
+        if not (isinstance(self.url_timeout_s, (int, float)) and 0 < self.url_timeout_s <= 300):
+            raise InputError(f"url_timeout_s must be in (0, 300] seconds, got {self.url_timeout_s!r}")
+        if self.url_max_bytes and not 0 < self.url_max_bytes <= self.max_body_bytes:
+            raise InputError(f"url_max_bytes ({self.url_max_bytes}) must be positive and at most "
+                             f"max_body_bytes ({self.max_body_bytes})")
+        for n in self.url_allowed_networks:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise InputError(f"url_allowed_networks: {n!r} is not an IP network (e.g. 10.0.0.5/32)") from None
+        for key, _role in self.keys():
+            if len(key) < 8:
+                raise InputError("an API key must be at least 8 characters long")
+        if self.pipeline and not Path(self.pipeline).is_file():
+            raise InputError(f"pipeline config {self.pipeline!r}: no such file")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str) -> "Settings":
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise InputError("serve settings must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown serve settings: {', '.join(unknown)}")
+        return cls(**data)
+
+
+# -- the CLI, generated from the fields ---------------------------------------------------------------
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
 def configure_cli(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--storage", required=True, help="directory for the gallery indexes")
-    p.add_argument("--model", default="SFace")
-    p.add_argument("--index-backend", default="faiss", choices=["faiss", "milvus"])
-    p.add_argument("--milvus-uri", default=None, help="Milvus server URI (default: milvus-lite files under --storage)")
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS)
-    p.add_argument("--max-build-images", type=int, default=DEFAULT_MAX_BUILD_IMAGES)
-    p.add_argument("--infer-concurrency", type=int, default=0, help="max concurrent inferences (0: unlimited)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
-    p.add_argument("--no-url-images", action="store_true", help="refuse http(s) image URLs (base64 only)")
-    p.add_argument("--log-level", default="info")
+    hints = typing.get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        md = f.metadata
+        if not md.get("cli", True):
+            continue
+        kind = hints[f.name]
+        args = (_flag(f),)
+        kw: dict[str, Any] = {"dest": f.name, "help": md.get("help")}
+        if md.get("metavar"):
+            kw["metavar"] = md["metavar"]
+        if kind is bool:
+            kw["action"] = "store_true"
+        elif typing.get_origin(kind) is list or kind is list:
+            kw.update(action="append", default=[])
+        else:
+            inner = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+            kw.update(type=inner[0], default=f.default)
+        p.add_argument(*args, **kw)
+
+
+def settings_from_args(a: argparse.Namespace) -> Settings:
+    kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Settings) if hasattr(a, f.name)}
+    return Settings(**kw)
 
 
 def run_cli(a: argparse.Namespace) -> int:
     from facefeat.serving.app import serve
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    serve(host=a.host, port=a.port, workers=a.workers, log_level=a.log_level, storage_dir=a.storage,
-          model=a.model, index_backend=a.index_backend, milvus_uri=a.milvus_uri, max_body_bytes=a.max_body_bytes,
-          max_image_pixels=a.max_image_pixels, max_build_images=a.max_build_images,
-          infer_concurrency=a.infer_concurrency, num_threads=a.threads, allow_url_images=not a.no_url_images)
+    s = settings_from_args(a).resolved()
+    print(f"facefeat serve: storage {s.storage_dir}", file=sys.stderr, flush=True)
+    serve(s)
     return 0

@@ -9,19 +9,48 @@ Images are base64 strings (optionally a ``data:image/...;base64,`` URL) or http(
 
 from __future__ import annotations
 
-from typing import Generic, Optional, TypeVar
+import re
+from typing import Annotated, Generic, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
 
 #: labels are shown to people and stored in the index's labels.json
 MAX_LABEL_CHARS = 256
+#: index parameters a client may ask for (HNSW's M costs ~8*M bytes per face and link level)
+MAX_HNSW_M = 64
+MAX_IVF_NLIST = 65536
+MAX_ID = 2**53 - 1  # exact in every JSON implementation
+METRICS = ("IP", "COSINE", "L2")
+
+
+def _ci(word: str) -> str:
+    """``word`` as a case-insensitive JSON-Schema regex (JSON Schema has no flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+_M = "([4-9]|[1-5][0-9]|6[0-4])"  # HNSW M: 4..64
+_NLIST = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-6])"  # 1..65536
+INDEX_TYPE_PATTERN = (f"^({_ci('FLAT')}|{_ci('IVF_FLAT')}|{_ci('IVFFLAT')}|{_ci('IVF')}({_NLIST}(,{_ci('FLAT')})?)?"
+                      f"|{_ci('HNSW')}({_M}(,{_ci('FLAT')})?)?)$")
+METRIC_PATTERN = "^(" + "|".join(_ci(m) for m in METRICS) + ")$"
+
+
+def _integral(v):
+    """JSON Schema counts 3.0 as an integer: accept it as 3 (but never true or "3")."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Id = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_integral)]
+TopK = Annotated[int, Field(ge=1, le=100), BeforeValidator(_integral)]
 
 
 class _Body(BaseModel):
-    # unknown fields are refused (a misspelt "topK" should not be silently ignored)
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # strict types (``"ids": [true]`` or ``["0"]`` is a 422, not id 1 or 0); unknown fields are
+    # accepted and ignored, as PaddleX does (the service logs each unknown name once)
+    model_config = ConfigDict(extra="allow", strict=True, protected_namespaces=())
 
 
 # -- envelope -----------------------------------------------------------------------------------
@@ -64,23 +93,36 @@ class ImageLabelPair(_Body):
     label: str = Field(min_length=1, max_length=MAX_LABEL_CHARS, description="the person's name")
 
 
-class Rejected(BaseModel):
-    index: int = Field(description="position of the image in imageLabelPairs")
-    label: str
-    reason: str
-
-
 class BuildIndexRequest(_Body):
     imageLabelPairs: list[ImageLabelPair] = Field(min_length=1)
-    indexType: Optional[str] = Field(None, description="FAISS: Flat (default), HNSW32, IVF; Milvus: FLAT, HNSW, IVF_FLAT")
-    metricType: Optional[str] = Field(None, description="IP (default), COSINE or L2")
+    indexType: Optional[str] = Field(None, max_length=16, json_schema_extra={"pattern": INDEX_TYPE_PATTERN},
+                                     description=(
+        f"FAISS: Flat (default), HNSW<M> (M 4..{MAX_HNSW_M}), IVF or IVF<nlist>[,Flat] (nlist 1..{MAX_IVF_NLIST}); "
+        "Milvus: FLAT, HNSW, IVF_FLAT"))
+    metricType: Optional[str] = Field(None, max_length=8, json_schema_extra={"pattern": METRIC_PATTERN},
+                                      description="IP (default), COSINE or L2")
+
+    @field_validator("indexType")
+    @classmethod
+    def _index_type(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.fullmatch(INDEX_TYPE_PATTERN, v):
+            raise ValueError(f"indexType must be Flat, HNSW<M> (M 4..{MAX_HNSW_M}), IVF or IVF<nlist>[,Flat] "
+                             f"(nlist 1..{MAX_IVF_NLIST}), or Milvus' FLAT, HNSW, IVF_FLAT")
+        return v
+
+    @field_validator("metricType")
+    @classmethod
+    def _metric(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.fullmatch(METRIC_PATTERN, v):
+            raise ValueError("metricType must be IP, COSINE or L2")
+        return v if v is None else v.upper()
 
 
 class BuildIndexResult(BaseModel):
     indexKey: str
     imageCount: int = Field(description="entries in the index")
-    ids: list[int] = Field(description="ids assigned to the accepted images, in request order")
-    rejected: list[Rejected] = Field(default_factory=list, description="images skipped (no face, several faces)")
+    ids: list[int] = Field(description="the id of each pair, in request order (a request with an image "
+                                       "without a usable face is refused as a whole, so ids never shift)")
 
 
 class AddImagesToIndexRequest(_Body):
@@ -90,17 +132,27 @@ class AddImagesToIndexRequest(_Body):
 
 class AddImagesToIndexResult(BaseModel):
     imageCount: int = Field(description="entries in the index after the add")
-    ids: list[int]
-    rejected: list[Rejected] = Field(default_factory=list)
+    ids: list[int] = Field(description="the id of each pair, in request order")
 
 
 class RemoveImagesFromIndexRequest(_Body):
-    ids: list[int] = Field(min_length=1)
+    ids: list[Id] = Field(min_length=1, max_length=10000)
     indexKey: str
 
 
 class RemoveImagesFromIndexResult(BaseModel):
     imageCount: int = Field(description="entries in the index after the removal")
+    removed: list[int] = Field(default_factory=list, description="ids that were removed")
+    missing: list[int] = Field(default_factory=list, description="ids that were not in the index (nothing to do)")
+
+
+class DeleteIndexRequest(_Body):
+    indexKey: str
+
+
+class DeleteIndexResult(BaseModel):
+    indexKey: str
+    deleted: bool
 
 
 class IndexEntry(BaseModel):
@@ -135,10 +187,13 @@ class IndexListResult(BaseModel):
 class InferRequest(_Body):
     image: str = Field(description="a photo: base64 (or data URL) or http(s) URL")
     indexKey: Optional[str] = Field(None, description="gallery to search; without it faces are only detected")
-    detThreshold: Optional[float] = Field(None, ge=0.0, le=1.0)
-    recThreshold: Optional[float] = Field(None, description="minimum top-1 score (IP/COSINE) to name a face")
-    topk: Optional[int] = Field(None, ge=1, le=100)
-    visualize: Optional[bool] = Field(None, description="also return the annotated image (base64 JPEG)")
+    detThreshold: Optional[Threshold] = None
+    recThreshold: Optional[Threshold] = Field(None, description="minimum top-1 score (IP/COSINE) to name a face")
+    topk: Optional[TopK] = None
+    hammingRadius: Optional[float] = Field(None, allow_inf_nan=False,
+                                           description="PaddleX's binary-index field; accepted and unused")
+    visualize: Optional[bool] = Field(True, description="also return the annotated image (base64 JPEG); "
+                                                        "default true, as PaddleX")
 
 
 class RecResult(BaseModel):
@@ -161,3 +216,5 @@ class HealthResult(BaseModel):
     status: str
     models: list[str]
     indexBackend: str
+    runtime: dict = Field(default_factory=dict, description="backend, precision and CPU features in use")
+    auth: bool = Field(False, description="true when the other endpoints need an API key")

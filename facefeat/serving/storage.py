@@ -31,14 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from facefeat.errors import FacefeatError, InputError
+from facefeat.errors import InputError
+from facefeat.serving.errors import NotFound
 
 log = logging.getLogger("facefeat.serving")
 
 KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
-class IndexNotFound(FacefeatError, LookupError):
+class IndexNotFound(NotFound):
     """No index with this key in the storage directory (HTTP 404)."""
 
 
@@ -61,6 +62,7 @@ def check_key(key: Any) -> str:
 class _Cached:
     rev: tuple[int, int]
     index: Any
+    sig: tuple | None = None  # (inode, mtime, size) of the meta.json the rev was last confirmed on
 
 
 def _rev_of_meta(meta: dict) -> tuple[int, int]:
@@ -164,12 +166,26 @@ class IndexStore:
         self._cache[key] = _Cached(_rev_of_meta({"next_id": index.next_id, "count": len(index)}), index)
         return index
 
+    def _meta_sig(self, key: str) -> tuple | None:
+        try:
+            st = os.stat(self.path(key) / "meta.json")
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def get(self, key: str) -> Any:
-        """The index ``key`` for reading (searches may run concurrently with each other)."""
+        """The index ``key`` for reading (searches may run concurrently with each other).
+
+        Fast path: an unchanged meta.json (same inode, mtime and size - every save replaces the
+        directory) needs no read; otherwise its revision is read and compared."""
         check_key(key)
-        rev = self._disk_rev(key)
         cached = self._cache.get(key)
+        sig = self._meta_sig(key)
+        if cached is not None and sig is not None and cached.sig == sig:
+            return cached.index
+        rev = self._disk_rev(key)
         if rev is not None and cached is not None and cached.rev == rev:
+            cached.sig = sig  # taken before the read: at worst older, which only costs a re-read
             return cached.index
         self._require_known(key)
         with self.lock(key):  # absent, stale, or being replaced right now: look again under the lock
@@ -225,6 +241,35 @@ class IndexStore:
                 if (index.next_id, len(index)) != before:
                     self._cache.pop(key, None)
                 raise
+
+    def delete(self, key: str) -> None:
+        """Remove index ``key`` (its files, its Milvus collection); 404 when there is none."""
+        import shutil
+
+        self._require_known(key)
+        with self.lock(key):
+            path = self.path(key)
+            if not path.exists():
+                raise IndexNotFound(f"indexKey {key}: no such index")
+            if self.backend == "milvus":
+                try:
+                    index = self._load_locked(key)
+                    drop = getattr(index, "drop", None)
+                    if callable(drop):
+                        drop()
+                except Exception as exc:  # the files go anyway; the collection is then orphaned
+                    log.warning("index %s: dropping its Milvus collection failed: %s", key, exc)
+            self._cache.pop(key, None)
+            trash = path.with_name(f".{key}.deleted")
+            os.replace(path, trash)  # atomic: readers see the index or nothing
+            shutil.rmtree(trash, ignore_errors=True)
+        from facefeat.utils import lock_path
+
+        for lock_file in (self._lock_file(key), lock_path(path)):  # the server's and the index's own
+            try:
+                lock_file.unlink()
+            except OSError:
+                pass
 
     def update(self, key: str, fn: Callable[[Any], Any]) -> Any:
         with self.mutate(key) as index:

@@ -3,6 +3,7 @@
 "use strict";
 
 const KEY_STORE = "facefeat.indexKey";
+const API_KEY_STORE = "facefeat.apiKey"; // asked once (when the server has keys), kept for the tab
 const MAX_SIDE = 1280; // photos are scaled down in the browser before upload
 const $ = (id) => document.getElementById(id);
 
@@ -13,8 +14,20 @@ function setStatus(el, text, kind) {
   el.className = "status" + (kind ? " " + kind : "");
 }
 
+// The server's API key: asked once when /health says keys are required, sent with every call.
+function apiKey(ask) {
+  let key = sessionStorage.getItem(API_KEY_STORE) || "";
+  if (!key && ask) {
+    key = (window.prompt("This server needs an API key:") || "").trim();
+    if (key) sessionStorage.setItem(API_KEY_STORE, key);
+  }
+  return key;
+}
+
 async function api(method, path, body) {
   const opts = { method, headers: {} };
+  const key = apiKey(false);
+  if (key) opts.headers["X-API-Key"] = key;
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
@@ -30,6 +43,7 @@ async function api(method, path, body) {
   } catch (e) {
     throw new Error("server answered " + resp.status + " without a JSON body");
   }
+  if (resp.status === 401) sessionStorage.removeItem(API_KEY_STORE); // asked again on the next load
   if (!resp.ok || data.errorCode !== 0) {
     const err = new Error(data.errorMsg || ("HTTP " + resp.status));
     err.code = data.errorCode || resp.status;
@@ -237,7 +251,7 @@ async function recognise(ev) {
   try {
     const canvas = $("recog-canvas");
     const { base64 } = await prepareImage(file, canvas);
-    const body = { image: base64, topk: 3 };
+    const body = { image: base64, topk: 3, visualize: false }; // boxes are drawn here
     if (indexKey) body.indexKey = indexKey;
     const res = await api("POST", "/face-recognition-infer", body);
     drawFaces(canvas, res.faces);
@@ -270,6 +284,7 @@ async function checkHealth() {
   const pill = $("health");
   try {
     const h = await api("GET", "/health");
+    if (h.auth) apiKey(true);
     pill.textContent = "ready: " + h.models.join(", ") + " / " + h.indexBackend;
     pill.className = "pill ready";
   } catch (e) {
@@ -283,6 +298,5 @@ document.addEventListener("DOMContentLoaded", () => {
   $("recog-form").addEventListener("submit", recognise);
   $("refresh-btn").addEventListener("click", refreshGallery);
   $("index-select").addEventListener("change", (ev) => { useIndex(ev.target.value); refreshGallery(); });
-  checkHealth();
-  refreshGallery().then(() => { document.body.dataset.loaded = "1"; });
+  checkHealth().then(refreshGallery).then(() => { document.body.dataset.loaded = "1"; });
 });

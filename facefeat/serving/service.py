@@ -1,0 +1,216 @@
+"""The service behind the endpoints: models and pipelines (loaded once), image inputs (base64 or,
+when allowed, URLs through a small fetch pool), gallery features, and the index store."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from facefeat.errors import InputError, LimitError
+from facefeat.serving.errors import NotReady, ServiceBusy
+from facefeat.serving.options import Settings
+from facefeat.serving.storage import IndexStore
+
+log = logging.getLogger("facefeat.serving")
+
+
+def runtime_info(predictor: Any) -> dict:
+    """Backend, precision and CPU features of a predictor, where it reports them."""
+    fn = getattr(predictor, "runtime_info", None)
+    if callable(fn):
+        try:
+            info = fn()
+            if isinstance(info, dict):
+                return {str(k): v for k, v in info.items()}
+        except Exception as exc:  # never let /health fail on this
+            log.debug("runtime_info() failed: %s", exc)
+    runner = getattr(predictor, "runner", None)
+    return {"backend": getattr(predictor, "backend", None) or type(runner).__name__ if runner else "unknown"}
+
+
+class Service:
+    """Everything the endpoints use; models load once, in :meth:`load` (the app's lifespan)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store = IndexStore(settings.storage_dir, settings.index_backend, settings.milvus_uri)
+        self.ready = threading.Event()
+        self.load_error: Optional[str] = None
+        self.predictors: dict[str, Any] = {}
+        self.default_model: Optional[str] = None
+        self._pool: "queue.Queue[Any]" = queue.Queue()
+        self._fetch_slots = threading.BoundedSemaphore(settings.url_fetch_concurrency)
+        self.started = time.time()
+
+    # -- loading -----------------------------------------------------------------------------------
+    def _pipeline_kwargs(self) -> dict:
+        s = self.settings
+        kw = dict(det_threshold=s.det_threshold, rec_threshold=s.rec_threshold, rec_topk=s.rec_topk,
+                  num_threads=s.num_threads, model=s.model)
+        return {k: v for k, v in kw.items() if v is not None}
+
+    def load(self) -> None:
+        from facefeat import create_model, create_pipeline
+
+        s = self.settings
+        t0 = time.perf_counter()
+        try:
+            n = s.infer_concurrency or max(1, min(4, os.cpu_count() or 1))
+            name = s.pipeline or "face_recognition"
+            kw = self._pipeline_kwargs()
+            first = create_pipeline(name, **kw)
+            predictor = first.predictor
+            kw.pop("model", None)
+            kw.pop("num_threads", None)
+            pipes = [first] + [create_pipeline(name, predictor=predictor, **kw) for _ in range(n - 1)]
+            self.default_model = predictor.model_name
+            self.predictors = {predictor.model_name: predictor}
+            for extra in s.feature_models or []:
+                m = create_model(extra, num_threads=s.num_threads)
+                self.predictors.setdefault(m.model_name, m)
+            # warm up: the first run of a session is slow; do it now, not on the first request
+            blank = np.zeros((112, 112, 3), np.uint8)
+            for m in self.predictors.values():
+                m.embed([blank])
+            for p in pipes:
+                list(p.predict(np.zeros((64, 64, 3), np.uint8)))
+                self._pool.put(p)
+        except Exception as exc:
+            self.load_error = type(exc).__name__
+            log.exception("facefeat serve: loading the models failed")
+            raise
+        self.ready.set()
+        log.info("facefeat serve: %s loaded (%d pipelines) in %.1f s; storage %s",
+                 ", ".join(self.predictors), len(pipes), time.perf_counter() - t0, self.store.root)
+
+    def require_ready(self) -> None:
+        if not self.ready.is_set():
+            msg = "service is not ready: the models are still loading"
+            if self.load_error:
+                msg = f"service is not ready: loading the models failed ({self.load_error}; see the server log)"
+            raise NotReady(msg)
+
+    @contextmanager
+    def pipeline(self) -> Iterator[Any]:
+        """A pipeline of the pool (each has its own detector; the feature model is shared)."""
+        self.require_ready()
+        p = self._pool.get()
+        try:
+            yield p
+        finally:
+            self._pool.put(p)
+
+    @property
+    def predictor(self):
+        self.require_ready()
+        return self.predictors[self.default_model]
+
+    def health(self) -> dict:
+        self.require_ready()
+        return {"status": "ready", "models": list(self.predictors), "indexBackend": self.store.backend,
+                "runtime": runtime_info(self.predictor), "auth": bool(self.settings.api_keys)}
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def fetch(self, url: str, what: str) -> bytes:
+        """Download an image URL in the fetch pool (at most ``url_fetch_concurrency`` at once)."""
+        from facefeat.io.fetch import fetch_url
+
+        s = self.settings
+        if not s.allow_url_images:
+            raise InputError(f"{what}: image URLs are disabled on this server (start it with "
+                             "--allow-url-images); send the image as base64")
+        if not self._fetch_slots.acquire(timeout=0.5):
+            raise ServiceBusy(f"{what}: too many image downloads in progress; retry later or send base64")
+        try:
+            return fetch_url(url, timeout=s.url_timeout_s, max_bytes=s.url_max_bytes or s.max_body_bytes,
+                             allowed_networks=s.url_allowed_networks, what=what)
+        finally:
+            self._fetch_slots.release()
+
+    def decode_image(self, value: str, what: str) -> np.ndarray:
+        """A base64 string, data URL or http(s) URL -> BGR image, with the pixel limit applied."""
+        from facefeat.io import decode_image_bytes
+
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{what}: empty; expected a base64-encoded image or an http(s) URL")
+        v = value.strip()
+        if v[:8].lower().startswith(("http://", "https://")):
+            data = self.fetch(v, what)
+        else:
+            if v[:5].lower() == "data:":
+                head, sep, v = v.partition(",")
+                if not sep or ";base64" not in head.lower():
+                    raise InputError(f"{what}: a data URL must be base64 ('data:image/jpeg;base64,...')")
+            try:
+                data = base64.b64decode(v, validate=True)
+            except (binascii.Error, ValueError):
+                v = re.sub(r"\s+", "", v)
+                try:
+                    if "-" in v or "_" in v:
+                        data = base64.urlsafe_b64decode(v + "=" * (-len(v) % 4))
+                    else:
+                        data = base64.b64decode(v, validate=True)
+                except (binascii.Error, ValueError):
+                    raise InputError(f"{what}: not valid base64 (nor an http(s) URL)") from None
+        self._check_pixels(data, what)
+        return decode_image_bytes(data, what, max_pixels=self.settings.max_image_pixels)
+
+    def _check_pixels(self, data: bytes, what: str) -> None:
+        """Decompression-bomb guard on the header alone, so it is a clean 413 before any decode."""
+        limit = self.settings.max_image_pixels
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+        except Image.DecompressionBombError:  # PIL's own guard (far above ours by default)
+            raise LimitError(f"{what}: image is above the limit of {limit:,} pixels (max_image_pixels)") from None
+        except Exception:
+            return  # not readable by PIL: decode_image_bytes will judge (and refuse non-images)
+        if w * h > limit:
+            raise LimitError(f"{what}: image is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} pixels "
+                             "(max_image_pixels)")
+
+    def gallery_features(self, pairs: list) -> tuple[np.ndarray, list[str]]:
+        """Features and labels of every pair, in request order - or an InputError naming every pair
+        that has no usable face (nothing is added then, so the ids of a request are always positional)."""
+        limit = self.settings.max_build_images
+        if len(pairs) > limit:
+            raise LimitError(f"imageLabelPairs holds {len(pairs)} images, above the limit of {limit} per request "
+                             "(max_build_images); send them in several index-add requests")
+        imgs, labels = [], []
+        for i, p in enumerate(pairs):
+            label = p.label.strip()
+            if not label:
+                raise InputError(f"imageLabelPairs[{i}].label is blank; give the person's name")
+            imgs.append(self.decode_image(p.image, f"imageLabelPairs[{i}].image"))
+            labels.append(label)
+        with self.pipeline() as pipe:
+            feats, problems = self._embed_gallery(pipe, imgs, labels)
+        if problems:
+            shown = "; ".join(problems[:20]) + ("; ..." if len(problems) > 20 else "")
+            raise InputError(f"{len(problems)} of {len(imgs)} image(s) have no usable face, so nothing was "
+                             f"changed (each pair's id is its position): {shown}")
+        return feats, labels
+
+    @staticmethod
+    def _embed_gallery(pipe: Any, imgs: list, labels: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Features of every image and the problems ("imageLabelPairs[i] ('label'): reason"), taken
+        from the pipeline's structured rejections (their input position), never from message text."""
+        out = pipe.gallery_features(imgs, labels)
+        problems = [f"imageLabelPairs[{r.index}] ({labels[r.index]!r}): {r.reason}" for r in out.rejected]
+        return out.features, problems
+
+    def close(self) -> None:
+        self.ready.clear()
