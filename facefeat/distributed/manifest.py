@@ -103,7 +103,20 @@ class OutputDir:
         self._lock_fd = fd
         for tmp in self.root.glob(".part-*.tmp"):  # half-written shards of a killed run
             tmp.unlink(missing_ok=True)
+        self._repair_journal()
         return self
+
+    def _repair_journal(self) -> None:
+        """Cut a torn last line (a crash mid-append) so the next record starts on a line of its own."""
+        path = self.root / JOURNAL_FILE
+        if not path.is_file():
+            return
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+                f.flush()
+                os.fsync(f.fileno())
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
