@@ -79,12 +79,17 @@ def _model_identity(model: str | None, weights: Any, model_dir: Any, backend: st
         if "precision" not in inspect.signature(create_model).parameters:
             raise InputError(f"precision={precision!r}: this facefeat build runs fp32 only; leave precision unset")
         kw["precision"] = precision
-    pred = create_model(model if model_dir is None else model, weights, model_dir=model_dir, backend=backend,
+    pred = create_model(model if model_dir is None else None, weights, model_dir=model_dir, backend=backend,
                         device="cpu", num_threads=1, **kw)
     h = pred.meta.extra.get("weights_sha256_16")
     if not h:
-        src = getattr(pred.runner, "path", None) or weights
-        h = file_sha256(src)[:16] if src and Path(str(src)).is_file() else f"{pred.model_name}:default"
+        src = getattr(pred.runner, "path", None)
+        if src is None:  # the torch backend: hash the weights file it was built from
+            from facefeat.registry import get_spec
+            from facefeat.weights.sources import resolve_weights
+
+            src = resolve_weights(get_spec(pred.model_name), weights)[0]
+        h = file_sha256(src)[:16]
     return pred.model_name, int(pred.embedding_size), str(h)
 
 
