@@ -167,7 +167,7 @@ def cmd_embed_dataset(args: argparse.Namespace) -> int:
     report = embed_dataset(
         args.input, args.out, engine=args.engine, address=args.address, model=args.model or "SFace",
         weights=args.weights, model_dir=args.model_dir, backend=args.backend, precision=args.precision,
-        det_threshold=args.det_threshold, nms_threshold=args.nms_threshold, min_face_size=args.min_face_size,
+        device=args.device, det_threshold=args.det_threshold, nms_threshold=args.nms_threshold, min_face_size=args.min_face_size,
         align=args.align, flip=args.flip, batch_size=args.batch_size, workers=args.workers,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, num_threads=args.threads, shard_size=args.shard_size,
         path_column=args.path_column, label_column=args.label_column, progress=not args.no_progress)

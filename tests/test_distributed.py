@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -122,12 +123,37 @@ def test_every_input_is_a_row(local_out, images):
     assert manifest["finished_shards"] == -(-images["n"] // SHARD)
 
 
+def _kill_a_ray_worker_after_first_shard(out: Path, killed: list, stop: threading.Event) -> None:
+    journal = out / "shards.jsonl"
+    while not stop.is_set() and not (journal.is_file() and journal.read_bytes().count(b"\n") >= 1):
+        time.sleep(0.05)
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and (d / "cmdline").read_bytes().startswith(b"ray::MapWorker"):
+                os.kill(int(d.name), signal.SIGKILL)
+                killed.append(int(d.name))
+                return
+        except OSError:
+            continue
+
+
 def test_ray_equals_local(ray_cluster, local_out, images, tmp_path):
+    """The Ray engine gives the local engine's rows, even when one of its actors is SIGKILLed
+    mid-run (Ray restarts it and retries its batch; the driver drops re-delivered rows)."""
     from facefeat.distributed import embed_dataset
 
     out = tmp_path / "ray"
-    report = embed_dataset(images["list"], out, engine="ray", workers=2, batch_size=8, shard_size=SHARD,
-                           progress=False)
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_ray_worker_after_first_shard, args=(out, killed, stop), daemon=True)
+    killer.start()
+    try:
+        report = embed_dataset(images["list"], out, engine="ray", workers=2, batch_size=8, shard_size=SHARD,
+                               progress=False)
+    finally:
+        stop.set()
+        killer.join(10)
+    assert killed, "no Ray worker process was found to kill"
     assert report.images == images["n"] and report.errors == 2 and report.no_face == 1
     _assert_same_output(_rows(local_out), _rows(out))
     again = embed_dataset(images["list"], out, engine="ray", progress=False)  # resume of a finished run

@@ -260,7 +260,7 @@ def _run_ray(plan, embedder_kw: dict, batch_size: int, writer: _ShardWriter, add
 def embed_dataset(inputs: str | os.PathLike, out: str | os.PathLike, *, engine: str = "local",
                   address: str | None = None, model: str | None = "SFace", weights: str | os.PathLike | None = None,
                   model_dir: str | os.PathLike | None = None, backend: str = "onnxruntime",
-                  precision: str | None = None, det_threshold: float = 0.5, nms_threshold: float = 0.3,
+                  precision: str | None = None, device: str = "cpu", det_threshold: float = 0.5, nms_threshold: float = 0.3,
                   min_face_size: float = 20, align: str = "align", flip: bool = False, batch_size: int = 32,
                   workers: int | tuple[int, int] | None = None, num_cpus: float = 1, num_gpus: float = 0,
                   num_threads: int | None = None, shard_size: int | None = None, path_column: str = "path",
@@ -274,6 +274,8 @@ def embed_dataset(inputs: str | os.PathLike, out: str | os.PathLike, *, engine: 
     (``address``: a cluster, e.g. ``ray://head:10001``; ``workers`` actors, each with ``num_cpus``
     and ``num_gpus``; ``ray_init``: extra ``ray.init`` arguments when facefeat starts Ray).
     ``num_threads``: inference threads per worker (default: ``num_cpus`` on Ray, all cores locally).
+    ``device``: the local engine's device (``cpu``, ``gpu:0``); Ray actors use the GPU Ray gives
+    them when ``num_gpus`` > 0, else the CPU.
     """
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -297,7 +299,7 @@ def embed_dataset(inputs: str | os.PathLike, out: str | os.PathLike, *, engine: 
                 "model_dir": None if model_dir is None else os.path.abspath(model_dir)}
         threads = num_threads or (max(1, int(num_cpus)) if engine == "ray" else None)
         embedder_kw = {"settings": load, "model_hash": model_hash, "dim": dim, "num_threads": threads,
-                       "batch_size": batch_size, "device": "gpu" if num_gpus else "cpu"}
+                       "batch_size": batch_size, "device": "gpu:0" if num_gpus else "cpu"}
         bar = None
         if progress and engine == "local":
             from tqdm import tqdm
@@ -306,7 +308,7 @@ def embed_dataset(inputs: str | os.PathLike, out: str | os.PathLike, *, engine: 
         writer = _ShardWriter(od, plan, report, bar)
         try:
             if plan and engine == "local":
-                _run_local(plan, {**embedder_kw, "device": "gpu" if num_gpus else "cpu"}, batch_size, writer)
+                _run_local(plan, {**embedder_kw, "device": device}, batch_size, writer)
             elif plan:
                 _run_ray(plan, embedder_kw, batch_size, writer, address, workers, num_cpus, num_gpus, progress,
                          ray_init)
