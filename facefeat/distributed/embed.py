@@ -159,6 +159,7 @@ class _ShardWriter:
         self.parts: dict[int, list] = {}
         self.seen: dict[int, set] = {}
         self.need: dict[int, dict[int, int]] = {}
+        self.written: set[int] = set()
 
     def add(self, table) -> None:
         import pyarrow as pa
@@ -172,6 +173,8 @@ class _ShardWriter:
         by_shard: dict[int, list[int]] = {}
         for r, (i, f, n) in enumerate(zip(idx, fi, nf)):
             s = self._shard(i, shard_of)
+            if s in self.written or s not in self.expected:  # a late re-delivery (a retried batch)
+                continue
             key = (i, -1 if f is None else f)
             seen = self.seen.setdefault(s, set())
             if key in seen:
@@ -198,12 +201,14 @@ class _ShardWriter:
         table = pa.concat_tables(self.parts.pop(shard)).sort_by([("index", "ascending"), ("face_index", "ascending")])
         self.seen.pop(shard)
         need = self.need.pop(shard)
+        self.written.add(shard)
         name = shard_file(shard)
         size = write_table_atomic(table, self.od.root / name)
         status = table.column("status")
         counts = {k: int(pc.sum(pc.equal(status, k)).as_py() or 0) for k in (STATUS_OK, STATUS_NO_FACE, STATUS_ERROR)}
         self.od.record({"shard": shard, "file": name, "bytes": size, "rows": len(table), "images": len(need),
-                        "faces": counts[STATUS_OK], "no_face": counts[STATUS_NO_FACE], "errors": counts[STATUS_ERROR]})
+                        "faces": counts[STATUS_OK], "no_face": counts[STATUS_NO_FACE], "errors": counts[STATUS_ERROR],
+                        "finished_at": round(time.time(), 3)})
         r = self.report
         r.images += len(need)
         r.faces += counts[STATUS_OK]
