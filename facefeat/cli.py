@@ -140,6 +140,41 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="a directory tree, a text file of paths/URLs, or a Parquet/CSV table with a path column")
+    p.add_argument("--out", required=True, help="output directory (Parquet shards + manifest); re-run to resume")
+    p.add_argument("--engine", default="local", choices=["local", "ray"])
+    p.add_argument("--address", default=None, help="Ray cluster (ray://head:10001, auto); default RAY_ADDRESS or a local Ray")
+    _pipeline_args(p, inputs=False)
+    p.add_argument("--precision", default=None, help="inference precision (default fp32)")
+    p.add_argument("--nms-threshold", type=float, default=0.3)
+    p.add_argument("--min-face-size", type=float, default=20)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    p.add_argument("--workers", type=int, default=None, help="Ray actors (default: CPUs // --num-cpus, or GPUs // --num-gpus)")
+    p.add_argument("--num-cpus", type=float, default=1, help="CPUs per Ray actor")
+    p.add_argument("--num-gpus", type=float, default=0, help="GPUs per Ray actor (e.g. 1, or 0.5 to share one)")
+    p.add_argument("--shard-size", type=int, default=None, help="images per Parquet shard (default 1000; fixed at the first run)")
+    p.add_argument("--path-column", default="path", help="path column of a table INPUT")
+    p.add_argument("--label-column", default="label", help="label column of a table INPUT (carried to the rows)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+@command("embed-dataset", "embed every face of a photo archive into Parquet shards (local or Ray; resumable)",
+         _embed_dataset_args)
+def cmd_embed_dataset(args: argparse.Namespace) -> int:
+    from facefeat.distributed import embed_dataset
+
+    report = embed_dataset(
+        args.input, args.out, engine=args.engine, address=args.address, model=args.model or "SFace",
+        weights=args.weights, model_dir=args.model_dir, backend=args.backend, precision=args.precision,
+        device=args.device, det_threshold=args.det_threshold, nms_threshold=args.nms_threshold, min_face_size=args.min_face_size,
+        align=args.align, flip=args.flip, batch_size=args.batch_size, workers=args.workers,
+        num_cpus=args.num_cpus, num_gpus=args.num_gpus, num_threads=args.threads, shard_size=args.shard_size,
+        path_column=args.path_column, label_column=args.label_column, progress=not args.no_progress)
+    print(report.summary())
+    return 0
+
+
 def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="images, directories or URLs")
     p.add_argument("--det-threshold", type=float, default=0.5)
@@ -203,7 +238,11 @@ def cmd_align(args: argparse.Namespace) -> int:
 def _index_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="index_cmd", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="build an index from a gallery (gallery.txt: 'relative/path.jpg label')")
-    b.add_argument("--gallery", required=True, help="gallery root directory")
+    b.add_argument("--gallery", default=None, help="gallery root directory")
+    b.add_argument("--from-parquet", default=None, metavar="DIR",
+                   help="bulk-load 'facefeat embed-dataset' output instead of embedding a gallery")
+    b.add_argument("--label-column", default="label", help="--from-parquet: row column holding the label")
+    b.add_argument("--label-map", default=None, help="--from-parquet: file mapping paths to labels (gallery.txt, CSV)")
     b.add_argument("--labels", default=None, help="label file (default: <gallery>/gallery.txt)")
     b.add_argument("--out", required=True, help="index directory to write")
     b.add_argument("--index-type", default="HNSW32", help="Flat | IVF | HNSW32 (Milvus: FLAT | IVF_FLAT | HNSW)")
@@ -239,6 +278,20 @@ def cmd_index(args: argparse.Namespace) -> int:
         with edit_index(args.index_dir) as index:  # under the index's lock: concurrent runs take turns
             n = FaceRecognitionPipeline.remove_index(ids, index)
         print(f"removed {n}; {len(index)} left in {args.index_dir}")
+        return 0
+    if args.index_cmd == "build" and (args.gallery is None) == (args.from_parquet is None):
+        from facefeat.errors import InputError
+
+        raise InputError("index build: pass exactly one of --gallery DIR or --from-parquet DIR")
+    if args.index_cmd == "build" and args.from_parquet:
+        from facefeat.distributed import build_index_from_parquet
+
+        kw = {"uri": args.milvus_uri} if args.index_backend == "milvus" and args.milvus_uri else {}
+        index, stats = build_index_from_parquet(args.from_parquet, backend=args.index_backend, metric_type=args.metric,
+                                                index_type=args.index_type, label_column=args.label_column,
+                                                label_map=args.label_map, **kw)
+        index.save(args.out)
+        print(f"built {index!r} -> {args.out} ({stats})")
         return 0
     labels = args.labels or str(Path(args.gallery) / "gallery.txt")
     if args.index_cmd == "add":
