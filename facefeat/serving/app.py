@@ -585,7 +585,7 @@ def create_app(
         with svc.pipeline() as pipe:
             res = next(iter(pipe.predict(img, index=index, det_threshold=det_thr,
                                          rec_threshold=body.recThreshold, rec_topk=body.topk)))
-            vis = res.img if body.visualize else None
+            vis = res.draw() if body.visualize else None
         faces = []
         for b in res["boxes"]:
             recs = []
