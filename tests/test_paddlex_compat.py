@@ -176,3 +176,14 @@ def test_paddlex_cli_and_get_pipeline_config(pipeline, gallery, lfw_dir, tmp_pat
     assert cli_main(["get-pipeline-config", "face_recognition", "--save_path", str(written)]) == 2  # no overwrite
     assert cli_main(["--get_pipeline_config", "face_recognition", "--save_path", str(tmp_path / "p.yaml")]) == 0
     assert (tmp_path / "p.yaml").read_text() == written.read_text()
+
+
+def test_paddlex_index_directory_is_refused_clearly(tmp_path):
+    from facefeat.errors import IndexError_
+    from facefeat.pipeline.face_recognition import resolve_index
+
+    (tmp_path / "vector.index").write_bytes(b"\0" * 16)
+    (tmp_path / "id_map.yaml").write_text("id_map: {0: a}\nmetric_type: IP\nindex_type: Flat\n")
+    with pytest.raises(IndexError_, match="PaddleX index.*rebuild"):
+        resolve_index(str(tmp_path))
+    assert resolve_index("None") is None and resolve_index(None) is None
