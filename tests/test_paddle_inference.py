@@ -127,3 +127,18 @@ def test_bad_yml_named(copy_dir: Path) -> None:
     (copy_dir / "inference.yml").write_text("Global: [unclosed")
     with pytest.raises(WeightsError, match=r"inference\.yml"):
         create_model(model_dir=copy_dir)
+
+
+def test_resnet50_face_inference_model_if_made() -> None:
+    """ResNet50_face's inference model (95 MB) is not stored in ../shared; make_models.py writes one."""
+    import os
+
+    root = Path(os.environ.get("PDX_MODELS", "/tmp/pdx-models")) / "ResNet50_face"
+    if not is_paddle_inference_dir(root / "inference") or not (root / "reference_io.npz").is_file():
+        pytest.skip(f"no ResNet50_face inference model under {root}; make one with "
+                    "../shared/peers/paddlex/setup.sh and make_models.py (PDX_MODELS sets the folder)")
+    ref = np.load(root / "reference_io.npz")
+    model = load_paddle_inference(ResNet50Face(), root / "inference")  # Linear: matmul + add
+    with torch.no_grad():
+        y = model(torch.from_numpy(ref["x"])).numpy()
+    assert float(np.abs(y - ref["y"]).max()) <= TOL
