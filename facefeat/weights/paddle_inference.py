@@ -170,7 +170,7 @@ def _read_program(path: Path) -> tuple[list[tuple[str, str, list[int]]], list[Pr
         raise WeightsError(f"{path}: {size} bytes is too large for an inference program (limit {MAX_PROGRAM_BYTES})")
     try:
         doc = json.loads(path.read_bytes())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise WeightsError(f"{path}: not a PaddlePaddle PIR program (not readable JSON: {exc})") from exc
     base = doc.get("base_code") if isinstance(doc, dict) else None
     if not isinstance(base, dict) or base.get("magic") != "pir":
@@ -281,6 +281,15 @@ def _to_array(raw: bytes, dtype: str, shape: list[int]) -> np.ndarray:
 
 def _read_params(path: Path, declared: list[tuple[str, str, list[int]]]) -> dict[str, np.ndarray]:
     """Read every tensor of ``path``; they must be the declared parameters, in name order."""
+    data_bytes = sum(int(np.prod(shape, dtype=np.int64)) * (2 if dt == "bf16" else np.dtype(dt).itemsize)
+                     for _, dt, shape in declared)
+    size = path.stat().st_size
+    if not data_bytes <= size <= data_bytes + len(declared) * (32 + MAX_DESC_BYTES):
+        raise WeightsError(
+            f"{path}: {size} bytes, but the {len(declared)} parameters {PROGRAM_FILE} declares need "
+            f"{data_bytes} bytes of data (plus small headers); the files do not belong together "
+            "(or one is truncated)"
+        )
     try:
         buf = path.read_bytes()
     except OSError as exc:
