@@ -42,6 +42,7 @@ def reference(paddle_peers: Path):
 def copy_dir(inference_dir: Path, tmp_path: Path) -> Path:
     d = tmp_path / "inference"
     shutil.copytree(inference_dir, d)
+    d.chmod(0o755)  # ../shared is read-only; copytree copies its modes
     for p in d.iterdir():
         p.chmod(0o644)
     return d

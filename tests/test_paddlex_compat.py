@@ -187,3 +187,21 @@ def test_paddlex_index_directory_is_refused_clearly(tmp_path):
     with pytest.raises(IndexError_, match="PaddleX index.*rebuild"):
         resolve_index(str(tmp_path))
     assert resolve_index("None") is None and resolve_index(None) is None
+
+
+def test_paddlex_only_options_are_accepted():
+    pipe = create_pipeline(pipeline="face_recognition", device="cpu", use_hpip=False, engine=None, hpi_config=None)
+    assert pipe.predictor.model_name == "SFace"
+
+
+def test_inference_dir_without_model_name(tmp_path, paddle_peers):
+    import shutil
+
+    from facefeat import create_model
+
+    d = tmp_path / "inference"
+    shutil.copytree(paddle_peers / "MobileFaceNet" / "inference", d)
+    d.chmod(0o755)  # ../shared is read-only; copytree copies its modes
+    (d / "inference.yml").unlink()
+    with pytest.raises(InputError, match="names no model"):
+        create_model(model_dir=d)
