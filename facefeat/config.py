@@ -528,8 +528,11 @@ def load_pipeline_config(pipeline: str | os.PathLike | None = None, config: Mapp
             if value is not None:
                 log.info("%s: %s is a PaddleX setting facefeat does not use; ignored", where, key)
             continue
-        if key == "index" and _is_none(value):
-            cfg[key] = None
+        if key == "index":  # a saved index directory, an index object (config=dict), or None
+            if _is_none(value):
+                cfg[key] = None
+            elif not isinstance(value, (str, os.PathLike)) and not hasattr(value, "search"):
+                raise ConfigError(f"{where}: index expects a saved index directory or None, got {value!r}")
         elif value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
             raise ConfigError(f"{where}: {key} expects {' or '.join(_TYPE_NAMES.get(t, 'null') for t in types)}, "
                               f"got {value!r}")

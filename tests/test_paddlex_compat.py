@@ -156,6 +156,10 @@ def test_index_in_config_is_a_directory(pipeline, gallery, tmp_path):
     cfg = {**paddlex_style_config(), "index": str(tmp_path / "idx")}
     pipe = create_pipeline(config=cfg, predictor=pipeline.predictor)
     assert len(pipe.index) == len(index)
+    pipe = create_pipeline(config={**cfg, "index": index}, predictor=pipeline.predictor)  # an index object
+    assert pipe.index is index
+    with pytest.raises(ConfigError, match="index expects"):
+        load_pipeline_config(config={**cfg, "index": 3})
 
 
 def test_paddlex_cli_and_get_pipeline_config(pipeline, gallery, lfw_dir, tmp_path, capsys):
