@@ -29,8 +29,8 @@ def create_model(*args: Any, **kwargs: Any):
 
 
 
-def create_pipeline(name: str = "face_recognition", **kwargs: Any):
-    """Create a pipeline; ``"face_recognition"``: detect -> align -> embed -> search a gallery."""
+def create_pipeline(pipeline: Any = None, **kwargs: Any):
+    """Create a pipeline by name, YAML file or ``config=dict``; see :func:`facefeat.pipeline.create_pipeline`."""
     from facefeat.pipeline import create_pipeline as _create
 
-    return _create(name, **kwargs)
+    return _create(pipeline, **kwargs)

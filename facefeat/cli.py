@@ -276,7 +276,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
         ids = args.ids[0] if len(args.ids) == 1 and not args.ids[0].lstrip("-").isdigit() else [int(i) for i in args.ids]
         with edit_index(args.index_dir) as index:  # under the index's lock: concurrent runs take turns
-            n = FaceRecognitionPipeline.remove_index(ids, index)
+            before = len(index)
+            FaceRecognitionPipeline.remove_index(ids, index)
+            n = before - len(index)
         print(f"removed {n}; {len(index)} left in {args.index_dir}")
         return 0
     if args.index_cmd == "build" and (args.gallery is None) == (args.from_parquet is None):
@@ -344,6 +346,79 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _get_pipeline_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pipeline", help="pipeline name (face_recognition)")
+    p.add_argument("--save_path", "--save-path", dest="save_path", default=".",
+                   help="directory (gets <name>.yaml) or .yaml file to write (default: .)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+
+@command("get-pipeline-config", "write a pipeline's config YAML to edit (PaddleX --get_pipeline_config)",
+         _get_pipeline_config_args)
+def cmd_get_pipeline_config(args: argparse.Namespace) -> int:
+    from facefeat.config import pipeline_config_path
+    from facefeat.errors import ConfigError, InputError
+    from facefeat.utils import atomic_write_text
+
+    src = pipeline_config_path(args.pipeline)
+    if src is None:
+        raise ConfigError(f"unknown pipeline {args.pipeline!r}; available: face_recognition")
+    target = Path(args.save_path)
+    if target.suffix.lower() not in (".yaml", ".yml"):
+        target = target / src.name
+    if target.exists() and not args.overwrite:
+        raise InputError(f"{target} already exists; pass --overwrite to replace it")
+    atomic_write_text(target, src.read_text(encoding="utf-8"))
+    print(f"The pipeline config has been saved to: {target}")
+    return 0
+
+
+def _paddlex_pipeline_parser() -> argparse.ArgumentParser:
+    """PaddleX's pipeline CLI: ``facefeat --pipeline face_recognition --input img.jpg --index DIR ...``."""
+    p = argparse.ArgumentParser(prog="facefeat", description="Run a pipeline, as PaddleX's CLI does.")
+    p.add_argument("--pipeline", help="pipeline name (face_recognition) or config .yaml")
+    p.add_argument("--input", help="image, directory or URL")
+    p.add_argument("--save_path", default=None, help="directory for <image>_res.json and <image>_res.jpg")
+    p.add_argument("--device", default=None, help="cpu, gpu:0, ...")
+    p.add_argument("--index", default=None, help="saved index directory (facefeat index build)")
+    p.add_argument("--det_threshold", type=float, default=None)
+    p.add_argument("--rec_threshold", type=float, default=None)
+    p.add_argument("--rec_topk", type=int, default=None)
+    p.add_argument("--get_pipeline_config", default=None, help="write this pipeline's config to --save_path")
+    for name in ("--engine", "--hpi_config"):  # PaddleX options without meaning here
+        p.add_argument(name, default=None, help="accepted for PaddleX compatibility; ignored")
+    p.add_argument("--use_hpip", action="store_true", help="accepted for PaddleX compatibility; ignored")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _is_paddlex_pipeline_cli(argv: Sequence[str]) -> bool:
+    for a in argv:
+        if a in COMMANDS:
+            return False
+        if a.split("=", 1)[0] in ("--pipeline", "--get_pipeline_config"):
+            return True
+    return False
+
+
+def paddlex_pipeline_main(argv: Sequence[str]) -> int:
+    from facefeat.pipeline import create_pipeline
+
+    args = _paddlex_pipeline_parser().parse_args(argv)
+    if args.get_pipeline_config:
+        return cmd_get_pipeline_config(argparse.Namespace(
+            pipeline=args.get_pipeline_config, save_path=args.save_path or ".", overwrite=False))
+    if not args.pipeline or not args.input:
+        raise FacefeatError("--pipeline and --input are both needed (e.g. --pipeline face_recognition --input img.jpg)")
+    pipe = create_pipeline(args.pipeline, device=args.device)
+    for res in pipe.predict(args.input, index=args.index, det_threshold=args.det_threshold,
+                            rec_threshold=args.rec_threshold, rec_topk=args.rec_topk):
+        res.print()
+        if args.save_path:
+            res.save_all(args.save_path)
+    return 0
+
+
 def _dataset_args(p: argparse.ArgumentParser) -> None:
     from facefeat.data.lfw_demo import configure_cli
 
@@ -403,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from facefeat.engine.runner import main_config
 
         return _guard(lambda: main_config(argv))
+    if _is_paddlex_pipeline_cli(argv):
+        return _guard(lambda: paddlex_pipeline_main(argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -453,3 +453,110 @@ def dump_config(cfg: Mapping) -> str:
 def save_config(cfg: Mapping, path: str | os.PathLike) -> Path:
     """Write ``cfg`` as YAML atomically (temp file + rename)."""
     return atomic_write_text(path, dump_config(cfg))
+
+
+# -- pipeline configs (PaddleX's pipeline YAML: pipeline_name, thresholds, index, SubModules) --------
+#: facefeat's detector, and the PaddleX face detectors it stands in for (logged when mapped)
+PIPELINE_DETECTOR = "YuNet"
+PADDLEX_FACE_DETECTORS = ("PP-YOLOE_plus-S_face", "BlazeFace", "BlazeFace-FPN-SSH", "PicoDet_LCNet_x2_5_face")
+#: top-level keys of a face_recognition config -> accepted types (None: any, ignored with a note)
+PIPELINE_KEYS: dict[str, tuple[type, ...] | None] = {
+    "pipeline_name": (str,), "index": (str, type(None)), "det_threshold": (int, float),
+    "rec_threshold": (int, float), "rec_topk": (int,), "SubModules": (dict,),
+    # facefeat's own knobs (same names as the FaceRecognitionPipeline arguments)
+    "align": (str,), "flip": (bool,), "min_face_size": (int,), "nms_threshold": (int, float),
+    "device": (str,), "num_threads": (int, type(None)),
+    # PaddleX keys facefeat does not use
+    "hamming_radius": None, "use_hpip": None, "hpi_config": None, "engine": None, "engine_config": None,
+}
+SUBMODULE_KEYS = ("module_name", "model_name", "model_dir", "batch_size", "weights")
+
+
+def pipeline_config_path(name: str) -> Path | None:
+    """The config shipped for pipeline ``name`` (``facefeat/configs/<name>.yaml``), or None."""
+    p = Path(__file__).resolve().parent / "configs" / f"{name}.yaml"
+    return p if p.is_file() else None
+
+
+def _is_none(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v.strip().lower() in ("", "none", "null", "~"))
+
+
+def load_pipeline_config(pipeline: str | os.PathLike | None = None, config: Mapping | None = None) -> dict:
+    """A validated pipeline config from a name (``"face_recognition"``), a YAML path, or a dict.
+
+    Accepts PaddleX's ``face_recognition.yaml`` as written: ``index: None`` (the string) means no
+    index; unknown keys are refused with the valid ones listed; PaddleX keys facefeat does not use
+    (``hamming_radius``, ``use_hpip``, ...) are accepted and logged.
+    """
+    import logging
+
+    log = logging.getLogger("facefeat")
+    if config is None:
+        if pipeline is None:
+            raise ConfigError("create_pipeline: pass a pipeline name, a YAML file, or config=dict")
+        text = str(pipeline)
+        path = Path(text) if text.endswith((".yaml", ".yml")) or os.sep in text else pipeline_config_path(text)
+        if path is None:
+            raise ConfigError(f"unknown pipeline {text!r}; available: face_recognition (or a .yaml config file)")
+        if not path.is_file():
+            raise ConfigError(f"pipeline config {text!r} does not exist (resolved: {path.resolve()})")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read ({exc})") from exc
+        where = str(path)
+    else:
+        data, where = config, "<config>"
+        if pipeline is not None and isinstance(config, Mapping) and config.get("pipeline_name") not in (None, pipeline):
+            log.warning("pipeline %r given with a config for %r; the config's is used",
+                        str(pipeline), config.get("pipeline_name"))
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: a pipeline config must be a mapping, got {type(data).__name__}")
+    cfg = _plain(data)
+    name = cfg.setdefault("pipeline_name", "face_recognition")
+    if name != "face_recognition":
+        raise ConfigError(f"{where}: pipeline_name {name!r} is not supported; facefeat has: face_recognition")
+    for key, value in list(cfg.items()):
+        if key not in PIPELINE_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}{_suggest(str(key), PIPELINE_KEYS)}; "
+                              f"valid keys: {', '.join(PIPELINE_KEYS)}")
+        types = PIPELINE_KEYS[key]
+        if types is None:
+            if value is not None:
+                log.info("%s: %s is a PaddleX setting facefeat does not use; ignored", where, key)
+            continue
+        if key == "index":  # a saved index directory, an index object (config=dict), or None
+            if _is_none(value):
+                cfg[key] = None
+            elif not isinstance(value, (str, os.PathLike)) and not hasattr(value, "search"):
+                raise ConfigError(f"{where}: index expects a saved index directory or None, got {value!r}")
+        elif value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+            raise ConfigError(f"{where}: {key} expects {' or '.join(_TYPE_NAMES.get(t, 'null') for t in types)}, "
+                              f"got {value!r}")
+    subs = cfg.get("SubModules") or {}
+    for sub in subs:
+        if sub not in ("Detection", "Recognition"):
+            raise ConfigError(f"{where}: unknown SubModules.{sub}; face_recognition has Detection and Recognition")
+        if not isinstance(subs[sub], Mapping):
+            raise ConfigError(f"{where}: SubModules.{sub} must be a mapping, got {subs[sub]!r}")
+        for k in subs[sub]:
+            if k not in SUBMODULE_KEYS:
+                raise ConfigError(f"{where}: unknown key SubModules.{sub}.{k}{_suggest(str(k), SUBMODULE_KEYS)}; "
+                                  f"valid keys: {', '.join(SUBMODULE_KEYS)}")
+        if _is_none(subs[sub].get("model_dir")):
+            subs[sub]["model_dir"] = None
+    det = subs.get("Detection") or {}
+    det_name = det.get("model_name")
+    if det_name not in (None, PIPELINE_DETECTOR):
+        if det_name not in PADDLEX_FACE_DETECTORS:
+            raise ConfigError(f"{where}: SubModules.Detection.model_name {det_name!r} is unknown; facefeat "
+                              f"detects with {PIPELINE_DETECTOR} (PaddleX's {', '.join(PADDLEX_FACE_DETECTORS)} map to it)")
+        log.warning("%s: PaddleX face detector %s is not in facefeat; using %s (OpenCV Zoo, 5 landmarks) instead",
+                    where, det_name, PIPELINE_DETECTOR)
+    if det.get("model_dir") is not None:
+        log.warning("%s: SubModules.Detection.model_dir %r ignored: facefeat detects with %s",
+                    where, det["model_dir"], PIPELINE_DETECTOR)
+    return cfg

@@ -41,7 +41,8 @@ class BaseResult(dict):
             return json.dumps(self.json, indent=indent, ensure_ascii=ensure_ascii)
         return str(self.json)
 
-    def print(self, json_format: bool = True, indent: int = 4, ensure_ascii: bool = False) -> None:
+    def print(self, json_format: bool = False, indent: int = 4, ensure_ascii: bool = False) -> None:
+        """Print ``{"res": {...}}`` (as a dict, or as JSON text with ``json_format=True``), as PaddleX."""
         print(self._str(json_format, indent, ensure_ascii))
 
     def _stem(self) -> str:
@@ -60,8 +61,15 @@ class BaseResult(dict):
         return p / f"{self._stem()}_res{suffix}"
 
     def save_to_json(self, save_path: str | os.PathLike, indent: int = 4, ensure_ascii: bool = False) -> Path:
-        """Write ``.json`` atomically; ``save_path`` is a ``.json`` file or a directory."""
-        return atomic_write_json(self._target(save_path, ".json"), self.json, indent, ensure_ascii)
+        """Write the result dict (``.json["res"]``, as PaddleX writes it) atomically; ``save_path`` is a
+        ``.json`` file or a directory (then ``<input stem>_res.json`` inside it)."""
+        return atomic_write_json(self._target(save_path, ".json"), self.json["res"], indent, ensure_ascii)
+
+    def save_all(self, save_path: str | os.PathLike) -> None:
+        """Every output this result has (JSON, and the visualisation where there is one) into a directory."""
+        self.save_to_json(save_path)
+        if type(self).save_to_img is not BaseResult.save_to_img:
+            self.save_to_img(save_path)
 
     def save_to_img(self, save_path: str | os.PathLike) -> Path:  # pragma: no cover - overridden
         raise NotImplementedError(f"{type(self).__name__} has no image visualisation")

@@ -237,9 +237,9 @@ def test_predict_mode_prints_and_saves(sface_export, tmp_path, capsys):
                    "-o", f"Predict.model_dir={sface_export / 'inference'}", "-o", f"Predict.input={img}"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert '"feature"' in printed and str(img) in printed
+    assert "'feature'" in printed and str(img) in printed  # PaddleX's print(): the {"res": ...} dict
     doc = json.loads((out / "face_res.json").read_text())
-    feat = np.asarray(doc["res"]["feature"])
+    feat = np.asarray(doc["feature"])  # PaddleX writes the inner result dict
     assert feat.shape == (128,) and abs(np.linalg.norm(feat) - 1) < 1e-5
     ref = create_model("SFace").embed([cv2.imread(str(img))])[0]
     np.testing.assert_allclose(feat, ref, atol=1e-4)

@@ -78,7 +78,7 @@ def test_build_save_load_recognise(pipe, gallery, lfw_dir, tmp_path, index_type)
         assert box["labels"][0] == person, (person, box)
         assert len(box["labels"]) == 3 and box["rec_scores"] == sorted(box["rec_scores"], reverse=True)
     out = res.save_to_json(tmp_path / "out")
-    assert json.loads(out.read_text())["res"]["boxes"][0]["labels"][0] == PEOPLE[-1]
+    assert json.loads(out.read_text())["boxes"][0]["labels"][0] == PEOPLE[-1]  # inner dict, as PaddleX
     img = res.save_to_img(tmp_path / "out")
     assert img.is_file() and img.stat().st_size > 1000
 
@@ -93,13 +93,14 @@ def test_unknown_when_below_threshold_and_topk_honoured(pipe, gallery, lfw_dir):
 
 def test_append_and_remove(pipe, gallery, lfw_dir, tmp_path):
     index = pipe.build_index(str(gallery), str(gallery / "gallery.txt"), index_type="HNSW32")
-    new = pipe.append_index([probe(lfw_dir, "George_W_Bush", 0)], ["George_W_Bush"], index)
+    assert pipe.append_index([probe(lfw_dir, "George_W_Bush", 0)], ["George_W_Bush"], index) is index
+    new = pipe.last_added_ids  # PaddleX returns the index; the new ids are kept here
     assert len(new) == 1 and index.labels()[new[0]] == "George_W_Bush"
     (res,) = list(pipe.predict(probe(lfw_dir, "George_W_Bush", 3), index=index, rec_threshold=0.3))
     assert res["boxes"][0]["labels"][0] == "George_W_Bush"
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text(f"{new[0]}\n")
-    assert pipe.remove_index(str(ids_file), index) == 1
+    assert pipe.remove_index(str(ids_file), index) is index
     assert new[0] not in index.ids()
     with pytest.raises(InputError):
         pipe.remove_index([987654], index)

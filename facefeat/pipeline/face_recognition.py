@@ -61,6 +61,23 @@ def _area(box: Sequence[float]) -> float:
     return max(0.0, float(box[2]) - float(box[0])) * max(0.0, float(box[3]) - float(box[1]))
 
 
+def resolve_index(index: Any) -> Any:
+    """``index=`` as PaddleX takes it: an index object, a saved index directory, or None/"None"."""
+    if index is None or (isinstance(index, str) and index.strip().lower() in ("", "none", "null")):
+        return None
+    if isinstance(index, (str, os.PathLike)):
+        from facefeat.errors import IndexError_
+        from facefeat.index import load_index
+
+        d = Path(index)
+        if (d / "id_map.yaml").is_file() and (d / "vector.index").is_file() and not (d / "meta.json").exists():
+            raise IndexError_(f"{d}: is a PaddleX index (vector.index + id_map.yaml); its features come from "
+                              "another model and alignment, so facefeat cannot search it: rebuild it with "
+                              "pipeline.build_index(...) from the same gallery")
+        return load_index(d)
+    return index
+
+
 def _is_match(metric_type: str, score: float, threshold: float) -> bool:
     """IP/COSINE scores are similarities (higher is better); L2 scores are distances (lower)."""
     return score <= threshold if str(metric_type).upper() == "L2" else score >= threshold
@@ -89,7 +106,7 @@ class FaceRecognitionPipeline:
         self.rec_threshold = float(rec_threshold)
         self.rec_topk = int(rec_topk)
         self.flip = bool(flip)
-        self.index = index
+        self.index = resolve_index(index)
         self._calls = threading.local()
         # one detector for every threshold (set per call) and every thread (a bounded pool inside)
         self.detector = YuNetDetector(score_threshold=self.det_threshold, nms_threshold=self.nms_threshold,
@@ -99,6 +116,36 @@ class FaceRecognitionPipeline:
     def last_rejected(self) -> list[GalleryRejection]:
         """Rejections of this thread's last gallery call (a copy; see :class:`GalleryFeatures`)."""
         return list(getattr(self._calls, "rejected", ()))
+
+    @property
+    def last_added_ids(self) -> list[int]:
+        """Ids this thread's last :meth:`append_index` added (a copy)."""
+        return list(getattr(self._calls, "added_ids", ()))
+
+    #: top-level config keys passed to the constructor as they are
+    _CONFIG_ARGS = ("det_threshold", "rec_threshold", "rec_topk", "align", "flip", "min_face_size",
+                    "nms_threshold", "device", "num_threads", "index")
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides: Any) -> "FaceRecognitionPipeline":
+        """Build from a validated pipeline config (:func:`facefeat.config.load_pipeline_config`).
+
+        ``SubModules.Recognition`` gives the model (``model_name``, ``model_dir``, ``weights``,
+        ``batch_size``); keyword arguments that are not None override the config (``model=``,
+        ``weights=``, ``model_dir=`` or ``predictor=`` replace its Recognition model).
+        """
+        rec = (config.get("SubModules") or {}).get("Recognition") or {}
+        kw = {k: config[k] for k in cls._CONFIG_ARGS if config.get(k) is not None}
+        for src, dst in (("model_name", "model"), ("model_dir", "model_dir"), ("weights", "weights"),
+                         ("batch_size", "batch_size")):
+            if rec.get(src) is not None:
+                kw[dst] = rec[src]
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if any(k in overrides for k in ("model", "weights", "model_dir", "predictor")):
+            for k in ("model", "weights", "model_dir"):
+                kw.pop(k, None)
+        kw.update(overrides)
+        return cls(**kw)
 
     def __repr__(self) -> str:
         return (f"FaceRecognitionPipeline(model={self.predictor.model_name!r}, align={self.align_mode!r}, "
@@ -239,15 +286,31 @@ class FaceRecognitionPipeline:
         return index
 
     def append_index(self, gallery_imgs: Any, gallery_label: Any, index, strict: bool = False,
-                     progress: bool = False) -> list[int]:
-        """Embed more gallery images and add them to ``index``; returns the new ids."""
+                     progress: bool = False):
+        """Embed more gallery images and add them to ``index`` (an index or a saved index directory).
+
+        Returns the index, as PaddleX does (``index_data = pipeline.append_index(...)``; a directory
+        is loaded and changes only when you ``index_data.save(dir)``); the new ids are in
+        ``self.last_added_ids``.
+        """
+        index = resolve_index(index)
+        if index is None:
+            raise InputError("append_index: index is None; pass an index, or a saved index directory")
         index.check_model(self.predictor.model_name, self.predictor.embedding_size)
         g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
-        return index.add(g.features, g.labels, g.names) if g.labels else []
+        self._calls.added_ids = index.add(g.features, g.labels, g.names) if g.labels else []
+        return index
 
     @staticmethod
-    def remove_index(remove_ids: int | Iterable[int] | str | os.PathLike, index) -> int:
-        """Remove ids (an int, a list, or a text file of ids one per line) from ``index``."""
+    def remove_index(remove_ids: int | Iterable[int] | str | os.PathLike, index):
+        """Remove ids (an int, a list, or a text file of ids one per line) from ``index``.
+
+        ``index`` is an index or a saved index directory; the index is returned, as PaddleX does.
+        Unknown ids raise InputError and nothing is removed.
+        """
+        index = resolve_index(index)
+        if index is None:
+            raise InputError("remove_index: index is None; pass an index, or a saved index directory")
         if isinstance(remove_ids, (str, os.PathLike)):
             path = Path(remove_ids)
             if not path.is_file():
@@ -263,14 +326,15 @@ class FaceRecognitionPipeline:
             ids = [int(remove_ids)]
         else:
             ids = [int(i) for i in remove_ids]
-        return index.remove(ids)
+        index.remove(ids)
+        return index
 
     # -- recognition -------------------------------------------------------------------------------
     def predict(self, inputs: Any, index: Any = None, det_threshold: float | None = None,
                 rec_threshold: float | None = None, rec_topk: int | None = None,
                 flip: bool | None = None) -> Iterator[FaceRecResult]:
         """Yield a FaceRecResult per image: every face with its top-k gallery matches."""
-        index = self.index if index is None else index
+        index = self.index if index is None else resolve_index(index)
         if index is not None:
             index.check_model(self.predictor.model_name, self.predictor.embedding_size)
         thr = self.rec_threshold if rec_threshold is None else float(rec_threshold)

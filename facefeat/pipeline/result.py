@@ -21,18 +21,24 @@ class FaceRecResult(BaseResult):
 
     default_stem = "face_rec"
 
-    @property
-    def img(self) -> np.ndarray:
-        """The input image with boxes, landmarks and the top-1 label (or "Unknown") drawn."""
+    def draw(self) -> np.ndarray:
+        """The input image (BGR) with boxes, landmarks and the top-1 label (or "Unknown") drawn."""
         from facefeat.vision.draw import draw_faces
 
         return draw_faces(self["_img"], self["boxes"])
+
+    @property
+    def img(self) -> dict:
+        """``{"res": PIL image}`` (RGB) of :meth:`draw`, as PaddleX's ``res.img``."""
+        from PIL import Image
+
+        return {"res": Image.fromarray(np.ascontiguousarray(self.draw()[..., ::-1]))}
 
     def save_to_img(self, save_path: str | os.PathLike) -> Path:
         """Write the visualisation; ``save_path`` is a .jpg/.png file or a directory."""
         p = Path(save_path)
         target = p if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else p / f"{self._stem()}_res.jpg"
-        ok, buf = cv2.imencode(target.suffix or ".jpg", self.img)
+        ok, buf = cv2.imencode(target.suffix or ".jpg", self.draw())
         if not ok:
             raise OSError(f"cannot encode visualisation as {target.suffix}")
         with atomic_path(target, target.suffix) as tmp:

@@ -186,11 +186,17 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     - ``create_model("MobileFaceNet", weights="x.pdparams")``: zoo model with a local weights file
       (PaddleX ``.pdparams``, SFace ``.onnx``, or a facefeat ``.pt`` checkpoint).
     - ``create_model(model_dir="output/best_model/inference")``: an exported model directory.
+    - ``create_model("MobileFaceNet", model_dir="paddlex/inference")`` (or ``weights=``): PaddleX's
+      exported inference model (inference.json + .pdiparams + .yml), converted once, no Paddle needed.
 
     ``backend="onnxruntime"`` (default) or ``"torch"`` (needs ``facefeat[train]``; for debugging).
     """
     if backend not in ("onnxruntime", "torch"):
         raise InputError(f"backend must be 'onnxruntime' or 'torch', got {backend!r}")
+    from facefeat.weights.paddle_inference import is_paddle_inference_dir, resolve_model_name
+
+    if is_paddle_inference_dir(src := model_dir if model_dir is not None else weights):
+        weights, model_dir, model_name = src, None, resolve_model_name(model_name, src)
     if model_dir is not None:
         onnx_path, meta = read_model_dir(model_dir)
         if model_name is not None and get_spec(model_name).name != meta.model_name:

@@ -34,12 +34,16 @@ def build_torch_model(spec: ModelSpec, weights_path: str | Path | None = None, f
 
 
 def load_weights_into(model, spec: ModelSpec, weights_path: str | Path, fmt: str | None) -> None:
-    """Load a .pdparams, an SFace ONNX, or a facefeat checkpoint into ``model``."""
+    """Load a .pdparams, a PaddleX inference dir, an SFace ONNX, or a facefeat checkpoint into ``model``."""
     fmt = fmt or {".pdparams": "pdparams", ".onnx": "onnx_int8bq"}.get(Path(weights_path).suffix, "facefeat")
     if fmt == "pdparams":
         from facefeat.weights.paddle import load_paddle_weights
 
         load_paddle_weights(model, weights_path)
+    elif fmt == "paddle_inference":
+        from facefeat.weights.paddle_inference import load_paddle_inference
+
+        load_paddle_inference(model, weights_path)
     elif fmt == "onnx_int8bq":
         from facefeat.models.sface import load_onnx_weights
 

@@ -18,6 +18,8 @@ def _hash(path: str, size: int, mtime_ns: int) -> str:
 
 
 def weights_key(path: Path) -> str:
+    if Path(path).is_dir():  # a PaddleX inference model: its parameters file identifies it
+        path = Path(path) / "inference.pdiparams"
     st = os.stat(path)
     return _hash(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 

@@ -231,9 +231,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         with svc.pipeline() as pipe:
             res = next(iter(pipe.predict(img, index=index, det_threshold=det_thr,
                                          rec_threshold=body.recThreshold, rec_topk=body.topk)))
-            vis = res.img if body.visualize is not False else None
-        if isinstance(vis, dict):  # PaddleX's res.img is {"res": image}
-            vis = vis.get("res")
+            vis = res.draw() if body.visualize is not False else None
         faces = []
         for b in res["boxes"]:
             recs = []

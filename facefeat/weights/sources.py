@@ -73,9 +73,14 @@ def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | None = None) -
     """Return ``(local file, format)`` for ``spec``; ``weights`` overrides the default source.
 
     A user file's format is taken from its suffix: ``.pdparams`` (PaddleX), ``.onnx``
-    (OpenCV Zoo int8bq/fp32 SFace), ``.pt``/``.pth`` (facefeat checkpoint).
+    (OpenCV Zoo int8bq/fp32 SFace), ``.pt``/``.pth`` (facefeat checkpoint); a PaddleX inference
+    model directory (``inference.json`` + ``inference.pdiparams``) is ``"paddle_inference"``.
     """
     if weights is not None:
+        from facefeat.weights.paddle_inference import paddle_inference_dir
+
+        if (inference_dir := paddle_inference_dir(weights)) is not None:
+            return inference_dir, "paddle_inference"
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"weights file {str(weights)!r} for {spec.name} does not exist")
