@@ -10,7 +10,7 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
-from facefeat.errors import InputError
+from facefeat.errors import InputError, WeightsError
 from facefeat.io import expand_inputs, read_image
 from facefeat.io.image import iter_batches
 from facefeat.predict.result import FeatureResult
@@ -180,26 +180,32 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     """
     if backend not in ("onnxruntime", "torch"):
         raise InputError(f"backend must be 'onnxruntime' or 'torch', got {backend!r}")
+    from facefeat.weights.resolve import FORMATS, resolve, resolve_model_dir
+
     if model_dir is not None:
-        onnx_path, meta = read_model_dir(model_dir)
-        if model_name is not None and get_spec(model_name).name != meta.model_name:
-            raise InputError(f"model_dir {str(model_dir)!r} holds {meta.model_name}, not {model_name}")
+        ref = resolve_model_dir(model_dir)
+    else:
+        ref = resolve(weights, model_name or ("SFace" if weights is None else None), where="weights")
+    if model_name is not None and ref.model_name is not None and get_spec(model_name).name != ref.model_name:
+        what = "model_dir" if model_dir is not None else "weights"
+        raise InputError(f"{what} {ref.given!r} holds {ref.model_name}, not {model_name}")
+    if ref.format == "model_dir":
         if backend == "torch":
             raise InputError("backend='torch' needs a zoo model name and weights, not an exported model_dir")
-        return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip,
-                                Path(model_dir))
-    spec = get_spec(model_name or "SFace")
+        onnx_path, meta = read_model_dir(ref.path)
+        return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip, ref.path)
+    spec = get_spec(model_name or ref.model_name or "SFace")
     meta = ModelMeta.from_spec(spec)
     if backend == "torch":
         from facefeat.runtime.torch_build import build_torch_model
-        from facefeat.weights.sources import resolve_weights
 
-        path, fmt = resolve_weights(spec, weights)
-        return FeaturePredictor(TorchRunner(build_torch_model(spec, path, fmt), device, num_threads),
+        return FeaturePredictor(TorchRunner(build_torch_model(spec, ref.path, ref.format), device, num_threads),
                                 meta, batch_size, flip)
+    if ref.format == "paddle_inference" and FORMATS["paddle_inference"].loader is None:
+        raise WeightsError(f"{ref.given}: PaddleX inference directories have no loader in this build")
     from facefeat.runtime.zoo import prepare_model_dir
 
-    mdir = prepare_model_dir(spec, weights)
+    mdir = prepare_model_dir(spec, ref)
     onnx_path, meta = read_model_dir(mdir)
     return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip, mdir)
 

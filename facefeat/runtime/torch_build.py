@@ -34,30 +34,23 @@ def build_torch_model(spec: ModelSpec, weights_path: str | Path | None = None, f
 
 
 def load_weights_into(model, spec: ModelSpec, weights_path: str | Path, fmt: str | None) -> None:
-    """Load a .pdparams, an SFace ONNX, or a facefeat checkpoint into ``model``."""
-    fmt = fmt or {".pdparams": "pdparams", ".onnx": "onnx_int8bq"}.get(Path(weights_path).suffix, "facefeat")
-    if fmt == "pdparams":
-        from facefeat.weights.paddle import load_paddle_weights
+    """Load weights of format ``fmt`` (None: from the suffix) into ``model``: see
+    :func:`facefeat.weights.resolve.load_into`, the one table of loaders by format."""
+    from facefeat.weights.resolve import load_into
 
-        load_paddle_weights(model, weights_path)
-    elif fmt == "onnx_int8bq":
-        from facefeat.models.sface import load_onnx_weights
+    load_into(model, spec, weights_path, fmt)
 
-        load_onnx_weights(model, weights_path)
-    elif fmt == "facefeat":
-        state = load_checkpoint(weights_path)
-        if state.get("model_name") not in (None, spec.name):
-            raise WeightsError(
-                f"{weights_path}: checkpoint is of model {state['model_name']!r}, not {spec.name!r}"
-            )
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
-        if missing or unexpected:
-            raise WeightsError(
-                f"{weights_path}: checkpoint does not fit {spec.name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-    else:
-        raise WeightsError(f"{weights_path}: unknown weights format {fmt!r}")
-    model.eval()
+
+def load_facefeat_checkpoint(model, path: str | Path, spec: ModelSpec) -> None:
+    """Load a facefeat checkpoint's backbone into ``model`` (its model name and keys must fit)."""
+    state = load_checkpoint(path)
+    if state.get("model_name") not in (None, spec.name):
+        raise WeightsError(f"{path}: checkpoint is of model {state['model_name']!r}, not {spec.name!r}")
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path}: checkpoint does not fit {spec.name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
