@@ -341,7 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if "-v" in argv else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if "-c" in argv or "--config" in argv:
+    rest = [a for a in argv if a not in ("-v", "--verbose")]
+    subcommand = bool(rest) and rest[0] in COMMANDS  # facefeat train DIR -c my.yaml: the subcommand's -c
+    if ("-c" in argv or "--config" in argv) and not subcommand:
         from facefeat.engine.runner import main_config
 
         return _guard(lambda: main_config(argv))

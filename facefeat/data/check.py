@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from facefeat.data.formats import Problem, parse_label_file, parse_pair_label_file
+from facefeat.data.layout import DatasetLayout
 from facefeat.utils import atomic_dir, atomic_write_bytes, atomic_write_json
 
 __all__ = ["check_dataset", "inspect_image", "draw_histogram"]
@@ -194,14 +195,6 @@ def _copy_demo(src: str, demo_dir: Path, used: set[str]) -> str:
     return name
 
 
-def _find_root(dataset_dir: Path) -> Path:
-    """The dataset root: ``dataset_dir`` itself, or its only sub-folder holding train/ and val/."""
-    if (dataset_dir / "train").is_dir() or (dataset_dir / "val").is_dir():
-        return dataset_dir
-    subs = [p for p in dataset_dir.iterdir() if p.is_dir() and (p / "train").is_dir() and (p / "val").is_dir()]
-    return subs[0] if len(subs) == 1 else dataset_dir
-
-
 def check_dataset(
     dataset_dir: str | os.PathLike,
     output_dir: str | os.PathLike = "./output",
@@ -239,9 +232,8 @@ def check_dataset(
         train_file = ds / "train" / "label.txt"
         val_file = ds / "val" / "pair_label.txt"
     else:
-        root = _find_root(ds)
-        train_file = root / "train" / "label.txt"
-        val_file = root / "val" / "pair_label.txt"
+        layout = DatasetLayout.find(ds)
+        train_file, val_file = layout.train_file, layout.val_file
         train_samples, probs = parse_label_file(train_file)
         add(probs)
         val_pairs, probs = parse_pair_label_file(val_file)
