@@ -10,9 +10,9 @@ from facefeat.errors import WeightsError, require
 from facefeat.registry import ModelSpec
 from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta, write_model_meta
 from facefeat.utils import atomic_dir
+from facefeat.weights.checkpoint import CHECKPOINT_FORMAT, load_checkpoint  # noqa: F401  (re-exported)
 
 ONNX_OPSET = 17
-CHECKPOINT_FORMAT = "facefeat-checkpoint-v1"
 
 
 def _torch():
@@ -39,32 +39,6 @@ def load_weights_into(model, spec: ModelSpec, weights_path: str | Path, fmt: str
     from facefeat.weights.resolve import load_into
 
     load_into(model, spec, weights_path, fmt)
-
-
-def load_facefeat_checkpoint(model, path: str | Path, spec: ModelSpec) -> None:
-    """Load a facefeat checkpoint's backbone into ``model`` (its model name and keys must fit)."""
-    state = load_checkpoint(path)
-    if state.get("model_name") not in (None, spec.name):
-        raise WeightsError(f"{path}: checkpoint is of model {state['model_name']!r}, not {spec.name!r}")
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path}: checkpoint does not fit {spec.name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a facefeat checkpoint safely (``weights_only``); a bare state dict is accepted too."""
-    torch = _torch()
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a readable facefeat/torch checkpoint ({exc})") from exc
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        return obj
-    if isinstance(obj, dict) and obj and all(hasattr(v, "shape") for v in obj.values()):
-        return {"model": obj}
-    raise WeightsError(f"{path}: not a facefeat checkpoint (expected a dict with a 'model' state dict)")
 
 
 def export_onnx(model, meta: ModelMeta, out_dir: str | Path, opset: int = ONNX_OPSET) -> Path:

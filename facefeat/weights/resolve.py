@@ -73,7 +73,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx_int8bq", "OpenCV Zoo SFace ONNX (int8 block-quantised or fp32)", (".onnx",),
            loader="facefeat.models.sface:load_onnx_weights"),
     Format("facefeat", "facefeat training checkpoint", (".pt", ".pth"),
-           loader="facefeat.runtime.torch_build:load_facefeat_checkpoint"),
+           loader="facefeat.weights.checkpoint:load_facefeat_checkpoint"),
     Format("model_dir", "exported model directory (inference.onnx + inference.yml)",
            dir_files=("inference.onnx", "inference.yml")),
     # PaddleX inference model (PIR program + parameters); its loader lives in
@@ -136,7 +136,7 @@ def _file_format(p: Path, where: str) -> str:
 
 
 def _checkpoint_model(path: Path) -> str | None:
-    from facefeat.runtime.torch_build import load_checkpoint
+    from facefeat.weights.checkpoint import load_checkpoint
 
     name = load_checkpoint(path).get("model_name")
     return str(name) if name else None
@@ -161,27 +161,24 @@ def _from_dir(d: Path, given: str, where: str, purpose: str) -> WeightsRef:
 
 
 def _dir_model(d: Path, fmt: str) -> str | None:
-    if fmt == "model_dir":
-        from facefeat.runtime.model_dir import read_model_dir
-
-        return read_model_dir(d)[1].model_name
-    try:  # PaddleX's inference.yml: Global.model_name
+    """The model an exported directory holds, from its inference.yml (facefeat's block, else
+    PaddleX's ``Global.model_name``); None when unreadable (the runtime's reader says why)."""
+    try:
         import yaml
 
-        name = ((yaml.safe_load((d / "inference.yml").read_text(encoding="utf-8")) or {}).get("Global") or {}).get("model_name")
+        doc = yaml.safe_load((d / "inference.yml").read_text(encoding="utf-8")) or {}
+        name = (doc.get("facefeat") or {}).get("model_name") or (doc.get("Global") or {}).get("model_name")
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return None
     return _zoo_name(str(name)) if name else None
 
 
 def resolve_model_dir(model_dir: str | os.PathLike, where: str = "model_dir") -> WeightsRef:
-    """A model directory: facefeat's export (validated by ``read_model_dir``) or PaddleX's inference dir."""
+    """A model directory: facefeat's export or PaddleX's inference dir (the runtime validates it:
+    ``facefeat.runtime.model_dir.read_model_dir`` names what is missing)."""
     p = Path(model_dir).expanduser()
-    if p.is_dir() and _dir_format(p) == "paddle_inference":
-        return WeightsRef("model_dir", "paddle_inference", p, _dir_model(p, "paddle_inference"), str(model_dir))
-    from facefeat.runtime.model_dir import read_model_dir
-
-    return WeightsRef("model_dir", "model_dir", p, read_model_dir(p)[1].model_name, str(model_dir))
+    fmt = "paddle_inference" if p.is_dir() and _dir_format(p) == "paddle_inference" else "model_dir"
+    return WeightsRef("model_dir", fmt, p, _dir_model(p, fmt) if p.is_dir() else None, str(model_dir))
 
 
 def _download(url: str, where: str) -> Path:
