@@ -53,7 +53,7 @@ RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "head")
 def checkpoint_path(path: str | os.PathLike) -> Path:
     """A resumable checkpoint file, or a folder holding one (``epoch_3/``; a training output -> its
     ``latest/``), through the weights resolver."""
-    from facefeat.weights.resolve import resolve
+    from facefeat.weights.resolver import resolve
 
     ref = resolve(path, purpose="resume", where="Train.resume_path")
     if ref.format != "facefeat":

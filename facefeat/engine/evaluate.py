@@ -293,11 +293,11 @@ def find_pairs_file(dataset_dir: str | os.PathLike) -> tuple[Path, Path | None]:
 
 
 def load_eval_predictor(model_name: str, weight_path: str | None, device: str = "cpu", batch_size: int = 64):
-    """A predictor for ``Evaluate.weight_path`` (any form :func:`facefeat.weights.resolve.resolve`
+    """A predictor for ``Evaluate.weight_path`` (any form :func:`facefeat.weights.resolver.resolve`
     accepts; null: ``model_name``'s default weights). A checkpoint or ``.pdparams`` the user names
     runs in PyTorch; exported model directories and zoo weights run on ONNX Runtime."""
     from facefeat.predict.predictor import create_model
-    from facefeat.weights.resolve import resolve
+    from facefeat.weights.resolver import resolve
 
     ref = resolve(weight_path, model_name, where="Evaluate.weight_path")
     if ref.is_dir:

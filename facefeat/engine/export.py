@@ -31,7 +31,7 @@ VERIFY_ATOL = 1e-4
 
 def resolve_export_weights(spec: ModelSpec, weight_path: str | os.PathLike | None) -> tuple[ModelSpec, Path, str]:
     """``(spec, file, format)`` for ``Export.weight_path``; a checkpoint or zoo name names its own model."""
-    from facefeat.weights.resolve import resolve
+    from facefeat.weights.resolver import resolve
 
     ref = resolve(weight_path, spec, where="Export.weight_path")
     if ref.is_dir:

@@ -196,12 +196,12 @@ class TrainNet(nn.Module):
 def resolve_pretrain(spec: ModelSpec, value: str | os.PathLike | None) -> tuple[Path, str] | None:
     """``Train.pretrain_weight_path`` -> ``(local file, format)``, or None (from scratch).
 
-    Any form :func:`facefeat.weights.resolve.resolve` accepts: a file (``.pdparams``, facefeat
+    Any form :func:`facefeat.weights.resolver.resolve` accepts: a file (``.pdparams``, facefeat
     ``.pt``, SFace ``.onnx``), a folder holding ``model.pt`` (``output/best_model``), an http(s)
     URL, or a zoo model name meaning that model's default weights (it must be ``spec``'s). When
     those cannot be obtained (offline), the error says so and how to proceed.
     """
-    from facefeat.weights.resolve import _zoo_name, is_null, resolve
+    from facefeat.weights.resolver import _zoo_name, is_null, resolve
 
     if is_null(value):
         return None

@@ -180,7 +180,7 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     """
     if backend not in ("onnxruntime", "torch"):
         raise InputError(f"backend must be 'onnxruntime' or 'torch', got {backend!r}")
-    from facefeat.weights.resolve import FORMATS, resolve, resolve_model_dir
+    from facefeat.weights.resolver import FORMATS, resolve, resolve_model_dir
 
     if model_dir is not None:
         ref = resolve_model_dir(model_dir)

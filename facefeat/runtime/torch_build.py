@@ -35,8 +35,8 @@ def build_torch_model(spec: ModelSpec, weights_path: str | Path | None = None, f
 
 def load_weights_into(model, spec: ModelSpec, weights_path: str | Path, fmt: str | None) -> None:
     """Load weights of format ``fmt`` (None: from the suffix) into ``model``: see
-    :func:`facefeat.weights.resolve.load_into`, the one table of loaders by format."""
-    from facefeat.weights.resolve import load_into
+    :func:`facefeat.weights.resolver.load_into`, the one table of loaders by format."""
+    from facefeat.weights.resolver import load_into
 
     load_into(model, spec, weights_path, fmt)
 

@@ -87,8 +87,8 @@ def default_weights(spec: ModelSpec) -> tuple[Path, str]:
 def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | None = None) -> tuple[Path, str]:
     """``(local path, format)`` for ``spec``; ``weights`` overrides the default source.
 
-    The rules are :func:`facefeat.weights.resolve.resolve`'s (this is its two-value form).
+    The rules are :func:`facefeat.weights.resolver.resolve`'s (this is its two-value form).
     """
-    from facefeat.weights.resolve import resolve_weights as _resolve
+    from facefeat.weights.resolver import resolve_weights as _resolve
 
     return _resolve(spec, weights)
