@@ -28,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from facefeat.utils import shared_dir  # noqa: E402
+
 
 def write_pairs_subset(pairs_file: Path, folds: int, dst: Path) -> Path:
     """The first ``folds`` folds of LFW's pairs.txt, in its own format."""
@@ -81,8 +83,8 @@ def pct(x) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lfw", default=str(REPO.parent / "shared" / "data" / "lfw"))
-    ap.add_argument("--pairs", default=str(REPO.parent / "shared" / "data" / "lfw_pairs.txt"))
+    ap.add_argument("--lfw", default=str(shared_dir() / "data" / "lfw"))
+    ap.add_argument("--pairs", default=str(shared_dir() / "data" / "lfw_pairs.txt"))
     ap.add_argument("--work", default="./output/lfw_demo")
     ap.add_argument("--folds", type=int, default=5, help="val = the first N folds of pairs.txt")
     ap.add_argument("--max-pairs", type=int, default=600, help="val pairs kept (balanced per fold)")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
 
-from facefeat.errors import WeightsError, require
+from facefeat.errors import require
 from facefeat.registry import ModelSpec
 from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta, write_model_meta
 from facefeat.utils import atomic_dir
