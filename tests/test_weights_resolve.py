@@ -208,6 +208,7 @@ def test_every_entry_point_calls_the_resolver(monkeypatch, tree):
 
     monkeypatch.setattr(r, "resolve", _spy)
     monkeypatch.setattr(r, "resolve_model_dir", _spy)
+    monkeypatch.setattr(r, "model_kwargs", _spy)
     spec = get_spec("MobileFaceNet")
     calls = [
         lambda: create_model("MobileFaceNet", weights="x.pdparams"),
@@ -221,3 +222,15 @@ def test_every_entry_point_calls_the_resolver(monkeypatch, tree):
     for call in calls:
         with pytest.raises(_Called):
             call()
+
+
+def test_model_kwargs_for_create_model(tree):
+    """What ``serve --model`` / ``Evaluate.weight_path`` hand to create_model for each form."""
+    from facefeat.weights.resolver import model_kwargs
+
+    assert model_kwargs(str(tree / "export")) == {"model_dir": tree / "export" / "inference"}
+    kw = model_kwargs(str(tree / "file.pt"))
+    assert kw["model_name"] == "MobileFaceNet" and kw["weights"].format == "facefeat"
+    kw = model_kwargs("SFace")
+    assert kw["model_name"] == "SFace" and kw["weights"].kind == "zoo"
+    assert model_kwargs(str(tree / "w.pdparams"), "MobileFaceNet")["model_name"] == "MobileFaceNet"

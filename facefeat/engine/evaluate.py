@@ -297,14 +297,13 @@ def load_eval_predictor(model_name: str, weight_path: str | None, device: str = 
     accepts; null: ``model_name``'s default weights). A checkpoint or ``.pdparams`` the user names
     runs in PyTorch; exported model directories and zoo weights run on ONNX Runtime."""
     from facefeat.predict.predictor import create_model
-    from facefeat.weights.resolver import resolve
+    from facefeat.weights.resolver import model_kwargs
 
-    ref = resolve(weight_path, model_name, where="Evaluate.weight_path")
-    if ref.is_dir:
-        return create_model(model_dir=ref.path, device=device, batch_size=batch_size)
-    backend = "torch" if ref.kind != "zoo" and ref.format in ("facefeat", "pdparams") else "onnxruntime"
-    return create_model(ref.model_name or model_name, weights=ref, backend=backend, device=device,
-                        batch_size=batch_size)
+    kw = model_kwargs(weight_path, model_name, where="Evaluate.weight_path")
+    ref = kw.get("weights")
+    if ref is not None and ref.kind != "zoo" and ref.format in ("facefeat", "pdparams"):
+        kw["backend"] = "torch"
+    return create_model(**kw, device=device, batch_size=batch_size)
 
 
 def _describe(m: Mapping) -> str:

@@ -59,16 +59,18 @@ __all__ = [
 
 #: the file each mode's config is saved as in ``Global.output`` (other modes: ``config_<mode>.yaml``)
 CONFIG_FILES = {"check_dataset": "config.yaml", "train": "config.yaml"}
+#: set for the workers of a run this process launched: their config is saved already
+_SAVED_ENV = "FACEFEAT_CONFIG_SAVED"
 
 
 def save_used_config(cfg: Config) -> Path:
-    """The one policy: ``<Global.output>/<CONFIG_FILES[mode]>``, written by rank 0 only."""
+    """The one policy: ``<Global.output>/<CONFIG_FILES[mode]>``, written once, by rank 0."""
     from facefeat.config import save_config
 
     mode = cfg.Global.mode
     out = Path(cfg.Global.output)
     path = out / CONFIG_FILES.get(mode, f"config_{mode}.yaml")
-    if os.environ.get("RANK", "0") == "0":
+    if os.environ.get("RANK", "0") == "0" and os.environ.get(_SAVED_ENV) != str(path):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, path)
     return path
@@ -126,8 +128,9 @@ def _run_train(cfg: Config, quiet: bool) -> int:
 
     dev = parse_device(cfg.Global.device)
     if dev.nproc > 1 and not in_torchrun():  # one process per device: run the saved config under torchrun
-        args = ["-c", str(save_used_config(cfg))] + (["--quiet"] if quiet else [])
-        return launch(dev, args)
+        path = save_used_config(cfg)
+        args = ["-c", str(path)] + (["--quiet"] if quiet else [])
+        return launch(dev, args, env={**os.environ, _SAVED_ENV: str(path)})
     from facefeat.engine.train import run_train
 
     res = run_train(cfg, quiet=quiet, on_start=lambda: save_used_config(cfg))

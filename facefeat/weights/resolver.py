@@ -41,6 +41,7 @@ __all__ = [
     "WeightsRef",
     "is_null",
     "load_into",
+    "model_kwargs",
     "resolve",
     "resolve_model_dir",
     "resolve_weights",
@@ -239,6 +240,18 @@ def resolve(what: str | os.PathLike | WeightsRef | None, model: str | ModelSpec 
     raise WeightsNotFoundError(
         f"{where} {text!r} does not exist: it is neither a file, a folder with a model, an http(s) URL nor "
         f"a zoo model name ({', '.join(list_models())})")
+
+
+def model_kwargs(what: str | os.PathLike | WeightsRef | None, model: str | ModelSpec | None = None, *,
+                 where: str = "--model") -> dict[str, Any]:
+    """``create_model`` keywords for what the user named: ``{"model_dir": dir}`` for a model
+    directory, else ``{"model_name": ..., "weights": ref}`` (the service's ``--model`` and
+    ``Evaluate.weight_path`` take any form this way)."""
+    ref = resolve(what, model, where=where)
+    if ref.is_dir:
+        return {"model_dir": ref.path}
+    name = ref.model_name or (model.name if isinstance(model, ModelSpec) else model)
+    return {"model_name": name, "weights": ref}
 
 
 def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | WeightsRef | None = None) -> tuple[Path, str]:
