@@ -27,7 +27,8 @@ def command(name: str, help: str, configure: Callable[[argparse.ArgumentParser],
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="zoo model name (default SFace); see 'facefeat models'")
-    p.add_argument("--weights", default=None, help="local weights file (.pdparams, .onnx, .pt)")
+    p.add_argument("--weights", default=None,
+                   help="weights: a file (.pdparams, .onnx, .pt), a URL, a checkpoint folder or a zoo name")
     p.add_argument("--model-dir", default=None, help="an exported model directory (inference.onnx + inference.yml)")
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
     p.add_argument("--device", default="cpu", help="cpu, gpu:0, ...")

@@ -456,6 +456,60 @@ def _export_best(spec: ModelSpec, best: Path, out: Path) -> Path:
     return export_onnx(model.eval(), meta, out)
 
 
+def _initial_weights(backbone: nn.Module, head: nn.Module, spec: ModelSpec, data: TrainData, ctx: DistContext,
+                     cfg: Config, resume: Path | None, pre: tuple[Path, str] | None) -> tuple[dict | None, dict | None]:
+    """The resumed checkpoint's weights, or the pretrained ones (a fresh head imprinted on rank 0:
+    DDP copies rank 0's to the others); returns ``(checkpoint, pretrain info)``."""
+    if resume is not None:
+        ckpt = Checkpointer.load_resumable(resume, spec)
+        Checkpointer.load_weights(ckpt, resume, backbone, head)
+        return ckpt, None
+    if pre is None:
+        return None, None
+    info = load_pretrain(backbone, head, spec, *pre)
+    if not info["head_loaded"] and ctx.is_main:
+        t0 = time.perf_counter()
+        info["head_imprinted_classes"] = imprint_head(backbone, head, data.samples, spec, ctx.device,
+                                                      batch_size=cfg.Evaluate.batch_size)
+        info["head_imprint_seconds"] = round(time.perf_counter() - t0, 2)
+    return None, info
+
+
+def _header(cfg: Config, spec: ModelSpec, data: TrainData, ctx: DistContext, batch_size: int, batch_note: str,
+            steps: int, warmup: int, use_amp: bool, st: TrainState, ckpt: dict | None, pretrain: dict | None) -> str:
+    G, T = cfg.Global, cfg.Train
+    n_pairs = len(data.pairs) if data.pairs is not None else 0
+    return (f"train {spec.name} on {G.dataset_dir}: {len(data.samples)} images, {data.num_classes} classes, "
+            f"{n_pairs} val pairs; epochs {T.epochs_iters}, batch {batch_size}{batch_note} x {ctx.world_size} "
+            f"process(es), {steps} steps/epoch, lr {T.learning_rate} (warm-up {warmup} steps, cosine), {T.loss} "
+            f"m={T.margin} s={T.scale}, device {ctx.device}" + (", AMP" if use_amp else "")
+            + (f"; resumed from {T.resume_path} at epoch {st.epoch}" if ckpt is not None else "")
+            + (f"; pretrained from {pretrain['pretrain_weight_path']}" if pretrain else "; from scratch" if ckpt is None else "")
+            + (f" (head centres imprinted for {pretrain['head_imprinted_classes']} classes)"
+               if pretrain and pretrain.get("head_imprinted_classes") else ""))
+
+
+def _finish(net: nn.Module, spec: ModelSpec, ckpts: Checkpointer, report: TrainReport, st: TrainState,
+            ctx: DistContext, out: Path) -> dict:
+    """The end: the replicas' agreement, the best model's inference directory, the summary (rank 0)."""
+    extra: dict[str, Any] = {}
+    if ctx.distributed:
+        hashes = all_gather_object(ctx, param_hash(net))
+        extra["ddp"] = {"world_size": ctx.world_size, "backend": "nccl" if ctx.device.type == "cuda" else "gloo",
+                        "param_hashes": hashes, "consistent": len(set(hashes)) == 1}
+    if not ctx.is_main:
+        return {}
+    if extra.get("ddp") and not extra["ddp"]["consistent"]:
+        report.say(f"WARNING: DDP replicas disagree: parameter hashes {extra['ddp']['param_hashes']}")
+    if ckpts.best_path.is_file():
+        extra["inference_dir"] = str(_export_best(spec, ckpts.best_path, out / "best_model" / "inference"))
+    result = report.write(True, st, extra)
+    report.say(f"done in {result['wall_time_s']:.1f}s: best val accuracy "
+               + (f"{100 * st.best_metric:.2f}% (epoch {st.best_epoch})" if st.best_metric is not None else "n/a")
+               + f"; outputs in {out}")
+    return result
+
+
 def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | None = None) -> dict:
     """``Global.mode=train``: train ``Global.model`` on ``Global.dataset_dir``; returns train_result.
 
@@ -480,17 +534,7 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
         seed_all(T.seed)  # same init on every rank (DDP broadcasts rank 0's anyway)
         backbone = build_torch_model(spec)
         head = build_head(T.loss, spec.embedding_size, data.num_classes, T.margin, T.scale)
-        ckpt, pretrain = None, None
-        if resume is not None:
-            ckpt = Checkpointer.load_resumable(resume, spec)
-            Checkpointer.load_weights(ckpt, resume, backbone, head)
-        elif pre is not None:
-            pretrain = load_pretrain(backbone, head, spec, *pre)
-            if not pretrain["head_loaded"] and ctx.is_main:  # DDP copies rank 0's head to the others
-                t0 = time.perf_counter()
-                pretrain["head_imprinted_classes"] = imprint_head(backbone, head, data.samples, spec, ctx.device,
-                                                                  batch_size=cfg.Evaluate.batch_size)
-                pretrain["head_imprint_seconds"] = round(time.perf_counter() - t0, 2)
+        ckpt, pretrain = _initial_weights(backbone, head, spec, data, ctx, cfg, resume, pre)
         net = TrainNet(backbone, head).to(ctx.device).train()
         optimizer, scheduler = build_optimizer([backbone, head], T.learning_rate, T.weight_decay, warmup, steps * epochs)
         use_amp = bool(T.amp) and ctx.device.type == "cuda"
@@ -514,15 +558,7 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
             "resumed_from": str(T.resume_path) if T.resume_path else None})
         if ckpt is not None and st.epoch >= epochs:
             report.say(f"checkpoint {T.resume_path} has already trained {st.epoch} epoch(s) >= Train.epochs_iters={epochs}")
-        report.say(
-            f"train {spec.name} on {G.dataset_dir}: {len(data.samples)} images, {data.num_classes} classes, "
-            f"{n_pairs} val pairs; epochs {epochs}, batch {batch_size}{batch_note} x {ctx.world_size} process(es), "
-            f"{steps} steps/epoch, lr {T.learning_rate} (warm-up {warmup} steps, cosine), {T.loss} m={T.margin} "
-            f"s={T.scale}, device {ctx.device}" + (", AMP" if use_amp else "")
-            + (f"; resumed from {T.resume_path} at epoch {st.epoch}" if ckpt is not None else "")
-            + (f"; pretrained from {pretrain['pretrain_weight_path']}" if pretrain else "; from scratch" if ckpt is None else "")
-            + (f" (head centres imprinted for {pretrain['head_imprinted_classes']} classes)"
-               if pretrain and pretrain.get("head_imprinted_classes") else ""))
+        report.say(_header(cfg, spec, data, ctx, batch_size, batch_note, steps, warmup, use_amp, st, ckpt, pretrain))
         if T.amp and not use_amp:
             report.say("Train.amp is set but AMP runs on CUDA only; training in float32")
         if validator is None:
@@ -555,21 +591,7 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
                 report.write(False, st)
             barrier(ctx)
 
-        extra: dict[str, Any] = {}  # the end: replicas' agreement, the inference model, the summary
-        if ctx.distributed:
-            hashes = all_gather_object(ctx, param_hash(net))
-            extra["ddp"] = {"world_size": ctx.world_size, "backend": "nccl" if ctx.device.type == "cuda" else "gloo",
-                            "param_hashes": hashes, "consistent": len(set(hashes)) == 1}
-        result: dict = {}
-        if ctx.is_main:
-            if extra.get("ddp") and not extra["ddp"]["consistent"]:
-                report.say(f"WARNING: DDP replicas disagree: parameter hashes {extra['ddp']['param_hashes']}")
-            if ckpts.best_path.is_file():
-                extra["inference_dir"] = str(_export_best(spec, ckpts.best_path, Path(G.output) / "best_model" / "inference"))
-            result = report.write(True, st, extra)
-            report.say(f"done in {result['wall_time_s']:.1f}s: best val accuracy "
-                       + (f"{100 * st.best_metric:.2f}% (epoch {st.best_epoch})" if st.best_metric is not None else "n/a")
-                       + f"; outputs in {G.output}")
+        result = _finish(net, spec, ckpts, report, st, ctx, Path(G.output))
         barrier(ctx)
         return result
     finally:
