@@ -96,7 +96,7 @@ def _k(types: type | tuple[type, ...], default: Any = None, nullable: bool = Fal
 #: section -> key -> Key. The single source of keys, types and (model-independent) defaults.
 SCHEMA: dict[str, dict[str, Key]] = {
     "Global": {
-        "model": _k(str, "MobileFaceNet", doc="model name (MobileFaceNet, ResNet50_face, SFace)"),
+        "model": _k(str, "MobileFaceNet", doc="model name (" + ", ".join(list_models()) + ")"),
         "mode": _k(str, "check_dataset", choices=MODES, doc="what main runs"),
         "dataset_dir": _k(str, None, doc="PaddleX face dataset: train/label.txt, val/pair_label.txt"),
         "device": _k(str, "cpu", doc="cpu, gpu, gpu:0 or gpu:0,1 (several GPUs: data parallel)"),
