@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Callable
 
+from facefeat.utils import shared_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACEFEAT_SHARED", REPO.parent / "shared")).resolve()
+SHARED = shared_dir()
 LFW_DIR = SHARED / "data" / "lfw"
 LFW_PAIRS = SHARED / "data" / "lfw_pairs.txt"
 PADDLE_PEERS = SHARED / "peers" / "paddlex"

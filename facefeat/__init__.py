@@ -6,31 +6,39 @@ The public surface::
     model = create_model("SFace")
     for res in model.predict("face.jpg"):
         res.print()
+
+``create_model`` and ``create_pipeline`` are the real functions
+(:func:`facefeat.predict.predictor.create_model`, :func:`facefeat.pipeline.create_pipeline`),
+imported on first use so that ``import facefeat`` stays light.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from facefeat.errors import FacefeatError
 from facefeat.registry import get_spec, list_models
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facefeat.pipeline import create_pipeline
+    from facefeat.predict.predictor import create_model
 
 __version__ = "0.1.0"
 
 __all__ = ["FacefeatError", "__version__", "create_model", "create_pipeline", "get_spec", "list_models"]
 
-
-def create_model(*args: Any, **kwargs: Any):
-    """Create a face feature predictor; see :func:`facefeat.predict.predictor.create_model`."""
-    from facefeat.predict.predictor import create_model as _create
-
-    return _create(*args, **kwargs)
+#: public name -> the module that defines it (imported lazily)
+_LAZY = {"create_model": "facefeat.predict.predictor", "create_pipeline": "facefeat.pipeline"}
 
 
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'facefeat' has no attribute {name!r}")
 
 
-def create_pipeline(pipeline: Any = None, **kwargs: Any):
-    """Create a pipeline by name, YAML file or ``config=dict``; see :func:`facefeat.pipeline.create_pipeline`."""
-    from facefeat.pipeline import create_pipeline as _create
-
-    return _create(pipeline, **kwargs)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

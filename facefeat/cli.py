@@ -27,7 +27,8 @@ def command(name: str, help: str, configure: Callable[[argparse.ArgumentParser],
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="zoo model name (default SFace); see 'facefeat models'")
-    p.add_argument("--weights", default=None, help="local weights file (.pdparams, .onnx, .pt)")
+    p.add_argument("--weights", default=None,
+                   help="weights: a file (.pdparams, .onnx, .pt), a URL, a checkpoint folder or a zoo name")
     p.add_argument("--model-dir", default=None, help="an exported model directory (inference.onnx + inference.yml)")
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
     p.add_argument("--device", default="cpu", help="cpu, gpu:0, ...")
@@ -474,7 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if "-v" in argv else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if "-c" in argv or "--config" in argv:
+    rest = [a for a in argv if a not in ("-v", "--verbose")]
+    subcommand = bool(rest) and rest[0] in COMMANDS  # facefeat train DIR -c my.yaml: the subcommand's -c
+    if ("-c" in argv or "--config" in argv) and not subcommand:
         from facefeat.engine.runner import main_config
 
         return _guard(lambda: main_config(argv))

@@ -1,9 +1,10 @@
 """PaddleX-style configs: a YAML file plus ``-o Section.key=value`` overrides, validated.
 
 One schema (:data:`SCHEMA`) says, for every section and key, the accepted type(s) and the default;
-:data:`MODEL_DEFAULTS` holds the few per-model differences (batch size, learning rate, ...). The
-YAML files in ``configs/`` are that schema written out with comments, and a test keeps them equal
-to :func:`default_config`.
+the few per-model differences (batch size, learning rate, ...) come from the registry
+(``ModelSpec.train_defaults``; :data:`MODEL_DEFAULTS` shows them as config sections). The YAML
+files shipped in the package (``facefeat/configs/<Model>.yaml``) are that schema written out with
+comments, and a test keeps them equal to :func:`default_config`.
 
     cfg = load_config("configs/MobileFaceNet.yaml", ["Global.mode=train", "Train.batch_size=64"])
     cfg.Train.batch_size        # 64 (attribute access)
@@ -36,6 +37,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from facefeat.errors import ConfigError
+from facefeat.models.margins import DEFAULT_SCALE, LOSSES, MARGIN_DEFAULTS
+from facefeat.registry import get_spec, list_models
 from facefeat.utils import atomic_write_text
 
 __all__ = [
@@ -47,6 +50,8 @@ __all__ = [
     "Config",
     "Key",
     "apply_overrides",
+    "as_config",
+    "config_dir",
     "config_from_dict",
     "default_config",
     "dump_config",
@@ -57,8 +62,7 @@ __all__ = [
 ]
 
 MODES = ("check_dataset", "train", "evaluate", "export", "predict")
-LOSSES = ("ArcMargin", "CosMargin")
-LOSS_DEFAULT_MARGIN = {"ArcMargin": 0.5, "CosMargin": 0.35}
+LOSS_DEFAULT_MARGIN = MARGIN_DEFAULTS
 
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "mapping"}
 
@@ -92,7 +96,7 @@ def _k(types: type | tuple[type, ...], default: Any = None, nullable: bool = Fal
 #: section -> key -> Key. The single source of keys, types and (model-independent) defaults.
 SCHEMA: dict[str, dict[str, Key]] = {
     "Global": {
-        "model": _k(str, "MobileFaceNet", doc="model name (MobileFaceNet, ResNet50_face, SFace)"),
+        "model": _k(str, "MobileFaceNet", doc="model name (" + ", ".join(list_models()) + ")"),
         "mode": _k(str, "check_dataset", choices=MODES, doc="what main runs"),
         "dataset_dir": _k(str, None, doc="PaddleX face dataset: train/label.txt, val/pair_label.txt"),
         "device": _k(str, "cpu", doc="cpu, gpu, gpu:0 or gpu:0,1 (several GPUs: data parallel)"),
@@ -124,8 +128,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "grad_clip": _k(float, None, doc="clip gradients to this global norm; null: off"),
         "amp": _k(bool, False, doc="mixed precision (GPU only)"),
         "loss": _k(str, "ArcMargin", choices=LOSSES, doc="margin head"),
-        "margin": _k(float, None, doc="m; null: the loss's default (ArcMargin 0.5, CosMargin 0.35)"),
-        "scale": _k(float, 64.0, doc="s, the logit scale"),
+        "margin": _k(float, None, doc="m; null: the loss's default ("
+                     + ", ".join(f"{k} {v}" for k, v in MARGIN_DEFAULTS.items()) + ")"),
+        "scale": _k(float, DEFAULT_SCALE, doc="s, the logit scale"),
     },
     "Evaluate": {
         "weight_path": _k(str, "output/best_model/model.pt", nullable=True),
@@ -146,25 +151,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 
-#: per-model defaults that differ from the schema's (the schema's defaults are MobileFaceNet's).
-MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "MobileFaceNet": {
-        "Global": {"model": "MobileFaceNet"},
-        "Train": {"epochs_iters": 25, "batch_size": 128, "learning_rate": 0.002, "pretrain_weight_path": "MobileFaceNet"},
-        "Export": {"weight_path": "MobileFaceNet"},
-    },
-    "ResNet50_face": {
-        "Global": {"model": "ResNet50_face"},
-        "Train": {"epochs_iters": 25, "batch_size": 64, "learning_rate": 0.004, "pretrain_weight_path": "ResNet50_face"},
-        "Export": {"weight_path": "ResNet50_face"},
-    },
-    "SFace": {
-        # SFace starts from OpenCV's trained weights: fine-tuning, so fewer epochs and a lower lr.
-        "Global": {"model": "SFace"},
-        "Train": {"epochs_iters": 10, "batch_size": 128, "learning_rate": 0.0005, "pretrain_weight_path": "SFace"},
-        "Export": {"weight_path": "SFace"},
-    },
-}
+def _model_defaults(name: str) -> dict[str, dict[str, Any]]:
+    """The config sections in which model ``name`` differs from the schema (from its registry spec)."""
+    spec = get_spec(name)
+    return {"Global": {"model": spec.name},
+            "Train": {**spec.train_defaults, "pretrain_weight_path": spec.name},
+            "Export": {"weight_path": spec.name}}
+
+
+#: model -> the sections in which its defaults differ from the schema's (MobileFaceNet's)
+MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {m: _model_defaults(m) for m in list_models()}
 
 
 class Config(dict):
@@ -291,7 +287,7 @@ def _coerce(section: str, key: str, spec: Key, value: Any, where: str, raw: str 
 
 def _defaults_dict(model: str | None) -> dict[str, dict[str, Any]]:
     out = {sec: {k: _plain(spec.default) for k, spec in keys.items()} for sec, keys in SCHEMA.items()}
-    for sec, vals in MODEL_DEFAULTS.get(model or "", {}).items():
+    for sec, vals in (_model_defaults(model) if model in list_models() else {}).items():
         out[sec].update(_plain(vals))
     if model:
         out["Global"]["model"] = model
@@ -400,26 +396,27 @@ def config_from_dict(data: Mapping | None, overrides: Sequence[str] | None = Non
     return _finish(cfg)
 
 
+def config_dir() -> Path:
+    """The YAML configs shipped inside the package (``facefeat/configs``)."""
+    return Path(__file__).resolve().parent / "configs"
+
+
 def _config_dirs() -> list[Path]:
-    dirs = []
     env = os.environ.get("FACEFEAT_CONFIG_DIR")
-    if env:
-        dirs.append(Path(env))
-    dirs.append(Path(__file__).resolve().parents[1] / "configs")
-    return dirs
+    return ([Path(env)] if env else []) + [config_dir()]
 
 
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] | None = None) -> Config:
     """Load a YAML config (or a model name's defaults), apply ``-o`` overrides, validate.
 
-    ``path`` may be a YAML file, a bare model name (``"MobileFaceNet"``: ``configs/<name>.yaml``
-    if present, else the built-in defaults), or None (MobileFaceNet's defaults). Missing keys take
+    ``path`` may be a YAML file, a bare model name (``"MobileFaceNet"``: the packaged
+    ``facefeat/configs/<name>.yaml`` if present, else the built-in defaults), or None (MobileFaceNet's defaults). Missing keys take
     the defaults of the model named in ``Global.model``.
     """
     if path is None:
         return config_from_dict({}, overrides, "<defaults>")
     p = Path(path)
-    if not p.exists() and p.suffix == "" and str(path) in MODEL_DEFAULTS and os.sep not in str(path):
+    if not p.exists() and p.suffix == "" and str(path) in list_models() and os.sep not in str(path):
         for d in _config_dirs():
             cand = d / f"{path}.yaml"
             if cand.is_file():
@@ -438,6 +435,11 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] | None 
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read ({exc})") from exc
     return config_from_dict(data, overrides, str(p))
+
+
+def as_config(cfg: Mapping) -> Config:
+    """``cfg`` itself when it is a :class:`Config` (validated when loaded), else validated into one."""
+    return cfg if isinstance(cfg, Config) else validate_config(cfg)
 
 
 def validate_config(cfg: Mapping) -> Config:

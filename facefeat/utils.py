@@ -72,6 +72,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def shared_dir() -> Path:
+    """The project's shared data and peers (``data/lfw``, ``peers/paddlex``): ``$FACEFEAT_SHARED``,
+    or ``shared/`` beside the checkout. The one place tests, benchmarks and tools look for it."""
+    return Path(os.environ.get("FACEFEAT_SHARED") or Path(__file__).resolve().parents[2] / "shared").resolve()
+
+
 @contextmanager
 def atomic_path(dst: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside ``dst``; on success it replaces ``dst`` atomically, else it is removed.

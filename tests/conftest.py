@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from facefeat.utils import shared_dir
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("FACEFEAT_SHARED", REPO.parent / "shared")).resolve()
 
 
 def need_shared(*parts: str) -> Path:

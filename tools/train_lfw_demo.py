@@ -28,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from facefeat.utils import shared_dir  # noqa: E402
+
 
 def write_pairs_subset(pairs_file: Path, folds: int, dst: Path) -> Path:
     """The first ``folds`` folds of LFW's pairs.txt, in its own format."""
@@ -81,8 +83,8 @@ def pct(x) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lfw", default=str(REPO.parent / "shared" / "data" / "lfw"))
-    ap.add_argument("--pairs", default=str(REPO.parent / "shared" / "data" / "lfw_pairs.txt"))
+    ap.add_argument("--lfw", default=str(shared_dir() / "data" / "lfw"))
+    ap.add_argument("--pairs", default=str(shared_dir() / "data" / "lfw_pairs.txt"))
     ap.add_argument("--work", default="./output/lfw_demo")
     ap.add_argument("--folds", type=int, default=5, help="val = the first N folds of pairs.txt")
     ap.add_argument("--max-pairs", type=int, default=600, help="val pairs kept (balanced per fold)")
@@ -108,6 +110,7 @@ def main(argv=None) -> int:
 
     from facefeat.config import load_config
     from facefeat.data.lfw_demo import build_lfw_demo
+    from facefeat.engine.runner import save_used_config
     from facefeat.engine.train import run_train
     from facefeat.predict.predictor import create_model
     from facefeat.utils import atomic_write_json
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
             epochs, ips = budget_epochs(model, minutes)
             print(f"[{model}] measured {ips:.1f} img/s -> {epochs} epoch(s) of {d['num_train_images']} images "
                   f"for a ~{minutes:g} min budget", flush=True)
-        cfg = load_config(str(REPO / "configs" / config), [
+        cfg = load_config(str(REPO / "facefeat" / "configs" / config), [
             "Global.mode=train", f"Global.dataset_dir={ds}", f"Global.output={out}", f"Global.device={a.device}",
             f"Train.epochs_iters={epochs}", f"Train.batch_size={a.batch_size}", f"Train.num_workers={a.num_workers}",
             f"Train.loss={a.loss}", f"Train.eval_interval={epochs}", "Train.log_interval=10",
@@ -170,7 +173,7 @@ def main(argv=None) -> int:
             f"Train.warmup_steps={min(1.0, 0.1 * epochs)}",
             f"Evaluate.batch_size={a.eval_batch_size}", *extra])
         t = time.perf_counter()
-        res = run_train(cfg)
+        res = run_train(cfg, on_start=lambda: save_used_config(cfg))
         return {"epochs": epochs, "measured_train_img_per_s": None if math.isnan(ips) else round(ips, 2), "train_seconds": round(time.perf_counter() - t, 1),
                 "best_val": res["best_metric"], "history": [{k: h.get(k) for k in ("epoch", "loss", "seconds", "val")}
                                                              for h in res["history"]],

@@ -16,16 +16,19 @@ from facefeat.data.formats import (
     read_label_file,
     read_pairs,
 )
+from facefeat.data.layout import DatasetLayout
 
 
-def build_lfw_demo(*args, **kwargs):
-    """Build the PaddleX-format LFW demo set; see :func:`facefeat.data.lfw_demo.build_lfw_demo`."""
-    from facefeat.data.lfw_demo import build_lfw_demo as _build
+def __getattr__(name: str):  # lazy: the LFW demo builder is imported on first use
+    if name == "build_lfw_demo":
+        from facefeat.data.lfw_demo import build_lfw_demo
 
-    return _build(*args, **kwargs)
+        return build_lfw_demo
+    raise AttributeError(f"module 'facefeat.data' has no attribute {name!r}")
 
 
 __all__ = [
+    "DatasetLayout",
     "Pair",
     "PairSet",
     "Problem",

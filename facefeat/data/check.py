@@ -19,7 +19,7 @@ folder and renamed into place.
 
 from __future__ import annotations
 
-import io
+import logging
 import os
 import random
 import shutil
@@ -31,9 +31,12 @@ from typing import Any
 import numpy as np
 
 from facefeat.data.formats import Problem, parse_label_file, parse_pair_label_file
-from facefeat.utils import atomic_dir, atomic_write_bytes, atomic_write_json
+from facefeat.data.layout import DatasetLayout
+from facefeat.utils import atomic_dir, atomic_write_json
 
 __all__ = ["check_dataset", "inspect_image", "draw_histogram"]
+
+log = logging.getLogger("facefeat")
 
 RESULT_NAME = "check_dataset_result.json"
 MAX_REPORTED = 1000  # problems listed in the JSON per kind; num_errors counts them all
@@ -133,46 +136,24 @@ def _hist_bins(max_count: int) -> list[tuple[int, int]]:
 
 
 def draw_histogram(counts_per_id: list[int], path: str | os.PathLike, title: str = "images per identity") -> dict:
-    """Bar chart: how many identities have k images (k binned), drawn with PIL; atomic PNG."""
-    from PIL import Image, ImageDraw, ImageFont
+    """Bar chart: how many identities have k images (k binned), drawn with matplotlib; atomic PNG.
 
-    try:
-        font = ImageFont.load_default(size=13)
-        tfont = ImageFont.load_default(size=16)
-    except TypeError:  # Pillow < 10.1
-        font = tfont = ImageFont.load_default()
+    Returns ``bins``, ``identities`` and ``png`` (None when matplotlib is not installed).
+    """
+    from facefeat.errors import DependencyError
+    from facefeat.plots import save_histogram_png
+
     counts = np.asarray(counts_per_id, dtype=np.int64)
     bins = _hist_bins(int(counts.max()) if counts.size else 1)
     heights = [int(((counts >= lo) & (counts <= hi)).sum()) for lo, hi in bins]
     labels = [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in bins]
-    W, H = max(640, 60 + 48 * len(bins)), 420
-    left, right, top, bottom = 70, 20, 50, 70
-    pw, ph = W - left - right, H - top - bottom
-    img = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(img)
-    d.text((W / 2, 20), f"{title} ({counts.size} identities, {int(counts.sum())} images)", fill="black", font=tfont, anchor="mm")
-    step = max(1, -(-(max(heights) if heights else 1) // 4))  # integer tick step, 4 ticks
-    top_h = step * 4
-    for i in range(5):
-        y = top + ph - ph * i / 4
-        d.line([(left, y), (left + pw, y)], fill=(225, 225, 225))
-        d.text((left - 6, y), str(step * i), fill="black", font=font, anchor="rm")
-    bw = pw / max(1, len(bins))
-    for i, (h, lab) in enumerate(zip(heights, labels)):
-        x0 = left + i * bw + bw * 0.12
-        x1 = left + (i + 1) * bw - bw * 0.12
-        y0 = top + ph - ph * h / top_h
-        d.rectangle([x0, y0, x1, top + ph], fill=(66, 133, 244), outline=(40, 90, 180))
-        d.text(((x0 + x1) / 2, y0 - 3), str(h), fill="black", font=font, anchor="mb")
-        d.text(((x0 + x1) / 2, top + ph + 6), lab, fill="black", font=font, anchor="mt")
-    d.line([(left, top + ph), (left + pw, top + ph)], fill="black")
-    d.line([(left, top), (left, top + ph)], fill="black")
-    d.text((left + pw / 2, H - 22), "images per identity", fill="black", font=font, anchor="mm")
-    d.text((14, top + ph / 2), "ids", fill="black", font=font, anchor="mm")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return {"bins": labels, "identities": heights}
+    try:
+        png = save_histogram_png(labels, heights, path, f"{title} ({counts.size} identities, {int(counts.sum())} images)",
+                                 "images per identity", "identities")
+    except DependencyError as exc:
+        log.warning("no histogram: %s", exc)
+        png = None
+    return {"bins": labels, "identities": heights, "png": png}
 
 
 def _relpath(p: str | Path, start: str | Path) -> str:
@@ -192,14 +173,6 @@ def _copy_demo(src: str, demo_dir: Path, used: set[str]) -> str:
     used.add(name)
     shutil.copyfile(src, demo_dir / name)
     return name
-
-
-def _find_root(dataset_dir: Path) -> Path:
-    """The dataset root: ``dataset_dir`` itself, or its only sub-folder holding train/ and val/."""
-    if (dataset_dir / "train").is_dir() or (dataset_dir / "val").is_dir():
-        return dataset_dir
-    subs = [p for p in dataset_dir.iterdir() if p.is_dir() and (p / "train").is_dir() and (p / "val").is_dir()]
-    return subs[0] if len(subs) == 1 else dataset_dir
 
 
 def check_dataset(
@@ -239,9 +212,8 @@ def check_dataset(
         train_file = ds / "train" / "label.txt"
         val_file = ds / "val" / "pair_label.txt"
     else:
-        root = _find_root(ds)
-        train_file = root / "train" / "label.txt"
-        val_file = root / "val" / "pair_label.txt"
+        layout = DatasetLayout.find(ds)
+        train_file, val_file = layout.train_file, layout.val_file
         train_samples, probs = parse_label_file(train_file)
         add(probs)
         val_pairs, probs = parse_pair_label_file(val_file)
@@ -302,7 +274,7 @@ def check_dataset(
             per_id = Counter(labels)
             counts = [per_id[k] for k in sorted(per_id)]
             hist = draw_histogram(counts, tmp / "histogram.png", "train: images per identity")
-            analysis["histogram"] = "check_dataset/histogram.png"
+            analysis["histogram"] = "check_dataset/histogram.png" if hist["png"] else None
             analysis["images_per_identity"] = {
                 **_stats(counts),
                 "identities": len(per_id),

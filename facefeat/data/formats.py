@@ -111,6 +111,14 @@ class PairSet:
         """Distinct image paths, in first-use order."""
         return list(dict.fromkeys(x for p in self.pairs for x in (p.left, p.right)))
 
+    def index_arrays(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """``(images, left, right)``: the distinct images and each pair's two positions in them."""
+        images = self.images
+        pos = {p: i for i, p in enumerate(images)}
+        left = np.fromiter((pos[p.left] for p in self.pairs), dtype=np.int64, count=len(self.pairs))
+        right = np.fromiter((pos[p.right] for p in self.pairs), dtype=np.int64, count=len(self.pairs))
+        return images, left, right
+
 
 def _read_lines(path: Path) -> tuple[list[str] | None, Problem | None]:
     if not path.exists():

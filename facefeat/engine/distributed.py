@@ -63,6 +63,12 @@ def parse_device(device: str | None) -> DeviceSpec:
     return DeviceSpec("gpu", ids)
 
 
+def single_device(device: str | None) -> str:
+    """The one device an inference mode runs on: ``cpu`` or ``gpu:<first id>``."""
+    dev = parse_device(device)
+    return "cpu" if dev.kind == "cpu" else f"gpu:{dev.ids[0]}"
+
+
 def in_torchrun() -> bool:
     """True inside a worker started by torchrun (or any launcher setting WORLD_SIZE and RANK)."""
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facefeat.data.formats import PairSet, read_pairs
+from facefeat.data.layout import DatasetLayout
 from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png, stratified_folds
 from facefeat.errors import ConfigError, DatasetError, InputError
 from facefeat.utils import atomic_write_json, l2_normalize
@@ -230,14 +231,6 @@ def _pairset(pairs: str | os.PathLike | PairSet, root: str | os.PathLike | None)
     return read_pairs(p, root)
 
 
-def _pair_index(ps: PairSet) -> tuple[list[str], np.ndarray, np.ndarray]:
-    images = ps.images
-    pos = {p: i for i, p in enumerate(images)}
-    left = np.fromiter((pos[p.left] for p in ps.pairs), dtype=np.int64, count=len(ps))
-    right = np.fromiter((pos[p.right] for p in ps.pairs), dtype=np.int64, count=len(ps))
-    return images, left, right
-
-
 def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike | PairSet,
                         root: str | os.PathLike | None = None, flip: bool = True, batch_size: int = 64,
                         progress: bool = False, keep_curves: bool = False, spec: Any = None,
@@ -258,7 +251,7 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
     if not len(ps):
         raise DatasetError(f"{ps.path}: no pairs")
     predictor = _as_predictor(predictor_or_model, spec, device, batch_size)
-    images, left, right = _pair_index(ps)
+    images, left, right = ps.index_arrays()
     t0 = time.perf_counter()
     plain, mirrored = embed_images(predictor, images, batch_size, progress, workers)
     seconds = time.perf_counter() - t0
@@ -290,68 +283,27 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
 
 
 def find_pairs_file(dataset_dir: str | os.PathLike) -> tuple[Path, Path | None]:
-    """``(pair file, root)`` for ``Global.dataset_dir``: a pair file itself, a PaddleX dataset
-    (``val/pair_label.txt``), or a folder holding LFW's ``pairs.txt`` (or ``lfw_pairs.txt``)."""
+    """``(pair file, root)`` for ``Global.dataset_dir``: a pair file itself, or a dataset folder
+    (:meth:`facefeat.data.layout.DatasetLayout.pairs_file`)."""
     d = Path(dataset_dir)
     if d.is_file():
         return d, None
-    if not d.is_dir():
-        raise DatasetError(f"Global.dataset_dir {str(dataset_dir)!r} does not exist")
-    for rel in ("val/pair_label.txt", "pair_label.txt", "pairs.txt", "lfw_pairs.txt"):
-        if (d / rel).is_file():
-            return d / rel, (d / rel).parent
-    raise DatasetError(
-        f"{d}: no pair list found (looked for val/pair_label.txt, pair_label.txt, pairs.txt, lfw_pairs.txt); "
-        "pass the pair file itself as Global.dataset_dir"
-    )
-
-
-def _is_model_dir(p: Path) -> bool:
-    from facefeat.runtime.model_dir import META_FILE, MODEL_FILE
-
-    return p.is_dir() and (p / MODEL_FILE).is_file() and (p / META_FILE).is_file()
+    f = DatasetLayout.find(dataset_dir).pairs_file()
+    return f, f.parent
 
 
 def load_eval_predictor(model_name: str, weight_path: str | None, device: str = "cpu", batch_size: int = 64):
-    """A predictor for ``Evaluate.weight_path``: an exported model dir (or its inference.onnx),
-    a ``.pt`` checkpoint / ``.pdparams`` (run in PyTorch), an SFace ``.onnx``, or a zoo model name
-    (its default weights); null means the model's default weights."""
+    """A predictor for ``Evaluate.weight_path`` (any form :func:`facefeat.weights.resolver.resolve`
+    accepts; null: ``model_name``'s default weights). A checkpoint or ``.pdparams`` the user names
+    runs in PyTorch; exported model directories and zoo weights run on ONNX Runtime."""
     from facefeat.predict.predictor import create_model
-    from facefeat.registry import get_spec, list_models
+    from facefeat.weights.resolver import model_kwargs
 
-    if weight_path is None:
-        return create_model(model_name, device=device, batch_size=batch_size)
-    p = Path(str(weight_path)).expanduser()
-    if p.is_dir():
-        if _is_model_dir(p):
-            return create_model(model_dir=p, device=device, batch_size=batch_size)
-        if _is_model_dir(p / "inference"):
-            return create_model(model_dir=p / "inference", device=device, batch_size=batch_size)
-        if (p / "model.pt").is_file():
-            p = p / "model.pt"
-        else:
-            raise InputError(f"Evaluate.weight_path {str(weight_path)!r} is a folder without a model "
-                             "(inference.onnx + inference.yml, or model.pt)")
-    if p.is_file():
-        if p.suffix.lower() == ".onnx" and _is_model_dir(p.parent):
-            return create_model(model_dir=p.parent, device=device, batch_size=batch_size)
-        if p.suffix.lower() in (".pt", ".pth", ".pdparams"):
-            name = model_name
-            if p.suffix.lower() in (".pt", ".pth"):
-                from facefeat.runtime.torch_build import load_checkpoint
-
-                name = load_checkpoint(p).get("model_name") or model_name
-            return create_model(name, weights=p, backend="torch", device=device, batch_size=batch_size)
-        return create_model(model_name, weights=p, device=device, batch_size=batch_size)
-    if str(weight_path) in list_models() or any(str(weight_path).lower() == m.lower() for m in list_models()):
-        return create_model(get_spec(str(weight_path)).name, device=device, batch_size=batch_size)
-    # PaddleX's default Evaluate.weight_path is output/best_model/best_model.pdparams; facefeat
-    # trains to output/best_model/model.pt
-    if p.name == "best_model.pdparams" and (p.parent / "model.pt").is_file():
-        log.warning("%s not found; evaluating %s", p, p.parent / "model.pt")
-        return load_eval_predictor(model_name, str(p.parent / "model.pt"), device, batch_size)
-    raise InputError(f"Evaluate.weight_path {str(weight_path)!r} is neither a file, a model directory nor a "
-                     f"zoo model name ({', '.join(list_models())})")
+    kw = model_kwargs(weight_path, model_name, where="Evaluate.weight_path")
+    ref = kw.get("weights")
+    if ref is not None and ref.kind != "zoo" and ref.format in ("facefeat", "pdparams"):
+        kw["backend"] = "torch"
+    return create_model(**kw, device=device, batch_size=batch_size)
 
 
 def _describe(m: Mapping) -> str:
@@ -368,19 +320,18 @@ def _describe(m: Mapping) -> str:
 
 def run_evaluate(cfg: Mapping, quiet: bool = False) -> dict:
     """``Global.mode=evaluate``: verification on the dataset's val pairs -> evaluate_result.json + roc.png."""
-    g, ev = cfg["Global"], cfg["Evaluate"]
-    if not g.get("dataset_dir"):
-        raise ConfigError("Global.dataset_dir is required for evaluate (a PaddleX dataset, or a pair file)")
-    pairs_file, root = find_pairs_file(g["dataset_dir"])
-    device = str(g.get("device") or "cpu")
-    from facefeat.engine.distributed import parse_device
+    from facefeat.config import as_config
+    from facefeat.engine.distributed import single_device
 
-    dspec = parse_device(device)
-    dev = "cpu" if dspec.kind == "cpu" else f"gpu:{dspec.ids[0]}"
-    predictor = load_eval_predictor(g["model"], ev.get("weight_path"), dev, int(ev.get("batch_size") or 64))
-    out_dir = Path(g.get("output") or "./output")
-    res = evaluate_pairs_file(predictor, pairs_file, root, flip=bool(ev.get("flip", True)),
-                              batch_size=int(ev.get("batch_size") or 64), progress=not quiet, keep_curves=True)
+    cfg = as_config(cfg)
+    g, ev = cfg.Global, cfg.Evaluate
+    if not g.dataset_dir:
+        raise ConfigError("Global.dataset_dir is required for evaluate (a PaddleX dataset, or a pair file)")
+    pairs_file, root = find_pairs_file(g.dataset_dir)
+    predictor = load_eval_predictor(g.model, ev.weight_path, single_device(g.device), ev.batch_size)
+    out_dir = Path(g.output)
+    res = evaluate_pairs_file(predictor, pairs_file, root, flip=ev.flip, batch_size=ev.batch_size,
+                              progress=not quiet, keep_curves=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = {"flip test": res["flip"]["roc"], "no flip": res["no_flip"]["roc"]}
     roc_path = save_roc_png(curves, out_dir / ROC_NAME, title=f"{predictor.model_name}: ROC on {pairs_file.name}")
@@ -392,7 +343,7 @@ def run_evaluate(cfg: Mapping, quiet: bool = False) -> dict:
     doc = {
         "done_flag": True,
         "model_name": predictor.model_name,
-        "weight_path": ev.get("weight_path"),
+        "weight_path": ev.weight_path,
         "backend": getattr(predictor, "backend", None),
         "metrics": metrics,
         **{k: v for k, v in res.items() if k not in metrics},

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from facefeat.errors import WeightsError
-from facefeat.registry import ModelSpec, get_spec, list_models
+from facefeat.registry import ModelSpec, get_spec
 from facefeat.utils import atomic_write_json
 
 __all__ = ["export_model", "resolve_export_weights", "run_export", "verify_onnx"]
@@ -30,35 +30,22 @@ VERIFY_ATOL = 1e-4
 
 
 def resolve_export_weights(spec: ModelSpec, weight_path: str | os.PathLike | None) -> tuple[ModelSpec, Path, str]:
-    """``(spec, file, format)`` for ``Export.weight_path``; a checkpoint names its own model."""
-    from facefeat.runtime.torch_build import load_checkpoint
-    from facefeat.weights.sources import resolve_weights
+    """``(spec, file, format)`` for ``Export.weight_path``; a checkpoint or zoo name names its own model."""
+    from facefeat.weights.resolver import resolve
 
-    if weight_path is None or any(str(weight_path).lower() == m.lower() for m in list_models()) and not Path(str(weight_path)).exists():
-        s = get_spec(str(weight_path)) if weight_path is not None else spec
-        path, fmt = resolve_weights(s)
-        return s, path, fmt
-    p = Path(str(weight_path)).expanduser()
-    if p.is_dir():
-        if (p / "model.pt").is_file():
-            p = p / "model.pt"
-        else:
-            raise WeightsError(f"Export.weight_path {str(weight_path)!r} is a folder without model.pt")
-    path, fmt = resolve_weights(spec, p)
-    if fmt == "facefeat":
-        name = load_checkpoint(path).get("model_name")
-        if name:
-            spec = get_spec(name)
-    return spec, path, fmt
+    ref = resolve(weight_path, spec, where="Export.weight_path")
+    if ref.is_dir:
+        raise WeightsError(f"Export.weight_path {ref.given!r} is an exported model directory already; "
+                           "export takes weights (model.pt, .pdparams, .onnx or a zoo name)")
+    return (get_spec(ref.model_name) if ref.model_name else spec), ref.path, ref.format
 
 
 def _random_batch(spec: ModelSpec, n: int, seed: int = 0) -> np.ndarray:
-    from facefeat.engine.train import preprocess_for_spec
+    from facefeat.predict.predictor import preprocess_images
 
     rng = np.random.default_rng(seed)
     h, w = spec.input_size
-    imgs = rng.integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
-    return np.stack([preprocess_for_spec(spec, im) for im in imgs])
+    return preprocess_images(spec, list(rng.integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)))
 
 
 def verify_onnx(model, onnx_path: str | os.PathLike, spec: ModelSpec, batch_sizes=(1, 7), seed: int = 0) -> dict:
@@ -112,9 +99,11 @@ def export_model(model_name: str, weight_path: str | os.PathLike | None, out_dir
 
 def run_export(cfg: Mapping, quiet: bool = False) -> dict:
     """``Global.mode=export``: write ``<Global.output>/inference`` and ``export_result.json``."""
-    g, ex = cfg["Global"], cfg.get("Export") or {}
-    out_dir = Path(g.get("output") or "./output")
-    res = export_model(g["model"], ex.get("weight_path"), out_dir / "inference", opset=int(ex.get("opset") or 17))
+    from facefeat.config import as_config
+
+    cfg = as_config(cfg)
+    out_dir = Path(cfg.Global.output)
+    res = export_model(cfg.Global.model, cfg.Export.weight_path, out_dir / "inference", opset=cfg.Export.opset)
     atomic_write_json(out_dir / RESULT_NAME, res)
     if not quiet:
         extra = f" (ONNX Runtime vs PyTorch max abs diff {res['verify_max_abs_diff']:.2e})" if "verify_max_abs_diff" in res else ""

@@ -14,7 +14,8 @@
     facefeat evaluate ./dataset/x --weights ./output/best_model/model.pt
     facefeat export --model MobileFaceNet --weights ./output/best_model/model.pt --output ./exported
 
-The config used is saved in ``Global.output``: as ``config.yaml`` by train and check_dataset, as
+The config used is saved in ``Global.output`` by :func:`run_config` (one policy,
+:func:`save_used_config`): as ``config.yaml`` by train and check_dataset, as
 ``config_<mode>.yaml`` by evaluate, export and predict (so evaluating into a training output keeps
 that training's ``config.yaml``). Nothing here imports torch until a mode needs it.
 
@@ -25,14 +26,18 @@ re-launch itself under ``python -m torch.distributed.run`` (see :mod:`facefeat.e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from facefeat.config import Config, as_config
 from facefeat.errors import ConfigError
+from facefeat.models.margins import LOSSES
 
 __all__ = [
     "COMMANDS",
+    "MODE_RUNNERS",
     "cmd_check_dataset",
     "cmd_evaluate",
     "cmd_export",
@@ -44,6 +49,7 @@ __all__ = [
     "main_config",
     "register_commands",
     "run_config",
+    "save_used_config",
 ]
 
 
@@ -51,24 +57,34 @@ __all__ = [
 # modes
 
 
-def _save_used_config(cfg: Mapping, name: str) -> None:
+#: the file each mode's config is saved as in ``Global.output`` (other modes: ``config_<mode>.yaml``)
+CONFIG_FILES = {"check_dataset": "config.yaml", "train": "config.yaml"}
+#: set for the workers of a run this process launched: their config is saved already
+_SAVED_ENV = "FACEFEAT_CONFIG_SAVED"
+
+
+def save_used_config(cfg: Config) -> Path:
+    """The one policy: ``<Global.output>/<CONFIG_FILES[mode]>``, written once, by rank 0."""
     from facefeat.config import save_config
 
-    out = Path(cfg["Global"].get("output") or "./output")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / name)
+    mode = cfg.Global.mode
+    out = Path(cfg.Global.output)
+    path = out / CONFIG_FILES.get(mode, f"config_{mode}.yaml")
+    if os.environ.get("RANK", "0") == "0" and os.environ.get(_SAVED_ENV) != str(path):
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, path)
+    return path
 
 
 def run_check_dataset(cfg: Mapping, quiet: bool = False) -> int:
     from facefeat.data.check import check_dataset
 
-    g, c = cfg["Global"], cfg["CheckDataset"]
-    if not g.get("dataset_dir"):
+    cfg = as_config(cfg)
+    g, c = cfg.Global, cfg.CheckDataset
+    if not g.dataset_dir:
         raise ConfigError("Global.dataset_dir is required for check_dataset")
-    _save_used_config(cfg, "config.yaml")
-    out = Path(g.get("output") or "./output")
-    res = check_dataset(g["dataset_dir"], out, sample_num=int(c.get("sample_num") or 0),
-                        full_decode=bool(c.get("full_decode")))
+    out = Path(g.output)
+    res = check_dataset(g.dataset_dir, out, sample_num=c.sample_num, full_decode=c.full_decode)
     if not quiet:
         a = res.get("attributes", {})
         status = "passed" if res.get("check_pass") else f"FAILED ({res.get('num_errors')} error(s))"
@@ -84,29 +100,21 @@ def run_check_dataset(cfg: Mapping, quiet: bool = False) -> int:
 
 
 def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
-    from facefeat.engine.distributed import parse_device
+    from facefeat.engine.distributed import single_device
     from facefeat.predict.predictor import create_model
 
-    g, p = cfg["Global"], cfg["Predict"]
-    if p.get("input") in (None, "", []):
+    cfg = as_config(cfg)
+    g, p = cfg.Global, cfg.Predict
+    if p.input in (None, "", []):
         raise ConfigError("Predict.input is required for predict (an image path, a folder, a URL, or a list)")
-    dev = parse_device(str(g.get("device") or "cpu"))
-    device = "cpu" if dev.kind == "cpu" else f"gpu:{dev.ids[0]}"
-    bs = int(p.get("batch_size") or 1)
-    flip = bool(p.get("flip"))
-    if p.get("model_dir"):
-        model = create_model(model_dir=p["model_dir"], device=device, batch_size=bs, flip=flip)
-    else:
-        model = create_model(g["model"], device=device, batch_size=bs, flip=flip)
-    _save_used_config(cfg, "config_predict.yaml")
-    out = Path(g.get("output") or "./output")
-    inputs = p["input"]
+    kw = {"device": single_device(g.device), "batch_size": p.batch_size, "flip": p.flip}
+    model = create_model(model_dir=p.model_dir, **kw) if p.model_dir else create_model(g.model, **kw)
     n = 0
-    for res in model.predict(inputs, errors="auto"):
+    for res in model.predict(p.input, errors="auto"):
         n += 1
         if not quiet:
             res.print()
-        res.save_to_json(out)
+        res.save_to_json(g.output)
     if model.failures:
         print(f"facefeat: {len(model.failures)} input(s) failed, {n} succeeded:", file=sys.stderr)
         for exc in model.failures:
@@ -115,40 +123,57 @@ def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
     return 0
 
 
+def _run_train(cfg: Config, quiet: bool) -> int:
+    from facefeat.engine.distributed import in_torchrun, launch, parse_device
+
+    dev = parse_device(cfg.Global.device)
+    if dev.nproc > 1 and not in_torchrun():  # one process per device: run the saved config under torchrun
+        path = save_used_config(cfg)
+        args = ["-c", str(path)] + (["--quiet"] if quiet else [])
+        return launch(dev, args, env={**os.environ, _SAVED_ENV: str(path)})
+    from facefeat.engine.train import run_train
+
+    res = run_train(cfg, quiet=quiet, on_start=lambda: save_used_config(cfg))
+    return 0 if (not res or res.get("done_flag")) else 1
+
+
+def _run_evaluate(cfg: Config, quiet: bool) -> int:
+    from facefeat.engine.evaluate import run_evaluate
+
+    run_evaluate(cfg, quiet=quiet)
+    return 0
+
+
+def _run_export(cfg: Config, quiet: bool) -> int:
+    from facefeat.engine.export import run_export
+
+    return 0 if run_export(cfg, quiet=quiet).get("verify_ok", True) else 1
+
+
+#: Global.mode -> its runner (config in, exit code out)
+MODE_RUNNERS: dict[str, Callable[[Config, bool], int]] = {
+    "check_dataset": run_check_dataset,
+    "train": _run_train,
+    "evaluate": _run_evaluate,
+    "export": _run_export,
+    "predict": run_predict_mode,
+}
+
+
 def run_config(cfg: Mapping, quiet: bool = False) -> int:
-    """Run ``cfg``'s ``Global.mode``; returns the exit code."""
-    mode = cfg["Global"]["mode"]
-    if mode == "check_dataset":
-        return run_check_dataset(cfg, quiet)
-    if mode == "train":
-        from facefeat.engine.distributed import in_torchrun, launch, parse_device
+    """Run ``cfg``'s ``Global.mode``; returns the exit code.
 
-        dev = parse_device(str(cfg["Global"].get("device") or "cpu"))
-        if dev.nproc > 1 and not in_torchrun():
-            # one process per device: save the config and run it under torchrun
-            _save_used_config(cfg, "config.yaml")
-            cfg_path = Path(cfg["Global"].get("output") or "./output") / "config.yaml"
-            args = ["-c", str(cfg_path)] + (["--quiet"] if quiet else [])
-            return launch(dev, args)
-        from facefeat.engine.train import run_train
-
-        res = run_train(cfg, quiet=quiet)
-        return 0 if (not res or res.get("done_flag")) else 1
-    if mode == "evaluate":
-        from facefeat.engine.evaluate import run_evaluate
-
-        run_evaluate(cfg, quiet=quiet)
-        _save_used_config(cfg, "config_evaluate.yaml")
-        return 0
-    if mode == "export":
-        from facefeat.engine.export import run_export
-
-        res = run_export(cfg, quiet=quiet)
-        _save_used_config(cfg, "config_export.yaml")
-        return 0 if res.get("verify_ok", True) else 1
-    if mode == "predict":
-        return run_predict_mode(cfg, quiet)
-    raise ConfigError(f"unknown Global.mode {mode!r}")
+    The config used is saved (:func:`save_used_config`) once the mode has run - train saves it
+    as it starts writing - so a run that could not start writes nothing.
+    """
+    mode = (cfg.get("Global") or {}).get("mode")
+    if mode not in MODE_RUNNERS:
+        raise ConfigError(f"unknown Global.mode {mode!r}; one of: {', '.join(MODE_RUNNERS)}")
+    cfg = as_config(cfg)
+    rc = MODE_RUNNERS[mode](cfg, quiet)
+    if mode != "train":
+        save_used_config(cfg)
+    return rc
 
 
 def _flatten(overrides: Sequence[Sequence[str]] | None) -> list[str]:
@@ -158,15 +183,6 @@ def _flatten(overrides: Sequence[Sequence[str]] | None) -> list[str]:
 def main_config(argv: Sequence[str]) -> int:
     """``facefeat -c CONFIG -o Section.key=value ...`` (PaddleX's command line)."""
     argv = list(argv)
-    rest = [a for a in argv if a not in ("-v", "--verbose")]
-    if rest and not rest[0].startswith("-"):
-        # a subcommand that takes -c too: facefeat train DIR -c my.yaml
-        from facefeat import cli
-
-        if rest[0] in cli.COMMANDS:
-            parser = cli.build_parser()
-            args = parser.parse_args(argv)
-            return int(args.func(args) or 0)
     ap = argparse.ArgumentParser(prog="facefeat", description="Run a PaddleX-style config: -c FILE -o Section.key=value")
     ap.add_argument("-c", "--config", required=True, help="YAML config (configs/<Model>.yaml) or a model name")
     ap.add_argument("-o", "--override", action="append", nargs="+", default=[], metavar="Section.key=value",
@@ -241,7 +257,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrain", default=None,
                    help="weights to start from: a file, URL, model name, or 'none' (from scratch)")
     p.add_argument("--resume", default=None, help="checkpoint (or its folder) to resume")
-    p.add_argument("--loss", default=None, choices=["ArcMargin", "CosMargin"])
+    p.add_argument("--loss", default=None, choices=list(LOSSES))
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
 

@@ -8,7 +8,7 @@ Scores are similarities (higher = more alike, e.g. cosine of L2-normalised featu
   maximises accuracy on the other 9 folds is applied to the held-out fold.
 * :func:`roc_metrics` - ROC curve, AUC, EER, TAR at FAR 1e-2 / 1e-3.
 * :func:`evaluate_pairs` - both together, with a recommended threshold.
-* :func:`save_roc_png` - a ROC plot with a logarithmic FAR axis, drawn with PIL.
+* :func:`save_roc_png` - a ROC plot with a logarithmic FAR axis (matplotlib).
 
 Threshold candidates are the midpoints between consecutive distinct scores, plus one point below
 the lowest and one above the highest score (so "everything same" / "everything different" are
@@ -19,15 +19,12 @@ midpoint of the gap between the classes).
 
 from __future__ import annotations
 
-import io
-import math
 import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from facefeat.errors import InputError
-from facefeat.utils import atomic_write_bytes
 
 __all__ = [
     "accuracy_at",
@@ -280,18 +277,7 @@ def evaluate_pairs(scores: Any, labels: Any, fold_ids: Any = None, folds: int = 
 
 
 # ---------------------------------------------------------------------------------------------
-# ROC plot (PIL; no matplotlib)
-
-_COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
+# ROC plot (matplotlib: facefeat.plots)
 
 
 def _curves(metrics: Mapping) -> list[tuple[str, Mapping]]:
@@ -321,86 +307,9 @@ def save_roc_png(metrics: Mapping, path: str | os.PathLike, title: str = "ROC", 
 
     ``metrics`` is the output of :func:`roc_metrics` or :func:`evaluate_pairs`, or a mapping
     ``{curve name: that output}`` to compare several models on one plot. The legend shows AUC,
-    EER and TAR@FAR=1e-3 of each curve.
+    EER and TAR@FAR=1e-3 of each curve; the EER and the TAR at FAR 1e-3 / 1e-2 are marked
+    (:func:`facefeat.plots.save_roc_png`).
     """
-    from PIL import Image, ImageDraw
+    from facefeat.plots import save_roc_png as _plot
 
-    curves = _curves(metrics)
-    W, H = size
-    left, right, top, bottom = 80, 24, 46, 64
-    pw, ph = W - left - right, H - top - bottom
-    # FAR axis from the finest resolution among the curves (>= 1e-6) to 1
-    min_far = 1e-4
-    for _, r in curves:
-        fpr = np.asarray(r["fpr"], dtype=float)
-        pos = fpr[fpr > 0]
-        if pos.size:
-            min_far = min(min_far, float(pos.min()))
-    lo_dec = max(-6, math.floor(math.log10(min_far)))
-    x0, x1 = float(lo_dec), 0.0
-
-    def px(far: float) -> float:
-        lf = math.log10(max(far, 10.0**lo_dec))
-        return left + (lf - x0) / (x1 - x0) * pw
-
-    def py(tpr: float) -> float:
-        return top + (1.0 - tpr) * ph
-
-    img = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(img)
-    f_small, f_mid = _font(12), _font(15)
-    # grid + ticks
-    for dec in range(lo_dec, 1):
-        x = px(10.0**dec)
-        d.line([(x, top), (x, top + ph)], fill=(225, 225, 225))
-        d.text((x, top + ph + 6), f"1e{dec}" if dec < 0 else "1", fill="black", font=f_small, anchor="mt")
-        if dec < 0:
-            for k in range(2, 10):
-                xm = px(k * 10.0**dec)
-                d.line([(xm, top + ph), (xm, top + ph - 4)], fill=(150, 150, 150))
-    for i in range(11):
-        t = i / 10
-        y = py(t)
-        d.line([(left, y), (left + pw, y)], fill=(225, 225, 225))
-        d.text((left - 6, y), f"{t:.1f}", fill="black", font=f_small, anchor="rm")
-    d.rectangle([left, top, left + pw, top + ph], outline="black")
-    d.text((left + pw / 2, H - 18), "FAR (false accept rate, log scale)", fill="black", font=f_mid, anchor="mm")
-    d.text((16, top + ph / 2), "TAR", fill="black", font=f_mid, anchor="mm")
-    d.text((W / 2, 18), title, fill="black", font=f_mid, anchor="mm")
-    # curves
-    legend = []
-    for idx, (name, r) in enumerate(curves):
-        color = _COLORS[idx % len(_COLORS)]
-        fpr = np.asarray(r["fpr"], dtype=float)
-        tpr = np.asarray(r["tpr"], dtype=float)
-        pts = []
-        for a, b in zip(fpr, tpr):
-            p = (px(a), py(b))
-            if pts and pts[-1] == p:
-                continue
-            pts.append(p)
-        if len(pts) >= 2:
-            d.line(pts, fill=color, width=2)
-        eer = r.get("eer")
-        if eer is not None and np.isfinite(eer) and eer > 0:
-            cx, cy = px(eer), py(1 - eer)
-            d.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], outline=color, width=2)
-        tar = r.get("tar_at_far") or {}
-        t3 = tar.get("1e-03", {}).get("tar") if isinstance(tar, Mapping) else None
-        parts = [name] if name else []
-        if r.get("auc") is not None and np.isfinite(r.get("auc", float("nan"))):
-            parts.append(f"AUC {r['auc']:.4f}")
-        if eer is not None and np.isfinite(eer):
-            parts.append(f"EER {eer * 100:.2f}%")
-        if t3 is not None and np.isfinite(t3):
-            parts.append(f"TAR@1e-3 {t3 * 100:.2f}%")
-        legend.append((color, "  ".join(parts)))
-    ly = top + ph - 12 - 20 * (len(legend) - 1)
-    for color, text in legend:
-        d.line([(left + pw - 330, ly), (left + pw - 306, ly)], fill=color, width=3)
-        d.text((left + pw - 300, ly), text, fill="black", font=f_small, anchor="lm")
-        ly += 20
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return str(path)
+    return _plot(_curves(metrics), path, title=title, size=size)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facefeat.models.margins import DEFAULT_SCALE, MARGIN_DEFAULTS
+
 __all__ = ["ArcMargin", "CosMargin", "build_head", "HEADS"]
 
 
@@ -66,8 +68,8 @@ class _MarginHead(nn.Module):
 class ArcMargin(_MarginHead):
     """ArcFace head: target logit ``s * cos(theta + m)``; default m=0.5, s=64 (PaddleClas)."""
 
-    def __init__(self, embedding_size: int, num_classes: int, margin: float = 0.5, scale: float = 64.0,
-                 easy_margin: bool = False) -> None:
+    def __init__(self, embedding_size: int, num_classes: int, margin: float = MARGIN_DEFAULTS["ArcMargin"],
+                 scale: float = DEFAULT_SCALE, easy_margin: bool = False) -> None:
         super().__init__(embedding_size, num_classes, margin, scale)
         self.easy_margin = bool(easy_margin)
         self.cos_m = math.cos(self.margin)
@@ -86,7 +88,8 @@ class ArcMargin(_MarginHead):
 class CosMargin(_MarginHead):
     """CosFace head: target logit ``s * (cos(theta) - m)``; default m=0.35, s=64 (PaddleClas)."""
 
-    def __init__(self, embedding_size: int, num_classes: int, margin: float = 0.35, scale: float = 64.0) -> None:
+    def __init__(self, embedding_size: int, num_classes: int, margin: float = MARGIN_DEFAULTS["CosMargin"],
+                 scale: float = DEFAULT_SCALE) -> None:
         super().__init__(embedding_size, num_classes, margin, scale)
 
     def target_logit(self, cos: torch.Tensor) -> torch.Tensor:
@@ -97,7 +100,7 @@ HEADS = {"ArcMargin": ArcMargin, "CosMargin": CosMargin}
 
 
 def build_head(loss: str, embedding_size: int, num_classes: int, margin: float | None = None,
-               scale: float = 64.0) -> _MarginHead:
+               scale: float = DEFAULT_SCALE) -> _MarginHead:
     """The head named ``loss`` (``"ArcMargin"`` or ``"CosMargin"``); ``margin=None``: its default."""
     try:
         cls = HEADS[loss]

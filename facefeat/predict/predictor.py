@@ -193,30 +193,34 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     """
     if backend not in ("onnxruntime", "torch"):
         raise InputError(f"backend must be 'onnxruntime' or 'torch', got {backend!r}")
-    from facefeat.weights.paddle_inference import is_paddle_inference_dir, resolve_model_name
+    from facefeat.weights.resolver import resolve, resolve_model_dir
 
-    if is_paddle_inference_dir(src := model_dir if model_dir is not None else weights):
-        weights, model_dir, model_name = src, None, resolve_model_name(model_name, src)
     if model_dir is not None:
-        onnx_path, meta = read_model_dir(model_dir)
-        if model_name is not None and get_spec(model_name).name != meta.model_name:
-            raise InputError(f"model_dir {str(model_dir)!r} holds {meta.model_name}, not {model_name}")
+        ref = resolve_model_dir(model_dir)
+    else:
+        ref = resolve(weights, model_name or ("SFace" if weights is None else None), where="weights")
+    if model_name is not None and ref.model_name is not None and get_spec(model_name).name != ref.model_name:
+        what = "model_dir" if model_dir is not None else "weights"
+        raise InputError(f"{what} {ref.given!r} holds {ref.model_name}, not {model_name}")
+    if ref.format == "model_dir":
         if backend == "torch":
             raise InputError("backend='torch' needs a zoo model name and weights, not an exported model_dir")
-        return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip,
-                                Path(model_dir))
-    spec = get_spec(model_name or "SFace")
+        onnx_path, meta = read_model_dir(ref.path)
+        return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip, ref.path)
+    if ref.format == "paddle_inference":  # its inference.yml must name a zoo architecture
+        from facefeat.weights.paddle_inference import resolve_model_name
+
+        model_name = resolve_model_name(model_name, ref.path)
+    spec = get_spec(model_name or ref.model_name or "SFace")
     meta = ModelMeta.from_spec(spec)
     if backend == "torch":
         from facefeat.runtime.torch_build import build_torch_model
-        from facefeat.weights.sources import resolve_weights
 
-        path, fmt = resolve_weights(spec, weights)
-        return FeaturePredictor(TorchRunner(build_torch_model(spec, path, fmt), device, num_threads),
+        return FeaturePredictor(TorchRunner(build_torch_model(spec, ref.path, ref.format), device, num_threads),
                                 meta, batch_size, flip)
     from facefeat.runtime.zoo import prepare_model_dir
 
-    mdir = prepare_model_dir(spec, weights)
+    mdir = prepare_model_dir(spec, ref)
     onnx_path, meta = read_model_dir(mdir)
     return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip, mdir)
 

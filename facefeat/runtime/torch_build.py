@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
 
-from facefeat.errors import WeightsError, require
+from facefeat.errors import require
 from facefeat.registry import ModelSpec
 from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta, write_model_meta
 from facefeat.utils import atomic_dir
+from facefeat.weights.checkpoint import CHECKPOINT_FORMAT, load_checkpoint  # noqa: F401  (re-exported)
 
 ONNX_OPSET = 17
-CHECKPOINT_FORMAT = "facefeat-checkpoint-v1"
 
 
 def _torch():
@@ -34,48 +33,11 @@ def build_torch_model(spec: ModelSpec, weights_path: str | Path | None = None, f
 
 
 def load_weights_into(model, spec: ModelSpec, weights_path: str | Path, fmt: str | None) -> None:
-    """Load a .pdparams, a PaddleX inference dir, an SFace ONNX, or a facefeat checkpoint into ``model``."""
-    fmt = fmt or {".pdparams": "pdparams", ".onnx": "onnx_int8bq"}.get(Path(weights_path).suffix, "facefeat")
-    if fmt == "pdparams":
-        from facefeat.weights.paddle import load_paddle_weights
+    """Load weights of format ``fmt`` (None: from the suffix) into ``model``: see
+    :func:`facefeat.weights.resolver.load_into`, the one table of loaders by format."""
+    from facefeat.weights.resolver import load_into
 
-        load_paddle_weights(model, weights_path)
-    elif fmt == "paddle_inference":
-        from facefeat.weights.paddle_inference import load_paddle_inference
-
-        load_paddle_inference(model, weights_path)
-    elif fmt == "onnx_int8bq":
-        from facefeat.models.sface import load_onnx_weights
-
-        load_onnx_weights(model, weights_path)
-    elif fmt == "facefeat":
-        state = load_checkpoint(weights_path)
-        if state.get("model_name") not in (None, spec.name):
-            raise WeightsError(
-                f"{weights_path}: checkpoint is of model {state['model_name']!r}, not {spec.name!r}"
-            )
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
-        if missing or unexpected:
-            raise WeightsError(
-                f"{weights_path}: checkpoint does not fit {spec.name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-    else:
-        raise WeightsError(f"{weights_path}: unknown weights format {fmt!r}")
-    model.eval()
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a facefeat checkpoint safely (``weights_only``); a bare state dict is accepted too."""
-    torch = _torch()
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a readable facefeat/torch checkpoint ({exc})") from exc
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        return obj
-    if isinstance(obj, dict) and obj and all(hasattr(v, "shape") for v in obj.values()):
-        return {"model": obj}
-    raise WeightsError(f"{path}: not a facefeat checkpoint (expected a dict with a 'model' state dict)")
+    load_into(model, spec, weights_path, fmt)
 
 
 def export_onnx(model, meta: ModelMeta, out_dir: str | Path, opset: int = ONNX_OPSET) -> Path:

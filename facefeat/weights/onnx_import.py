@@ -39,6 +39,15 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from facefeat.errors import WeightsError
+from facefeat.models.sface_arch import (  # noqa: F401  (the architecture's constants, re-exported)
+    SFACE_CONV_BLOCKS,
+    SFACE_CONV_BN_EPS,
+    SFACE_DROPOUT,
+    SFACE_FEATURE_SHAPE,
+    SFACE_HEAD_BN_EPS,
+    SFACE_MEAN,
+    SFACE_SCALE,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -47,44 +56,7 @@ SFACE_FILENAME = "face_recognition_sface_2021dec_int8bq.onnx"
 SFACE_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
 SFACE_INPUT = "data"
 SFACE_OUTPUT = "fc1"
-SFACE_MEAN = 127.5  # scalar_op1
-SFACE_SCALE = 0.0078125  # scalar_op2 (1 / 128)
 BATCH_DIM = "batch"
-
-# (name, in channels, out channels, stride, depthwise) of the 27 Conv -> BN -> PReLU units, in order
-SFACE_CONV_BLOCKS: tuple[tuple[str, int, int, int, bool], ...] = (
-    ("conv_1", 3, 32, 1, False),
-    ("conv_2_dw", 32, 32, 1, True),
-    ("conv_2", 32, 64, 1, False),
-    ("conv_3_dw", 64, 64, 2, True),
-    ("conv_3", 64, 128, 1, False),
-    ("conv_4_dw", 128, 128, 1, True),
-    ("conv_4", 128, 128, 1, False),
-    ("conv_5_dw", 128, 128, 2, True),
-    ("conv_5", 128, 256, 1, False),
-    ("conv_6_dw", 256, 256, 1, True),
-    ("conv_6", 256, 256, 1, False),
-    ("conv_7_dw", 256, 256, 2, True),
-    ("conv_7", 256, 512, 1, False),
-    ("conv_8_dw", 512, 512, 1, True),
-    ("conv_8", 512, 512, 1, False),
-    ("conv_9_dw", 512, 512, 1, True),
-    ("conv_9", 512, 512, 1, False),
-    ("conv_10_dw", 512, 512, 1, True),
-    ("conv_10", 512, 512, 1, False),
-    ("conv_11_dw", 512, 512, 1, True),
-    ("conv_11", 512, 512, 1, False),
-    ("conv_12_dw", 512, 512, 1, True),
-    ("conv_12", 512, 512, 1, False),
-    ("conv_13_dw", 512, 512, 2, True),
-    ("conv_13", 512, 1024, 1, False),
-    ("conv_14_dw", 1024, 1024, 1, True),
-    ("conv_14", 1024, 1024, 1, False),
-)
-SFACE_CONV_BN_EPS = 1e-3
-SFACE_HEAD_BN_EPS = 2e-5
-SFACE_DROPOUT = 0.4
-SFACE_FEATURE_SHAPE = (1024, 7, 7)
 
 Source = Union[str, "os.PathLike[str]", "onnx.ModelProto"]
 

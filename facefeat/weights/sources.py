@@ -69,29 +69,8 @@ def _from_url(source: WeightSource, model: str) -> Path:
         ) from exc
 
 
-def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """Return ``(local file, format)`` for ``spec``; ``weights`` overrides the default source.
-
-    A user file's format is taken from its suffix: ``.pdparams`` (PaddleX), ``.onnx``
-    (OpenCV Zoo int8bq/fp32 SFace), ``.pt``/``.pth`` (facefeat checkpoint); a PaddleX inference
-    model directory (``inference.json`` + ``inference.pdiparams``) is ``"paddle_inference"``.
-    """
-    if weights is not None:
-        from facefeat.weights.paddle_inference import paddle_inference_dir
-
-        if (inference_dir := paddle_inference_dir(weights)) is not None:
-            return inference_dir, "paddle_inference"
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"weights file {str(weights)!r} for {spec.name} does not exist")
-        suffix = path.suffix.lower()
-        fmt = {".pdparams": "pdparams", ".onnx": "onnx_int8bq", ".pt": "facefeat", ".pth": "facefeat"}.get(suffix)
-        if fmt is None:
-            raise WeightsError(
-                f"weights file {str(weights)!r}: unknown format {suffix!r}; "
-                "expected .pdparams (PaddleX), .onnx (SFace) or .pt (facefeat checkpoint)"
-            )
-        return path, fmt
+def default_weights(spec: ModelSpec) -> tuple[Path, str]:
+    """``(local file, format)`` of ``spec``'s default weights (package file, local file, URL + cache)."""
     src = spec.weights
     if src.kind == "package":
         return package_resource(src.location), src.format
@@ -103,3 +82,13 @@ def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | None = None) -
     if src.kind == "url":
         return _from_url(src, spec.name), src.format
     raise WeightsError(f"{spec.name}: unknown weight source kind {src.kind!r}")
+
+
+def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """``(local path, format)`` for ``spec``; ``weights`` overrides the default source.
+
+    The rules are :func:`facefeat.weights.resolver.resolve`'s (this is its two-value form).
+    """
+    from facefeat.weights.resolver import resolve_weights as _resolve
+
+    return _resolve(spec, weights)
