@@ -272,9 +272,10 @@ def direct(images, tmp_path_factory):
     entries = sorted(images["lfw"][:N_DIRECT]) + [(str(images["root"] / "no_face.png"), "y")]  # the rows' order
     gallery = tmp_path_factory.mktemp("direct") / "gallery.txt"
     gallery.write_text("".join(f"{p} {lab}\n" for p, lab in entries))
-    feats, labs, names = pipe.gallery_features([p for p, _ in entries], [lab for _, lab in entries])
-    assert (entries[-1][0], "no face detected") in pipe.last_rejected
-    assert any("faces of similar size" in why for _, why in pipe.last_rejected)  # the rule is exercised
+    g = pipe.gallery_features([p for p, _ in entries], [lab for _, lab in entries])
+    feats, labs, names = g.features, g.labels, g.names
+    assert (entries[-1][0], "no face detected") in [(r.name, r.reason) for r in g.rejected]
+    assert any("faces of similar size" in r.reason for r in g.rejected)  # the rule is exercised
     return feats, labs, names, gallery
 
 

@@ -81,7 +81,7 @@ def test_create_model_runtime_matches_paddle(inference_dir: Path, reference, how
 
 
 def test_wrong_model_name_refused(inference_dir: Path) -> None:
-    with pytest.raises(InputError, match="MobileFaceNet inference model, not ResNet50_face"):
+    with pytest.raises(InputError, match="holds MobileFaceNet, not ResNet50_face"):
         create_model("ResNet50_face", model_dir=inference_dir)
 
 
