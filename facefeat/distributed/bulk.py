@@ -39,10 +39,6 @@ def _features(col, dim: int) -> np.ndarray:
     return vals[arr.offset:arr.offset + len(arr)]
 
 
-def _area(box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
 def _label_lookup(label_map: str | os.PathLike) -> dict[str, str]:
     from facefeat.distributed.inputs import list_inputs
 
@@ -57,7 +53,7 @@ def iter_parquet_features(out: str | os.PathLike, *, faces: str = "gallery", lab
     directory, shard by shard; ``stats`` (a dict) receives the counts of what was used and skipped."""
     import pyarrow.parquet as pq
 
-    from facefeat.pipeline.face_recognition import GALLERY_DOMINANCE
+    from facefeat.pipeline.face_recognition import is_dominant
 
     if faces not in FACE_MODES:
         raise InputError(f"faces must be one of {FACE_MODES}, got {faces!r}")
@@ -105,7 +101,7 @@ def iter_parquet_features(out: str | os.PathLike, *, faces: str = "gallery", lab
             elif not usable:
                 s = status[r]
                 st["errors" if s == STATUS_ERROR else "no_face" if s == STATUS_NO_FACE else "too_small"] += 1
-            elif len(usable) > 1 and _area(boxes[usable[0]]) < GALLERY_DOMINANCE * _area(boxes[usable[1]]):
+            elif not is_dominant([boxes[i] for i in usable]):
                 st["ambiguous"] += 1
             else:
                 picked.append(usable[0])

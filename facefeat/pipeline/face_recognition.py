@@ -61,6 +61,12 @@ def _area(box: Sequence[float]) -> float:
     return max(0.0, float(box[2]) - float(box[0])) * max(0.0, float(box[3]) - float(box[1]))
 
 
+def is_dominant(boxes: Sequence[Sequence[float]]) -> bool:
+    """The gallery rule: the first (largest) of a photo's usable face ``boxes`` stands for the photo
+    when it is alone or at least ``GALLERY_DOMINANCE`` times the area of the next one."""
+    return len(boxes) == 1 or _area(boxes[0]) >= GALLERY_DOMINANCE * _area(boxes[1])
+
+
 def resolve_index(index: Any) -> Any:
     """``index=`` as PaddleX takes it: an index object, a saved index directory, or None/"None"."""
     if index is None or (isinstance(index, str) and index.strip().lower() in ("", "none", "null")):
@@ -251,7 +257,7 @@ class FaceRecognitionPipeline:
                 if not usable:
                     reject(pos, name, label, "no face detected" if not dets else "face too small to align")
                     continue
-                if len(usable) > 1 and _area(usable[0].box) < GALLERY_DOMINANCE * _area(usable[1].box):
+                if not is_dominant([d.box for d in usable]):
                     reject(pos, name, label, f"{len(usable)} faces of similar size; cannot tell which is {label!r}")
                     continue
                 faces.append(self.align(img, usable[0]))
