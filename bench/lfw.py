@@ -69,8 +69,10 @@ class Embedder:
         self.t_e2e = 0.0
         self.n_e2e = 0
 
-    def run(self, paths: list[str]) -> dict[tuple[str, bool], np.ndarray]:
-        out = {(m, f): [] for m in MODES for f in (False, True)}
+    def run(self, paths: list[str], only_align: bool = False) -> dict[tuple[str, bool], np.ndarray]:
+        """Features per (mode, flip); ``only_align``: just ("align", False), the pipeline's default."""
+        modes = ("align",) if only_align else MODES
+        out = {(m, f): [] for m in modes for f in ((False,) if only_align else (False, True))}
         done = 0
         for chunk in iter_batches(paths, 64):
             t0 = time.perf_counter()
@@ -80,11 +82,17 @@ class Embedder:
                 det = central_face(self.detector.detect(img), img.shape[1], img.shape[0])
                 if det is None:
                     self.no_face.append(p)
-                for m in MODES:
+                for m in modes:
                     faces[m].append(center_crop(img) if det is None else align(img, det, mode=m))
             raw = self.model.raw_features(faces["align"])
             self.t_e2e += time.perf_counter() - t0  # read + detect + align + embed (align mode, no flip)
             self.n_e2e += len(chunk)
+            if only_align:
+                out[("align", False)].append(raw)
+                done += len(chunk)
+                print(f"  {done}/{len(paths)} images, {self.t_e2e / self.n_e2e * 1e3:.1f} ms/img e2e",
+                      end="\r", flush=True)
+                continue
             raws = {"align": raw, "crop": self.model.raw_features(faces["crop"])}
             for m in MODES:
                 flipped = self.model.raw_features([np.ascontiguousarray(f[:, ::-1]) for f in faces[m]])
@@ -153,6 +161,93 @@ def open_set(correct: np.ndarray, top_score: np.ndarray, imp_top: np.ndarray, th
     return out
 
 
+def lfw_people() -> dict[str, list[str]]:
+    people = sorted(p for p in os.listdir(LFW_DIR) if (LFW_DIR / p).is_dir())
+    return {p: sorted(str(LFW_DIR / p / f) for f in os.listdir(LFW_DIR / p)) for p in people}
+
+
+def all_features(emb: Embedder, cache: str | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(paths, person id per image, align/no-flip features) of every LFW image; cached in ``cache``."""
+    files = lfw_people()
+    paths = [f for p in files for f in files[p]]
+    person = np.array([i for i, p in enumerate(files) for _ in files[p]])
+    if cache and Path(cache).is_file():
+        z = np.load(cache)
+        if len(z["feats"]) == len(paths):
+            return paths, person, z["feats"]
+    feats = emb.run(paths, only_align=True)[("align", False)]
+    if cache:
+        np.savez(cache, feats=feats)
+    return paths, person, feats
+
+
+def calibrate(emb: Embedder, pairs, pair_index: dict, model: str, cache: str | None,
+              impostor_pairs: int = 2_000_000, seed: int = 0) -> dict:
+    """The zoo thresholds record: 1:1 thresholds at FAR 1e-2/1e-3/1e-4 from every genuine LFW pair
+    and ``impostor_pairs`` random cross-identity pairs of all 13,233 images; the best-accuracy
+    threshold (and the accuracy at every point) on the 6,000 standard pairs; 1:N thresholds at FPIR
+    1% / 10% as in ``identification`` (full gallery and a random 100-person gallery)."""
+    from facefeat.thresholds import identification_points, verification_points
+
+    paths, person, f = all_features(emb, cache)
+    pos = {p: i for i, p in enumerate(paths)}
+    rng = np.random.default_rng(seed)
+    # genuine: every same-person pair
+    gen = []
+    for pid in np.unique(person):
+        idx = np.flatnonzero(person == pid)
+        if len(idx) > 1:
+            s = f[idx] @ f[idx].T
+            gen.append(s[np.triu_indices(len(idx), 1)])
+    gen = np.concatenate(gen)
+    a = rng.integers(0, len(paths), impostor_pairs * 2)
+    b = rng.integers(0, len(paths), impostor_pairs * 2)
+    keep = person[a] != person[b]
+    a, b = a[keep][:impostor_pairs], b[keep][:impostor_pairs]
+    imp = np.einsum("ij,ij->i", f[a], f[b])
+    li = np.array([pos[p.left] for p in pairs])
+    ri = np.array([pos[p.right] for p in pairs])
+    ps_scores = np.einsum("ij,ij->i", f[li], f[ri])
+    ps_labels = np.array([p.label for p in pairs])
+    ver = verification_points(gen, imp, pair_scores=ps_scores, pair_labels=ps_labels)
+    # 1:N open set
+    files = lfw_people()
+    names = list(files)
+    multi = [i for i, p in enumerate(names) if len(files[p]) >= 2]
+    single = [i for i, p in enumerate(names) if len(files[p]) == 1]
+    first = {pid: int(np.flatnonzero(person == pid)[0]) for pid in range(len(names))}
+    imp_idx = np.array([first[i] for i in single])
+    ident, dir_fixed = [], {}
+    for size in (len(multi), 100):
+        gal = multi if size == len(multi) else sorted(rng.choice(multi, size, replace=False).tolist())
+        g_idx = np.array([first[i] for i in gal])
+        g_set = set(gal)
+        probes = np.array([j for j in range(len(paths)) if person[j] in g_set and j != first[person[j]]])
+        s = f[probes] @ f[g_idx].T
+        correct = np.array(gal)[s.argmax(1)] == person[probes]
+        top = s.max(1)
+        imp_top = (f[imp_idx] @ f[g_idx].T).max(1)
+        e = identification_points(imp_top, size, genuine_top=top, genuine_correct=correct)
+        e["rank1"] = float(correct.mean())
+        for name, t in (("fixed 0.4", 0.4), ("1:1 far=1e-3", ver["far=1e-3"]["threshold"])):
+            e[f"at {name}"] = {"threshold": t, "dir": float(np.mean(correct & (top > t))),
+                               "fpir": float(np.mean(imp_top > t))}
+        ident.append(e)
+    record = {
+        "metric": "cosine",
+        "verification": ver,
+        "identification": [{k: v for k, v in e.items() if not k.startswith("at ") and k != "rank1"} for e in ident],
+        "data": {"name": "LFW", "images": len(paths), "no_face_centre_crop": len(emb.no_face),
+                 "genuine_pairs": int(gen.size), "impostor_pairs": int(imp.size),
+                 "accuracy_pairs": "LFW pairs.txt (6,000)",
+                 "identification": "gallery: first image of each person with >= 2 images (or a random 100 of "
+                 "them); genuine probes: their other images; strangers: the 4,069 single-image people"},
+        "source": f"bench/lfw.py --calibrate (YuNet score 0.5, 5-point align, no flip, {model})",
+    }
+    return {"thresholds": record, "identification_detail": ident,
+            "verification_accuracy": {k: (v or {}).get("accuracy") for k, v in ver.items()}}
+
+
 def _pkg_resources_shim() -> None:
     """face_recognition_models still calls pkg_resources.resource_filename, which setuptools >= 81
     no longer ships; provide that one function from importlib.resources."""
@@ -195,6 +290,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--identification", action="store_true")
     ap.add_argument("--dlib-images", type=int, default=50, help="images timed for the dlib peer (0: skip)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="measure the model's thresholds record (all 13,233 images; see calibrate())")
+    ap.add_argument("--cache", default=None, help="--calibrate: features cache (.npz) to reuse across runs")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     need(LFW_DIR, "LFW")
@@ -204,6 +302,12 @@ def main() -> None:
     print(f"{len(pairs)} pairs ({sum(p.label for p in pairs)} matched), {len(paths)} images, model {args.model}")
 
     emb = Embedder(args.model, args.weights, args.threads)
+    if args.calibrate:
+        res = calibrate(emb, ps.pairs, {}, args.model, args.cache)
+        print(json.dumps(res, indent=2, default=float))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+        return
     feats = emb.run(paths)
     e2e = emb.t_e2e / emb.n_e2e * 1e3
     index = {p: i for i, p in enumerate(paths)}

@@ -54,6 +54,8 @@ class ModelSpec:
     license: str = ""
     accuracy: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: calibrated operating points of the default weights (see facefeat.thresholds), or None
+    thresholds: dict[str, Any] | None = None
 
     def preprocess_dict(self) -> dict[str, Any]:
         """Everything a runtime needs to prepare an image for this model."""

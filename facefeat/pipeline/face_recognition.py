@@ -43,9 +43,10 @@ class FaceRecognitionPipeline:
     def __init__(self, model: str | None = "SFace", weights: str | os.PathLike | None = None, *,
                  model_dir: str | os.PathLike | None = None, predictor: FeaturePredictor | None = None,
                  det_threshold: float = 0.5, nms_threshold: float = 0.3, min_face_size: int = 20,
-                 align: str = "align", rec_threshold: float = 0.4, rec_topk: int = 5, flip: bool = False,
+                 align: str = "align", rec_threshold: float | str = "auto", rec_topk: int = 5, flip: bool = False,
                  batch_size: int = 32, device: str = "cpu", num_threads: int | None = None,
-                 index: Any = None):
+                 index: Any = None, far: float | None = None, fpir: float | None = None):
+        from facefeat.thresholds import model_thresholds, resolve_threshold
         from facefeat.vision.detector import YuNetDetector
 
         if align not in ALIGN_MODES:
@@ -57,7 +58,12 @@ class FaceRecognitionPipeline:
         self.nms_threshold = float(nms_threshold)
         self.min_face_size = int(min_face_size)
         self.align_mode = align
-        self.rec_threshold = float(rec_threshold)
+        #: a number, or "auto" / "best_accuracy": the model's calibrated operating point (see
+        #: facefeat.thresholds); ``far``/``fpir`` choose which one
+        self.rec_threshold = rec_threshold
+        self.far, self.fpir = far, fpir
+        self.thresholds = model_thresholds(self.predictor)
+        resolve_threshold(self.thresholds, rec_threshold, far=far, fpir=fpir)  # reject bad settings now
         self.rec_topk = int(rec_topk)
         self.flip = bool(flip)
         self.index = index
@@ -68,7 +74,23 @@ class FaceRecognitionPipeline:
 
     def __repr__(self) -> str:
         return (f"FaceRecognitionPipeline(model={self.predictor.model_name!r}, align={self.align_mode!r}, "
-                f"det_threshold={self.det_threshold}, rec_threshold={self.rec_threshold})")
+                f"det_threshold={self.det_threshold}, rec_threshold={self.rec_threshold!r})")
+
+    def operating_point(self, task: str = "identify", rec_threshold: Any = None, far: float | None = None,
+                        fpir: float | None = None, index: Any = None) -> tuple[float, dict]:
+        """``(threshold, operating point)`` for ``task`` ("verify" 1:1 or "identify" 1:N): explicit
+        arguments first, else the pipeline's settings; "auto" uses the model's calibration."""
+        from facefeat.thresholds import resolve_threshold
+
+        if rec_threshold is None and far is None and fpir is None:
+            rec_threshold, far, fpir = self.rec_threshold, self.far, self.fpir
+            if task == "verify" and fpir is not None and far is None:
+                fpir = None  # a 1:N setting does not apply to 1:1
+        size = None
+        if index is not None:
+            size = len(set(index.labels().values()))
+        return resolve_threshold(self.thresholds, rec_threshold, far=far, fpir=fpir, task=task,
+                                 gallery_size=size, metric_type=getattr(index, "metric_type", "IP"))
 
     # -- stages -------------------------------------------------------------------------------------
     def _detector(self, threshold: float):
@@ -239,13 +261,19 @@ class FaceRecognitionPipeline:
 
     # -- recognition -------------------------------------------------------------------------------
     def predict(self, inputs: Any, index: Any = None, det_threshold: float | None = None,
-                rec_threshold: float | None = None, rec_topk: int | None = None,
-                flip: bool | None = None) -> Iterator[FaceRecResult]:
-        """Yield a FaceRecResult per image: every face with its top-k gallery matches."""
+                rec_threshold: float | str | None = None, rec_topk: int | None = None,
+                flip: bool | None = None, far: float | None = None,
+                fpir: float | None = None) -> Iterator[FaceRecResult]:
+        """Yield a FaceRecResult per image: every face with its top-k gallery matches.
+
+        The decision threshold is ``rec_threshold`` (a number), or the model's calibrated 1:N
+        point (``"auto"``: FPIR 1% at the calibrated gallery size nearest the index's; ``fpir=``
+        / ``far=`` choose another); each result's ``operating_point`` says which was used.
+        """
         index = self.index if index is None else index
         if index is not None:
             index.check_model(self.predictor.model_name, self.predictor.embedding_size)
-        thr = self.rec_threshold if rec_threshold is None else float(rec_threshold)
+        thr, op = self.operating_point("identify", rec_threshold, far, fpir, index)
         topk = self.rec_topk if rec_topk is None else int(rec_topk)
         if topk < 1:
             raise InputError(f"rec_topk must be >= 1, got {topk}")
@@ -266,6 +294,6 @@ class FaceRecognitionPipeline:
                         box["labels"] = [x.label for x in h]
                         box["rec_scores"] = [round(float(x.score), 6) for x in h]
                 boxes.append(box)
-            yield FaceRecResult(input_path=item.name, boxes=boxes, _img=img)
+            yield FaceRecResult(input_path=item.name, boxes=boxes, operating_point=op, _img=img)
 
     __call__ = predict
