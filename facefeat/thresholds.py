@@ -123,9 +123,9 @@ def calibrate_pairs(scores: Any, labels: Any, fars: Sequence[float] = FARS, data
     if s.shape != y.shape:
         raise InputError(f"calibrate_pairs: {s.size} scores but {y.size} labels")
     ver = verification_points(s[y == 1], s[y == 0], fars, s, y)
-    return {"metric": "cosine", "verification": ver, "identification": [],
+    return _plain({"metric": "cosine", "verification": ver, "identification": [],
             "data": {"genuine_pairs": int(np.sum(y == 1)), "impostor_pairs": int(np.sum(y == 0)), **(data or {})},
-            "source": source}
+            "source": source})
 
 
 def _entry(rec: Mapping | None, section: str) -> Any:
@@ -220,4 +220,36 @@ def model_thresholds(predictor: Any) -> dict | None:
 
 
 __all__ = ["FARS", "FPIRS", "calibrate_pairs", "far_key", "fpir_key", "identification_points",
-           "model_thresholds", "resolve_threshold", "verification_points"]
+           "model_thresholds", "resolve_threshold", "store_thresholds", "verification_points"]
+
+
+def store_thresholds(predictor: Any, record: Mapping) -> str | None:
+    """Write a thresholds record into the predictor's model directory (``inference.yml``), unless
+    it is a zoo cache directory (whose record is the zoo's); returns the file written, or None."""
+    from pathlib import Path
+
+    from facefeat.runtime.model_dir import META_FILE, read_model_dir, write_model_meta
+    from facefeat.utils import cache_dir
+
+    mdir = getattr(predictor, "model_dir", None)
+    if mdir is None or Path(mdir).resolve().parent == (cache_dir() / "models").resolve():
+        return None
+    _, meta = read_model_dir(mdir)
+    meta.extra["thresholds"] = _plain(record)
+    write_model_meta(mdir, meta)
+    if getattr(predictor, "meta", None) is not None:
+        predictor.meta.extra["thresholds"] = meta.extra["thresholds"]
+    return str(Path(mdir) / META_FILE)
+
+
+def _plain(x: Any) -> Any:
+    """numpy scalars -> Python, NaN -> None (YAML/JSON-safe)."""
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

@@ -1,0 +1,59 @@
+"""Detection that does not give up early: rotated, padded and low-score retries on LFW photos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facefeat.vision import YuNetDetector
+from facefeat.vision.retry import RetryDetector
+
+
+@pytest.fixture(scope="module")
+def retry():
+    cache = {}
+    return RetryDetector(lambda t: cache.setdefault(t, YuNetDetector(score_threshold=t)))
+
+
+@pytest.fixture(scope="module")
+def photo(lfw_dir):
+    return cv2.imread(str(lfw_dir / "Tony_Blair" / "Tony_Blair_0005.jpg"))
+
+
+def test_upright_photo_takes_the_default_path(retry, photo):
+    dets, path = retry.detect_with_path(photo)
+    assert path["path"] == "default" and dets
+
+
+@pytest.mark.parametrize("code,angle", [(cv2.ROTATE_90_CLOCKWISE, 90), (cv2.ROTATE_90_COUNTERCLOCKWISE, 270),
+                                        (cv2.ROTATE_180, 180)])
+def test_rotated_photo_is_found_and_mapped_back(retry, photo, code, angle):
+    ref = YuNetDetector().detect(photo)[0]
+    rot = cv2.rotate(photo, code)
+    assert not [d for d in YuNetDetector().detect(rot) if not d.too_small]  # the plain detector gives up
+    dets, path = retry.detect_with_path(rot)
+    assert path == {"path": "rotated", "score_threshold": 0.5, "angle": float(angle)}
+    # the landmarks agree with the upright photo's, rotated the same way
+    h, w = photo.shape[:2]
+    x, y = ref.landmarks[:, 0], ref.landmarks[:, 1]
+    want = {90: np.c_[h - 1 - y, x], 270: np.c_[y, w - 1 - x], 180: np.c_[w - 1 - x, h - 1 - y]}[angle]
+    assert np.abs(dets[0].landmarks - want).max() < 4
+    assert dets[0].box[0] <= want[:, 0].min() and dets[0].box[2] >= want[:, 0].max()
+
+
+def test_nothing_found_on_a_blank_image(retry):
+    dets, path = retry.detect_with_path(np.full((160, 160, 3), 127, np.uint8))
+    assert dets == [] and path["path"] == "none"
+
+
+def test_pipeline_embed_reports_the_path(photo):
+    from facefeat import create_pipeline
+
+    pipe = create_pipeline("face_recognition")
+    rot = cv2.rotate(photo, cv2.ROTATE_90_CLOCKWISE)
+    assert pipe.embed(rot) == []
+    (face,) = pipe.embed(rot, retry=True)[:1]
+    assert face["detected_by"]["path"] == "rotated"
+    up = np.asarray(pipe.embed(photo)[0]["feature"])
+    assert float(up @ np.asarray(face["feature"])) > 0.8  # aligned back upright: the same face
