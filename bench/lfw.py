@@ -248,6 +248,79 @@ def calibrate(emb: Embedder, pairs, pair_index: dict, model: str, cache: str | N
             "verification_accuracy": {k: (v or {}).get("accuracy") for k, v in ver.items()}}
 
 
+def quality_study(paths: list[str], pairs, feats: np.ndarray, thresholds: dict, folds: np.ndarray) -> dict:
+    """Rejection rate of each quality policy over the pair images, and verification on the pairs
+    whose two images both pass (10-fold accuracy, and accuracy at the calibrated FAR 1e-3 point)."""
+    from facefeat.engine.verification import accuracy_at
+    from facefeat.vision.quality import POLICIES, face_quality
+
+    det = YuNetDetector(score_threshold=0.5)
+    figs: dict[str, dict | None] = {}
+    for n, p in enumerate(paths, 1):
+        img = read_image(p)
+        d = central_face(det.detect(img), img.shape[1], img.shape[0])
+        figs[p] = None if d is None or d.too_small else face_quality(align(img, d), d)
+        if n % 500 == 0:
+            print(f"  quality {n}/{len(paths)}", end="\r", flush=True)
+    print()
+    pos = {p: i for i, p in enumerate(paths)}
+    li = np.array([pos[p.left] for p in pairs])
+    ri = np.array([pos[p.right] for p in pairs])
+    scores = np.einsum("ij,ij->i", feats[li], feats[ri])
+    labels = np.array([p.label for p in pairs])
+    t3 = thresholds["verification"]["far=1e-3"]["threshold"]
+    out = {}
+    for name, pol in POLICIES.items():
+        ok = {p: f is not None and not pol.reasons(f) for p, f in figs.items()}
+        keep = np.array([ok[p.left] and ok[p.right] for p in pairs])
+        m = evaluate_pairs(scores[keep], labels[keep], fold_ids=folds[keep])
+        reasons: dict[str, int] = {}
+        for p, f in figs.items():
+            for r in (["no face"] if f is None else pol.reasons(f)):
+                key = r.split(" ")[0] + " " + r.split(" ")[1]
+                reasons[key] = reasons.get(key, 0) + 1
+        out[name] = {"images": len(figs), "rejected": int(sum(not v for v in ok.values())),
+                     "rejection_rate": float(np.mean([not v for v in ok.values()])),
+                     "pairs_kept": int(keep.sum()), "accuracy_10fold": m["accuracy"],
+                     "accuracy_at_far=1e-3": accuracy_at(scores[keep], labels[keep], t3),
+                     "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+    return out
+
+
+def rotation_study(paths: list[str], n: int) -> dict:
+    """Detection rate on rotated copies of ``n`` LFW images, plain YuNet vs the retrying detector;
+    and on the images as they are, which path each retry took (none should change a found face)."""
+    import cv2
+
+    from facefeat.vision.retry import RetryDetector, _rotation
+
+    cache: dict[float, YuNetDetector] = {}
+    factory = lambda t: cache.setdefault(t, YuNetDetector(score_threshold=t))  # noqa: E731
+    retry = RetryDetector(factory, 0.5)
+    sample = paths[:: max(1, len(paths) // n)][:n]
+    out: dict[str, dict] = {}
+    for angle in (0, 90, 180, 270, 30, -30):
+        found_plain = found_retry = 0
+        used: dict[str, int] = {}
+        for p in sample:
+            img = read_image(p)
+            if angle in (90, 180, 270):
+                img = cv2.rotate(img, {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180,
+                                       270: cv2.ROTATE_90_CLOCKWISE}[angle])
+            elif angle:
+                m, size = _rotation(angle, img.shape[1], img.shape[0])
+                img = cv2.warpAffine(img, m, size)
+            found_plain += any(not d.too_small for d in factory(0.5).detect(img))
+            dets, path = retry.detect_with_path(img)
+            found_retry += any(not d.too_small for d in dets)
+            used[path["path"] + (f" {path['angle']:g}" if "angle" in path else "")] = \
+                used.get(path["path"] + (f" {path['angle']:g}" if "angle" in path else ""), 0) + 1
+        out[f"rotated {angle}"] = {"images": len(sample), "plain": found_plain / len(sample),
+                                   "retry": found_retry / len(sample), "paths": used}
+        print(f"  rotation {angle}: plain {found_plain}/{len(sample)}, retry {found_retry}/{len(sample)} {used}")
+    return out
+
+
 def _pkg_resources_shim() -> None:
     """face_recognition_models still calls pkg_resources.resource_filename, which setuptools >= 81
     no longer ships; provide that one function from importlib.resources."""
@@ -293,6 +366,8 @@ def main() -> None:
     ap.add_argument("--calibrate", action="store_true",
                     help="measure the model's thresholds record (all 13,233 images; see calibrate())")
     ap.add_argument("--cache", default=None, help="--calibrate: features cache (.npz) to reuse across runs")
+    ap.add_argument("--quality", action="store_true", help="with --calibrate: quality-policy rejection rates")
+    ap.add_argument("--rotations", type=int, default=0, help="with --calibrate: rotated-copy detection on N images")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     need(LFW_DIR, "LFW")
@@ -304,6 +379,14 @@ def main() -> None:
     emb = Embedder(args.model, args.weights, args.threads)
     if args.calibrate:
         res = calibrate(emb, ps.pairs, {}, args.model, args.cache)
+        if args.quality or args.rotations:
+            all_paths, _, f = all_features(emb, args.cache)
+            pos = {p: i for i, p in enumerate(all_paths)}
+            pf = f[[pos[p] for p in paths]]
+            if args.quality:
+                res["quality"] = quality_study(paths, ps.pairs, pf, res["thresholds"], np.asarray(ps.fold_ids))
+            if args.rotations:
+                res["rotations"] = rotation_study(paths, args.rotations)
         print(json.dumps(res, indent=2, default=float))
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2, default=float))

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from facefeat.cli import main as cli_main
 from facefeat.engine import runner
@@ -172,6 +173,10 @@ def test_evaluate_mode_paddlex_dataset(pairs_ds, sface_export, tmp_path):
     assert {"accuracy", "std", "auc", "eer", "tar_at_far_1e-02", "tar_at_far_1e-03", "recommended_threshold"} <= set(m)
     assert m["accuracy"] == doc["flip"]["accuracy"] and doc["flip_test"] is True
     assert doc["pairs_format"] == "paddlex" and doc["num_pairs"] == 12
+    # the calibrated operating points, in the result and in the evaluated model directory
+    assert doc["thresholds"]["verification"]["best_accuracy"]["threshold"] is not None
+    meta = yaml.safe_load((sface_export / "inference" / "inference.yml").read_text())["facefeat"]
+    assert meta["thresholds"]["source"] == "facefeat evaluate" and meta["thresholds"]["data"]["genuine_pairs"] == 6
     png = (out / "roc.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "config_evaluate.yaml").is_file() and not (out / "config.yaml").exists()

@@ -811,6 +811,14 @@ def _train(cfg: Mapping, ctx: DistContext, quiet: bool) -> dict:  # the loop, in
                                            val_accuracy=ck.get("best_metric"), source="facefeat train")
                 export_onnx(export_model.eval(), meta, out_dir / "best_model" / "inference")
                 extra["inference_dir"] = str(out_dir / "best_model" / "inference")
+                if pairs is not None:  # calibrated operating points of the best model, on the val pairs
+                    from facefeat.predict.predictor import create_model
+                    from facefeat.thresholds import calibrate_pairs, store_thresholds
+
+                    pred = create_model(model_dir=extra["inference_dir"], batch_size=eval_bs)
+                    plain, _ = embed_images(pred, images, eval_bs, progress=False)
+                    store_thresholds(pred, calibrate_pairs(pair_scores(plain, left, right), pairs.labels,
+                                                           source="facefeat train", data={"name": "val/pair_label.txt"}))
             result = write_result(True, extra)
             logger.say(f"done in {result['wall_time_s']:.1f}s: best val accuracy "
                        + (f"{100 * best_metric:.2f}% (epoch {best_epoch})" if best_metric is not None else "n/a")
