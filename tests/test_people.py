@@ -92,3 +92,19 @@ def test_cli_enroll_people_remove(folder, tmp_path):
     assert [p["label"] for p in json.loads(run("people", str(idx)).stdout)] == ["Donald_Rumsfeld", "Tony_Blair"]
     r = run("remove", str(idx), "--label", "Nobody")
     assert r.returncode != 0 and "Nobody" in r.stderr
+
+
+def test_rename_on_milvus(tmp_path):
+    pytest.importorskip("pymilvus", reason="the Milvus backend needs: pip install 'facefeat[milvus]'")
+    pytest.importorskip("milvus_lite", reason="milvus-lite is needed for local Milvus: pip install milvus-lite")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = create_index("milvus", 8, index_type="FLAT", uri=str(tmp_path / "m.db"), collection="faces")
+    people = People(index)
+    people.add("a", x[:2])
+    people.add("b", x[2:])
+    assert people.rename("a", "c") == 2
+    assert {h.label for h in people.search(x[0], 2)[0]} == {"c", "b"}
+    assert people.search(x[0], 1)[0][0].label == "c"  # the label stored in the collection changed too
+    index.close()

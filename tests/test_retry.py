@@ -57,3 +57,24 @@ def test_pipeline_embed_reports_the_path(photo):
     assert face["detected_by"]["path"] == "rotated"
     up = np.asarray(pipe.embed(photo)[0]["feature"])
     assert float(up @ np.asarray(face["feature"])) > 0.8  # aligned back upright: the same face
+
+
+def test_exif_orientation_is_honoured_when_reading(lfw_dir, tmp_path):
+    """A phone photo stored sideways with EXIF Orientation=6 (rotate 90° clockwise to view) reads upright."""
+    import io
+
+    from PIL import Image
+
+    from facefeat.io import read_image
+
+    src = Image.open(lfw_dir / "Tony_Blair" / "Tony_Blair_0005.jpg")
+    stored = src.transpose(Image.Transpose.ROTATE_90)  # the sensor's sideways pixels
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    (tmp_path / "phone.jpg").write_bytes(buf.getvalue())
+    for source in (str(tmp_path / "phone.jpg"), buf.getvalue()):
+        img = read_image(source)
+        dets = YuNetDetector().detect(img)
+        assert dets and not dets[0].too_small  # upright again: the plain detector finds the face

@@ -301,7 +301,7 @@ class FaceRecognitionPipeline:
             raise InputError(f"rec_topk must be >= 1, got {topk}")
         for (item, img), faces in self._embed_items(expand_inputs(inputs), det_threshold, flip):
             queries = [f for f in faces if f["feature"] is not None]
-            search = index.search
+            search = getattr(index, "search", None)
             if per_person and index is not None:
                 from facefeat.index.people import People
 
