@@ -32,6 +32,7 @@ def test_same_and_different_people(pipe, lfw_dir):
     op = same["operating_point"]
     assert op["source"] == "calibrated" and op["operating_point"] == "far=1e-3" and same["far"] <= 1e-3
     assert len(same["faces"]) == 2 and same["faces"][0]["other_faces"] == []
+    assert same["faces"][1]["quality"]["face_size"] > 50
     assert set(same.json["res"]) >= {"verified", "score", "threshold", "far", "faces", "operating_point"}
     loose = pipe.verify(img(lfw_dir, "Tony_Blair", 0), img(lfw_dir, "Colin_Powell", 3), far=1e-2)
     assert loose["threshold"] < same["threshold"]

@@ -138,32 +138,37 @@ class FaceRecognitionPipeline:
 
     # -- embed: the one-call "feature of the face in this photo" ----------------------------------
     def embed(self, inputs: Any, det_threshold: float | None = None, flip: bool | None = None,
-              retry: bool = False) -> list:
+              retry: bool = False, quality: bool = False) -> list:
         """Detect, align and embed every face of a photo; one dict per face, largest first.
 
         A single input returns ``[{"coordinate", "det_score", "landmarks", "feature"}, ...]``;
         several inputs (a list or a directory) return one such list per image, in order. Faces too
         small to align carry ``"feature": None`` and ``"too_small": True``. ``retry=True``: when no
         face is found, retry (see :meth:`detect_retry`); such faces carry ``"detected_by"``.
+        ``quality=True`` adds each face's quality figures (:mod:`facefeat.vision.quality`).
         """
         items = expand_inputs(inputs)
         single = len(items) == 1 and not isinstance(inputs, (list, tuple)) and not (
             isinstance(inputs, (str, os.PathLike)) and Path(inputs).is_dir())
-        out = [faces for _, faces in self._embed_items(items, det_threshold, flip, retry=retry)]
+        out = [faces for _, faces in self._embed_items(items, det_threshold, flip, retry=retry, quality=quality)]
         return out[0] if single else out
 
     def _embed_items(self, items, det_threshold, flip, batch_images: int = 8,
-                     retry: bool = False) -> Iterator[tuple[Any, list[dict]]]:
+                     retry: bool = False, quality: bool = False) -> Iterator[tuple[Any, list[dict]]]:
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
         for chunk in iter_batches(items, batch_images):
             imgs = [read_image(it.source, it.name) for it in chunk]
             per_img = [self._detect_align(img, thr, retry) for img in imgs]
             flat = [f for _, faces in per_img for f in faces]
             feats = iter(self._embed_batch(flat, flip))
-            for it, img, (dets, _) in zip(chunk, imgs, per_img):
+            for it, img, (dets, aligned) in zip(chunk, imgs, per_img):
                 faces = []
-                for d in dets:
+                for d, a in zip(dets, aligned):
                     face = d.to_dict()
+                    if quality and a is not None:
+                        from facefeat.vision.quality import face_quality
+
+                        face["quality"] = face_quality(a, d)
                     feat = next(feats)
                     face["feature"] = None if feat is None else feat.tolist()
                     if d.too_small:
@@ -208,7 +213,7 @@ class FaceRecognitionPipeline:
                 except InputError as exc:
                     self._reject(name, str(exc), strict)
                     continue
-                dets = [d for d in self.detector.detect(img)]
+                dets, _ = self.detect_retry(img)
                 usable = [d for d in dets if not d.too_small]
                 if not usable:
                     why = "no face detected" if not dets else "face too small to align"

@@ -40,7 +40,7 @@ def _side(pipe, x: Any, what: str, det_threshold: float | None, flip: bool | Non
         if f.shape[1] != dim or not np.all(np.isfinite(f)) or not np.any(f):
             raise InputError(f"{what}: a feature must be {dim} finite numbers, not all zero (got shape {f.shape})")
         return l2_normalize(f)[0], {"input": "feature"}
-    faces = pipe.embed(x, det_threshold=det_threshold, flip=flip, retry=True)
+    faces = pipe.embed(x, det_threshold=det_threshold, flip=flip, retry=True, quality=True)
     if faces and isinstance(faces[0], list):
         raise InputError(f"{what}: give one image, not {len(faces)}")
     name = x if isinstance(x, str) else type(x).__name__
