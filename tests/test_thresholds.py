@@ -114,3 +114,13 @@ def test_store_thresholds_in_a_model_dir(tmp_path):
     assert read_model_dir(mdir)[1].extra["thresholds"]["source"] == "test"
     again = create_pipeline("face_recognition", model_dir=mdir)
     assert again.thresholds["source"] == "test"
+
+
+def test_new_modules_are_torch_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, facefeat.thresholds, facefeat.pipeline.verify, facefeat.pipeline.enrol, "
+            "facefeat.index.people, facefeat.vision.quality, facefeat.vision.retry; "
+            "assert 'torch' not in sys.modules, 'imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)
