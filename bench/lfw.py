@@ -288,36 +288,50 @@ def quality_study(paths: list[str], pairs, feats: np.ndarray, thresholds: dict, 
 
 
 def rotation_study(paths: list[str], n: int) -> dict:
-    """Detection rate on rotated copies of ``n`` LFW images, plain YuNet vs the retrying detector;
-    and on the images as they are, which path each retry took (none should change a found face)."""
+    """Rotated copies of ``n`` LFW images (90/180/270 and +-30 degrees): how often plain YuNet and the
+    retrying detector find the face *with its landmarks in the right place* (all 5 within a quarter
+    of the eye distance of the upright photo's, rotated the same way), and which path found it."""
     import cv2
 
-    from facefeat.vision.retry import RetryDetector, _rotation
+    from facefeat.vision.retry import RetryDetector, _rot90_affine, _rotate90, _rotation
 
     cache: dict[float, YuNetDetector] = {}
     factory = lambda t: cache.setdefault(t, YuNetDetector(score_threshold=t))  # noqa: E731
     retry = RetryDetector(factory, 0.5)
     sample = paths[:: max(1, len(paths) // n)][:n]
+    refs = []
+    for p in sample:
+        img = read_image(p)
+        d = central_face(factory(0.5).detect(img), img.shape[1], img.shape[0])
+        if d is not None:
+            refs.append((img, d))
+
+    def right(dets, want, eye):
+        best = min((float(np.abs(d.landmarks - want).max()) for d in dets if not d.too_small), default=None)
+        return best is not None and best < 0.25 * eye
+
     out: dict[str, dict] = {}
     for angle in (0, 90, 180, 270, 30, -30):
-        found_plain = found_retry = 0
+        plain = fixed = 0
         used: dict[str, int] = {}
-        for p in sample:
-            img = read_image(p)
-            if angle in (90, 180, 270):
-                img = cv2.rotate(img, {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180,
-                                       270: cv2.ROTATE_90_CLOCKWISE}[angle])
-            elif angle:
-                m, size = _rotation(angle, img.shape[1], img.shape[0])
-                img = cv2.warpAffine(img, m, size)
-            found_plain += any(not d.too_small for d in factory(0.5).detect(img))
-            dets, path = retry.detect_with_path(img)
-            found_retry += any(not d.too_small for d in dets)
-            used[path["path"] + (f" {path['angle']:g}" if "angle" in path else "")] = \
-                used.get(path["path"] + (f" {path['angle']:g}" if "angle" in path else ""), 0) + 1
-        out[f"rotated {angle}"] = {"images": len(sample), "plain": found_plain / len(sample),
-                                   "retry": found_retry / len(sample), "paths": used}
-        print(f"  rotation {angle}: plain {found_plain}/{len(sample)}, retry {found_retry}/{len(sample)} {used}")
+        for img, d in refs:
+            h, w = img.shape[:2]
+            if angle % 90 == 0:
+                m, rot = _rot90_affine(angle, w, h), _rotate90(img, angle)
+            else:
+                m, size = _rotation(angle, w, h)
+                rot = cv2.warpAffine(img, m, size)
+            want = d.landmarks @ m[:, :2].T + m[:, 2]
+            eye = float(np.hypot(*(d.landmarks[1] - d.landmarks[0])))
+            plain += right(factory(0.5).detect(rot), want, eye)
+            dets, path = retry.detect_with_path(rot)
+            fixed += right(dets, want, eye)
+            key = path["path"] + (f" {path['angle']:g}" if "angle" in path else "") + \
+                (f" (orientation {path['orientation']})" if "orientation" in path else "")
+            used[key] = used.get(key, 0) + 1
+        out[f"rotated {angle}"] = {"images": len(refs), "plain": plain / len(refs), "retry": fixed / len(refs),
+                                   "paths": used}
+        print(f"  rotation {angle}: correct plain {plain}/{len(refs)}, retry {fixed}/{len(refs)} {used}")
     return out
 
 

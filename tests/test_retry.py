@@ -28,17 +28,20 @@ def test_upright_photo_takes_the_default_path(retry, photo):
 
 @pytest.mark.parametrize("code,angle", [(cv2.ROTATE_90_CLOCKWISE, 90), (cv2.ROTATE_90_COUNTERCLOCKWISE, 270),
                                         (cv2.ROTATE_180, 180)])
-def test_rotated_photo_is_found_and_mapped_back(retry, photo, code, angle):
+@pytest.mark.parametrize("name", ["Tony_Blair/Tony_Blair_0005.jpg", "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"])
+def test_rotated_photo_is_found_and_mapped_back(retry, lfw_dir, name, code, angle):
+    photo = cv2.imread(str(lfw_dir / name))
     ref = YuNetDetector().detect(photo)[0]
     rot = cv2.rotate(photo, code)
-    assert not [d for d in YuNetDetector().detect(rot) if not d.too_small]  # the plain detector gives up
     dets, path = retry.detect_with_path(rot)
-    assert path == {"path": "rotated", "score_threshold": 0.5, "angle": float(angle)}
+    # a quarter turn, or (YuNet "finds" turned faces with misplaced landmarks) the orientation check
+    assert angle in (path.get("angle"), path.get("orientation")), path  # the turn that undoes it
     # the landmarks agree with the upright photo's, rotated the same way
     h, w = photo.shape[:2]
     x, y = ref.landmarks[:, 0], ref.landmarks[:, 1]
     want = {90: np.c_[h - 1 - y, x], 270: np.c_[y, w - 1 - x], 180: np.c_[w - 1 - x, h - 1 - y]}[angle]
-    assert np.abs(dets[0].landmarks - want).max() < 4
+    eye = float(np.hypot(*(ref.landmarks[1] - ref.landmarks[0])))
+    assert np.abs(dets[0].landmarks - want).max() < 0.2 * eye
     assert dets[0].box[0] <= want[:, 0].min() and dets[0].box[2] >= want[:, 0].max()
 
 
