@@ -189,7 +189,8 @@ def resolve_threshold(thresholds: Mapping | None, rec_threshold: Any = "auto", *
     else:
         t = FALLBACK_THRESHOLD
         op["source"] = "uncalibrated default"
-        op["note"] = f"the model carries no calibrated thresholds; using {FALLBACK_THRESHOLD}"
+        what = "1:N (open-set)" if op["operating_point"].startswith("fpir") else "1:1"
+        op["note"] = f"the model carries no calibrated {what} threshold at {op['operating_point']}; using {FALLBACK_THRESHOLD}"
     if l2:
         t = 2.0 - 2.0 * t
         op["metric"] = "L2 (squared distance)"

@@ -15,7 +15,9 @@ Also, once a face is found (first pass or padded copy), its orientation is check
 "finds" upside-down and sideways faces, less surely, but puts the landmarks where an upright face's
 would be, which wrecks the alignment. The main face's square crop is detected turned by 0/90/180/
 270°, and the best-scoring turn wins (``"orientation"`` in the path says which). Upright LFW faces
-score 0.92-0.94, their turned copies at least 0.05 less.
+score 0.92-0.94, their turned copies at least 0.05 less. A face tilted beyond ``roll_refine``
+degrees is detected once more on a crop turned upright (YuNet's landmarks lag behind the tilt);
+``"deroll"`` gives the roll that was undone.
 
 Boxes and landmarks are mapped back to the original image (a rotated box becomes the axis-aligned
 box of its corners, clipped to the image); landmarks keep YuNet's order, so the 5-point alignment
@@ -97,7 +99,8 @@ class RetryDetector:
     def __init__(self, factory: Callable[[float], Any], score_threshold: float = 0.5,
                  lower_thresholds: Sequence[float] = (0.3,), pad: float = 0.25,
                  angles: Sequence[float] = DEFAULT_ANGLES, min_face_size: float | None = None,
-                 check_orientation: bool = True, orientation_margin: float = 0.02):
+                 check_orientation: bool = True, orientation_margin: float = 0.02,
+                 roll_refine: float | None = 5.0):
         self.factory = factory
         self.score_threshold = float(score_threshold)
         self.lower_thresholds = [float(t) for t in lower_thresholds if float(t) < self.score_threshold]
@@ -105,6 +108,7 @@ class RetryDetector:
         self.angles = [float(a) for a in angles]
         self.check_orientation = bool(check_orientation)
         self.orientation_margin = float(orientation_margin)
+        self.roll_refine = None if roll_refine is None else float(roll_refine)
         self.min_face_size = float(getattr(factory(self.score_threshold), "min_face_size", 0.0)
                                    if min_face_size is None else min_face_size)
 
@@ -131,14 +135,43 @@ class RetryDetector:
             d = _central(low.detect(_rotate90(crop, a)), size, size)
             scores[a] = (d.score if d is not None else -1.0, d)
         a = max(scores, key=lambda k: scores[k][0])
-        if a == 0 or scores[a][0] <= scores[0][0] + self.orientation_margin:
-            return dets, path
-        m = _compose(_rot90_affine(a, size, size), crop_m)
-        (fixed,) = _map_back([scores[a][1]], cv2.invertAffineTransform(m), w, h, self.min_face_size) or [None]
-        if fixed is None:
-            return dets, path
-        fixed = replace(fixed, too_small=bool(main.too_small))
-        return [fixed] + [d for d in dets if d is not main], {**path, "orientation": a}
+        if a != 0 and scores[a][0] > scores[0][0] + self.orientation_margin:
+            m = _compose(_rot90_affine(a, size, size), crop_m)
+            (fixed,) = _map_back([scores[a][1]], cv2.invertAffineTransform(m), w, h, self.min_face_size) or [None]
+            if fixed is not None:
+                fixed = replace(fixed, too_small=bool(main.too_small))
+                dets, path, main = [fixed] + [d for d in dets if d is not main], {**path, "orientation": a}, fixed
+        return self._deroll(img, dets, main, path, low)
+
+    def _deroll(self, img: np.ndarray, dets: list, main, path: dict, low) -> tuple[list, dict]:
+        """A tilted face (roll beyond ``roll_refine``°): YuNet's landmarks lag behind the tilt, so
+        detect again on a crop turned upright and map that face's landmarks back."""
+        from facefeat.vision.quality import pose_from_landmarks
+
+        undone = None
+        for _ in range(2):  # the second pass starts from the better landmarks of the first
+            roll = pose_from_landmarks(main.landmarks)[1]
+            if self.roll_refine is None or abs(roll) <= self.roll_refine:
+                break
+            fixed = self._deroll_once(img, main, roll, low)
+            if fixed is None:
+                break
+            dets, main, undone = [fixed] + [x for x in dets if x is not main], fixed, roll
+        return dets, path if undone is None else {**path, "deroll": round(float(undone), 1)}
+
+    def _deroll_once(self, img: np.ndarray, main, roll: float, low):
+        h, w = img.shape[:2]
+        cx, cy = (main.box[0] + main.box[2]) / 2.0, (main.box[1] + main.box[3]) / 2.0
+        side = 1.8 * max(main.width, main.height)
+        size = int(min(max(side, 64), 224))
+        m = cv2.getRotationMatrix2D((float(cx), float(cy)), float(roll), size / side)
+        m[:, 2] += (size / 2.0 - cx, size / 2.0 - cy)
+        crop = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        d = _central(low.detect(crop), size, size)
+        if d is None:
+            return None
+        (fixed,) = _map_back([d], cv2.invertAffineTransform(m), w, h, self.min_face_size) or [None]
+        return None if fixed is None else replace(fixed, too_small=bool(main.too_small))
 
     __call__ = detect
 
