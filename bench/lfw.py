@@ -62,9 +62,14 @@ def select_pairs(ps, limit: int | None):
 class Embedder:
     """Embeds LFW images in every mode, with and without flip, timing the no-flip align path."""
 
-    def __init__(self, model_name: str, weights: str | None, threads: int):
+    def __init__(self, model_name: str, weights: str | None, threads: int, retry: bool = False):
         self.model = create_model(model_name, weights, batch_size=64, num_threads=threads)
         self.detector = YuNetDetector(score_threshold=0.5)
+        if retry:  # the retrying detector of verification / enrolment (facefeat.vision.retry)
+            from facefeat.vision.retry import RetryDetector
+
+            cache = {0.5: self.detector}
+            self.detector = RetryDetector(lambda t: cache.setdefault(t, YuNetDetector(score_threshold=t)), 0.5)
         self.no_face: list[str] = []
         self.t_e2e = 0.0
         self.n_e2e = 0
@@ -335,6 +340,39 @@ def rotation_study(paths: list[str], n: int) -> dict:
     return out
 
 
+def retry_study(emb: Embedder, all_paths: list[str], feats: np.ndarray, pairs, folds: np.ndarray) -> dict:
+    """LFW as it is through the retrying detector: how many pair images get other landmarks than
+    plain YuNet gives, and 10-fold accuracy with those images re-embedded (vs plain)."""
+    from facefeat.vision.retry import RetryDetector
+
+    cache = {0.5: YuNetDetector(score_threshold=0.5)}
+    retry = RetryDetector(lambda t: cache.setdefault(t, YuNetDetector(score_threshold=t)), 0.5)
+    paths = list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
+    pos = {p: i for i, p in enumerate(all_paths)}
+    f = feats.copy()
+    changed, paths_used = [], {}
+    for n, p in enumerate(paths, 1):
+        img = read_image(p)
+        plain = central_face(cache[0.5].detect(img), img.shape[1], img.shape[0])
+        dets, path = retry.detect_with_path(img)
+        key = path["path"] + "".join(f" {k}" for k in ("orientation", "deroll") if k in path)
+        paths_used[key] = paths_used.get(key, 0) + 1
+        got = central_face(dets, img.shape[1], img.shape[0])
+        if got is not None and (plain is None or np.abs(got.landmarks - plain.landmarks).max() > 1.0):
+            changed.append(p)
+            f[pos[p]] = emb.model.embed([align(img, got)])[0]
+        if n % 300 == 0:
+            print(f"  retry check {n}/{len(paths)}", end="\r", flush=True)
+    print()
+    li = np.array([pos[p.left] for p in pairs])
+    ri = np.array([pos[p.right] for p in pairs])
+    labels = np.array([p.label for p in pairs])
+    acc = {name: evaluate_pairs(np.einsum("ij,ij->i", x[li], x[ri]), labels, fold_ids=folds)["accuracy"]
+           for name, x in (("plain", feats), ("retry", f))}
+    return {"images": len(paths), "landmarks_changed": len(changed), "changed": changed[:20],
+            "paths": paths_used, "accuracy_10fold": acc}
+
+
 def _pkg_resources_shim() -> None:
     """face_recognition_models still calls pkg_resources.resource_filename, which setuptools >= 81
     no longer ships; provide that one function from importlib.resources."""
@@ -375,6 +413,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--limit", type=int, default=None, help="about this many pairs, balanced over folds")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--retry", action="store_true", help="detect with the retrying detector (verify/enrol path)")
     ap.add_argument("--identification", action="store_true")
     ap.add_argument("--dlib-images", type=int, default=50, help="images timed for the dlib peer (0: skip)")
     ap.add_argument("--calibrate", action="store_true",
@@ -382,6 +421,8 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="--calibrate: features cache (.npz) to reuse across runs")
     ap.add_argument("--quality", action="store_true", help="with --calibrate: quality-policy rejection rates")
     ap.add_argument("--rotations", type=int, default=0, help="with --calibrate: rotated-copy detection on N images")
+    ap.add_argument("--retry-check", type=int, default=0,
+                    help="with --calibrate: LFW as is through the retrying detector, on about N pairs")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     need(LFW_DIR, "LFW")
@@ -390,10 +431,10 @@ def main() -> None:
     paths = list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
     print(f"{len(pairs)} pairs ({sum(p.label for p in pairs)} matched), {len(paths)} images, model {args.model}")
 
-    emb = Embedder(args.model, args.weights, args.threads)
+    emb = Embedder(args.model, args.weights, args.threads, retry=args.retry)
     if args.calibrate:
         res = calibrate(emb, ps.pairs, {}, args.model, args.cache)
-        if args.quality or args.rotations:
+        if args.quality or args.rotations or args.retry_check:
             all_paths, _, f = all_features(emb, args.cache)
             pos = {p: i for i, p in enumerate(all_paths)}
             pf = f[[pos[p] for p in paths]]
@@ -401,6 +442,10 @@ def main() -> None:
                 res["quality"] = quality_study(paths, ps.pairs, pf, res["thresholds"], np.asarray(ps.fold_ids))
             if args.rotations:
                 res["rotations"] = rotation_study(paths, args.rotations)
+            if args.retry_check:
+                sub, sub_folds = select_pairs(ps, args.retry_check)
+                res["retry_check"] = retry_study(emb, all_paths, f, sub, sub_folds)
+                print(json.dumps(res["retry_check"], indent=1))
         print(json.dumps(res, indent=2, default=float))
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2, default=float))

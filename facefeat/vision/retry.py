@@ -100,7 +100,7 @@ class RetryDetector:
                  lower_thresholds: Sequence[float] = (0.3,), pad: float = 0.25,
                  angles: Sequence[float] = DEFAULT_ANGLES, min_face_size: float | None = None,
                  check_orientation: bool = True, orientation_margin: float = 0.02,
-                 roll_refine: float | None = 5.0):
+                 roll_refine: float | None = 8.0):
         self.factory = factory
         self.score_threshold = float(score_threshold)
         self.lower_thresholds = [float(t) for t in lower_thresholds if float(t) < self.score_threshold]
