@@ -102,6 +102,7 @@ def test_export_sface_matches_torch(sface_export):
     spec = get_spec("SFace")
     onnx_path, meta = read_model_dir(sface_export / "inference")
     assert meta.model_name == "SFace" and tuple(meta.std) == (1.0, 1.0, 1.0)
+    assert meta.extra["thresholds"] == spec.thresholds  # the default weights carry their calibration
     from facefeat.weights.sources import resolve_weights
 
     model = build_torch_model(spec, *resolve_weights(spec))
