@@ -222,7 +222,7 @@ def calibrate(emb: Embedder, pairs, pair_index: dict, model: str, cache: str | N
     single = [i for i, p in enumerate(names) if len(files[p]) == 1]
     first = {pid: int(np.flatnonzero(person == pid)[0]) for pid in range(len(names))}
     imp_idx = np.array([first[i] for i in single])
-    ident, dir_fixed = [], {}
+    ident = []
     for size in (len(multi), 100):
         gal = multi if size == len(multi) else sorted(rng.choice(multi, size, replace=False).tolist())
         g_idx = np.array([first[i] for i in gal])
