@@ -122,14 +122,16 @@ class RetryDetector:
         if not self.check_orientation:
             return dets, path
         h, w = img.shape[:2]
-        main = [d for d in dets if not d.too_small][0]
+        main = next(d for d in dets if not d.too_small)
+        low = self.factory(min([self.score_threshold, *self.lower_thresholds]))
+        dets, path = self._deroll(img, dets, main, path, low)  # a tilted face first stands upright
+        main = dets[0] if "deroll" in path else main
         cx, cy = (main.box[0] + main.box[2]) / 2.0, (main.box[1] + main.box[3]) / 2.0
         side = 1.6 * max(main.width, main.height)
         size = int(min(max(side, 64), 192))
         sc = size / side
         crop_m = np.array([[sc, 0, -sc * (cx - side / 2)], [0, sc, -sc * (cy - side / 2)]])
         crop = cv2.warpAffine(img, crop_m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-        low = self.factory(min([self.score_threshold, *self.lower_thresholds]))
         scores = {}
         for a in (0, 90, 180, 270):
             d = _central(low.detect(_rotate90(crop, a)), size, size)
@@ -141,7 +143,8 @@ class RetryDetector:
             if fixed is not None:
                 fixed = replace(fixed, too_small=bool(main.too_small))
                 dets, path, main = [fixed] + [d for d in dets if d is not main], {**path, "orientation": a}, fixed
-        return self._deroll(img, dets, main, path, low)
+                return self._deroll(img, dets, main, path, low)
+        return dets, path
 
     def _deroll(self, img: np.ndarray, dets: list, main, path: dict, low) -> tuple[list, dict]:
         """A tilted face (roll beyond ``roll_refine``°): YuNet's landmarks lag behind the tilt, so
