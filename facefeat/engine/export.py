@@ -76,7 +76,9 @@ def export_model(model_name: str, weight_path: str | os.PathLike | None, out_dir
     t0 = time.perf_counter()
     spec, path, fmt = resolve_export_weights(get_spec(model_name), weight_path)
     model = build_torch_model(spec, path, fmt)
-    meta = ModelMeta.from_spec(spec, weights_file=path.name, weights_format=fmt, source="facefeat export")
+    meta = ModelMeta.from_spec(spec, weights_file=path.name, weights_format=fmt, source="facefeat export",
+                               **({"thresholds": spec.thresholds} if spec.thresholds and (
+                                   weight_path is None or str(weight_path).lower() == spec.name.lower()) else {}))
     out = export_onnx(model, meta, out_dir, opset=int(opset))
     res: dict[str, Any] = {
         "done_flag": True,

@@ -321,6 +321,16 @@ class Validator:
         out["seconds"] = round(time.perf_counter() - t0, 2)
         return out
 
+    def calibrate(self, model_dir: str | Path) -> None:
+        """Write the exported model's calibrated operating points (no flip) into its inference.yml."""
+        from facefeat.predict.predictor import create_model
+        from facefeat.thresholds import calibrate_pairs, store_thresholds
+
+        pred = create_model(model_dir=model_dir, batch_size=self.batch_size)
+        plain, _ = embed_images(pred, self.images, self.batch_size, progress=False)
+        store_thresholds(pred, calibrate_pairs(pair_scores(plain, self.left, self.right), self.pairs.labels,
+                                               source="facefeat train", data={"name": "val/pair_label.txt"}))
+
 
 class TrainReport:
     """train.log (rank 0), messages on stderr that do not break the tqdm bar, and train_result.json."""
@@ -490,8 +500,9 @@ def _header(cfg: Config, spec: ModelSpec, data: TrainData, ctx: DistContext, bat
 
 
 def _finish(net: nn.Module, spec: ModelSpec, ckpts: Checkpointer, report: TrainReport, st: TrainState,
-            ctx: DistContext, out: Path) -> dict:
-    """The end: the replicas' agreement, the best model's inference directory, the summary (rank 0)."""
+            ctx: DistContext, out: Path, validator: Validator | None = None) -> dict:
+    """The end: the replicas' agreement, the best model's inference directory (with its operating
+    points calibrated on the val pairs), the summary (rank 0)."""
     extra: dict[str, Any] = {}
     if ctx.distributed:
         hashes = all_gather_object(ctx, param_hash(net))
@@ -503,6 +514,8 @@ def _finish(net: nn.Module, spec: ModelSpec, ckpts: Checkpointer, report: TrainR
         report.say(f"WARNING: DDP replicas disagree: parameter hashes {extra['ddp']['param_hashes']}")
     if ckpts.best_path.is_file():
         extra["inference_dir"] = str(_export_best(spec, ckpts.best_path, out / "best_model" / "inference"))
+        if validator is not None:
+            validator.calibrate(extra["inference_dir"])
     result = report.write(True, st, extra)
     report.say(f"done in {result['wall_time_s']:.1f}s: best val accuracy "
                + (f"{100 * st.best_metric:.2f}% (epoch {st.best_epoch})" if st.best_metric is not None else "n/a")
@@ -591,7 +604,7 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
                 report.write(False, st)
             barrier(ctx)
 
-        result = _finish(net, spec, ckpts, report, st, ctx, Path(G.output))
+        result = _finish(net, spec, ckpts, report, st, ctx, Path(G.output), validator)
         barrier(ctx)
         return result
     finally:

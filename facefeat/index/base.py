@@ -369,6 +369,21 @@ class FaceIndex(abc.ABC):
             self._changes += 1
             return len(wanted)
 
+    def relabel(self, ids: Iterable[int], label: str) -> int:
+        """Give entries a new label (rename a person); unknown ids raise and nothing changes."""
+        if not isinstance(label, str) or not label.strip():
+            raise InputError(f"relabel: label {label!r} must be a non-empty string")
+        wanted = sorted({int(i) for i in ids})
+        with self._lock.write():
+            unknown = [i for i in wanted if i not in self._entries]
+            if unknown:
+                raise InputError(f"relabel: unknown ids {_short(unknown)}; nothing was changed")
+            if wanted:
+                self._backend_relabel(np.asarray(wanted, dtype=np.int64), label)
+            for i in wanted:
+                self._entries[i] = (label, self._entries[i][1])
+            return len(wanted)
+
     def search(self, queries: Any, topk: int = 5) -> list[list[Hit]]:
         """Top-k hits per query row, best first (see the module doc for what ``score`` means)."""
         if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
@@ -483,6 +498,9 @@ class FaceIndex(abc.ABC):
     def _backend_load(
         cls, directory: Path, meta: dict, entries: dict[int, tuple[str, str | None]], **kw: Any
     ) -> "FaceIndex": ...
+
+    def _backend_relabel(self, ids: np.ndarray, label: str) -> None:
+        """Backends that store labels beside the vectors override this (FAISS keeps none)."""
 
     def _backend_meta(self) -> dict:
         return {}

@@ -305,6 +305,12 @@ class MilvusFaceIndex(FaceIndex):
     def _backend_remove(self, ids: np.ndarray) -> None:
         self._call("delete", self._collection, ids=[int(i) for i in ids])
 
+    def _backend_relabel(self, ids: np.ndarray, label: str) -> None:
+        rows = self._call("get", self._collection, ids=[int(i) for i in ids], output_fields=["id", "vector", "label", "path"])
+        for r in rows:
+            r["label"] = label
+        self._call("upsert", self._collection, data=rows)
+
     def _backend_search(self, q: np.ndarray, k: int) -> list[list[Hit]]:
         k = min(k, MAX_TOPK)
         params = dict(self._search_params)

@@ -95,9 +95,10 @@ class FaceRecognitionPipeline:
     def __init__(self, model: str | None = "SFace", weights: str | os.PathLike | None = None, *,
                  model_dir: str | os.PathLike | None = None, predictor: FeaturePredictor | None = None,
                  det_threshold: float = 0.5, nms_threshold: float = 0.3, min_face_size: int = 20,
-                 align: str = "align", rec_threshold: float = 0.4, rec_topk: int = 5, flip: bool = False,
+                 align: str = "align", rec_threshold: float | str = "auto", rec_topk: int = 5, flip: bool = False,
                  batch_size: int = 32, device: str = "cpu", num_threads: int | None = None,
-                 index: Any = None):
+                 index: Any = None, far: float | None = None, fpir: float | None = None):
+        from facefeat.thresholds import model_thresholds, resolve_threshold
         from facefeat.vision.detector import YuNetDetector
 
         if align not in ALIGN_MODES:
@@ -109,7 +110,12 @@ class FaceRecognitionPipeline:
         self.nms_threshold = float(nms_threshold)
         self.min_face_size = int(min_face_size)
         self.align_mode = align
-        self.rec_threshold = float(rec_threshold)
+        #: a number, or "auto" / "best_accuracy": the model's calibrated operating point (see
+        #: facefeat.thresholds); ``far``/``fpir`` choose which one
+        self.rec_threshold = rec_threshold
+        self.far, self.fpir = far, fpir
+        self.thresholds = model_thresholds(self.predictor)
+        resolve_threshold(self.thresholds, rec_threshold, far=far, fpir=fpir)  # reject bad settings now
         self.rec_topk = int(rec_topk)
         self.flip = bool(flip)
         self.index = resolve_index(index)
@@ -155,7 +161,23 @@ class FaceRecognitionPipeline:
 
     def __repr__(self) -> str:
         return (f"FaceRecognitionPipeline(model={self.predictor.model_name!r}, align={self.align_mode!r}, "
-                f"det_threshold={self.det_threshold}, rec_threshold={self.rec_threshold})")
+                f"det_threshold={self.det_threshold}, rec_threshold={self.rec_threshold!r})")
+
+    def operating_point(self, task: str = "identify", rec_threshold: Any = None, far: float | None = None,
+                        fpir: float | None = None, index: Any = None) -> tuple[float, dict]:
+        """``(threshold, operating point)`` for ``task`` ("verify" 1:1 or "identify" 1:N): explicit
+        arguments first, else the pipeline's settings; "auto" uses the model's calibration."""
+        from facefeat.thresholds import resolve_threshold
+
+        if rec_threshold is None and far is None and fpir is None:
+            rec_threshold, far, fpir = self.rec_threshold, self.far, self.fpir
+            if task == "verify" and fpir is not None and far is None:
+                fpir = None  # a 1:N setting does not apply to 1:1
+        size = None
+        if index is not None:
+            size = len(set(index.labels().values()))
+        return resolve_threshold(self.thresholds, rec_threshold, far=far, fpir=fpir, task=task,
+                                 gallery_size=size, metric_type=getattr(index, "metric_type", "IP"))
 
     # -- stages -------------------------------------------------------------------------------------
     def detect(self, img: Any, det_threshold: float | None = None) -> list:
@@ -167,9 +189,24 @@ class FaceRecognitionPipeline:
 
         return align_face(img, detection, mode=self.align_mode)
 
-    def _detect_align(self, img: np.ndarray, thr: float) -> tuple[list, list[np.ndarray]]:
-        dets = self.detector.detect(img, thr)
+    def detect_retry(self, img: np.ndarray, det_threshold: float | None = None) -> tuple[list, dict]:
+        """Detect, and when no usable face is found retry on padded / rotated copies and at a lower
+        threshold (:class:`~facefeat.vision.retry.RetryDetector`); returns ``(faces, path)``."""
+        from facefeat.vision.retry import RetryDetector
+
+        thr = self.det_threshold if det_threshold is None else float(det_threshold)
+        return RetryDetector(self.detector, thr, lower_thresholds=(min(0.3, thr),)).detect_with_path(img)
+
+    def _detect_align(self, img: np.ndarray, thr: float, retry: bool = False) -> tuple[list, list[np.ndarray]]:
+        path = None
+        if retry:
+            dets, path = self.detect_retry(img, thr)
+        else:
+            dets = self.detector.detect(img, thr)
         faces = [self.align(img, d) if not d.too_small else None for d in dets]
+        if path is not None and path["path"] not in ("default", "none"):
+            for d in dets:
+                d.detected_by = path
         return dets, faces
 
     def _embed_batch(self, faces: list[np.ndarray | None], flip: bool | None) -> list[np.ndarray | None]:
@@ -178,34 +215,44 @@ class FaceRecognitionPipeline:
         return [next(feats) if f is not None else None for f in faces]
 
     # -- embed: the one-call "feature of the face in this photo" ----------------------------------
-    def embed(self, inputs: Any, det_threshold: float | None = None, flip: bool | None = None) -> list:
+    def embed(self, inputs: Any, det_threshold: float | None = None, flip: bool | None = None,
+              retry: bool = False, quality: bool = False) -> list:
         """Detect, align and embed every face of a photo; one dict per face, largest first.
 
         A single input returns ``[{"coordinate", "det_score", "landmarks", "feature"}, ...]``;
         several inputs (a list or a directory) return one such list per image, in order. Faces too
-        small to align carry ``"feature": None`` and ``"too_small": True``.
+        small to align carry ``"feature": None`` and ``"too_small": True``. ``retry=True``: when no
+        face is found, retry (see :meth:`detect_retry`); such faces carry ``"detected_by"``.
+        ``quality=True`` adds each face's quality figures (:mod:`facefeat.vision.quality`).
         """
         items = expand_inputs(inputs)
         single = len(items) == 1 and not isinstance(inputs, (list, tuple)) and not (
             isinstance(inputs, (str, os.PathLike)) and Path(inputs).is_dir())
-        out = [faces for _, faces in self._embed_items(items, det_threshold, flip)]
+        out = [faces for _, faces in self._embed_items(items, det_threshold, flip, retry=retry, quality=quality)]
         return out[0] if single else out
 
-    def _embed_items(self, items, det_threshold, flip, batch_images: int = 8) -> Iterator[tuple[Any, list[dict]]]:
+    def _embed_items(self, items, det_threshold, flip, batch_images: int = 8,
+                     retry: bool = False, quality: bool = False) -> Iterator[tuple[Any, list[dict]]]:
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
         for chunk in iter_batches(items, batch_images):
             imgs = [read_image(it.source, it.name) for it in chunk]
-            per_img = [self._detect_align(img, thr) for img in imgs]
+            per_img = [self._detect_align(img, thr, retry) for img in imgs]
             flat = [f for _, faces in per_img for f in faces]
             feats = iter(self._embed_batch(flat, flip))
-            for it, img, (dets, _) in zip(chunk, imgs, per_img):
+            for it, img, (dets, aligned) in zip(chunk, imgs, per_img):
                 faces = []
-                for d in dets:
+                for d, a in zip(dets, aligned):
                     face = d.to_dict()
+                    if quality and a is not None:
+                        from facefeat.vision.quality import face_quality
+
+                        face["quality"] = face_quality(a, d)
                     feat = next(feats)
                     face["feature"] = None if feat is None else feat.tolist()
                     if d.too_small:
                         face["too_small"] = True
+                    if getattr(d, "detected_by", None):
+                        face["detected_by"] = d.detected_by
                     faces.append(face)
                 yield (it, img), faces
 
@@ -252,7 +299,7 @@ class FaceRecognitionPipeline:
                 except InputError as exc:
                     reject(pos, name, label, str(exc))
                     continue
-                dets = self.detector.detect(img)
+                dets, _ = self.detect_retry(img)
                 usable = [d for d in dets if not d.too_small]
                 if not usable:
                     reject(pos, name, label, "no face detected" if not dets else "face too small to align")
@@ -337,19 +384,32 @@ class FaceRecognitionPipeline:
 
     # -- recognition -------------------------------------------------------------------------------
     def predict(self, inputs: Any, index: Any = None, det_threshold: float | None = None,
-                rec_threshold: float | None = None, rec_topk: int | None = None,
-                flip: bool | None = None) -> Iterator[FaceRecResult]:
-        """Yield a FaceRecResult per image: every face with its top-k gallery matches."""
+                rec_threshold: float | str | None = None, rec_topk: int | None = None,
+                flip: bool | None = None, far: float | None = None, fpir: float | None = None,
+                per_person: bool = False) -> Iterator[FaceRecResult]:
+        """Yield a FaceRecResult per image: every face with its top-k gallery matches.
+
+        The decision threshold is ``rec_threshold`` (a number), or the model's calibrated 1:N
+        point (``"auto"``: FPIR 1% at the calibrated gallery size nearest the index's; ``fpir=``
+        / ``far=`` choose another); each result's ``operating_point`` says which was used.
+        ``per_person=True``: the top-k *people* (each one's best sample score, with ``sample_ids``)
+        instead of the top-k gallery images.
+        """
         index = self.index if index is None else resolve_index(index)
         if index is not None:
             index.check_model(self.predictor.model_name, self.predictor.embedding_size)
-        thr = self.rec_threshold if rec_threshold is None else float(rec_threshold)
+        thr, op = self.operating_point("identify", rec_threshold, far, fpir, index)
         topk = self.rec_topk if rec_topk is None else int(rec_topk)
         if topk < 1:
             raise InputError(f"rec_topk must be >= 1, got {topk}")
         for (item, img), faces in self._embed_items(expand_inputs(inputs), det_threshold, flip):
             queries = [f for f in faces if f["feature"] is not None]
-            hits = index.search(np.asarray([f["feature"] for f in queries], np.float32), topk) \
+            search = getattr(index, "search", None)
+            if per_person and index is not None:
+                from facefeat.index.people import People
+
+                search = People(index).search
+            hits = search(np.asarray([f["feature"] for f in queries], np.float32), topk) \
                 if index is not None and queries and len(index) else [[] for _ in queries]
             hits_iter = iter(hits)
             boxes = []
@@ -363,7 +423,41 @@ class FaceRecognitionPipeline:
                     if h and _is_match(index.metric_type, h[0].score, thr):
                         box["labels"] = [x.label for x in h]
                         box["rec_scores"] = [round(float(x.score), 6) for x in h]
+                        if per_person:
+                            box["sample_ids"] = [x.sample_id for x in h]
                 boxes.append(box)
-            yield FaceRecResult(input_path=item.name, boxes=boxes, _img=img)
+            yield FaceRecResult(input_path=item.name, boxes=boxes, operating_point=op, _img=img)
 
     __call__ = predict
+
+    # -- enrolment ---------------------------------------------------------------------------------
+    def enroll(self, gallery: Any, index: Any = None, quality: Any = "standard", strict: bool = False):
+        """Enrol people from a ``gallery/<name>/*.jpg`` folder, or a list of ``(image, name)``, into
+        ``index`` (or a :class:`~facefeat.index.people.People` view; default: the pipeline's index,
+        created as a Flat IP FAISS index when there is none) with the quality ``policy``
+        (``off | standard | strict`` or limits). Returns an
+        :class:`~facefeat.pipeline.enrol.EnrolReport`: what was added, and each rejected image with
+        its reason."""
+        from facefeat.index import create_index
+        from facefeat.index.people import People
+        from facefeat.pipeline.enrol import enroll, folder_items
+
+        if index is None:
+            if self.index is None:
+                self.index = create_index(dim=self.predictor.embedding_size, metric_type="IP", index_type="Flat",
+                                          model_name=self.predictor.model_name)
+            index = self.index
+        people = index if isinstance(index, People) else People(index)
+        items = folder_items(gallery) if isinstance(gallery, (str, os.PathLike)) else list(gallery)
+        return enroll(self, people, items, quality=quality, strict=strict)
+
+    # -- verification ------------------------------------------------------------------------------
+    def verify(self, img1: Any, img2: Any = None, *, person: str | None = None, index: Any = None,
+               rec_threshold: float | str | None = None, far: float | None = None,
+               det_threshold: float | None = None, flip: bool | None = None):
+        """1:1: are two faces (images or features), or a face and gallery ``person``, the same
+        person? See :func:`facefeat.pipeline.verify.verify`."""
+        from facefeat.pipeline.verify import verify
+
+        return verify(self, img1, img2, person=person, index=index, rec_threshold=rec_threshold, far=far,
+                      det_threshold=det_threshold, flip=flip)

@@ -39,7 +39,8 @@ def prepare_model_dir(spec: ModelSpec, weights: str | os.PathLike | None = None)
     out = models_cache_dir() / f"{spec.name}-{weights_key(path)}"
     if (out / MODEL_FILE).is_file() and (out / META_FILE).is_file():
         return out
-    meta = ModelMeta.from_spec(spec, weights_sha256_16=weights_key(path), weights_file=path.name)
+    meta = ModelMeta.from_spec(spec, weights_sha256_16=weights_key(path), weights_file=path.name,
+                               **({"thresholds": spec.thresholds} if weights is None and spec.thresholds else {}))
     if fmt == "onnx_int8bq":
         from facefeat.weights.onnx_import import convert_sface_to_fp32
 

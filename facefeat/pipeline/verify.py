@@ -1,0 +1,93 @@
+"""1:1 verification: are these two faces the same person?
+
+Each side is an image (anything :func:`facefeat.io.read_image` reads), a face feature (a 1-D
+vector of the model's dimension), or, for the second side, a person of a gallery index
+(``person="label"``: the best score over that person's samples). In an image with several faces
+the largest is used and the others are reported. The threshold is the model's calibrated 1:1
+operating point (``far=1e-3`` by default, see :mod:`facefeat.thresholds`) unless a number is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from facefeat.errors import InputError
+from facefeat.results import BaseResult
+
+
+class VerifyResult(BaseResult):
+    """``{"verified", "score", "threshold", "far", "operating_point", "faces": [side 1, side 2]}``."""
+
+    default_stem = "verify"
+
+
+def _is_feature(x: Any, dim: int) -> bool:
+    if isinstance(x, np.ndarray):
+        return x.ndim == 1 or (x.ndim == 2 and x.shape[0] == 1 and x.shape[1] == dim)
+    return isinstance(x, (list, tuple)) and len(x) == dim and all(
+        isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) for v in x)
+
+
+def _side(pipe, x: Any, what: str, det_threshold: float | None, flip: bool | None) -> tuple[np.ndarray, dict]:
+    """(unit feature, description) of one side."""
+    from facefeat.utils import l2_normalize
+
+    dim = pipe.predictor.embedding_size
+    if _is_feature(x, dim):
+        f = np.asarray(x, np.float32).reshape(1, -1)
+        if f.shape[1] != dim or not np.all(np.isfinite(f)) or not np.any(f):
+            raise InputError(f"{what}: a feature must be {dim} finite numbers, not all zero (got shape {f.shape})")
+        return l2_normalize(f)[0], {"input": "feature"}
+    faces = pipe.embed(x, det_threshold=det_threshold, flip=flip, retry=True, quality=True)
+    if faces and isinstance(faces[0], list):
+        raise InputError(f"{what}: give one image, not {len(faces)}")
+    name = x if isinstance(x, str) else type(x).__name__
+    usable = [f for f in faces if f.get("feature") is not None]
+    if not usable:
+        why = "no face detected" if not faces else f"{len(faces)} face(s), all too small to align"
+        raise InputError(f"{what} ({name}): {why}; use a photo with a visible face")
+    face = usable[0]  # largest first
+    desc = {"input": name, "coordinate": face["coordinate"], "det_score": face["det_score"],
+            "landmarks": face["landmarks"],
+            "other_faces": [{"coordinate": f["coordinate"], "det_score": f["det_score"]} for f in faces if f is not face]}
+    for k in ("detected_by", "quality"):
+        if k in face:
+            desc[k] = face[k]
+    return np.asarray(face["feature"], np.float32), desc
+
+
+def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, index: Any = None,
+           rec_threshold: float | str | None = None, far: float | None = None,
+           det_threshold: float | None = None, flip: bool | None = None) -> VerifyResult:
+    """Verify ``img1`` against ``img2``, or against gallery ``person`` of ``index``."""
+    if (img2 is None) == (person is None):
+        raise InputError("verify: give a second image/feature, or person= (a label in the gallery index), not both")
+    f1, d1 = _side(pipe, img1, "img1", det_threshold, flip)
+    if person is not None:
+        from facefeat.index.people import People
+
+        index = pipe.index if index is None else index
+        if index is None:
+            raise InputError("verify(person=...) needs a gallery index (index=...)")
+        index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
+        hit, count = People(index).best_match(f1, person)
+        score = float(hit.score)
+        d2 = {"input": "person", "person": person, "sample_id": hit.id, "samples": count}
+        metric = index.metric_type
+    else:
+        f2, d2 = _side(pipe, img2, "img2", det_threshold, flip)
+        score = float(f1 @ f2)
+        metric = "IP"
+    thr, op = pipe.operating_point("verify", rec_threshold, far, None, None)
+    if metric.upper() == "L2":  # a person's score from an L2 index is a squared distance
+        thr = 2.0 - 2.0 * thr if op["source"] != "fixed" else thr
+        verified = score <= thr
+    else:
+        verified = score > thr
+    return VerifyResult(verified=bool(verified), score=round(score, 6), threshold=round(float(thr), 6),
+                        far=(op.get("measured") or {}).get("far"), operating_point=op, faces=[d1, d2])
+
+
+__all__ = ["VerifyResult", "verify"]
