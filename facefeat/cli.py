@@ -490,7 +490,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         index = load_index(args.index)
     res = _pipeline(args).verify(args.img1, args.img2, person=args.person, index=index,
                                  rec_threshold=args.threshold, far=args.far)
-    res.print()
+    res.print(json_format=True)
     return 0
 
 

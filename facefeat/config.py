@@ -464,7 +464,7 @@ PADDLEX_FACE_DETECTORS = ("PP-YOLOE_plus-S_face", "BlazeFace", "BlazeFace-FPN-SS
 #: top-level keys of a face_recognition config -> accepted types (None: any, ignored with a note)
 PIPELINE_KEYS: dict[str, tuple[type, ...] | None] = {
     "pipeline_name": (str,), "index": (str, type(None)), "det_threshold": (int, float),
-    "rec_threshold": (int, float), "rec_topk": (int,), "SubModules": (dict,),
+    "rec_threshold": (int, float, str), "rec_topk": (int,), "SubModules": (dict,),  # str: "auto"
     # facefeat's own knobs (same names as the FaceRecognitionPipeline arguments)
     "align": (str,), "flip": (bool,), "min_face_size": (int,), "nms_threshold": (int, float),
     "device": (str,), "num_threads": (int, type(None)),

@@ -67,7 +67,7 @@ def test_shipped_config_is_the_default(pipeline):
     cfg = load_pipeline_config("face_recognition")
     assert cfg["SubModules"]["Recognition"]["model_name"] == "SFace" and cfg["index"] is None
     assert pipeline.predictor.model_name == "SFace"
-    assert (pipeline.det_threshold, pipeline.rec_threshold, pipeline.rec_topk) == (0.5, 0.4, 5)
+    assert (pipeline.det_threshold, pipeline.rec_threshold, pipeline.rec_topk) == (0.5, "auto", 5)  # auto: the calibrated 1:N point
 
 
 def test_paddlex_yaml_with_paddlex_inference_model(tmp_path, paddle_peers, caplog):
