@@ -561,11 +561,17 @@ def cluster_faces(pipe, inputs: Any, threshold: float | None = None, min_samples
 
 def update_clusters(pipe, result: ClusterResult, inputs: Any, det_threshold: float | None = None,
                     progress: bool = False) -> dict[str, list[int]]:
-    """Embed ``inputs`` and add their faces to ``result`` (see :meth:`ClusterResult.add_faces`)."""
+    """Embed ``inputs`` and add their faces to ``result`` (see :meth:`ClusterResult.add_faces`);
+    image paths already in ``result`` are skipped, so repeating an update adds nothing twice."""
     if result.model_name and result.model_name != pipe.predictor.model_name:
         raise InputError(f"update: the clusters were made with model {result.model_name!r}, "
                          f"this pipeline runs {pipe.predictor.model_name!r}")
-    feats, faces, failed, sources = collect_faces(pipe, inputs, det_threshold, progress=progress)
+    known = {f["path"] for f in result.faces}
+    todo = [x for x in expand_cluster_inputs(inputs) if not (isinstance(x, (str, os.PathLike)) and str(x) in known)]
+    if not todo:
+        log.info("update: every input is already in the clusters")
+        return result.add_faces(np.zeros((0, result.features.shape[1]), np.float32), [])
+    feats, faces, failed, sources = collect_faces(pipe, todo, det_threshold, progress=progress)
     return result.add_faces(feats, faces, sources, failed)
 
 
