@@ -7,7 +7,7 @@ cropped around it - is scored against the identity in its folder name. Images wi
 face count as missing (reported). Metrics: pairwise precision / recall / F1 (pairs of faces
 put together), BCubed precision / recall / F1, number of clusters (vs 5,749 identities), time.
 
-The features are cached to ``/tmp/facefeat_bench/lfw_cluster_<model>.npz`` so that the clustering
+The features are cached to ``/tmp/facefeat_bench/lfw_cluster_<model>_<shard>.npz`` so that the clustering
 part re-runs in seconds (``--refresh`` re-embeds).
 
     python bench/cluster.py                        # all methods, a threshold sweep each
@@ -42,23 +42,29 @@ def lfw_images(root: Path, limit: int | None) -> list[str]:
     return paths[:limit] if limit else paths
 
 
-def embed_lfw(model: str, limit: int | None, refresh: bool) -> tuple[np.ndarray, list[dict], list[str], float]:
+def embed_lfw(model: str, limit: int | None, refresh: bool, shard: int = 1000) -> tuple[np.ndarray, list[dict], list[str], float]:
+    """All faces of the images, cached per shard of ``shard`` images (an interrupted run resumes)."""
     paths = lfw_images(need(LFW_DIR, "LFW"), limit)
-    cache = CACHE / f"lfw_cluster_{model}_{len(paths)}.npz"
-    if cache.is_file() and not refresh:
-        z = np.load(cache, allow_pickle=False)
-        return z["features"], json.loads(str(z["faces"])), paths, float(z["seconds"])
-    pipe = create_pipeline("face_recognition", model=model)
-    t0 = time.perf_counter()
-    feats, faces, failed, _ = collect_faces(pipe, paths, progress=True)
-    secs = time.perf_counter() - t0
-    if failed:
-        raise SystemExit(f"{len(failed)} unreadable images (first: {failed[0]})")
     CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, features=feats, faces=json.dumps(faces), seconds=secs)
-    os.replace(tmp, cache)
-    return feats, faces, paths, secs
+    pipe = None
+    feats, faces, secs = [], [], 0.0
+    for start in range(0, len(paths), shard):
+        part = paths[start:start + shard]
+        cache = CACHE / f"lfw_cluster_{model}_{start}_{len(part)}.npz"
+        if not cache.is_file() or refresh:
+            pipe = pipe or create_pipeline("face_recognition", model=model)
+            t0 = time.perf_counter()
+            f, fc, failed, _ = collect_faces(pipe, part, progress=True)
+            if failed:
+                raise SystemExit(f"{len(failed)} unreadable images (first: {failed[0]})")
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, features=f, faces=json.dumps(fc), seconds=time.perf_counter() - t0)
+            os.replace(tmp, cache)
+        z = np.load(cache, allow_pickle=False)
+        feats.append(z["features"])
+        faces += json.loads(str(z["faces"]))
+        secs += float(z["seconds"])
+    return np.concatenate(feats), faces, paths, secs
 
 
 def subjects(faces: list[dict], paths: list[str]) -> tuple[np.ndarray, np.ndarray, int]:

@@ -394,7 +394,7 @@ class ClusterResult(BaseResult):
         self.faces += faces
         self.labels = np.concatenate([self.labels, np.zeros(len(faces), np.int64)])
         self.sources.update({base + k: v for k, v in (sources or {}).items()})
-        self.failed += list(failed)
+        self.failed += [f for f in failed if f[0] not in {n for n, _ in self.failed}]
         joined: dict[int, list[int]] = {}
         new_ids: list[int] = []
         if len(faces):
@@ -500,7 +500,8 @@ class ClusterResult(BaseResult):
         res = cls(feats[:n], faces, labels, model_name=doc.get("model_name"), method=doc["method"],
                   threshold=doc["threshold"], min_samples=doc["min_samples"], k=doc.get("k", DEFAULT_K),
                   names={c: nm for c, nm in names.items() if nm != f"person_{c:04d}"},
-                  next_id=doc.get("next_cluster_id"), threshold_source=doc.get("threshold_source", ""))
+                  next_id=doc.get("next_cluster_id"), threshold_source=doc.get("threshold_source", ""),
+                  failed=[(f["input"], f["reason"]) for f in doc.get("failed", [])])
         res._dirty.clear()
         return res
 
