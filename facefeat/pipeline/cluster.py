@@ -216,6 +216,10 @@ def cluster_features(x: np.ndarray, threshold: float = FALLBACK_THRESHOLD, min_s
         return np.zeros(0, np.int64)
     if n == 1:
         return np.array([0 if min_samples <= 1 else -1])
+    if method in ("hdbscan", "dbscan", "agglomerative"):
+        from facefeat.errors import require
+
+        require("sklearn", "cluster", f"Clustering faces with method {method!r}")
     if method == "hdbscan":
         from sklearn.cluster import HDBSCAN
 

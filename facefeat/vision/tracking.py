@@ -2,8 +2,9 @@
 per-track identity vote.
 
 Each detection round, live tracks' boxes are predicted forward (last box + velocity x frames
-since) and matched to the new detections by IoU with the Hungarian algorithm
-(``scipy.optimize.linear_sum_assignment``); pairs below ``iou_threshold`` do not match. Unmatched
+since) and matched to the new detections with the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``)
+on IoU; a pair matches when its IoU reaches ``iou_threshold`` or, for faces moving fast between
+detection rounds, when the centres are within ``max_center_shift`` face sizes. Unmatched
 detections start tracks; a track missing for more than ``max_missed`` detection rounds ends.
 Between rounds (detection every N frames) boxes are the predictions.
 
@@ -89,13 +90,14 @@ class Track:
 class IoUTracker:
     """Associate detections across frames by IoU (see the module doc)."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 2):
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 2, max_center_shift: float = 0.75):
         if not 0.0 < float(iou_threshold) <= 1.0:
             raise InputError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
         if int(max_missed) < 0:
             raise InputError(f"max_missed must be >= 0, got {max_missed!r}")
         self.iou_threshold = float(iou_threshold)
         self.max_missed = int(max_missed)
+        self.max_center_shift = float(max_center_shift)
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -109,9 +111,14 @@ class IoUTracker:
         if self.tracks and len(boxes):
             pred = np.stack([t.predict(frame) for t in self.tracks])
             iou = iou_matrix(pred, boxes)
-            rows, cols = linear_sum_assignment(-iou)
+            # second criterion for fast faces: centre distance in units of the predicted box's size
+            size = np.maximum(np.minimum(pred[:, 2] - pred[:, 0], pred[:, 3] - pred[:, 1]), 1.0)
+            cp, cb = (pred[:, :2] + pred[:, 2:]) / 2, (boxes[:, :2] + boxes[:, 2:]) / 2
+            near = np.linalg.norm(cp[:, None] - cb[None], axis=2) / size[:, None]
+            ok = (iou >= self.iou_threshold) | (near <= self.max_center_shift)
+            rows, cols = linear_sum_assignment(np.where(ok, -iou + 0.01 * near, 1e6))
             for r, c in zip(rows, cols):
-                if iou[r, c] >= self.iou_threshold:
+                if ok[r, c]:
                     t = self.tracks[r]
                     dt = max(1, frame - t.last_frame)
                     t.velocity = 0.5 * t.velocity + 0.5 * (boxes[c] - t.box) / dt  # smoothed
