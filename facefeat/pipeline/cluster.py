@@ -348,9 +348,9 @@ class ClusterResult(BaseResult):
         return target
 
     def split(self, cid: int, threshold: float | None = None, face_ids: Iterable[int] | None = None) -> list[int]:
-        """Split a cluster: move ``face_ids`` to a new cluster, or re-cluster its faces at a stricter
-        ``threshold`` (default: this result's threshold + 0.1). The largest part keeps ``cid``;
-        returns the ids of the new clusters."""
+        """Split a cluster: move ``face_ids`` out into a new cluster, or re-cluster its faces at a
+        stricter ``threshold`` (default: this result's threshold + 0.1; the largest part keeps
+        ``cid``). Returns the ids of the new clusters (empty when nothing splits off)."""
         cid = self._check_id(cid)
         idx = self.members(cid)
         if face_ids is not None:
@@ -360,14 +360,12 @@ class ClusterResult(BaseResult):
                 raise InputError(f"split: face id(s) {stray[:10]} are not in cluster {cid}")
             if len(move) == len(idx) or len(move) == 0:
                 raise InputError(f"split: give some but not all of cluster {cid}'s {len(idx)} faces")
-            raw = np.isin(idx, move).astype(np.int64)  # 0 stays, 1 moves
+            rest, parts = move, np.zeros(len(move), np.int64)
         else:
             thr = min(0.99, self.threshold + 0.1) if threshold is None else float(threshold)
-            raw = cluster_features(self.features[idx], thr, 1, self.method, self.k)
-        keep = np.bincount(raw[raw >= 0]).argmax() if (raw >= 0).any() else -1
-        rest = idx[raw != keep]
-        new = self._add_clusters(rest, np.where(raw[raw != keep] >= 0, raw[raw != keep], -1) if face_ids is None
-                                 else np.zeros(len(rest), np.int64))
+            raw = cluster_features(self.features[idx], thr, 1, self.method, self.k)  # 0 = the largest part
+            rest, parts = idx[raw > 0], raw[raw > 0]
+        new = self._add_clusters(rest, parts)
         self._dirty.add(cid)
         self._sync()
         return new
@@ -385,51 +383,48 @@ class ClusterResult(BaseResult):
         """Incremental update: assign new faces to existing clusters, or make new clusters.
 
         The new faces (with the old unclustered ones) are clustered among themselves; each group
-        joins the existing cluster its members' neighbours above ``threshold`` vote for (votes are
-        similarities summed per cluster), or becomes a new cluster. Existing clusters are never
-        re-clustered, renumbered or merged (``merge`` does that on request).
+        joins the existing cluster its members' k nearest clustered faces above ``threshold`` vote
+        for (similarities summed per cluster), or becomes a new cluster when it has at least
+        ``min_samples`` faces. Existing clusters are never re-clustered, renumbered or merged
+        (``merge`` does that on request). Returns ``{"joined": [ids], "new": [ids]}``.
         """
         features = l2_normalize(features)
         if len(features) and features.shape[1] != self.features.shape[1]:
             raise InputError(f"update: new features have dim {features.shape[1]}, the clusters {self.features.shape[1]}"
                              " (another model?)")
+        if len(features) != len(faces):
+            raise InputError(f"update: {len(features)} features for {len(faces)} faces")
         base = len(self.faces)
         self.features = np.concatenate([self.features, features]) if len(features) else self.features
         self.faces += faces
         self.labels = np.concatenate([self.labels, np.zeros(len(faces), np.int64)])
         self.sources.update({base + k: v for k, v in (sources or {}).items()})
         self.failed += [f for f in failed if f[0] not in {n for n, _ in self.failed}]
-        joined: dict[int, list[int]] = {}
+        joined: set[int] = set()
         new_ids: list[int] = []
         if len(faces):
-            pool = np.flatnonzero(self.labels == 0)  # new faces + old unclustered
+            pool = np.flatnonzero(self.labels == 0)  # new faces + old unclustered ones
             old = np.flatnonzero(self.labels > 0)
-            raw = cluster_features(self.features[pool], self.threshold, 1, self.method, self.k)
+            raw = cluster_features(self.features[pool], self.threshold, 1, self.method, self.k)  # no -1
+            tally: dict[tuple[int, int], float] = {}
             if len(old):
                 sims, nn = knn_graph(self.features[old], self.k, self.features[pool])
-                lab = np.where(nn >= 0, self.labels[old][np.maximum(nn, 0)], 0)
-                ok = (sims >= self.threshold) & (nn >= 0)
-            leftover = []
-            for g in sorted(set(raw.tolist())):
-                members = pool[raw == g] if g >= 0 else None
-                groups = [members] if g >= 0 else [np.array([i]) for i in pool[raw == -1]]
-                for m in groups:
-                    target = 0
-                    if len(old):
-                        rows = np.isin(pool, m)
-                        tally: dict[int, float] = {}
-                        for c, s in zip(lab[rows][ok[rows]], sims[rows][ok[rows]]):
-                            tally[int(c)] = tally.get(int(c), 0.0) + float(s)
-                        if tally:
-                            target = max(tally, key=lambda c: (tally[c], -c))
-                    if target:
-                        self.labels[m] = target
-                        self._dirty.add(target)
-                        joined.setdefault(target, []).extend(int(i) for i in m if i >= base)
-                    else:
-                        leftover.append(m)
-            for m in leftover:
-                if len(m) >= self.min_samples:
+                r, c = np.nonzero((nn >= 0) & (sims >= self.threshold))
+                for g, cl, sim in zip(raw[r], self.labels[old][nn[r, c]], sims[r, c]):
+                    tally[(int(g), int(cl))] = tally.get((int(g), int(cl)), 0.0) + float(sim)
+            best: dict[int, tuple[float, int]] = {}
+            for (g, cl), v in tally.items():
+                if g not in best or (v, -cl) > (best[g][0], -best[g][1]):  # most votes, then lowest id
+                    best[g] = (v, cl)
+            order = np.argsort(raw, kind="stable")
+            groups = np.split(pool[order], np.flatnonzero(np.diff(raw[order])) + 1)
+            for g, m in zip(np.unique(raw), groups):
+                if int(g) in best:
+                    cl = best[int(g)][1]
+                    self.labels[m] = cl
+                    self._dirty.add(cl)
+                    joined.add(cl)
+                elif len(m) >= self.min_samples:
                     new_ids += self._add_clusters(m, np.zeros(len(m), np.int64))
         self._sync()
         return {"joined": sorted(joined), "new": new_ids}
