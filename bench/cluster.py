@@ -42,13 +42,16 @@ def lfw_images(root: Path, limit: int | None) -> list[str]:
     return paths[:limit] if limit else paths
 
 
-def embed_lfw(model: str, limit: int | None, refresh: bool, shard: int = 1000) -> tuple[np.ndarray, list[dict], list[str], float]:
-    """All faces of the images, cached per shard of ``shard`` images (an interrupted run resumes)."""
+def embed_lfw(model: str, limit: int | None, refresh: bool, shard: int = 1000,
+              reverse: bool = False) -> tuple[np.ndarray, list[dict], list[str], float]:
+    """All faces of the images, cached per shard of ``shard`` images (an interrupted run resumes;
+    a second ``--embed-only --reverse`` process can fill the cache from the other end)."""
     paths = lfw_images(need(LFW_DIR, "LFW"), limit)
     CACHE.mkdir(parents=True, exist_ok=True)
     pipe = None
     feats, faces, secs = [], [], 0.0
-    for start in range(0, len(paths), shard):
+    starts = list(range(0, len(paths), shard))
+    for start in (starts[::-1] if reverse else starts):
         part = paths[start:start + shard]
         cache = CACHE / f"lfw_cluster_{model}_{start}_{len(part)}.npz"
         if not cache.is_file() or refresh:
@@ -151,11 +154,15 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--scale", type=int, default=None, help="also time N random features with the default method")
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--embed-only", action="store_true", help="fill the feature cache and stop")
+    ap.add_argument("--reverse", action="store_true", help="embed shards last to first (a second worker)")
     args = ap.parse_args()
     if args.scale:
         scale(args.scale, 128, "agglomerative", 0.4, args.k)
         return 0
-    feats, faces, paths, secs = embed_lfw(args.model, args.limit, args.refresh)
+    feats, faces, paths, secs = embed_lfw(args.model, args.limit, args.refresh, reverse=args.reverse)
+    if args.embed_only:
+        return 0
     print(f"embedding (detect + align + {args.model}, all faces): {secs:.0f}s for {len(paths)} images "
           f"({secs / max(1, len(paths)) * 1e3:.1f} ms/img; cached runs report the first run's time)")
     rows = run(feats, faces, paths, args.methods, args.thresholds, args.min_samples, args.k)
