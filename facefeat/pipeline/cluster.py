@@ -5,7 +5,8 @@ one small record per face; nothing else is held) -> a k-NN graph of cosine simil
 (``knn_graph``: ``N x k`` entries) -> clustering by a library (``cluster_features``):
 
 * ``agglomerative`` (default): scikit-learn ``AgglomerativeClustering``, average linkage on
-  cosine distance, restricted to the k-NN graph (``connectivity``), cut at ``1 - threshold``.
+  cosine distance over the k-NN edges above the threshold (``connectivity``; run per connected
+  component), cut at ``1 - threshold``.
   Chosen on LFW by ``bench/cluster.py`` (best pairwise and BCubed F1 of the methods measured).
 * ``graph``: connected components of the thresholded k-NN graph (``scipy.sparse.csgraph``);
   single linkage, fastest, but chains people together on large sets.
@@ -236,12 +237,35 @@ def cluster_features(x: np.ndarray, threshold: float = FALLBACK_THRESHOLD, min_s
             raw = DBSCAN(eps=1.0 - threshold, min_samples=min_samples,
                          metric="precomputed").fit_predict(_sparse(sims, ids, n, threshold, distance=True))
         else:
-            from sklearn.cluster import AgglomerativeClustering
-
-            conn = _sparse(sims, ids, n, None, distance=False)
-            raw = AgglomerativeClustering(n_clusters=None, distance_threshold=1.0 - threshold, metric="cosine",
-                                          linkage="average", connectivity=conn).fit_predict(x)
+            raw = _average_linkage(x, _sparse(sims, ids, n, threshold, distance=False),
+                                   _sparse(sims, ids, n, None, distance=False), threshold)
     return _relabel(np.asarray(raw), min_samples)
+
+
+def _average_linkage(x: np.ndarray, graph, knn, threshold: float) -> np.ndarray:
+    """Average-linkage clustering cut at ``1 - threshold``, run by scikit-learn on each connected
+    component of the thresholded k-NN graph (``graph``), with the component's k-NN edges
+    (``knn``, above and below the threshold: scikit-learn averages over these) as connectivity.
+    Groups in different components have no k-NN pair above the threshold, so average linkage
+    would not join them; splitting keeps scikit-learn's Python-level merge loop small (one call
+    on all of LFW's graph takes many minutes)."""
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.cluster import AgglomerativeClustering
+
+    _, comp = connected_components(graph, directed=False)
+    raw = comp.copy()
+    order = np.argsort(comp, kind="stable")
+    bounds = np.flatnonzero(np.diff(comp[order])) + 1
+    nxt = int(comp.max()) + 1
+    for members in np.split(order, bounds):
+        if len(members) < 3:  # one face, or two joined by an edge above the threshold
+            continue
+        labels = AgglomerativeClustering(n_clusters=None, distance_threshold=1.0 - threshold, metric="cosine",
+                                         linkage="average", connectivity=knn[members][:, members]
+                                         ).fit_predict(x[members])
+        raw[members] = np.where(labels == 0, comp[members[0]], nxt + labels)
+        nxt += int(labels.max()) + 1
+    return raw
 
 
 def _relabel(raw: np.ndarray, min_samples: int) -> np.ndarray:
