@@ -306,14 +306,17 @@ def _recognize_video(args: argparse.Namespace, pipe, index) -> int:
     out = args.video_out or (str(Path(args.save_dir) / f"{Path(src.split('?')[0]).stem or 'video'}_res.mp4")
                              if args.save_dir else None)
     n, t0, summary = 0, time.perf_counter(), None
+    events = pipe.predict_video(src, index=index, every_n=args.every_n, rec_threshold=args.rec_threshold,
+                                save_path=out, max_frames=args.max_frames)
     try:
-        for ev in pipe.predict_video(src, index=index, every_n=args.every_n, rec_threshold=args.rec_threshold,
-                                     save_path=out, max_frames=args.max_frames):
+        for ev in events:
             n += ev["event"] == "frame"
             summary = ev if ev["event"] == "summary" else None
             print(json.dumps(ev), flush=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # live sources run until stopped
         pass
+    finally:
+        events.close()
     secs = time.perf_counter() - t0
     dropped = f", {summary['frames_dropped']} dropped, {summary['tracks']} tracks" if summary else " (stopped)"
     print(f"facefeat: {src}: {n} frames in {secs:.1f}s = {n / max(secs, 1e-9):.1f} fps{dropped}", file=sys.stderr)

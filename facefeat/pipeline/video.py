@@ -119,6 +119,9 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
         yield {"event": "summary", "source": reader.name, "frames_read": reader.read, "frames_processed": n_proc,
                "frames_dropped": reader.dropped, "reconnects": reader.reconnects, "seconds": round(secs, 3),
                "fps": round(n_proc / secs, 2) if secs > 0 else None, "tracks": n_tracks}
+    except (GeneratorExit, KeyboardInterrupt):
+        ok = True  # the consumer stopped (live sources run until stopped): keep the annotated video
+        raise
     finally:
         reader.close()
         if writer is not None:
