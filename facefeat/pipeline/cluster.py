@@ -38,7 +38,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from facefeat.errors import InputError
+from facefeat.errors import InputError, ModelNotFoundError
 from facefeat.results import BaseResult
 from facefeat.utils import atomic_path, atomic_write_json, l2_normalize
 
@@ -74,7 +74,7 @@ def default_threshold(model_name: str | None) -> tuple[float, str]:
         from facefeat.registry import get_spec
 
         spec = get_spec(model_name) if model_name else None
-    except Exception:  # a model directory's own name need not be in the zoo
+    except ModelNotFoundError:  # a model directory's own name need not be in the zoo
         spec = None
     th = getattr(spec, "thresholds", None)
     if isinstance(th, dict):
@@ -561,6 +561,8 @@ def write_contact_sheet(res: ClusterResult, cid: int, target: Path) -> Path:
     text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
     cv2.putText(sheet, text, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     ok, buf = cv2.imencode(".png", sheet)
+    if not ok:
+        raise OSError(f"{target}: cannot encode the contact sheet as PNG")
     with atomic_path(target, ".png") as tmp:
         tmp.write_bytes(buf.tobytes())
     return target
