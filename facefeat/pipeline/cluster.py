@@ -11,7 +11,8 @@ one small record per face; nothing else is held) -> a k-NN graph of cosine simil
 * ``graph``: connected components of the thresholded k-NN graph (``scipy.sparse.csgraph``);
   single linkage, fastest, but chains people together on large sets.
 * ``dbscan``: scikit-learn ``DBSCAN`` on the sparse distance graph (``eps = 1 - threshold``).
-* ``hdbscan``: scikit-learn ``HDBSCAN`` (no threshold; ``min_samples`` is its minimum cluster size).
+* ``hdbscan``: scikit-learn ``HDBSCAN`` on the sparse k-NN distance graph (no threshold;
+  ``min_samples`` is its minimum cluster size).
 
 ``threshold`` is a cosine similarity (the same scale as ``rec_threshold``): faces closer than it
 belong together. Its default is the model's calibrated clustering/1:1 operating point where the
@@ -217,28 +218,28 @@ def cluster_features(x: np.ndarray, threshold: float = FALLBACK_THRESHOLD, min_s
         return np.zeros(0, np.int64)
     if n == 1:
         return np.array([0 if min_samples <= 1 else -1])
-    if method in ("hdbscan", "dbscan", "agglomerative"):
+    if method != "graph":
         from facefeat.errors import require
 
         require("sklearn", "cluster", f"Clustering faces with method {method!r}")
+    sims, ids = knn_graph(x, k)
     if method == "hdbscan":
         from sklearn.cluster import HDBSCAN
 
-        raw = HDBSCAN(min_cluster_size=max(2, min_samples), metric="euclidean", copy=True).fit_predict(x)
+        raw = HDBSCAN(min_cluster_size=max(2, min_samples), metric="precomputed",
+                      copy=True).fit_predict(_sparse(sims, ids, n, None, distance=True))
+    elif method == "graph":
+        from scipy.sparse.csgraph import connected_components
+
+        _, raw = connected_components(_sparse(sims, ids, n, threshold, distance=False), directed=False)
+    elif method == "dbscan":
+        from sklearn.cluster import DBSCAN
+
+        raw = DBSCAN(eps=1.0 - threshold, min_samples=min_samples,
+                     metric="precomputed").fit_predict(_sparse(sims, ids, n, threshold, distance=True))
     else:
-        sims, ids = knn_graph(x, k)
-        if method == "graph":
-            from scipy.sparse.csgraph import connected_components
-
-            _, raw = connected_components(_sparse(sims, ids, n, threshold, distance=False), directed=False)
-        elif method == "dbscan":
-            from sklearn.cluster import DBSCAN
-
-            raw = DBSCAN(eps=1.0 - threshold, min_samples=min_samples,
-                         metric="precomputed").fit_predict(_sparse(sims, ids, n, threshold, distance=True))
-        else:
-            raw = _average_linkage(x, _sparse(sims, ids, n, threshold, distance=False),
-                                   _sparse(sims, ids, n, None, distance=False), threshold)
+        raw = _average_linkage(x, _sparse(sims, ids, n, threshold, distance=False),
+                               _sparse(sims, ids, n, None, distance=False), threshold)
     return _relabel(np.asarray(raw), min_samples)
 
 
