@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import LFW_DIR, need, print_table  # noqa: E402
 
 from facefeat.pipeline import create_pipeline  # noqa: E402
-from facefeat.pipeline.cluster import METHODS, cluster_features, collect_faces  # noqa: E402
+from facefeat.pipeline.cluster import (DEFAULT_METHOD, FALLBACK_THRESHOLD, METHODS, cluster_features,  # noqa: E402
+                                       collect_faces)
 
 CACHE = Path(os.environ.get("FACEFEAT_BENCH_CACHE", "/tmp/facefeat_bench"))
 
@@ -158,7 +159,7 @@ def main() -> int:
     ap.add_argument("--reverse", action="store_true", help="embed shards last to first (a second worker)")
     args = ap.parse_args()
     if args.scale:
-        scale(args.scale, 128, "agglomerative", 0.4, args.k)
+        scale(args.scale, 128, DEFAULT_METHOD, FALLBACK_THRESHOLD, args.k)
         return 0
     feats, faces, paths, secs = embed_lfw(args.model, args.limit, args.refresh, reverse=args.reverse)
     if args.embed_only:
@@ -168,14 +169,15 @@ def main() -> int:
     rows = run(feats, faces, paths, args.methods, args.thresholds, args.min_samples, args.k)
     table = [["method", "thr", "pair P", "pair R", "pair F1", "BCubed P", "BCubed R", "BCubed F1", "clusters", "time s"]]
     for r in rows:
-        table.append([r["method"], "-" if r["threshold"] is None else f"{r['threshold']:.2f}",
+        table.append([r["method"], "-" if r["threshold"] is None else f"{r['threshold']:.3f}",
                       f"{r['pair_p']:.4f}", f"{r['pair_r']:.4f}", f"{r['pair_f1']:.4f}", f"{r['bcubed_p']:.4f}",
                       f"{r['bcubed_r']:.4f}", f"{r['bcubed_f1']:.4f}", str(r["clusters"]), f"{r['seconds']:.1f}"])
     print()
     print_table(table)
     best = max(rows, key=lambda r: r["pair_f1"])
     print(f"\nbest pairwise F1: {best['method']} at threshold {best['threshold']} ({best['pair_f1']:.4f}); "
-          f"ground truth: {len(set(Path(p).parent.name for p in paths))} identities")
+          f"ground truth: {len(set(Path(p).parent.name for p in paths))} identities; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
