@@ -55,18 +55,27 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
         live / max_retries / retry_delay / queue_size: see :class:`facefeat.io.video.VideoReader`.
         max_frames: stop after this many processed frames (live sources run until stopped).
     """
-    from facefeat.io.video import VideoReader, VideoWriter
-    from facefeat.pipeline.face_recognition import _is_match
-    from facefeat.vision.draw import draw_faces
-    from facefeat.vision.tracking import IoUTracker, face_quality
+    from facefeat.io.video import parse_source
 
     if isinstance(every_n, bool) or not isinstance(every_n, (int, np.integer)) or every_n < 1:
         raise InputError(f"every_n must be an integer >= 1, got {every_n!r}")
     if int(max_samples) < 1:
         raise InputError(f"max_samples must be >= 1, got {max_samples!r}")
+    parse_source(source)  # a missing file fails here, at the call; a bad video at the first frame
     index = pipe.index if index is None else index
     if index is not None:
         index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
+    return _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_path, live, max_retries,
+                   retry_delay, iou_threshold, max_missed, max_samples, queue_size, max_frames)
+
+
+def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_path, live, max_retries, retry_delay,
+            iou_threshold, max_missed, max_samples, queue_size, max_frames) -> Iterator[dict]:
+    from facefeat.io.video import VideoReader, VideoWriter
+    from facefeat.pipeline.face_recognition import _is_match
+    from facefeat.vision.draw import draw_faces
+    from facefeat.vision.tracking import IoUTracker, face_quality
+
     thr = pipe.rec_threshold if rec_threshold is None else float(rec_threshold)
     tracker = IoUTracker(iou_threshold, math.ceil(6 / every_n) if max_missed is None else max_missed)
     reader = VideoReader(source, live=live, queue_size=queue_size, max_retries=max_retries, retry_delay=retry_delay)
