@@ -381,14 +381,21 @@ def _recognize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-person", action="store_true", help="top-k people instead of top-k images")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--save-dir", default=None, help="write <image>_res.json and <image>_res.jpg here")
+    p.add_argument("--every-n", type=int, default=1, help="video: detect every N-th frame, track in between")
+    p.add_argument("--video-out", default=None, help="video: write the annotated video here (.mp4/.avi)")
+    p.add_argument("--max-frames", type=int, default=None, help="video: stop after N processed frames")
 
 
-@command("recognize", "recognise the faces of photos against a gallery index", _recognize_args)
+@command("recognize", "recognise the faces of photos, videos, streams (rtsp/http) or webcam:N against a gallery",
+         _recognize_args)
 def cmd_recognize(args: argparse.Namespace) -> int:
     from facefeat.index import load_index
+    from facefeat.io.video import is_video_source
 
     pipe = _pipeline(args)
     index = load_index(args.index)
+    if any(is_video_source(x) for x in args.inputs):
+        return _recognize_video(args, pipe, index)
     for res in pipe.predict(_inputs(args), index=index, rec_threshold=args.rec_threshold, rec_topk=args.topk,
                             fpir=args.fpir, per_person=args.per_person):
         res.print(json_format=False)
@@ -491,6 +498,89 @@ def cmd_verify(args: argparse.Namespace) -> int:
     res = _pipeline(args).verify(args.img1, args.img2, person=args.person, index=index,
                                  rec_threshold=args.threshold, far=args.far)
     res.print(json_format=True)
+
+
+def _recognize_video(args: argparse.Namespace, pipe, index) -> int:
+    """JSON lines per frame and per finished track on stdout; achieved fps on stderr."""
+    import json
+    import time
+
+    from facefeat.errors import InputError
+
+    if len(args.inputs) != 1:
+        raise InputError(f"recognize: give one video source at a time, got {len(args.inputs)} inputs")
+    src = args.inputs[0]
+    out = args.video_out or (str(Path(args.save_dir) / f"{Path(src.split('?')[0]).stem or 'video'}_res.mp4")
+                             if args.save_dir else None)
+    n, t0, summary = 0, time.perf_counter(), None
+    events = pipe.predict_video(src, index=index, every_n=args.every_n, rec_threshold=args.rec_threshold,
+                                save_path=out, max_frames=args.max_frames)
+    try:
+        for ev in events:
+            n += ev["event"] == "frame"
+            summary = ev if ev["event"] == "summary" else None
+            print(json.dumps(ev), flush=True)
+    except KeyboardInterrupt:  # live sources run until stopped
+        pass
+    finally:
+        events.close()
+    secs = time.perf_counter() - t0
+    dropped = f", {summary['frames_dropped']} dropped, {summary['tracks']} tracks" if summary else " (stopped)"
+    print(f"facefeat: {src}: {n} frames in {secs:.1f}s = {n / max(secs, 1e-9):.1f} fps{dropped}", file=sys.stderr)
+    return 0
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.pipeline.cluster import METHODS
+
+    p.add_argument("inputs", nargs="*", help="images or directories (walked recursively)")
+    _pipeline_args(p, inputs=False)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--out", help="new cluster directory: clusters.json, features.npy, sheets/*.png")
+    g.add_argument("--update", metavar="DIR", help="existing cluster directory: add INPUTS to it and/or edit it")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="cosine similarity for one person (default: the model's calibrated one; with --split: stricter)")
+    p.add_argument("--min-samples", type=int, default=None, help="smaller clusters stay unclustered (default 1)")
+    p.add_argument("--method", default=None, choices=METHODS, help="clustering method (default agglomerative)")
+    p.add_argument("--merge", type=int, nargs="+", metavar="ID", help="merge these clusters into the first")
+    p.add_argument("--split", type=int, metavar="ID", help="split this cluster (re-cluster, or move out --faces)")
+    p.add_argument("--faces", type=int, nargs="+", metavar="FACE_ID", help="with --split: faces to move out")
+    p.add_argument("--rename", nargs="+", metavar="ID=NAME", help="name clusters (default person_0001 ...)")
+    p.add_argument("--to-index", metavar="DIR", help="also write a FAISS gallery labelled by cluster name")
+    p.add_argument("--no-sheets", action="store_true", help="do not write contact-sheet PNGs")
+
+
+@command("cluster", "group the faces of unlabeled photos into people (clusters.json, contact sheets)", _cluster_args)
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from facefeat.errors import InputError
+    from facefeat.pipeline.cluster import ClusterResult, update_clusters
+
+    if args.out:
+        if not args.inputs:
+            raise InputError("cluster --out: give the images or directories to cluster")
+        res = _pipeline(args).cluster(args.inputs, args.threshold, args.min_samples, args.method, progress=True)
+    else:
+        res = ClusterResult.load(args.update)
+        if args.inputs:
+            changed = update_clusters(_pipeline(args), res, args.inputs, progress=True)
+            print(f"joined clusters {changed['joined'] or '-'}; new clusters {changed['new'] or '-'}")
+    if args.merge:
+        print(f"merged {args.merge} into {res.merge(args.merge)}")
+    if args.split is not None:
+        new = res.split(args.split, threshold=args.threshold if args.update else None, face_ids=args.faces)
+        print(f"split {args.split}: new clusters {new or '- (nothing to split at this threshold)'}")
+    for r in args.rename or []:
+        cid, eq, name = r.partition("=")
+        if not eq or not cid.strip().isdigit():
+            raise InputError(f"--rename {r!r}: expected ID=NAME, e.g. 3=Alice")
+        res.rename(int(cid), name)
+    out = res.save(args.out or args.update, sheets=not args.no_sheets)
+    if args.to_index:
+        res.to_index(args.to_index)
+    for name, why in res.failed:
+        print(f"  skipped {name}: {why}", file=sys.stderr)
+    print(f"{res['num_faces']} faces -> {res['num_clusters']} clusters ({res['num_unclustered']} unclustered) in {out}"
+          + (f"; gallery -> {args.to_index}" if args.to_index else ""))
     return 0
 
 

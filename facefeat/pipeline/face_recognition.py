@@ -461,3 +461,20 @@ class FaceRecognitionPipeline:
 
         return verify(self, img1, img2, person=person, index=index, rec_threshold=rec_threshold, far=far,
                       det_threshold=det_threshold, flip=flip)
+
+    # -- clustering and video (facefeat.pipeline.cluster / .video) -------------------------------
+    def cluster(self, inputs: Any, threshold: float | None = None, min_samples: int | None = None,
+                method: str | None = None, det_threshold: float | None = None, progress: bool = False):
+        """Group every face of ``inputs`` into people without labels -> ``ClusterResult``
+        (``threshold``: cosine similarity, default the model's calibrated one; see pipeline.cluster)."""
+        from facefeat.pipeline.cluster import cluster_faces
+
+        return cluster_faces(self, inputs, threshold, min_samples, method, det_threshold=det_threshold,
+                             progress=progress)
+
+    def predict_video(self, source: Any, index: Any = None, every_n: int = 1, **kwargs: Any) -> Iterator[dict]:
+        """Recognise and track faces in a video file, stream or ``webcam:N``; yields frame, track and
+        summary events (see facefeat.pipeline.video.predict_video for the options)."""
+        from facefeat.pipeline.video import predict_video
+
+        return predict_video(self, source, index=index, every_n=every_n, **kwargs)
