@@ -16,7 +16,7 @@ one small record per face; nothing else is held) -> a k-NN graph of cosine simil
   ``min_samples`` is its minimum cluster size).
 
 ``threshold`` is a cosine similarity (the same scale as ``rec_threshold``): faces closer than it
-belong together. Its default is the model's calibrated clustering/1:1 operating point where the
+belong together. Its default is the model's calibrated 1:N operating point (FPIR 1%) where the
 registry carries one (``ModelSpec.thresholds``), else :data:`FALLBACK_THRESHOLD`, measured for
 SFace on LFW with ``bench/cluster.py``. Clusters of fewer than ``min_samples`` faces are
 "unclustered" (cluster id 0).
@@ -569,7 +569,7 @@ def cluster_faces(pipe, inputs: Any, threshold: float | None = None, min_samples
     _check_params(meth, thr, ms)
     feats, faces, failed, sources = collect_faces(pipe, inputs, det_threshold, progress=progress)
     raw = cluster_features(feats, thr, ms, meth, k)
-    return ClusterResult(feats, faces, np.where(raw >= 0, raw + 1, 0), model_name=model, method=meth,
+    return ClusterResult(feats, faces, np.where(raw >= 0, raw + 1, 0), model_name=pipe.predictor.model_name, method=meth,
                          threshold=thr, min_samples=ms, k=k, failed=failed, sources=sources,
                          threshold_source=src)
 
