@@ -52,6 +52,7 @@ class OrtRunner:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.device = parse_device(device)
         self.precision = precision
+        self.num_threads = opts.intra_op_num_threads
         providers = cuda_providers(self.device) if self.device.kind == "gpu" else ["CPUExecutionProvider"]
         self.path = Path(onnx_path)
         model: str | bytes = str(onnx_path)
