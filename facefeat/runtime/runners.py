@@ -82,10 +82,10 @@ def resolve_runtime(backend: str = "auto", precision: str = "auto", device: "str
         if precision == "bf16" and not has_bf16():
             raise InputError(f"precision='bf16' needs a CPU with AMX-BF16 or AVX512-BF16; this one has "
                              f"{', '.join(cpu_features()) or 'neither'}: use precision='fp32' (or 'auto')")
+    elif backend == "torch" and precision != "fp32":
+        raise InputError(f"backend='torch' runs in fp32 only; got precision={precision!r}")
     elif precision == "bf16":
         raise InputError(f"precision='bf16' runs on backend='openvino' (CPU) only, not {backend!r}")
-    if backend == "torch" and precision != "fp32":
-        raise InputError(f"backend='torch' runs in fp32 only; got precision={precision!r}")
     return backend, precision, dev
 
 
