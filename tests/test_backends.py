@@ -27,10 +27,10 @@ from facefeat.runtime.devices import DeviceSpec, parse_device
 from facefeat.runtime.runners import openvino_available, resolve_runtime
 
 N_FACES = 24
-CALIB_FACES = 12
+CALIB_FACES = 24
 COS_FP32 = 0.9999
 COS_LOW = 0.99
-INT8_COS_RANDOM = 0.95
+INT8_COS_RANDOM = 0.90
 PADDLE_TOL = 1e-4
 
 
