@@ -1,14 +1,20 @@
-"""Inference speed of the face feature module, against PaddleX measured in the same run.
+"""Inference speed of the face feature module, against raw OpenVINO and PaddleX in the same run.
 
-For each model x backend x batch size (1, 32): warm-up, then >= 3 timed passes of
+For each model x runner x batch size (1, 32): warm-up, then >= 3 timed passes of
 ``list(model.predict(images, batch_size=bs))`` over N random 112x112 BGR images (the same
 protocol as ../shared/peers/paddlex/bench.py), 2 threads; prints median ms/img, img/s and
-achieved GFLOP/s (2 FLOP per multiply-add). Where the PaddleX peer venv exists
-(../shared/peers/paddlex/README.md: setup.sh + make_models.py), its bench runs in the same
-invocation and the ratio PaddleX ms / facefeat ms is printed.
+achieved GFLOP/s (2 FLOP per multiply-add). Runners (``--runs``):
 
+- ``auto``: facefeat's default (``create_model(name)``; the chosen backend/precision is printed);
+- ``BACKEND/PRECISION``: facefeat with that backend and precision (e.g. ``onnxruntime/fp32``);
+- ``raw``: OpenVINO on the same cached ONNX with auto's precision, driven directly (one OpenCV
+  blob per batch, infer, L2-normalise): the floor a thin wrapper can reach; ``auto/raw`` is printed;
+- ``int8``: facefeat on the int8 model directory given by ``--int8-dir NAME=DIR`` (facefeat quantize).
+
+Where the PaddleX peer venv exists (../shared/peers/paddlex/README.md: setup.sh +
+make_models.py), its bench runs in the same invocation and PaddleX ms / facefeat ms is printed.
 MobileFaceNet and ResNet50_face use the peer's random-weight .pdparams (speed does not depend
-on the weights). Usage: python bench/inference.py [--models ...] [--backends ...] [-n 256]
+on the weights). Usage: python bench/inference.py [--models ...] [--runs ...] [-n 256]
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import PADDLE_PEERS, median_time, print_table  # noqa: E402
 
 from facefeat import create_model, get_spec  # noqa: E402
+from facefeat.runtime.info import runtime_summary  # noqa: E402
 
 PDX_PY = os.environ.get("PDX_VENV", "/tmp/pdx-venv") + "/bin/python"
 PDX_MODELS = os.environ.get("PDX_MODELS", "/tmp/pdx-models")
@@ -73,42 +80,101 @@ def run_paddlex(models: list[str], n: int) -> dict[tuple[str, int], float]:
     return res
 
 
+class RawOpenVINO:
+    """OpenVINO driven directly on a facefeat model directory's ONNX: the wrapper's floor."""
+
+    def __init__(self, model, precision: str):
+        import openvino as ov
+
+        from facefeat.runtime.openvino_runner import INFERENCE_PRECISION
+
+        cfg = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision], "INFERENCE_NUM_THREADS": THREADS,
+               "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        self.req = ov.Core().compile_model(str(model.runner.path), "CPU", cfg).create_infer_request()
+        pp = model.meta.preprocess
+        self.scale, self.mean = 1.0 / pp.std[0], tuple(pp.mean)
+        self.size, self.swap = (pp.input_size[1], pp.input_size[0]), pp.channel_order == "RGB"
+
+    def __call__(self, imgs, batch_size: int):
+        import cv2
+
+        out = []
+        for i in range(0, len(imgs), batch_size):
+            x = cv2.dnn.blobFromImages(imgs[i:i + batch_size], self.scale, self.size, self.mean, swapRB=self.swap)
+            y = self.req.infer({0: x})[0]
+            out.extend(y / np.linalg.norm(y, axis=1, keepdims=True))
+        return out
+
+
+def make_runner(name: str, run: str, int8_dirs: dict[str, str]):
+    """``(label, fn(imgs, bs))`` for one entry of --runs."""
+    if run == "auto":
+        m = create_model(name, weights_for(name), num_threads=THREADS)
+    elif run == "raw":
+        auto = create_model(name, weights_for(name), num_threads=THREADS)
+        if auto.backend != "openvino":
+            raise RuntimeError(f"auto runs {auto.backend}, not OpenVINO")
+        return f"raw openvino/{auto.precision}", RawOpenVINO(auto, auto.precision)
+    elif run == "int8":
+        if name not in int8_dirs:
+            raise RuntimeError("no --int8-dir given")
+        m = create_model(model_dir=int8_dirs[name], num_threads=THREADS)
+    else:
+        backend, _, precision = run.partition("/")
+        m = create_model(name, weights_for(name), backend=backend, precision=precision or "auto",
+                         num_threads=THREADS)
+    label = f"{run} = {m.backend}/{m.precision}" if run in ("auto", "int8") else f"{m.backend}/{m.precision}"
+    return label, lambda imgs, bs: list(m.predict(imgs, batch_size=bs))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["SFace", "MobileFaceNet", "ResNet50_face"])
-    ap.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
+    ap.add_argument("--runs", nargs="+", default=["auto", "raw", "onnxruntime/fp32", "openvino/fp32", "int8"],
+                    help="auto | raw | int8 | BACKEND/PRECISION (e.g. torch/fp32)")
+    ap.add_argument("--int8-dir", action="append", default=[], metavar="NAME=DIR",
+                    help="int8 model directory of NAME (from facefeat quantize) for the 'int8' run")
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     ap.add_argument("-n", type=int, default=256, help="images per timed pass")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-paddlex", action="store_true")
     args = ap.parse_args()
+    int8_dirs = dict(kv.split("=", 1) for kv in args.int8_dir)
 
+    rt = runtime_summary()
+    print(f"runtime: auto -> {rt['resolved']}; CPU features {', '.join(rt['cpu_features'])}; "
+          f"openvino {rt['openvino']}, onnxruntime {rt['onnxruntime']}; load {os.getloadavg()[0]:.1f}")
     rng = np.random.RandomState(123)
     imgs = [rng.randint(0, 256, (112, 112, 3), dtype=np.uint8) for _ in range(args.n)]
     pdx_models = [m for m in args.models if m in ("MobileFaceNet", "ResNet50_face")]
     pdx = {} if args.no_paddlex or not pdx_models else run_paddlex(pdx_models, args.n)
 
-    rows = [["model", "backend", "bs", "ms/img", "img/s", "GFLOP/s", "PaddleX ms/img", "speed-up"]]
+    rows = [["model", "runner", "bs", "ms/img", "img/s", "GFLOP/s", "auto/raw", "PaddleX ms/img", "PaddleX/ours"]]
     for name in args.models:
         macs = gflops(name)
-        for backend in args.backends:
+        times: dict[tuple[str, int], float] = {}
+        for run in args.runs:
             try:
-                model = create_model(name, weights_for(name), backend=backend, num_threads=THREADS)
-            except Exception as exc:  # e.g. torch missing
-                print(f"{name}/{backend}: skipped ({exc})")
+                label, fn = make_runner(name, run, int8_dirs)
+            except Exception as exc:  # e.g. torch or openvino missing, no int8 dir
+                print(f"{name}/{run}: skipped ({exc})")
                 continue
             for bs in args.batch_sizes:
-                n = args.n if not (name == "ResNet50_face" and backend == "torch") else min(args.n, 64)
-                med, _ = median_time(lambda: list(model.predict(imgs[:n], batch_size=bs)), reps=args.reps)
-                ms = med / n * 1e3
+                n = args.n if not run.startswith("torch") else min(args.n, 64)
+                med, _ = median_time(lambda: fn(imgs[:n], bs), reps=args.reps)
+                ms = times[(run, bs)] = med / n * 1e3
+                ratio = "-"
+                if run == "raw" and ("auto", bs) in times:
+                    ratio = f"{ms / times[('auto', bs)]:.2f}x"
                 ref = pdx.get((name, bs))
-                rows.append([name, backend, str(bs), f"{ms:.2f}", f"{1e3 / ms:.1f}",
-                             f"{macs / ms * 1e3:.1f}" if macs else "-",
+                rows.append([name, label, str(bs), f"{ms:.2f}", f"{1e3 / ms:.1f}",
+                             f"{macs / ms * 1e3:.1f}" if macs else "-", ratio,
                              f"{ref:.2f}" if ref else "-", f"{ref / ms:.2f}x" if ref else "-"])
                 print(" ".join(rows[-1]), flush=True)
     print()
     print(f"{THREADS} threads, {args.n} random 112x112 BGR images per pass, median of {args.reps}; "
-          "GFLOP/s counts 2 FLOP per multiply-add; speed-up = PaddleX ms / facefeat ms")
+          "GFLOP/s counts 2 FLOP per multiply-add; auto/raw = raw OpenVINO ms / facefeat auto ms "
+          "(1.00x: the wrapper costs nothing); PaddleX/ours = PaddleX ms / facefeat ms")
     print_table(rows)
 
 

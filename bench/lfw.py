@@ -10,13 +10,16 @@ images, probes = their other images (closed set: rank-1 accuracy), and impostor 
 with a single image (open set: detection-and-identification rate vs false-positive
 identification rate at the verification threshold).
 
-Speed: end-to-end ms per LFW image (read + detect + align + embed, no flip), and where the
+Speed: end-to-end ms per LFW image (read + detect + align + embed, without and with the flip
+test), for the runtime chosen by ``--backend/--precision`` (default ``auto``; ``--model-dir`` runs
+an exported or int8-quantised model directory), and where the
 ``face_recognition`` package (dlib HOG + ResNet) is installed, the same on a subset for it, on
 one thread, in the same run.
 
     python bench/lfw.py                   # all 6,000 pairs
     python bench/lfw.py --limit 600       # 60 matched + 60 mismatched pairs per fold... quick
     python bench/lfw.py --identification  # + identification over all 13,233 images
+    python bench/lfw.py --limit 600 --backend onnxruntime --precision fp32
 """
 
 from __future__ import annotations
@@ -62,8 +65,10 @@ def select_pairs(ps, limit: int | None):
 class Embedder:
     """Embeds LFW images in every mode, with and without flip, timing the no-flip align path."""
 
-    def __init__(self, model_name: str, weights: str | None, threads: int, retry: bool = False):
-        self.model = create_model(model_name, weights, batch_size=64, num_threads=threads)
+    def __init__(self, model_name: str, weights: str | None, threads: int, retry: bool = False,
+                 backend: str = "auto", precision: str = "auto", model_dir: str | None = None):
+        self.model = create_model(None if model_dir else model_name, weights, model_dir=model_dir, batch_size=64,
+                                  num_threads=threads, backend=backend, precision=precision)
         self.detector = YuNetDetector(score_threshold=0.5)
         if retry:  # the retrying detector of verification / enrolment (facefeat.vision.retry)
             from facefeat.vision.retry import RetryDetector
@@ -71,6 +76,7 @@ class Embedder:
             self.detector = RetryDetector(self.detector, 0.5)
         self.no_face: list[str] = []
         self.t_e2e = 0.0
+        self.t_flip = 0.0  # the flip test's extra cost on the align path
         self.n_e2e = 0
 
     def run(self, paths: list[str], only_align: bool = False) -> dict[tuple[str, bool], np.ndarray]:
@@ -99,7 +105,10 @@ class Embedder:
                 continue
             raws = {"align": raw, "crop": self.model.raw_features(faces["crop"])}
             for m in MODES:
+                t1 = time.perf_counter()
                 flipped = self.model.raw_features([np.ascontiguousarray(f[:, ::-1]) for f in faces[m]])
+                if m == "align":
+                    self.t_flip += time.perf_counter() - t1
                 out[(m, False)].append(raws[m])
                 out[(m, True)].append(raws[m] + flipped)
             done += len(chunk)
@@ -409,6 +418,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="SFace")
     ap.add_argument("--weights", default=None)
+    ap.add_argument("--model-dir", default=None, help="an exported or int8-quantised model directory instead")
+    ap.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime", "torch"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"])
     ap.add_argument("--limit", type=int, default=None, help="about this many pairs, balanced over folds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--retry", action="store_true", help="detect with the retrying detector (verify/enrol path)")
@@ -429,7 +441,10 @@ def main() -> None:
     paths = list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
     print(f"{len(pairs)} pairs ({sum(p.label for p in pairs)} matched), {len(paths)} images, model {args.model}")
 
-    emb = Embedder(args.model, args.weights, args.threads, retry=args.retry)
+    emb = Embedder(args.model, args.weights, args.threads, args.retry, args.backend, args.precision, args.model_dir)
+    rt = emb.model.runtime_info()
+    print(f"runtime: {rt['backend']}/{rt['precision']} on {rt['device']}, CPU features "
+          f"{', '.join(rt['cpu_features'])}; load {os.getloadavg()[0]:.1f}")
     if args.calibrate:
         res = calibrate(emb, ps.pairs, {}, args.model, args.cache)
         if args.quality or args.rotations or args.retry_check:
@@ -450,10 +465,12 @@ def main() -> None:
         return
     feats = emb.run(paths)
     e2e = emb.t_e2e / emb.n_e2e * 1e3
+    e2e_flip = (emb.t_e2e + emb.t_flip) / emb.n_e2e * 1e3
     index = {p: i for i, p in enumerate(paths)}
     rows = verification(feats, index, pairs, folds)
     result = {"model": args.model, "pairs": len(pairs), "images": len(paths), "no_face": len(emb.no_face),
-              "e2e_ms_per_img": e2e, "verification": rows}
+              "backend": rt["backend"], "precision": rt["precision"], "cpu_features": rt["cpu_features"],
+              "e2e_ms_per_img": e2e, "e2e_flip_ms_per_img": e2e_flip, "verification": rows}
 
     table = [["mode", "flip", "accuracy", "std", "threshold", "AUC", "EER", "TAR@1e-2", "TAR@1e-3"]]
     fmt = lambda v, p=4: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
@@ -463,7 +480,8 @@ def main() -> None:
     print()
     print_table(table)
     print(f"\nno face detected (centre-crop fallback): {len(emb.no_face)} of {len(paths)} images")
-    print(f"end-to-end (read + detect + align + embed, no flip, {args.threads} threads): {e2e:.1f} ms/img")
+    print(f"end-to-end (read + detect + align + embed, {args.threads} threads, {rt['backend']}/{rt['precision']}): "
+          f"{e2e:.1f} ms/img without flip, {e2e_flip:.1f} ms/img with the flip test")
 
     if args.dlib_images:
         import cv2
@@ -472,7 +490,7 @@ def main() -> None:
         os.environ["OMP_NUM_THREADS"] = "1"
         d = dlib_speed(paths[: args.dlib_images])
         if d:
-            one = Embedder(args.model, args.weights, 1)
+            one = Embedder(args.model, args.weights, 1, args.backend, args.precision, args.model_dir)
             one.run(paths[: args.dlib_images])
             ours1 = one.t_e2e / one.n_e2e * 1e3
             result.update(dlib_ms_per_img=d, e2e_ms_per_img_1thread=ours1)

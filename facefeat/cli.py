@@ -30,8 +30,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None,
                    help="weights: a file (.pdparams, .onnx, .pt), a URL, a checkpoint folder or a zoo name")
     p.add_argument("--model-dir", default=None, help="an exported model directory (inference.onnx + inference.yml)")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
-    p.add_argument("--device", default="cpu", help="cpu, gpu:0, ...")
+    p.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime", "torch"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                   help="auto: OpenVINO bf16 on CPUs with AMX/AVX512-BF16, else fp32; int8 needs a quantised --model-dir")
+    p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
 
 
@@ -49,8 +51,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from facefeat.predict.predictor import create_model
 
     model = create_model(args.model, args.weights, model_dir=args.model_dir, backend=args.backend,
-                         device=args.device, batch_size=args.batch_size, flip=args.flip,
-                         num_threads=args.threads)
+                         precision=args.precision, device=args.device, batch_size=args.batch_size,
+                         flip=args.flip, num_threads=args.threads)
     inputs = args.inputs if len(args.inputs) > 1 else args.inputs[0]
     progress = len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()
     n = 0
@@ -92,6 +94,53 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
+    from facefeat.runtime.cpu import cpu_features
+    from facefeat.runtime.runners import resolve_runtime
+
+    be, prec, _ = resolve_runtime()
+    print(f"\nruntime (auto, cpu): {be} {prec}; CPU features: {', '.join(cpu_features()) or '-'}")
+    return 0
+
+
+def _info_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--load", action="store_true", help="also load the model and report what it runs on")
+
+
+@command("info", "show the runtime: backends, precision chosen by auto, CPU features (and a model's)", _info_args)
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from facefeat.runtime.info import runtime_summary
+
+    doc = runtime_summary(args.backend, args.precision, args.device)
+    if args.load or args.model or args.model_dir:
+        from facefeat.predict.predictor import create_model
+
+        doc["model"] = create_model(args.model, args.weights, model_dir=args.model_dir, backend=args.backend,
+                                    precision=args.precision, device=args.device,
+                                    num_threads=args.threads).runtime_info()
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+def _quantize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="zoo model name (default SFace)")
+    p.add_argument("--weights", default=None, help="local weights file of the zoo model")
+    p.add_argument("--model-dir", default=None, help="quantise this fp32 model directory instead")
+    p.add_argument("--calib", required=True, help="calibration images (folder, searched recursively) or PaddleX dataset")
+    p.add_argument("--out", required=True, help="int8 model directory to write")
+    p.add_argument("--max-images", type=int, default=300, help="calibration images used (spread over the set)")
+
+
+@command("quantize", "int8 post-training quantisation with NNCF (facefeat[quantize])", _quantize_args)
+def cmd_quantize(args: argparse.Namespace) -> int:
+    import json
+
+    from facefeat.runtime.quantize import quantize_model
+
+    print(json.dumps(quantize_model(args.model, args.weights, model_dir=args.model_dir, calib=args.calib,
+                                    out_dir=args.out, max_images=args.max_images), indent=2))
     return 0
 
 
@@ -111,7 +160,8 @@ def _pipeline(args: argparse.Namespace):
 
     return create_pipeline("face_recognition", model=args.model or "SFace", weights=args.weights,
                            model_dir=args.model_dir, det_threshold=args.det_threshold, align=args.align,
-                           flip=args.flip, device=args.device, num_threads=args.threads)
+                           flip=args.flip, device=args.device, num_threads=args.threads,
+                           backend=args.backend, precision=args.precision)
 
 
 def _inputs(args: argparse.Namespace):

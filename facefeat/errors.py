@@ -30,6 +30,10 @@ class ConfigError(FacefeatError, ValueError):
     """A config file or `-o` override is invalid."""
 
 
+class DeviceError(InputError, ConfigError):
+    """A device string (``device=``, ``Global.device``) is malformed or names no usable device."""
+
+
 class DatasetError(FacefeatError, ValueError):
     """A dataset directory or label file is malformed."""
 

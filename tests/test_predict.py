@@ -142,7 +142,7 @@ def test_missing_weights_file_is_named(tmp_path):
 
 def test_paddlex_weights_onnx_matches_torch_backend(paddle_peers, faces):
     w = paddle_peers / "MobileFaceNet" / "model.pdparams"
-    ort_model = create_model("MobileFaceNet", weights=str(w), batch_size=4)
+    ort_model = create_model("MobileFaceNet", weights=str(w), backend="onnxruntime", batch_size=4)
     torch_model = create_model("MobileFaceNet", weights=str(w), backend="torch", batch_size=4)
     a = np.asarray([r["feature"] for r in ort_model.predict([str(p) for p in faces])])
     b = np.asarray([r["feature"] for r in torch_model.predict([str(p) for p in faces])])

@@ -42,11 +42,16 @@ except ImportError:
     pass
 else:
     raise SystemExit("torch is importable in the torch-free venv")
+import importlib.util
 from facefeat import create_model
-res = next(create_model("SFace").predict({str(img)!r}))
-assert len(res["feature"]) == 128
+backends = ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+for backend in ["auto"] + backends:
+    model = create_model("SFace", backend=backend)
+    res = next(model.predict({str(img)!r}))
+    assert len(res["feature"]) == 128
+    assert backend == "auto" or model.backend == backend
 assert "torch" not in sys.modules, "facefeat imported torch"
-print("ok", sum(v * v for v in res["feature"]))
+print("ok", sum(v * v for v in res["feature"]), backends)
 """
     env = dict(os.environ, FACEFEAT_HOME=str(tmp_path / "cache"))
     env.pop("PYTHONPATH", None)

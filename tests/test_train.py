@@ -262,7 +262,7 @@ def test_train_writes_paddlex_like_outputs(run_a):
 def test_exported_best_model_matches_its_checkpoint(run_a, synth):
     from facefeat.predict.predictor import create_model
 
-    onnx_model = create_model(model_dir=run_a / "best_model" / "inference", batch_size=4)
+    onnx_model = create_model(model_dir=run_a / "best_model" / "inference", backend="onnxruntime", batch_size=4)
     torch_model = create_model("MobileFaceNet", weights=run_a / "best_model" / "model.pt", backend="torch")
     imgs = [cv2.imread(str(p)) for p in sorted(synth.glob("train/images/*/*.jpg"))[:5]]
     a, b = onnx_model.embed(imgs), torch_model.embed(imgs)

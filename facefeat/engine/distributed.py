@@ -22,45 +22,8 @@ from typing import Any, Sequence
 
 from facefeat.errors import ConfigError
 
-NPROC_ENV = "FACEFEAT_NPROC"
-
-
-@dataclass(frozen=True)
-class DeviceSpec:
-    """A parsed ``Global.device``: ``kind`` is ``"cpu"`` or ``"gpu"``; ``ids`` the GPU ids."""
-
-    kind: str
-    ids: tuple[int, ...] = ()
-
-    @property
-    def nproc(self) -> int:
-        if self.kind == "gpu":
-            return max(1, len(self.ids))
-        try:
-            n = int(os.environ.get(NPROC_ENV, "1") or 1)
-        except ValueError:
-            raise ConfigError(f"{NPROC_ENV} must be an integer number of CPU processes, got "
-                              f"{os.environ.get(NPROC_ENV)!r}") from None
-        return max(1, n)
-
-
-def parse_device(device: str | None) -> DeviceSpec:
-    """``"cpu"`` | ``"gpu"`` | ``"gpu:0"`` | ``"gpu:0,1"`` (also ``cuda``) -> :class:`DeviceSpec`."""
-    text = (device or "cpu").strip().lower()
-    if text == "cpu":
-        return DeviceSpec("cpu")
-    kind, _, rest = text.partition(":")
-    if kind not in ("gpu", "cuda"):
-        raise ConfigError(f"Global.device must be cpu, gpu, gpu:0 or gpu:0,1,...; got {device!r}")
-    if not rest:
-        return DeviceSpec("gpu", (0,))
-    try:
-        ids = tuple(int(t) for t in rest.split(",") if t.strip() != "")
-    except ValueError:
-        raise ConfigError(f"Global.device {device!r}: GPU ids must be integers, e.g. gpu:0,1") from None
-    if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
-        raise ConfigError(f"Global.device {device!r}: give distinct GPU ids, e.g. gpu:0,1")
-    return DeviceSpec("gpu", ids)
+# the one device parser lives in the runtime layer (re-exported here for the training code)
+from facefeat.runtime.devices import NPROC_ENV, DeviceSpec, parse_device  # noqa: E402,F401
 
 
 def single_device(device: str | None) -> str:

@@ -97,7 +97,8 @@ class FaceRecognitionPipeline:
                  det_threshold: float = 0.5, nms_threshold: float = 0.3, min_face_size: int = 20,
                  align: str = "align", rec_threshold: float | str = "auto", rec_topk: int = 5, flip: bool = False,
                  batch_size: int = 32, device: str = "cpu", num_threads: int | None = None,
-                 index: Any = None, far: float | None = None, fpir: float | None = None):
+                 index: Any = None, far: float | None = None, fpir: float | None = None,
+                 backend: str = "auto", precision: str = "auto"):
         from facefeat.thresholds import model_thresholds, resolve_threshold
         from facefeat.vision.detector import YuNetDetector
 
@@ -105,7 +106,8 @@ class FaceRecognitionPipeline:
             raise InputError(f"align must be one of {ALIGN_MODES}, got {align!r}")
         self.predictor = predictor or create_model(model if model_dir is None else None, weights,
                                                    model_dir=model_dir, device=device,
-                                                   batch_size=batch_size, num_threads=num_threads)
+                                                   batch_size=batch_size, num_threads=num_threads,
+                                                   backend=backend, precision=precision)
         self.det_threshold = float(det_threshold)
         self.nms_threshold = float(nms_threshold)
         self.min_face_size = int(min_face_size)

@@ -1,4 +1,4 @@
-"""FeaturePredictor: images in, L2-normalised features out, batched, on ONNX Runtime or torch."""
+"""FeaturePredictor: images in, L2-normalised features out, batched, on any runner of facefeat.runtime."""
 
 from __future__ import annotations
 
@@ -8,59 +8,26 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import cv2
 import numpy as np
 
-from facefeat.errors import InputError
+from facefeat.errors import InputError, WeightsError
 from facefeat.io import expand_inputs, read_image
 from facefeat.io.image import iter_batches
 from facefeat.predict.result import FeatureResult
 from facefeat.registry import get_spec
 from facefeat.runtime.model_dir import ModelMeta, read_model_dir
-from facefeat.runtime.onnx_runner import OrtRunner
+from facefeat.runtime.runners import create_runner, resolve_runtime
+from facefeat.runtime.torch_runner import TorchRunner  # noqa: F401 - moved to facefeat.runtime; kept importable
 from facefeat.utils import l2_normalize
 
 log = logging.getLogger("facefeat")
 
 
 def preprocess_images(cfg: Any, imgs: Sequence[np.ndarray]) -> np.ndarray:
-    """BGR uint8 images -> NCHW float32 for a model: resize to ``cfg.input_size`` (bilinear),
-    channel order, ``(x - mean) / std`` on 0..255 pixels. ``cfg`` is a ModelSpec or ModelMeta;
-    the predictor and the training data loader both prepare images here."""
-    h, w = cfg.input_size
-    imgs = [cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else im for im in imgs]
-    swap = str(cfg.channel_order).upper() == "RGB"
-    if len(set(cfg.mean)) == 1 and len(set(cfg.std)) == 1:
-        # one OpenCV pass (resize, channel swap, scale, NCHW) when mean/std are the same per channel
-        m, sd = float(cfg.mean[0]), float(cfg.std[0])
-        return cv2.dnn.blobFromImages(imgs, 1.0 / sd, (w, h), (m, m, m), swapRB=swap, crop=False)
-    sized = [im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
-             for im in imgs]
-    x = np.stack(sized)[..., ::-1].astype(np.float32) if swap else np.stack(sized).astype(np.float32)
-    x -= np.asarray(cfg.mean, np.float32)
-    x *= 1.0 / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-class TorchRunner:
-    """Runs a torch module on preprocessed batches (debugging / parity checks)."""
-
-    backend = "torch"
-
-    def __init__(self, model, device: str = "cpu", num_threads: int | None = None):
-        import torch
-
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        dev = "cuda:" + device.split(":")[1].split(",")[0] if device.startswith("gpu") else device
-        self.device = torch.device(dev if dev != "gpu" else "cuda")
-        self.model = model.to(self.device).eval()
-        self._torch = torch
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with self._torch.inference_mode():
-            out = self.model(self._torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
-        return out.float().cpu().numpy().reshape(batch.shape[0], -1)
+    """BGR uint8 images -> NCHW float32 for a model (``cfg``: a ModelSpec or ModelMeta, whose
+    :class:`~facefeat.runtime.preprocess.Preprocess` does it); the predictor and the training data
+    loader both prepare images here."""
+    return cfg.preprocess(imgs)
 
 
 class FeaturePredictor:
@@ -99,9 +66,32 @@ class FeaturePredictor:
     def backend(self) -> str:
         return self.runner.backend
 
+    @property
+    def precision(self) -> str:
+        return getattr(self.runner, "precision", "fp32")
+
+    def runtime_info(self) -> dict[str, Any]:
+        """What actually runs: backend, precision, device, CPU features, model name and hash."""
+        from facefeat.runtime.cpu import cpu_features
+
+        extra = self.meta.extra
+        return {
+            "model_name": self.model_name,
+            "embedding_size": self.embedding_size,
+            "model_sha256": (self.meta.onnx_sha256 or "")[:16] or None,
+            "weights_sha256": extra.get("weights_sha256_16"),
+            "model_dir": str(self.model_dir) if self.model_dir else None,
+            "backend": self.backend,
+            "precision": self.precision,
+            "device": str(getattr(self.runner, "device", "cpu")),
+            "threads": getattr(self.runner, "num_threads", None),
+            "cpu_features": list(cpu_features()),
+        }
+
     def __repr__(self) -> str:
         return (f"FeaturePredictor(model={self.model_name!r}, dim={self.embedding_size}, "
-                f"backend={self.backend!r}, batch_size={self.batch_size}, flip={self.flip})")
+                f"backend={self.backend!r}, precision={self.precision!r}, batch_size={self.batch_size}, "
+                f"flip={self.flip})")
 
     # -- preprocessing -----------------------------------------------------------------------
     def preprocess(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
@@ -112,7 +102,12 @@ class FeaturePredictor:
         """Un-normalised model output for BGR images, in chunks of ``batch_size``."""
         bs = batch_size or self.batch_size
         outs = [self.runner(self.preprocess(chunk)) for chunk in iter_batches(imgs, bs)]
-        return np.concatenate(outs) if outs else np.zeros((0, self.embedding_size), np.float32)
+        feats = np.concatenate(outs) if outs else np.zeros((0, self.embedding_size), np.float32)
+        if not np.isfinite(feats).all():
+            where = self.model_dir or self.model_name
+            raise WeightsError(f"{where}: the model produced NaN/inf features (corrupted weights?); "
+                               "re-export or re-download the model")
+        return feats
 
     def embed(self, imgs: Sequence[np.ndarray], flip: bool | None = None,
               batch_size: int | None = None) -> np.ndarray:
@@ -177,22 +172,26 @@ class FeaturePredictor:
 
 
 def create_model(model_name: str | None = None, weights: str | os.PathLike | None = None, *,
-                 model_dir: str | os.PathLike | None = None, backend: str = "onnxruntime",
-                 device: str = "cpu", batch_size: int = 1, flip: bool = False,
+                 model_dir: str | os.PathLike | None = None, backend: str = "auto",
+                 precision: str = "auto", device: str = "cpu", batch_size: int = 1, flip: bool = False,
                  num_threads: int | None = None) -> FeaturePredictor:
     """Create a face feature predictor.
 
     - ``create_model("SFace")``: zoo model with its default weights (SFace works offline).
     - ``create_model("MobileFaceNet", weights="x.pdparams")``: zoo model with a local weights file
       (PaddleX ``.pdparams``, SFace ``.onnx``, or a facefeat ``.pt`` checkpoint).
-    - ``create_model(model_dir="output/best_model/inference")``: an exported model directory.
+    - ``create_model(model_dir="output/best_model/inference")``: an exported (or ``facefeat
+      quantize``-d) model directory.
     - ``create_model("MobileFaceNet", model_dir="paddlex/inference")`` (or ``weights=``): PaddleX's
       exported inference model (inference.json + .pdiparams + .yml), converted once, no Paddle needed.
 
-    ``backend="onnxruntime"`` (default) or ``"torch"`` (needs ``facefeat[train]``; for debugging).
+    ``backend``: ``"auto"`` (default), ``"openvino"``, ``"onnxruntime"`` or ``"torch"`` (needs
+    ``facefeat[train]``; for debugging). ``precision``: ``"auto"`` (default), ``"fp32"``, ``"bf16"``
+    (OpenVINO, CPUs with AMX/AVX512-BF16) or ``"int8"`` (a quantised model directory). ``auto``
+    picks OpenVINO bf16 where the CPU has bf16 instructions, OpenVINO fp32 on other x86 CPUs and
+    ONNX Runtime elsewhere and on CUDA (see :func:`facefeat.runtime.runners.resolve_runtime`).
+    ``device``: ``cpu``, ``gpu``, ``gpu:N`` or ``cuda:N``; a GPU without a CUDA runtime is an error.
     """
-    if backend not in ("onnxruntime", "torch"):
-        raise InputError(f"backend must be 'onnxruntime' or 'torch', got {backend!r}")
     from facefeat.weights.resolver import resolve, resolve_model_dir
 
     if model_dir is not None:
@@ -203,25 +202,26 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
         what = "model_dir" if model_dir is not None else "weights"
         raise InputError(f"{what} {ref.given!r} holds {ref.model_name}, not {model_name}")
     if ref.format == "model_dir":
-        if backend == "torch":
+        if str(backend).lower() == "torch":
             raise InputError("backend='torch' needs a zoo model name and weights, not an exported model_dir")
         onnx_path, meta = read_model_dir(ref.path)
-        return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip, ref.path)
+        be, prec, dev = resolve_runtime(backend, precision, device, meta.precision)
+        runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256)
+        return FeaturePredictor(runner, meta, batch_size, flip, ref.path)
     if ref.format == "paddle_inference":  # its inference.yml must name a zoo architecture
         from facefeat.weights.paddle_inference import resolve_model_name
 
         model_name = resolve_model_name(model_name, ref.path)
     spec = get_spec(model_name or ref.model_name or "SFace")
-    meta = ModelMeta.from_spec(spec)
-    if backend == "torch":
+    be, prec, dev = resolve_runtime(backend, precision, device)
+    if be == "torch":
         from facefeat.runtime.torch_build import build_torch_model
 
-        return FeaturePredictor(TorchRunner(build_torch_model(spec, ref.path, ref.format), device, num_threads),
-                                meta, batch_size, flip)
+        return FeaturePredictor(TorchRunner(build_torch_model(spec, ref.path, ref.format), dev, num_threads),
+                                ModelMeta.from_spec(spec), batch_size, flip)
     from facefeat.runtime.zoo import prepare_model_dir
 
     mdir = prepare_model_dir(spec, ref)
     onnx_path, meta = read_model_dir(mdir)
-    return FeaturePredictor(OrtRunner(onnx_path, num_threads, device), meta, batch_size, flip, mdir)
-
-
+    runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256)
+    return FeaturePredictor(runner, meta, batch_size, flip, mdir)

@@ -2,24 +2,34 @@
 
 ``inference.yml`` keeps PaddleX's sections (``Global.model_name``, ``PreProcess``,
 ``PostProcess``) for familiarity and adds a ``facefeat`` block that is the source of truth:
-model name, embedding size and preprocessing.
+model name, embedding size, preprocessing, the weights' precision (``fp32`` or ``int8``) and the
+SHA-256 of ``inference.onnx``, checked on every load so a truncated or corrupted file is caught
+(and, for the zoo cache, rebuilt) instead of failing deep in a runtime or giving NaN features.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from facefeat.errors import InputError
-from facefeat.registry import ModelSpec
+from facefeat.errors import InputError, WeightsError
+from facefeat.runtime.preprocess import Preprocess
 from facefeat.utils import atomic_write_text
+
+if TYPE_CHECKING:
+    from facefeat.registry import ModelSpec
 
 MODEL_FILE = "inference.onnx"
 META_FILE = "inference.yml"
 FORMAT_VERSION = 1
+PRECISIONS = ("fp32", "int8")
+_CORE_KEYS = {"format_version", "model_name", "embedding_size", "input_size", "channel_order", "mean", "std",
+              "normalize_in_graph", "precision", "onnx_sha256"}
 
 
 @dataclass
@@ -28,33 +38,43 @@ class ModelMeta:
 
     model_name: str
     embedding_size: int
-    input_size: tuple[int, int] = (112, 112)
-    channel_order: str = "RGB"
-    mean: tuple[float, ...] = (127.5, 127.5, 127.5)
-    std: tuple[float, ...] = (127.5, 127.5, 127.5)
+    preprocess: Preprocess = Preprocess()
+    precision: str = "fp32"  # of the stored weights: "fp32" or "int8" (quantised, QDQ)
+    onnx_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, **extra: Any) -> "ModelMeta":
-        return cls(
-            model_name=spec.name,
-            embedding_size=spec.embedding_size,
-            input_size=tuple(spec.input_size),
-            channel_order=spec.channel_order,
-            mean=tuple(spec.mean),
-            std=tuple(spec.std),
-            extra=dict(extra),
-        )
+    def from_spec(cls, spec: "ModelSpec", **extra: Any) -> "ModelMeta":
+        return cls(model_name=spec.name, embedding_size=spec.embedding_size, preprocess=spec.preprocess,
+                   extra=dict(extra))
+
+    # the preprocessing fields, read through (one Preprocess object, no copies)
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocess.input_size
+
+    @property
+    def channel_order(self) -> str:
+        return self.preprocess.channel_order
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.preprocess.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.preprocess.std
 
     def to_yaml_dict(self) -> dict[str, Any]:
-        h, w = self.input_size
-        scale = [1.0 / s for s in self.std]
+        pp = self.preprocess
+        h, w = pp.input_size
+        scale = [1.0 / s for s in pp.std]
         return {
             "Global": {"model_name": self.model_name},
             "PreProcess": {
                 "transform_ops": [
                     {"ResizeImage": {"size": [w, h], "interpolation": "bilinear", "backend": "cv2"}},
-                    {"NormalizeImage": {"mean": list(self.mean), "scale": scale, "order": "hwc"}},
+                    {"NormalizeImage": {"mean": list(pp.mean), "scale": scale, "order": "hwc"}},
                     {"ToCHWImage": None},
                 ]
             },
@@ -64,20 +84,45 @@ class ModelMeta:
                 "model_name": self.model_name,
                 "embedding_size": int(self.embedding_size),
                 "input_size": [int(h), int(w)],
-                "channel_order": self.channel_order,
-                "mean": [float(m) for m in self.mean],
-                "std": [float(s) for s in self.std],
+                "channel_order": pp.channel_order,
+                "mean": [float(m) for m in pp.mean],
+                "std": [float(s) for s in pp.std],
+                "normalize_in_graph": bool(pp.normalize_in_graph),
+                "precision": self.precision,
+                **({"onnx_sha256": self.onnx_sha256} if self.onnx_sha256 else {}),
                 **self.extra,
             },
         }
 
 
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    from facefeat.weights.sources import file_sha256
+
+    return file_sha256(path)
+
+
+def onnx_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, computed once per (path, size, mtime) in a process."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
 def write_model_meta(model_dir: str | Path, meta: ModelMeta) -> Path:
+    """Write ``inference.yml``, recording the checksum of the ``inference.onnx`` beside it."""
+    onnx_path = Path(model_dir) / MODEL_FILE
+    if onnx_path.is_file():
+        meta.onnx_sha256 = onnx_sha256(onnx_path)
     return atomic_write_text(Path(model_dir) / META_FILE, yaml.safe_dump(meta.to_yaml_dict(), sort_keys=False))
 
 
-def read_model_dir(model_dir: str | Path) -> tuple[Path, ModelMeta]:
-    """Validate an exported model directory and return ``(onnx path, meta)``."""
+def read_model_dir(model_dir: str | Path, verify: bool = True) -> tuple[Path, ModelMeta]:
+    """Validate an exported model directory and return ``(onnx path, meta)``.
+
+    With ``verify``, an ``inference.onnx`` whose SHA-256 differs from the one recorded in
+    ``inference.yml`` raises :class:`WeightsError` naming the file (directories written before
+    checksums were recorded are accepted as they are).
+    """
     d = Path(model_dir)
     if not d.is_dir():
         raise InputError(f"model_dir {str(model_dir)!r} is not a directory")
@@ -94,13 +139,19 @@ def read_model_dir(model_dir: str | Path) -> tuple[Path, ModelMeta]:
         meta = ModelMeta(
             model_name=str(ff["model_name"]),
             embedding_size=int(ff["embedding_size"]),
-            input_size=tuple(int(v) for v in ff["input_size"]),
-            channel_order=str(ff.get("channel_order", "RGB")),
-            mean=tuple(float(v) for v in ff["mean"]),
-            std=tuple(float(v) for v in ff["std"]),
-            extra={k: v for k, v in ff.items() if k not in {
-                "model_name", "embedding_size", "input_size", "channel_order", "mean", "std"}},
+            preprocess=Preprocess.from_dict(ff),
+            precision=str(ff.get("precision", "fp32")),
+            onnx_sha256=ff.get("onnx_sha256"),
+            extra={k: v for k, v in ff.items() if k not in _CORE_KEYS},
         )
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{meta_path}: not a valid facefeat inference.yml ({exc!r})") from exc
+    if meta.precision not in PRECISIONS:
+        raise InputError(f"{meta_path}: precision must be one of {PRECISIONS}, got {meta.precision!r}")
+    if verify and meta.onnx_sha256 and onnx_sha256(onnx_path) != meta.onnx_sha256:
+        raise WeightsError(
+            f"{onnx_path}: file is corrupted or truncated ({onnx_path.stat().st_size} bytes; its SHA-256 "
+            f"differs from the one recorded in {META_FILE}); re-export the model (a zoo model's cache "
+            "directory is rebuilt automatically)"
+        )
     return onnx_path, meta

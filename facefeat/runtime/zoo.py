@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
 
+from facefeat.errors import InputError, WeightsError
 from facefeat.registry import ModelSpec
-from facefeat.runtime.model_dir import MODEL_FILE, META_FILE, ModelMeta, write_model_meta
+from facefeat.runtime.model_dir import MODEL_FILE, META_FILE, ModelMeta, read_model_dir, write_model_meta
 from facefeat.utils import atomic_dir, cache_dir
 from facefeat.weights.sources import file_sha256, resolve_weights
+
+log = logging.getLogger("facefeat")
 
 
 @lru_cache(maxsize=64)
@@ -33,12 +37,21 @@ def prepare_model_dir(spec: ModelSpec, weights: str | os.PathLike | None = None)
 
     SFace converts its int8bq ONNX to fp32 with numpy + onnx only (no torch). Other models are
     built in PyTorch from their weights and exported once; the result is cached under
-    ``$FACEFEAT_HOME/models/<name>-<sha256 of weights>``.
+    ``$FACEFEAT_HOME/models/<name>-<sha256 of weights>``. A cached directory whose
+    ``inference.onnx`` no longer matches its recorded checksum (truncated, corrupted), or that
+    has no checksum, is reported with its path and rebuilt.
     """
     path, fmt = resolve_weights(spec, weights)
     out = models_cache_dir() / f"{spec.name}-{weights_key(path)}"
-    if (out / MODEL_FILE).is_file() and (out / META_FILE).is_file():
-        return out
+    if (out / MODEL_FILE).is_file() or (out / META_FILE).is_file():
+        try:
+            _, meta = read_model_dir(out)
+            if meta.onnx_sha256:
+                return out
+            reason = "it has no checksum (written by an older facefeat)"
+        except (InputError, WeightsError) as exc:
+            reason = str(exc)
+        log.warning("model cache %s is unusable, rebuilding it: %s", out, reason)
     meta = ModelMeta.from_spec(spec, weights_sha256_16=weights_key(path), weights_file=path.name,
                                **({"thresholds": spec.thresholds} if weights is None and spec.thresholds else {}))
     if fmt == "onnx_int8bq":
