@@ -197,7 +197,6 @@ def _embed_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="local", choices=["local", "ray"])
     p.add_argument("--address", default=None, help="Ray cluster (ray://head:10001, auto); default RAY_ADDRESS or a local Ray")
     _pipeline_args(p, inputs=False)
-    p.add_argument("--precision", default=None, help="inference precision (default fp32)")
     p.add_argument("--nms-threshold", type=float, default=0.3)
     p.add_argument("--min-face-size", type=float, default=20)
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")

@@ -87,7 +87,7 @@ def test_export_runtime_parity(built, tmp_path):
 
     spec, model = built
     export_onnx(model, ModelMeta.from_spec(spec), tmp_path / "inference")
-    pred = create_model(model_dir=tmp_path / "inference", batch_size=3)
+    pred = create_model(model_dir=tmp_path / "inference", batch_size=3, precision="fp32")  # parity: fp32, not the bf16 auto
     assert pred.model_name == spec.name and pred.embedding_size == spec.embedding_size
     imgs = _images(spec, 5, seed=1)
     with torch.inference_mode():

@@ -16,7 +16,6 @@ The output directory, its manifest and why a killed run resumes exactly are desc
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
@@ -74,13 +73,8 @@ def _model_identity(model: str | None, weights: Any, model_dir: Any, backend: st
     from facefeat.predict.predictor import create_model
     from facefeat.weights.sources import file_sha256
 
-    kw = {}
-    if precision:
-        if "precision" not in inspect.signature(create_model).parameters:
-            raise InputError(f"precision={precision!r}: this facefeat build runs fp32 only; leave precision unset")
-        kw["precision"] = precision
     pred = create_model(model if model_dir is None else None, weights, model_dir=model_dir, backend=backend,
-                        device="cpu", num_threads=1, **kw)
+                        precision=precision or "auto", device="cpu", num_threads=1)
     h = pred.meta.extra.get("weights_sha256_16")
     if not h:
         src = getattr(pred.runner, "path", None)
@@ -90,7 +84,8 @@ def _model_identity(model: str | None, weights: Any, model_dir: Any, backend: st
 
             src = resolve_weights(get_spec(pred.model_name), weights)[0]
         h = file_sha256(src)[:16]
-    return pred.model_name, int(pred.embedding_size), str(h)
+    rt = pred.runtime_info()  # what "auto" chose here: recorded, so every worker and resume runs the same
+    return pred.model_name, int(pred.embedding_size), str(h), rt["backend"], rt["precision"]
 
 
 def pipeline_settings(model: str, model_hash: str, dim: int, backend: str, precision: str | None,
@@ -264,7 +259,7 @@ def _run_ray(plan, embedder_kw: dict, batch_size: int, writer: _ShardWriter, add
 
 def embed_dataset(inputs: str | os.PathLike, out: str | os.PathLike, *, engine: str = "local",
                   address: str | None = None, model: str | None = "SFace", weights: str | os.PathLike | None = None,
-                  model_dir: str | os.PathLike | None = None, backend: str = "onnxruntime",
+                  model_dir: str | os.PathLike | None = None, backend: str = "auto",
                   precision: str | None = None, device: str = "cpu", det_threshold: float = 0.5, nms_threshold: float = 0.3,
                   min_face_size: float = 20, align: str = "align", flip: bool = False, batch_size: int = 32,
                   workers: int | tuple[int, int] | None = None, num_cpus: float = 1, num_gpus: float = 0,
@@ -292,7 +287,9 @@ def embed_dataset(inputs: str | os.PathLike, out: str | os.PathLike, *, engine: 
     require("pyarrow", "distributed", "embed_dataset's Parquet output")
     t0 = time.perf_counter()
     items = list_inputs(inputs, path_column, label_column)
-    name, dim, model_hash = _model_identity(model, weights, model_dir, backend, precision)
+    name, dim, model_hash, cpu_backend, cpu_precision = _model_identity(model, weights, model_dir, backend, precision)
+    if str(device).lower() == "cpu" and num_gpus == 0:
+        backend, precision = cpu_backend, cpu_precision
     settings = pipeline_settings(name, model_hash, dim, backend, precision, det_threshold, nms_threshold,
                                  min_face_size, align, flip)
     od = _open_output(Path(out), settings, shard_size)

@@ -101,10 +101,9 @@ class FaceEmbedder:
         threads = num_threads or int(os.environ.get("FACEFEAT_NUM_THREADS", 0)) or None
         if threads:
             cv2.setNumThreads(int(threads))
-        kw = {"precision": settings["precision"]} if settings.get("precision") not in (None, "fp32") else {}
         predictor = create_model(settings["model"], settings.get("weights"), model_dir=settings.get("model_dir"),
-                                 backend=settings["backend"], device=device, batch_size=batch_size,
-                                 num_threads=threads, **kw)
+                                 backend=settings["backend"], precision=settings["precision"], device=device,
+                                 batch_size=batch_size, num_threads=threads)
         self.pipe = FaceRecognitionPipeline(
             predictor=predictor, det_threshold=settings["det_threshold"], nms_threshold=settings["nms_threshold"],
             min_face_size=settings["min_face_size"], align=settings["align"], flip=settings["flip"])
