@@ -212,3 +212,48 @@ def test_settings_rec_threshold():
     for bad in (math.nan, 1.5, "fast"):
         with pytest.raises(InputError, match="rec_threshold"):
             Settings(rec_threshold=bad).check()
+
+
+def test_openapi_lists_error_statuses(reader):
+    spec = reader.get("/openapi.json").json()
+    for path, method in (("/face-verify", "post"), ("/face-recognition-persons", "get"),
+                         ("/face-recognition-person-add", "post"), ("/face-recognition-person-remove", "post"),
+                         ("/face-recognition-person-rename", "post"), ("/face-recognition-thumbnail", "get")):
+        codes = set(spec["paths"][path][method]["responses"])
+        assert {"400", "401", "403", "404", "413", "422", "500", "503"} <= codes, (path, codes)
+    infer = spec["components"]["schemas"]["InferRequest"]["properties"]
+    assert {"far", "fpir", "perPerson"} <= set(infer)
+
+
+def test_cli_rec_threshold_flag():
+    import argparse
+
+    from facefeat.serving.options import configure_cli, settings_from_args
+
+    p = argparse.ArgumentParser()
+    configure_cli(p)
+    assert settings_from_args(p.parse_args([])).rec_threshold == "auto"
+    assert settings_from_args(p.parse_args(["--rec-threshold", "0.45"])).rec_threshold == 0.45
+    with pytest.raises(SystemExit):
+        p.parse_args(["--rec-threshold", "fast"])
+
+
+def test_rename_is_seen_by_another_worker(tmp_path):
+    """A rename changes no count; another process's store still notices it (the saved revision)."""
+    from facefeat.index import create_index
+    from facefeat.serving.storage import IndexStore
+
+    a, b = IndexStore(tmp_path), IndexStore(tmp_path)
+    index = create_index(dim=4, metric_type="IP", index_type="Flat", model_name="m")
+    ids = index.add(np.eye(4, dtype=np.float32)[:2], ["x", "y"])
+    key = a.create(a.new_key(), index, samples={ids[0]: {"quality": {"sharpness": 1.0}}}, thumbs={ids[0]: b"jpg"})
+    assert set(b.get(key).labels().values()) == {"x", "y"}
+    with a.people(key) as people:
+        people.rename("x", "z")
+    assert set(b.get(key).labels().values()) == {"z", "y"}
+    assert b.samples(key) == {0: {"quality": {"sharpness": 1.0}}}
+    with b.mutate(key) as idx:  # a PaddleX-style change keeps the per-sample figures
+        idx.remove([1])
+    assert a.samples(key) == {0: {"quality": {"sharpness": 1.0}}} and a.thumb_path(key, 0).read_bytes() == b"jpg"
+    a.delete(key)
+    assert not (tmp_path / "thumbs" / key).exists()

@@ -32,7 +32,7 @@ facefeat's own endpoints (same envelope, limits and key roles)::
 
 ``errorCode`` is 0 on success, else the HTTP status (see :data:`ERRORS`). With API keys set
 (``--api-key``/``$FACEFEAT_API_KEYS``) every endpoint but ``/health``, the page and the docs
-needs a key; build/add/remove/delete need an admin key. Modules: :mod:`.options` (settings, CLI),
+needs a key; build/add/remove/delete and the person writes need an admin key. Modules: :mod:`.options` (settings, CLI),
 :mod:`.service` (models, inputs), :mod:`.http` (envelope, middleware, errors), :mod:`.storage`.
 """
 
