@@ -10,6 +10,7 @@ const MAX_SIDE = 1280; // photos are scaled down in the browser before upload
 const $ = (id) => document.getElementById(id);
 
 let indexKey = localStorage.getItem(KEY_STORE) || "";
+let chooseNew = false; // "(new gallery)" picked: the next enrolment builds a new index
 
 function setStatus(el, text, kind) {
   el.textContent = text;
@@ -130,6 +131,7 @@ function labelColor(label) {
 // -- gallery ---------------------------------------------------------------------------------------
 function useIndex(key) {
   indexKey = key || "";
+  if (indexKey) chooseNew = false;
   if (indexKey) localStorage.setItem(KEY_STORE, indexKey);
   else localStorage.removeItem(KEY_STORE);
 }
@@ -141,7 +143,7 @@ async function refreshIndexList() {
     indexes = (await api("GET", "/face-recognition-index-list")).indexes;
   } catch (e) { /* the gallery panel reports errors */ }
   if (indexKey && !indexes.some((x) => x.indexKey === indexKey)) useIndex("");
-  if (!indexKey && indexes.length) useIndex(indexes[indexes.length - 1].indexKey);
+  if (!indexKey && !chooseNew && indexes.length) useIndex(indexes[indexes.length - 1].indexKey);
   sel.innerHTML = "";
   const fresh = document.createElement("option");
   fresh.value = "";
@@ -156,8 +158,12 @@ async function refreshIndexList() {
   sel.value = indexKey;
 }
 
+let galleryGen = 0; // refreshes may overlap: only the latest one draws
+
 async function refreshGallery() {
+  const gen = ++galleryGen;
   await refreshIndexList();
+  if (gen !== galleryGen) return;
   const tbody = $("gallery");
   const table = $("gallery-table");
   const summary = $("gallery-summary");
@@ -172,10 +178,13 @@ async function refreshGallery() {
   try {
     info = await api("GET", "/face-recognition-index-info?indexKey=" + encodeURIComponent(indexKey));
   } catch (e) {
+    if (gen !== galleryGen) return;
     table.hidden = true;
     summary.textContent = "Cannot read the gallery: " + e.message;
     return;
   }
+  if (gen !== galleryGen) return;
+  tbody.innerHTML = "";
   const people = new Set(info.entries.map((e) => e.label));
   summary.textContent = info.imageCount + " image(s) of " + people.size + " person(s); model " + info.model +
     ", " + info.backend + " " + info.indexType + " index";
@@ -204,13 +213,12 @@ async function refreshGallery() {
     tbody.appendChild(tr);
   }
   table.hidden = info.entries.length === 0;
-  await refreshPeople();
+  await refreshPeople(gen);
 }
 
 // One card per person: the thumbnail of their first sample, the sample count, remove.
-async function refreshPeople() {
+async function refreshPeople(gen) {
   const ul = $("people");
-  ul.innerHTML = "";
   if (!indexKey) return;
   let res;
   try {
@@ -218,6 +226,8 @@ async function refreshPeople() {
   } catch (e) {
     return;
   }
+  if (gen !== galleryGen) return;
+  ul.innerHTML = "";
   for (const p of res.persons) {
     const li = document.createElement("li");
     li.className = "person";
@@ -480,6 +490,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("enrol-cam-btn").addEventListener("click", () => enrolImage(() => grabFrame(null)));
   $("recog-cam-btn").addEventListener("click", () => recogniseImage(grabFrame));
   $("refresh-btn").addEventListener("click", refreshGallery);
-  $("index-select").addEventListener("change", (ev) => { useIndex(ev.target.value); refreshGallery(); });
+  $("index-select").addEventListener("change", (ev) => {
+    chooseNew = !ev.target.value;
+    useIndex(ev.target.value);
+    refreshGallery();
+  });
   checkHealth().then(refreshGallery).then(() => { document.body.dataset.loaded = "1"; });
 });
