@@ -2,7 +2,10 @@
 
 Against the live server on 127.0.0.1: enrol two people (name + photo), see them in the gallery,
 recognise a third photo of one of them, check the names shown and the boxes drawn, remove an entry,
-and save a screenshot under pytest's tmp dir (its path is printed).
+and save a screenshot under pytest's tmp dir (its path is printed). A second test gives Chromium a
+fake camera (a Y4M file built from an LFW photo at test time): enrol from the camera, the people
+list with thumbnails, recognise from the camera with the operating point shown, the verify panel,
+remove a person; its screenshot goes to /tmp (path printed).
 
 Needs ``tools/install_browser.sh`` (apt ``chromium`` + pip ``playwright``; no browser download).
 Skips without them, except under CI=true where they must be present.
