@@ -332,11 +332,13 @@ def test_unknown_and_hostile_index_keys(client, storage, people):
                "indexKey")
         _error(client.post("/face-recognition-index-remove", json={"ids": [0], "indexKey": bad}), 400, "indexKey")
         _error(client.get("/face-recognition-index-info", params={"indexKey": bad}), 400, "indexKey")
-    # nothing was written beside the storage dir, and inside it only indexes/ and locks/
+    # nothing was written beside the storage dir, and inside it only indexes/, locks/ and thumbs/
     assert sorted(p.name for p in storage.parent.iterdir()) == before
-    assert {p.name for p in storage.iterdir()} <= {"indexes", "locks"}
+    assert {p.name for p in storage.iterdir()} <= {"indexes", "locks", "thumbs"}
     for p in (storage / "locks").iterdir():
         assert len(p.stem) == 32 and p.suffix == ".lock"
+    for p in (storage / "thumbs").iterdir() if (storage / "thumbs").exists() else []:
+        assert len(p.name) == 32 and (storage / "indexes" / p.name).is_dir()
     # static files cannot be used to read outside their folder either
     r = client.get("/static/../app.py")
     assert r.status_code == 404 or "create_app" not in r.text

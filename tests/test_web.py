@@ -2,7 +2,10 @@
 
 Against the live server on 127.0.0.1: enrol two people (name + photo), see them in the gallery,
 recognise a third photo of one of them, check the names shown and the boxes drawn, remove an entry,
-and save a screenshot under pytest's tmp dir (its path is printed).
+and save a screenshot under pytest's tmp dir (its path is printed). A second test gives Chromium a
+fake camera (a Y4M file built from an LFW photo at test time): enrol from the camera, the people
+list with thumbnails, recognise from the camera with the operating point shown, the verify panel,
+remove a person; its screenshot goes to /tmp (path printed).
 
 Needs ``tools/install_browser.sh`` (apt ``chromium`` + pip ``playwright``; no browser download).
 Skips without them, except under CI=true where they must be present.
@@ -127,6 +130,96 @@ def test_web_enrol_and_recognise(sync_playwright, web_server, lfw_dir, tmp_path)
             assert "Colin Powell" not in " ".join(page.locator("#recog-results li").all_inner_texts())
             assert not console_errors, console_errors
             assert len(prompts) == 1 and "API key" in prompts[0], prompts
+        finally:
+            ctx.close()
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def _fake_camera_file(path: Path, photo: Path, frames: int = 10) -> Path:
+    """A Y4M video (640x480, I420) of an LFW photo, for Chromium's fake camera device."""
+    import cv2
+    import numpy as np
+
+    face = cv2.resize(cv2.imread(str(photo)), (400, 400), interpolation=cv2.INTER_CUBIC)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[40:440, 120:520] = face
+    yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as f:
+        f.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            f.write(b"FRAME\n" + yuv)
+    return path
+
+
+def test_web_camera_people_verify(sync_playwright, web_server, lfw_dir, tmp_path):
+    """Enrol from a (fake) webcam, see people with thumbnails, recognise from the camera with the
+    operating point shown, verify two photos, remove a person; screenshot in /tmp."""
+    bush = lfw_images(lfw_dir, "George_W_Bush", 3)
+    powell = lfw_images(lfw_dir, "Colin_Powell", 4)
+    video = _fake_camera_file(tmp_path / "camera.y4m", powell[1])
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    shot = Path("/tmp") / f"facefeat-web-camera-{os.getpid()}.png"
+    args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                            f"--use-file-for-fake-video-capture={video}"]
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
+                                                   args=args, viewport={"width": 1100, "height": 900})
+        try:
+            page = ctx.new_page()
+            page.set_default_timeout(30_000)
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: d.accept(API_KEY))
+            page.goto(web_server.url + "/")
+            page.wait_for_selector("body[data-loaded='1']")
+            page.select_option("#index-select", "")  # a new gallery (another test may have made one)
+
+            page.click("#cam-btn")
+            page.wait_for_selector("body[data-camera='on']")
+            page.wait_for_function("document.getElementById('cam').videoWidth === 640")
+            page.fill("#enrol-name", "Colin Powell")
+            page.click("#enrol-cam-btn")
+            page.wait_for_function("document.getElementById('enrol-status').textContent.includes('Enrolled Colin')")
+            page.fill("#enrol-name", "George W Bush")
+            page.set_input_files("#enrol-file", str(bush[0]))
+            page.click("#enrol-btn")
+            page.wait_for_function("document.getElementById('enrol-status').textContent.includes('Enrolled George')")
+
+            # people: one card each, with the aligned face as thumbnail (fetched with the API key)
+            page.wait_for_function("document.querySelectorAll('#people li.person').length === 2")
+            page.wait_for_function("[...document.querySelectorAll('#people img.thumb')]"
+                                   ".every(i => i.complete && i.naturalWidth === 112)")
+            assert page.locator("#people .person-name").all_inner_texts() == ["Colin Powell", "George W Bush"]
+
+            # recognise from the camera: Powell named, the calibrated operating point shown
+            page.click("#recog-cam-btn")
+            page.wait_for_selector("body[data-recognised='done']")
+            names = page.locator("#recog-results li").all_inner_texts()
+            assert len(names) == 1 and names[0].startswith("Colin Powell ("), (names, page.inner_text("#recog-status"))
+            op = page.inner_text("#recog-op")
+            assert "threshold" in op and "calibrated" in op and "fpir" in op, op
+
+            # verify: two other photos of Powell are the same person, Bush and Powell are not
+            page.set_input_files("#verify-file1", str(bush[1]))
+            page.set_input_files("#verify-file2", str(powell[2]))
+            page.click("#verify-btn")
+            page.wait_for_selector("body[data-verified='done']")
+            assert page.inner_text("#verify-verdict") == "Different people", page.inner_text("#verify-status")
+            page.set_input_files("#verify-file1", str(powell[3]))
+            page.click("#verify-btn")
+            page.wait_for_function("document.getElementById('verify-verdict').textContent === 'Same person'")
+            assert float(page.inner_text("#verify-score")) > float(page.inner_text("#verify-threshold"))
+            assert "far=1e-3" in page.inner_text("#verify-op")
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"\nweb page screenshot (camera, people, verify): {shot}")
+
+            # remove a person: gone from the people list and the sample table
+            page.click("#people li.person[data-label='Colin Powell'] button.remove-person")
+            page.wait_for_function("document.querySelectorAll('#people li.person').length === 1")
+            assert page.locator("#gallery td.label").all_inner_texts() == ["George W Bush"], page.inner_html("#gallery")
+            assert not errors, errors
         finally:
             ctx.close()
     assert shot.is_file() and shot.stat().st_size > 10_000

@@ -16,7 +16,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -55,6 +55,9 @@ class GalleryFeatures(NamedTuple):
     names: list[str]
     positions: list[int]
     rejected: list[GalleryRejection]
+    #: with ``quality=``: each accepted image's quality figures and aligned 112x112 face
+    figures: Optional[list[dict]] = None
+    faces: Optional[list[np.ndarray]] = None
 
 
 def _area(box: Sequence[float]) -> float:
@@ -275,8 +278,18 @@ class FaceRecognitionPipeline:
         return [(str(p), str(lab), str(p)) for p, lab in load_gallery(gallery_imgs, gallery_label)]
 
     def gallery_features(self, gallery_imgs: Any, gallery_label: Any, strict: bool = False,
-                         progress: bool = False) -> GalleryFeatures:
-        """Embed a gallery (one face per image, see the module docstring for the rule)."""
+                         progress: bool = False, quality: Any = None) -> GalleryFeatures:
+        """Embed a gallery (one face per image, see the module docstring for the rule).
+
+        ``quality``: a policy (:func:`facefeat.vision.quality.get_policy`); images that fail it are
+        rejected with the reason, and the result carries each accepted face's figures and aligned crop."""
+        policy = None
+        if quality is not None:
+            from facefeat.vision.quality import face_quality, get_policy
+
+            policy = get_policy(quality)
+        figures: list[dict] = []
+        crops: list[np.ndarray] = []
         items = self._gallery_items(gallery_imgs, gallery_label)
         rejected: list[GalleryRejection] = []
         self._calls.rejected = rejected  # this thread's view, filled as the call goes
@@ -309,7 +322,16 @@ class FaceRecognitionPipeline:
                 if not is_dominant([d.box for d in usable]):
                     reject(pos, name, label, f"{len(usable)} faces of similar size; cannot tell which is {label!r}")
                     continue
-                faces.append(self.align(img, usable[0]))
+                face = self.align(img, usable[0])
+                if policy is not None:
+                    q = face_quality(face, usable[0])
+                    why = policy.reasons(q)
+                    if why:
+                        reject(pos, name, label, "quality: " + "; ".join(why))
+                        continue
+                    figures.append({"quality": q})
+                    crops.append(face)
+                faces.append(face)
                 keep.append((pos, label, name))
             if faces:
                 feats.append(self.predictor.embed(faces, self.flip))
@@ -322,7 +344,9 @@ class FaceRecognitionPipeline:
             bar.close()
         dim = self.predictor.embedding_size
         x = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
-        return GalleryFeatures(x, labels, names, positions, list(rejected))
+        if policy is None:
+            return GalleryFeatures(x, labels, names, positions, list(rejected))
+        return GalleryFeatures(x, labels, names, positions, list(rejected), figures, crops)
 
     def build_index(self, gallery_imgs: Any, gallery_label: Any, metric_type: str = "IP",
                     index_type: str = "HNSW32", backend: str = "faiss", strict: bool = False,
@@ -456,13 +480,14 @@ class FaceRecognitionPipeline:
     # -- verification ------------------------------------------------------------------------------
     def verify(self, img1: Any, img2: Any = None, *, person: str | None = None, index: Any = None,
                rec_threshold: float | str | None = None, far: float | None = None,
-               det_threshold: float | None = None, flip: bool | None = None):
+               det_threshold: float | None = None, flip: bool | None = None,
+               names: tuple[str, str] = ("img1", "img2")):
         """1:1: are two faces (images or features), or a face and gallery ``person``, the same
         person? See :func:`facefeat.pipeline.verify.verify`."""
         from facefeat.pipeline.verify import verify
 
         return verify(self, img1, img2, person=person, index=index, rec_threshold=rec_threshold, far=far,
-                      det_threshold=det_threshold, flip=flip)
+                      det_threshold=det_threshold, flip=flip, names=names)
 
     # -- clustering and video (facefeat.pipeline.cluster / .video) -------------------------------
     def cluster(self, inputs: Any, threshold: float | None = None, min_samples: int | None = None,

@@ -60,11 +60,13 @@ def _side(pipe, x: Any, what: str, det_threshold: float | None, flip: bool | Non
 
 def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, index: Any = None,
            rec_threshold: float | str | None = None, far: float | None = None,
-           det_threshold: float | None = None, flip: bool | None = None) -> VerifyResult:
-    """Verify ``img1`` against ``img2``, or against gallery ``person`` of ``index``."""
+           det_threshold: float | None = None, flip: bool | None = None,
+           names: tuple[str, str] = ("img1", "img2")) -> VerifyResult:
+    """Verify ``img1`` against ``img2``, or against gallery ``person`` of ``index``; ``names``: what
+    errors call the two sides (e.g. a service's request fields)."""
     if (img2 is None) == (person is None):
         raise InputError("verify: give a second image/feature, or person= (a label in the gallery index), not both")
-    f1, d1 = _side(pipe, img1, "img1", det_threshold, flip)
+    f1, d1 = _side(pipe, img1, names[0], det_threshold, flip)
     if person is not None:
         from facefeat.index.people import People
 
@@ -77,7 +79,7 @@ def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, inde
         d2 = {"input": "person", "person": person, "sample_id": hit.id, "samples": count}
         metric = index.metric_type
     else:
-        f2, d2 = _side(pipe, img2, "img2", det_threshold, flip)
+        f2, d2 = _side(pipe, img2, names[1], det_threshold, flip)
         score = float(f1 @ f2)
         metric = "IP"
     thr, op = pipe.operating_point("verify", rec_threshold, far, None, None)

@@ -12,13 +12,27 @@ PaddleX-compatible endpoints (JSON over POST, every response in the envelope
                                                                                -> {faces: [{bbox, score, recResults}], image?}
     GET  /face-recognition-index-info?indexKey=...                             -> {indexKey, imageCount, entries, ...}
     GET  /face-recognition-index-list                                          -> {indexes: [{indexKey, imageCount, model}]}
+
+facefeat's own endpoints (same envelope, limits and key roles)::
+
+    POST /face-verify                    {image1, image2 | indexKey+label, recThreshold?, far?, detThreshold?}
+                                                                               -> {verified, score, threshold, far, operatingPoint, faces}
+    GET  /face-recognition-persons?indexKey=...                                -> {persons: [{label, sampleCount, sampleIds}], ...}
+    POST /face-recognition-person-add    {indexKey, label, images, quality?}   -> {label, ids, imageCount}   (admin)
+    POST /face-recognition-person-remove {indexKey, label}                     -> {label, removed, imageCount} (admin)
+    POST /face-recognition-person-rename {indexKey, label, newLabel}           -> {label, newLabel, renamed}  (admin)
+    GET  /face-recognition-thumbnail?indexKey=...&id=...                       -> image/jpeg: a sample's aligned face
+
+``/face-recognition-infer`` defaults to the model's calibrated 1:N threshold (``recThreshold``
+"auto"; ``far``/``fpir`` choose another point) and says which in ``threshold``/``operatingPoint``;
+``perPerson: true`` gives the top-k people. Build/add take ``quality`` (off | standard | strict).
     GET  /health                                                               -> 200 when the models are loaded, 503 before
     GET  /                                                                     the web page (enrol, gallery, recognise)
     GET  /docs, /openapi.json                                                  FastAPI's generated API docs
 
 ``errorCode`` is 0 on success, else the HTTP status (see :data:`ERRORS`). With API keys set
 (``--api-key``/``$FACEFEAT_API_KEYS``) every endpoint but ``/health``, the page and the docs
-needs a key; build/add/remove/delete need an admin key. Modules: :mod:`.options` (settings, CLI),
+needs a key; build/add/remove/delete and the person writes need an admin key. Modules: :mod:`.options` (settings, CLI),
 :mod:`.service` (models, inputs), :mod:`.http` (envelope, middleware, errors), :mod:`.storage`.
 """
 
@@ -40,13 +54,14 @@ require("fastapi", "serve", "facefeat serve")
 require("uvicorn", "serve", "facefeat serve")
 
 from fastapi import Depends, FastAPI, Query, Request  # noqa: E402
-from fastapi.responses import FileResponse  # noqa: E402
+from fastapi.responses import FileResponse, Response  # noqa: E402
 from fastapi.security import APIKeyHeader  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from facefeat.serving import schemas as S  # noqa: E402
-from facefeat.serving.errors import ServingError  # noqa: E402
+from facefeat.results import _jsonable  # noqa: E402
+from facefeat.serving.errors import NotFound, PersonNotFound, ServingError  # noqa: E402
 from facefeat.serving.http import KeyRing, RequestContextMiddleware, install_handlers, ok  # noqa: E402
 from facefeat.serving.options import Settings  # noqa: E402
 from facefeat.serving.service import Service  # noqa: E402
@@ -62,7 +77,7 @@ ERRORS = {
     400: "bad input: bad base64, not an image, no usable face, invalid indexKey, disallowed Host",
     401: "API key missing or not valid (only when the server has keys)",
     403: "the API key is read-only",
-    404: "unknown indexKey",
+    404: "unknown indexKey, person (label) or sample thumbnail",
     409: "index/model mismatch or corrupt index",
     413: "a limit exceeded: body size, image pixels, images per request, downloaded bytes",
     422: "malformed body; errorMsg is the JSON list of problems",
@@ -75,7 +90,8 @@ _KEY = [Depends(APIKeyHeader(name="X-API-Key", auto_error=False,
                              description="needed when the server has API keys (--api-key)"))]
 _PUBLIC = ("/health", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 _ADMIN = ("/face-recognition-index-build", "/face-recognition-index-add", "/face-recognition-index-remove",
-          "/face-recognition-index-delete")
+          "/face-recognition-index-delete", "/face-recognition-person-add", "/face-recognition-person-remove",
+          "/face-recognition-person-rename")
 
 
 def required_role(method: str, path: str) -> Optional[str]:
@@ -167,13 +183,13 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         svc.require_ready()
         ignored_fields(body)
         predictor = svc.predictor
-        feats, labels = svc.gallery_features(body.imageLabelPairs)
+        g = svc.gallery_features(body.imageLabelPairs, body.quality)
         key = svc.store.new_key()
         index = create_index(backend=svc.store.backend, dim=predictor.embedding_size,
                              metric_type=body.metricType or "IP", index_type=body.indexType or None,
                              model_name=predictor.model_name, **svc.store.collection_kwargs(key))
-        ids = index.add(feats, labels)
-        svc.store.create(key, index)
+        ids = index.add(g.features, g.labels)
+        svc.store.create(key, index, samples=dict(zip(ids, g.figures)), thumbs=dict(zip(ids, g.thumbs)))
         log.info("index %s built: %d images", key, len(ids))
         return ok(request, {"indexKey": key, "imageCount": len(index), "ids": ids})
 
@@ -185,11 +201,13 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         key = check_key(body.indexKey)
         svc.store.get(key)  # 404 before the (slow) embedding
         predictor = svc.predictor
-        feats, labels = svc.gallery_features(body.imageLabelPairs)
-        with svc.store.mutate(key) as index:
-            index.check_model(predictor.model_name, predictor.embedding_size)
-            ids = index.add(feats, labels)
-            count = len(index)
+        g = svc.gallery_features(body.imageLabelPairs, body.quality)
+        with svc.store.people(key) as people:
+            people.index.check_model(predictor.model_name, predictor.embedding_size)
+            ids = people.index.add(g.features, g.labels)
+            people.samples.update(zip(ids, g.figures))
+            svc.store.write_thumbs(key, dict(zip(ids, g.thumbs)))
+            count = len(people.index)
         return ok(request, {"imageCount": count, "ids": ids})
 
     @app.post("/face-recognition-index-remove", response_model=S.Envelope[S.RemoveImagesFromIndexResult],
@@ -206,6 +224,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             if removed:
                 index.remove(removed)
             count = len(index)
+        svc.store.drop_thumbs(key, removed)
         return ok(request, {"imageCount": count, "removed": removed, "missing": missing})
 
     @app.post("/face-recognition-index-delete", response_model=S.Envelope[S.DeleteIndexResult], tags=["index"],
@@ -230,7 +249,8 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         det_thr = None if body.detThreshold is None else round(float(body.detThreshold), 2)
         with svc.pipeline() as pipe:
             res = next(iter(pipe.predict(img, index=index, det_threshold=det_thr,
-                                         rec_threshold=body.recThreshold, rec_topk=body.topk)))
+                                         rec_threshold=body.recThreshold, rec_topk=body.topk,
+                                         far=body.far, fpir=body.fpir, per_person=bool(body.perPerson))))
             vis = res.draw() if body.visualize is not False else None
         faces = []
         for b in res["boxes"]:
@@ -238,9 +258,13 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             if b.get("labels"):
                 recs = [{"label": str(lab), "score": round(float(sc), 6)}
                         for lab, sc in zip(b["labels"], b["rec_scores"])]
-            faces.append({"bbox": [round(float(x), 2) for x in b["coordinate"]],
-                          "score": round(float(b["det_score"]), 6), "recResults": recs})
-        out: dict = {"faces": faces, "image": None}
+            face = {"bbox": [round(float(x), 2) for x in b["coordinate"]],
+                    "score": round(float(b["det_score"]), 6), "recResults": recs}
+            if body.perPerson:
+                face["sampleIds"] = [int(i) for i in b.get("sample_ids") or []]
+            faces.append(face)
+        op = _jsonable(res.get("operating_point") or {})
+        out: dict = {"faces": faces, "image": None, "threshold": op.get("threshold"), "operatingPoint": op}
         if vis is not None:
             okk, buf = cv2.imencode(".jpg", vis, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not okk:
@@ -269,6 +293,105 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             except (OSError, ValueError):
                 continue  # being replaced right now, or corrupt: not listed
         return ok(request, {"indexes": out})
+
+    @app.post("/face-verify", response_model=S.Envelope[S.VerifyResult], tags=["recognition"],
+              responses=_RESPONSES, dependencies=_KEY)
+    def face_verify(request: Request, body: S.VerifyRequest):
+        svc.require_ready()
+        ignored_fields(body)
+        if (body.image2 is None) == (body.label is None):
+            raise InputError("face-verify: give image2, or indexKey and label (a gallery person), not both")
+        if (body.label is None) != (body.indexKey is None):
+            raise InputError("face-verify: label and indexKey go together (the person and the gallery holding them)")
+        if body.recThreshold is not None and body.far is not None:
+            raise InputError("face-verify: give recThreshold or far, not both")
+        index = svc.store.get(check_key(body.indexKey)) if body.indexKey is not None else None
+        if index is not None:
+            from facefeat.index.people import People
+
+            if body.label not in People(index):
+                raise PersonNotFound(f"no person {body.label[:64]!r} in index {body.indexKey}")
+        img1 = svc.decode_image(body.image1, "image1")
+        img2 = svc.decode_image(body.image2, "image2") if body.image2 is not None else None
+        det_thr = None if body.detThreshold is None else round(float(body.detThreshold), 2)
+        with svc.pipeline() as pipe:
+            res = pipe.verify(img1, img2, person=body.label, index=index, rec_threshold=body.recThreshold,
+                              far=body.far, det_threshold=det_thr, names=("image1", "image2"))
+        r = _jsonable(dict(res))
+        for side, what in zip(r["faces"], ("image1", "image2")):
+            if side.get("input") not in ("feature", "person"):
+                side["input"] = what
+        return ok(request, {"verified": r["verified"], "score": r["score"], "threshold": r["threshold"],
+                            "far": r.get("far"), "operatingPoint": r.get("operating_point") or {}, "faces": r["faces"]})
+
+    @app.get("/face-recognition-persons", response_model=S.Envelope[S.PersonsResult], tags=["people"],
+             responses=_RESPONSES, dependencies=_KEY)
+    def persons(request: Request, indexKey: str = Query(..., description="the index key")):
+        from facefeat.index.people import People
+
+        key = check_key(indexKey)
+        index = svc.store.get(key)
+        rows = People(index).list()
+        return ok(request, {"indexKey": key, "personCount": len(rows), "imageCount": len(index),
+                            "persons": [{"label": p["label"], "sampleCount": p["samples"], "sampleIds": p["sample_ids"]}
+                                        for p in rows]})
+
+    @app.post("/face-recognition-person-add", response_model=S.Envelope[S.PersonAddResult], tags=["people"],
+              responses=_RESPONSES, dependencies=_KEY)
+    def person_add(request: Request, body: S.PersonAddRequest):
+        svc.require_ready()
+        ignored_fields(body)
+        key = check_key(body.indexKey)
+        svc.store.get(key)  # 404 before the (slow) embedding
+        predictor = svc.predictor
+        g = svc.gallery_features([(im, body.label) for im in body.images], body.quality, field="images")
+        with svc.store.people(key) as people:
+            people.index.check_model(predictor.model_name, predictor.embedding_size)
+            ids = people.add(g.labels[0], g.features, figures=g.figures)
+            svc.store.write_thumbs(key, dict(zip(ids, g.thumbs)))
+            count = len(people.index)
+        return ok(request, {"label": g.labels[0], "ids": ids, "imageCount": count})
+
+    @app.post("/face-recognition-person-remove", response_model=S.Envelope[S.PersonRemoveResult], tags=["people"],
+              responses=_RESPONSES, dependencies=_KEY)
+    def person_remove(request: Request, body: S.PersonRemoveRequest):
+        ignored_fields(body)
+        key = check_key(body.indexKey)
+        with svc.store.people(key) as people:
+            ids = people.sample_ids(body.label)
+            if not ids:
+                raise PersonNotFound(f"no person {body.label[:64]!r} in index {key}")
+            people.remove(body.label)
+            count = len(people.index)
+        svc.store.drop_thumbs(key, ids)
+        return ok(request, {"label": body.label, "removed": ids, "imageCount": count})
+
+    @app.post("/face-recognition-person-rename", response_model=S.Envelope[S.PersonRenameResult], tags=["people"],
+              responses=_RESPONSES, dependencies=_KEY)
+    def person_rename(request: Request, body: S.PersonRenameRequest):
+        ignored_fields(body)
+        key = check_key(body.indexKey)
+        new = body.newLabel.strip()
+        if not new:
+            raise InputError("newLabel is blank; give the person's new name")
+        with svc.store.people(key) as people:
+            if not people.sample_ids(body.label):
+                raise PersonNotFound(f"no person {body.label[:64]!r} in index {key}")
+            n = people.rename(body.label, new)
+        return ok(request, {"label": body.label, "newLabel": new, "renamed": n})
+
+    @app.get("/face-recognition-thumbnail", tags=["people"], dependencies=_KEY,
+             responses={200: {"content": {"image/jpeg": {}}, "description": "the sample's aligned face (JPEG)"},
+                        **_RESPONSES})
+    def thumbnail(indexKey: str = Query(..., description="the index key"),
+                  id: int = Query(..., ge=0, le=S.MAX_ID, description="the sample id")):
+        key = check_key(indexKey)
+        svc.store.get(key)
+        try:
+            data = svc.store.thumb_path(key, id).read_bytes()
+        except OSError:
+            raise NotFound(f"no thumbnail for sample {id} of index {key}") from None
+        return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     # -- the web page --------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)

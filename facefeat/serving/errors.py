@@ -32,6 +32,10 @@ class NotFound(ServingError, LookupError):
     status = 404
 
 
+class PersonNotFound(NotFound):
+    """No person with this label in the index."""
+
+
 class NotReady(ServingError):
     status = 503
 

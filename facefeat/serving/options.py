@@ -14,7 +14,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from facefeat.errors import InputError
 
@@ -28,8 +28,21 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 log = logging.getLogger("facefeat.serving")
 
 
-def _opt(help: str, flag: str | None = None, cli: bool = True, metavar: str | None = None) -> dict:
-    return {"help": help, "flag": flag, "cli": cli, "metavar": metavar}
+def _opt(help: str, flag: str | None = None, cli: bool = True, metavar: str | None = None,
+         parse: Any = None) -> dict:
+    return {"help": help, "flag": flag, "cli": cli, "metavar": metavar, "parse": parse}
+
+
+def threshold_arg(v: Any) -> Any:
+    """A recognition threshold setting: ``"auto"`` (the model's calibrated point) or a number."""
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'auto' or a number in [0, 1], got {v!r}") from None
+    return v
 
 
 @dataclass
@@ -56,7 +69,9 @@ class Settings:
     feature_models: list = field(default_factory=list, metadata=_opt(
         "another zoo model for /face-feature-infer (repeatable)", flag="--feature-model", metavar="NAME"))
     det_threshold: Optional[float] = field(default=None, metadata=_opt("default detection threshold"))
-    rec_threshold: Optional[float] = field(default=None, metadata=_opt("default recognition threshold"))
+    rec_threshold: Union[float, str, None] = field(default="auto", metadata=_opt(
+        "default recognition threshold: auto (the model's calibrated operating point) or a number in [0, 1]",
+        parse=threshold_arg, metavar="auto|NUMBER"))
     rec_topk: Optional[int] = field(default=None, metadata=_opt("default number of gallery matches"))
     infer_concurrency: int = field(default=0, metadata=_opt("pipelines working at once (0: min(4, CPUs))"))
     num_threads: Optional[int] = field(default=None, metadata=_opt("runtime threads per model", flag="--threads"))
@@ -115,8 +130,11 @@ class Settings:
             raise InputError(f"index_backend must be 'faiss' or 'milvus', got {self.index_backend!r}")
         for name in ("det_threshold", "rec_threshold"):
             v = getattr(self, name)
+            if name == "rec_threshold" and v == "auto":
+                continue
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= 1):
-                raise InputError(f"{name} must be a number in [0, 1], got {v!r}")
+                raise InputError(f"{name} must be a number in [0, 1]" + (" or 'auto'" if name == "rec_threshold" else "")
+                             + f", got {v!r}")
         if not (isinstance(self.url_timeout_s, (int, float)) and 0 < self.url_timeout_s <= 300):
             raise InputError(f"url_timeout_s must be in (0, 300] seconds, got {self.url_timeout_s!r}")
         if self.url_max_bytes and not 0 < self.url_max_bytes <= self.max_body_bytes:
@@ -172,7 +190,7 @@ def configure_cli(p: argparse.ArgumentParser) -> None:
             kw.update(action="append", default=[])
         else:
             inner = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
-            kw.update(type=inner[0], default=f.default)
+            kw.update(type=md.get("parse") or inner[0], default=f.default)
         p.add_argument(*args, **kw)
 
 

@@ -10,7 +10,7 @@ Images are base64 strings (optionally a ``data:image/...;base64,`` URL) or http(
 from __future__ import annotations
 
 import re
-from typing import Annotated, Generic, Optional, TypeVar
+from typing import Annotated, Any, Generic, Literal, Optional, TypeVar, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -45,6 +45,14 @@ def _integral(v):
 Threshold = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Id = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_integral)]
 TopK = Annotated[int, Field(ge=1, le=100), BeforeValidator(_integral)]
+#: a false-accept (1:1) or false-positive-identification (1:N) rate choosing a calibrated operating point
+Rate = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
+#: a recognition threshold: a number, or "auto" (the model's calibrated operating point)
+RecThreshold = Union[Threshold, Literal["auto"]]
+#: enrolment quality policy (facefeat.vision.quality); off by default, so PaddleX clients are unchanged
+QualityPolicyName = Literal["off", "standard", "strict"]
+_QUALITY_DOC = ("enrolment quality policy: off (default), standard or strict; an image that fails it is "
+                "refused with the reason, like an image without a face")
 
 
 class _Body(BaseModel):
@@ -95,6 +103,7 @@ class ImageLabelPair(_Body):
 
 class BuildIndexRequest(_Body):
     imageLabelPairs: list[ImageLabelPair] = Field(min_length=1)
+    quality: Optional[QualityPolicyName] = Field(None, description=_QUALITY_DOC)
     indexType: Optional[str] = Field(None, max_length=16, json_schema_extra={"pattern": INDEX_TYPE_PATTERN},
                                      description=(
         f"FAISS: Flat (default), HNSW<M> (M 4..{MAX_HNSW_M}), IVF or IVF<nlist>[,Flat] (nlist 1..{MAX_IVF_NLIST}); "
@@ -128,6 +137,7 @@ class BuildIndexResult(BaseModel):
 class AddImagesToIndexRequest(_Body):
     imageLabelPairs: list[ImageLabelPair] = Field(min_length=1)
     indexKey: str
+    quality: Optional[QualityPolicyName] = Field(None, description=_QUALITY_DOC)
 
 
 class AddImagesToIndexResult(BaseModel):
@@ -188,7 +198,13 @@ class InferRequest(_Body):
     image: str = Field(description="a photo: base64 (or data URL) or http(s) URL")
     indexKey: Optional[str] = Field(None, description="gallery to search; without it faces are only detected")
     detThreshold: Optional[Threshold] = None
-    recThreshold: Optional[Threshold] = Field(None, description="minimum top-1 score (IP/COSINE) to name a face")
+    recThreshold: Optional[RecThreshold] = Field(None, description=(
+        "minimum top-1 score (IP/COSINE) to name a face, or auto (the model's calibrated 1:N point); "
+        "default: the server's (auto)"))
+    far: Optional[Rate] = Field(None, description="use the model's calibrated 1:1 threshold at this FAR (e.g. 0.001)")
+    fpir: Optional[Rate] = Field(None, description="use the model's calibrated 1:N threshold at this FPIR (e.g. 0.01)")
+    perPerson: Optional[bool] = Field(False, description="top-k people (each one's best sample, with sampleIds) "
+                                                         "instead of top-k gallery images")
     topk: Optional[TopK] = None
     hammingRadius: Optional[float] = Field(None, allow_inf_nan=False,
                                            description="PaddleX's binary-index field; accepted and unused")
@@ -205,11 +221,92 @@ class Face(BaseModel):
     bbox: list[float] = Field(description="[x0, y0, x1, y1] in pixels")
     score: float = Field(description="detection score")
     recResults: list[RecResult] = Field(description="top-k gallery matches, best first; empty when unknown")
+    sampleIds: Optional[list[int]] = Field(None, description="with perPerson: the best sample id of each person")
 
 
 class InferResult(BaseModel):
     faces: list[Face]
     image: Optional[str] = None
+    threshold: Optional[float] = Field(None, description="the recognition threshold that was used")
+    operatingPoint: Optional[dict[str, Any]] = Field(None, description=(
+        "which threshold was used: source (fixed | calibrated | uncalibrated default), operating_point "
+        "(fixed, far_1e-03, fpir_1e-02, ...), the measured rates and the data they came from"))
+
+
+# -- verification -------------------------------------------------------------------------------
+
+
+class VerifyRequest(_Body):
+    image1: str = Field(description="a photo: base64 (or data URL) or http(s) URL; its largest face is used")
+    image2: Optional[str] = Field(None, description="the second photo (or give indexKey + label)")
+    indexKey: Optional[str] = Field(None, description="a gallery index, to verify against a person in it")
+    label: Optional[str] = Field(None, min_length=1, max_length=MAX_LABEL_CHARS,
+                                 description="the gallery person to verify against (with indexKey)")
+    recThreshold: Optional[RecThreshold] = Field(None, description="a number, or auto (the model's calibrated "
+                                                                   "1:1 point, FAR 1e-3); default auto")
+    far: Optional[Rate] = Field(None, description="use the model's calibrated 1:1 threshold at this FAR")
+    detThreshold: Optional[Threshold] = None
+
+
+class VerifyResult(BaseModel):
+    verified: bool
+    score: float = Field(description="cosine similarity (a person: the best over their samples)")
+    threshold: float
+    far: Optional[float] = Field(None, description="the false accept rate measured at this threshold, if calibrated")
+    operatingPoint: dict[str, Any]
+    faces: list[dict[str, Any]] = Field(description="each side: the face used (box, score) and the other faces")
+
+
+# -- people -------------------------------------------------------------------------------------
+
+
+class Person(BaseModel):
+    label: str
+    sampleCount: int
+    sampleIds: list[int]
+
+
+class PersonsResult(BaseModel):
+    indexKey: str
+    personCount: int
+    imageCount: int
+    persons: list[Person]
+
+
+class PersonRemoveRequest(_Body):
+    indexKey: str
+    label: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+
+
+class PersonRemoveResult(BaseModel):
+    label: str
+    removed: list[int] = Field(description="the ids of the samples removed")
+    imageCount: int
+
+
+class PersonRenameRequest(_Body):
+    indexKey: str
+    label: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+    newLabel: str = Field(min_length=1, max_length=MAX_LABEL_CHARS, description="merged into that person if it exists")
+
+
+class PersonRenameResult(BaseModel):
+    label: str
+    newLabel: str
+    renamed: int
+
+
+class PersonAddRequest(_Body):
+    indexKey: str
+    label: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+    images: list[str] = Field(min_length=1, description="base64 images (or data URLs / http(s) URLs), one face each")
+    quality: Optional[QualityPolicyName] = Field(None, description=_QUALITY_DOC)
+
+
+class PersonAddResult(BaseModel):
+    label: str
+    ids: list[int] = Field(description="the id of each image, in request order")
+    imageCount: int
 
 
 class HealthResult(BaseModel):

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 
@@ -37,6 +37,28 @@ def runtime_info(predictor: Any) -> dict:
             log.debug("runtime_info() failed: %s", exc)
     runner = getattr(predictor, "runner", None)
     return {"backend": getattr(predictor, "backend", None) or type(runner).__name__ if runner else "unknown"}
+
+
+THUMB_JPEG_QUALITY = 80
+
+
+def thumbnail(face: np.ndarray) -> bytes:
+    """A small JPEG of an aligned face (the web page's picture of a sample)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, THUMB_JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError("cannot encode a thumbnail as JPEG")
+    return buf.tobytes()
+
+
+class EnrolFeatures(NamedTuple):
+    """What :meth:`Service.gallery_features` returns, one entry per image in request order."""
+
+    features: np.ndarray
+    labels: list[str]
+    figures: list[dict]
+    thumbs: list[bytes]
 
 
 class Service:
@@ -182,35 +204,49 @@ class Service:
             raise LimitError(f"{what}: image is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} pixels "
                              "(max_image_pixels)")
 
-    def gallery_features(self, pairs: list) -> tuple[np.ndarray, list[str]]:
-        """Features and labels of every pair, in request order - or an InputError naming every pair
-        that has no usable face (nothing is added then, so the ids of a request are always positional)."""
+    def gallery_features(self, pairs: list, quality: Optional[str] = None,
+                         field: str = "imageLabelPairs") -> "EnrolFeatures":
+        """Features, labels, per-sample figures and thumbnails of every pair (``.image``/``.label``
+        or ``(image, label)``), in request order - or an InputError naming every pair that has no
+        usable face or fails the ``quality`` policy (nothing is added then, so the ids of a request
+        are always positional)."""
         limit = self.settings.max_build_images
         if len(pairs) > limit:
-            raise LimitError(f"imageLabelPairs holds {len(pairs)} images, above the limit of {limit} per request "
-                             "(max_build_images); send them in several index-add requests")
+            raise LimitError(f"{field} holds {len(pairs)} images, above the limit of {limit} per request "
+                             "(max_build_images); send them in several requests")
         imgs, labels = [], []
         for i, p in enumerate(pairs):
-            label = p.label.strip()
+            image, label = (p.image, p.label) if hasattr(p, "image") else p
+            label = label.strip()
             if not label:
-                raise InputError(f"imageLabelPairs[{i}].label is blank; give the person's name")
-            imgs.append(self.decode_image(p.image, f"imageLabelPairs[{i}].image"))
+                raise InputError(f"{field}[{i}].label is blank; give the person's name")
+            where = f"{field}[{i}].image" if field == "imageLabelPairs" else f"{field}[{i}]"
+            imgs.append(self.decode_image(image, where))
             labels.append(label)
         with self.pipeline() as pipe:
-            feats, problems = self._embed_gallery(pipe, imgs, labels)
+            out, problems = self._embed_gallery(pipe, imgs, labels, quality or "off", field)
         if problems:
             shown = "; ".join(problems[:20]) + ("; ..." if len(problems) > 20 else "")
-            raise InputError(f"{len(problems)} of {len(imgs)} image(s) have no usable face, so nothing was "
+            what = "have no usable face" if not quality or quality == "off" else \
+                f"have no usable face or fail the {quality!r} quality policy"
+            raise InputError(f"{len(problems)} of {len(imgs)} image(s) {what}, so nothing was "
                              f"changed (each pair's id is its position): {shown}")
-        return feats, labels
+        figures = list(out.figures or [{} for _ in labels])
+        for fig in figures:
+            if quality:
+                fig["policy"] = quality
+        return EnrolFeatures(out.features, labels, figures, [thumbnail(f) for f in (out.faces or [])])
 
     @staticmethod
-    def _embed_gallery(pipe: Any, imgs: list, labels: list[str]) -> tuple[np.ndarray, list[str]]:
-        """Features of every image and the problems ("imageLabelPairs[i] ('label'): reason"), taken
-        from the pipeline's structured rejections (their input position), never from message text."""
-        out = pipe.gallery_features(imgs, labels)
-        problems = [f"imageLabelPairs[{r.index}] ({labels[r.index]!r}): {r.reason}" for r in out.rejected]
-        return out.features, problems
+    def _embed_gallery(pipe: Any, imgs: list, labels: list[str], quality: Optional[str] = None,
+                       field: str = "imageLabelPairs") -> tuple[Any, list[str]]:
+        """The pipeline's gallery features (with quality figures and aligned faces when ``quality``
+        is given) and the problems ("imageLabelPairs[i] ('label'): reason"), taken from the
+        pipeline's structured rejections (their input position), never from message text."""
+        out = pipe.gallery_features(imgs, labels) if quality is None else \
+            pipe.gallery_features(imgs, labels, quality=quality)
+        problems = [f"{field}[{r.index}] ({labels[r.index]!r}): {r.reason}" for r in out.rejected]
+        return out, problems
 
     def close(self) -> None:
         self.ready.clear()

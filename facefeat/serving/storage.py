@@ -4,6 +4,10 @@ Layout::
 
     <storage>/indexes/<key>/   a saved FaceIndex (meta.json, labels.json, backend files)
     <storage>/locks/<key>.lock  the per-index lock file (shared by uvicorn worker processes)
+    <storage>/thumbs/<key>/<id>.jpg  the aligned face of each sample, a small JPEG for the web page
+
+Per-sample figures (enrolment quality) live in the index's ``people.json``
+(:class:`facefeat.index.people.People`), rewritten with every save of the index.
 
 Keys are server-generated ``uuid4().hex`` strings and every key a client sends is checked against
 ``^[0-9a-f]{32}$`` before it is used in a path, so no request can name a file outside the storage
@@ -60,13 +64,18 @@ def check_key(key: Any) -> str:
 
 @dataclass
 class _Cached:
-    rev: tuple[int, int]
+    rev: tuple[int, int, int]
     index: Any
     sig: tuple | None = None  # (inode, mtime, size) of the meta.json the rev was last confirmed on
+    samples: dict | None = None  # per-sample figures (people.json)
 
 
-def _rev_of_meta(meta: dict) -> tuple[int, int]:
-    return int(meta["next_id"]), int(meta["count"])
+def _rev_of_meta(meta: dict) -> tuple[int, int, int]:
+    return int(meta["next_id"]), int(meta["count"]), int(meta.get("revision") or 0)
+
+
+def _rev_of_index(index: Any) -> tuple[int, int, int]:
+    return int(index.next_id), len(index), int(getattr(index, "_revision", 0) or 0)
 
 
 class IndexStore:
@@ -85,6 +94,7 @@ class IndexStore:
         self.milvus_uri = milvus_uri
         self.index_root = self.root / "indexes"
         self.lock_root = self.root / "locks"
+        self.thumb_root = self.root / "thumbs"
         self.index_root.mkdir(parents=True, exist_ok=True)
         self.lock_root.mkdir(parents=True, exist_ok=True)
         from facefeat.utils import recover_dirs
@@ -138,8 +148,8 @@ class IndexStore:
                 os.close(fd)
 
     # -- revision and loading ----------------------------------------------------------------------
-    def _disk_rev(self, key: str) -> tuple[int, int] | None:
-        """``(next_id, count)`` of the saved index, or None when absent (or mid-replace)."""
+    def _disk_rev(self, key: str) -> tuple[int, int, int] | None:
+        """``(next_id, count, revision)`` of the saved index, or None when absent (or mid-replace)."""
         try:
             meta = json.loads((self.path(key) / "meta.json").read_text(encoding="utf-8"))
             return _rev_of_meta(meta)
@@ -163,8 +173,20 @@ class IndexStore:
         if cached is not None and cached.rev == rev:
             return cached.index
         index = load_index(self.path(key), **self._load_kwargs(key))
-        self._cache[key] = _Cached(_rev_of_meta({"next_id": index.next_id, "count": len(index)}), index)
+        self._cache[key] = _Cached(_rev_of_index(index), index, samples=self._read_samples(key))
         return index
+
+    def _read_samples(self, key: str) -> dict:
+        from facefeat.index.people import PEOPLE_FILE
+
+        p = self.path(key) / PEOPLE_FILE
+        try:
+            return {int(k): v for k, v in json.loads(p.read_text(encoding="utf-8")).items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("index %s: unreadable %s (%s); per-sample figures dropped", key, PEOPLE_FILE, exc)
+            return {}
 
     def _meta_sig(self, key: str) -> tuple | None:
         try:
@@ -210,17 +232,68 @@ class IndexStore:
             kw["uri"] = self.milvus_uri
         return kw
 
-    def create(self, key: str, index: Any) -> str:
-        """Save a new index under ``key`` (from :meth:`new_key`) and cache it."""
+    def create(self, key: str, index: Any, samples: dict | None = None,
+               thumbs: dict[int, bytes] | None = None) -> str:
+        """Save a new index under ``key`` (from :meth:`new_key`) and cache it, with its per-sample
+        figures and thumbnails (JPEG bytes by id)."""
         with self.lock(key):
             if self.path(key).exists():
                 raise InputError(f"indexKey {key}: already exists")
-            self._save_locked(key, index)
+            self._save_locked(key, index, samples or {})
+            self.write_thumbs(key, thumbs or {})
         return key
 
-    def _save_locked(self, key: str, index: Any) -> None:
-        index.save(self.path(key))
-        self._cache[key] = _Cached(_rev_of_meta({"next_id": index.next_id, "count": len(index)}), index)
+    def _save_locked(self, key: str, index: Any, samples: dict | None = None) -> None:
+        from facefeat.index.people import People
+
+        if samples is None:
+            cached = self._cache.get(key)
+            samples = (cached.samples if cached is not None and cached.index is index else None) or {}
+        People(index, samples).save(self.path(key))  # the index, then people.json
+        self._cache[key] = _Cached(_rev_of_index(index), index, samples=dict(samples))
+
+    @contextmanager
+    def people(self, key: str) -> Iterator[Any]:
+        """Hold index ``key`` exclusively as a :class:`~facefeat.index.people.People` view (with the
+        per-sample figures); it is saved after the block (renames change no count, so always)."""
+        from facefeat.index.people import People
+
+        self._require_known(key)
+        with self.lock(key):
+            index = self._load_locked(key)
+            cached = self._cache.get(key)
+            view = People(index, dict(cached.samples or {}) if cached is not None else {})
+            try:
+                yield view
+                self._save_locked(key, index, view.samples)
+            except BaseException:
+                self._cache.pop(key, None)  # the next request reloads the last good save
+                raise
+
+    def samples(self, key: str) -> dict:
+        """The per-sample figures of index ``key`` (by id), as last saved."""
+        self.get(key)
+        cached = self._cache.get(key)
+        return dict(cached.samples or {}) if cached is not None else {}
+
+    # -- thumbnails --------------------------------------------------------------------------------
+    def thumb_path(self, key: str, sample_id: int) -> Path:
+        if isinstance(sample_id, bool) or not isinstance(sample_id, int) or sample_id < 0:
+            raise InputError(f"sample id must be a non-negative integer, got {sample_id!r}")
+        return self.thumb_root / check_key(key) / f"{sample_id}.jpg"
+
+    def write_thumbs(self, key: str, thumbs: dict[int, bytes]) -> None:
+        from facefeat.utils import atomic_write_bytes
+
+        for i, data in thumbs.items():
+            atomic_write_bytes(self.thumb_path(key, int(i)), data)
+
+    def drop_thumbs(self, key: str, ids: Any) -> None:
+        for i in ids:
+            try:
+                self.thumb_path(key, int(i)).unlink()
+            except OSError:
+                pass
 
     @contextmanager
     def mutate(self, key: str) -> Iterator[Any]:
@@ -263,6 +336,7 @@ class IndexStore:
             trash = path.with_name(f".{key}.deleted")
             os.replace(path, trash)  # atomic: readers see the index or nothing
             shutil.rmtree(trash, ignore_errors=True)
+            shutil.rmtree(self.thumb_root / key, ignore_errors=True)
         from facefeat.utils import lock_path
 
         for lock_file in (self._lock_file(key), lock_path(path)):  # the server's and the index's own

@@ -1,5 +1,7 @@
-// facefeat web page: enrol (index-build / index-add), gallery (index-info / index-remove),
-// recognise (face-recognition-infer) with boxes and names drawn on a canvas. No build step.
+// facefeat web page: enrol (index-build / index-add) from a photo or the camera (getUserMedia),
+// people (face-recognition-persons, thumbnails, person-remove / index-remove), recognise
+// (face-recognition-infer) with boxes and names drawn on a canvas and the operating point shown,
+// verify two photos (face-verify). No build step, no CDN.
 "use strict";
 
 const KEY_STORE = "facefeat.indexKey";
@@ -8,6 +10,7 @@ const MAX_SIDE = 1280; // photos are scaled down in the browser before upload
 const $ = (id) => document.getElementById(id);
 
 let indexKey = localStorage.getItem(KEY_STORE) || "";
+let chooseNew = false; // "(new gallery)" picked: the next enrolment builds a new index
 
 function setStatus(el, text, kind) {
   el.textContent = text;
@@ -52,6 +55,42 @@ async function api(method, path, body) {
   return data.result;
 }
 
+// A sample's thumbnail (the aligned face) as an object URL: fetched with the API key, cached.
+const thumbs = new Map();
+async function thumbUrl(id) {
+  const k = indexKey + ":" + id;
+  if (thumbs.has(k)) return thumbs.get(k);
+  const headers = {};
+  const key = apiKey(false);
+  if (key) headers["X-API-Key"] = key;
+  const resp = await fetch("/face-recognition-thumbnail?indexKey=" + encodeURIComponent(indexKey) + "&id=" + id,
+                           { headers });
+  if (!resp.ok) return "";
+  const url = URL.createObjectURL(await resp.blob());
+  thumbs.set(k, url);
+  return url;
+}
+
+function thumbImg(id, alt) {
+  const img = document.createElement("img");
+  img.className = "thumb";
+  img.alt = alt;
+  img.width = 48;
+  img.height = 48;
+  thumbUrl(id).then((u) => { if (u) img.src = u; else img.classList.add("none"); });
+  return img;
+}
+
+function describeOp(op) {
+  if (!op) return "";
+  let text = "threshold " + Number(op.threshold).toFixed(3) + " (" + op.source;
+  if (op.operating_point && op.operating_point !== "fixed") text += ", " + op.operating_point;
+  const m = op.measured || {};
+  if (m.gallery_size) text += ", gallery " + m.gallery_size;
+  if (op.data) text += ", measured on " + op.data;
+  return text + ")";
+}
+
 // Read a File into an <img>, scale to at most MAX_SIDE, return {canvas, base64}.
 function loadImage(file) {
   return new Promise((resolve, reject) => {
@@ -77,6 +116,11 @@ async function prepareImage(file, canvas) {
   return { canvas: c, base64: dataUrl.slice(dataUrl.indexOf(",") + 1), width: w, height: h };
 }
 
+function canvasBase64(c) {
+  const dataUrl = c.toDataURL("image/jpeg", 0.92);
+  return dataUrl.slice(dataUrl.indexOf(",") + 1);
+}
+
 function labelColor(label) {
   if (!label) return "#9aa0a6";
   let h = 0;
@@ -87,6 +131,7 @@ function labelColor(label) {
 // -- gallery ---------------------------------------------------------------------------------------
 function useIndex(key) {
   indexKey = key || "";
+  if (indexKey) chooseNew = false;
   if (indexKey) localStorage.setItem(KEY_STORE, indexKey);
   else localStorage.removeItem(KEY_STORE);
 }
@@ -98,7 +143,7 @@ async function refreshIndexList() {
     indexes = (await api("GET", "/face-recognition-index-list")).indexes;
   } catch (e) { /* the gallery panel reports errors */ }
   if (indexKey && !indexes.some((x) => x.indexKey === indexKey)) useIndex("");
-  if (!indexKey && indexes.length) useIndex(indexes[indexes.length - 1].indexKey);
+  if (!indexKey && !chooseNew && indexes.length) useIndex(indexes[indexes.length - 1].indexKey);
   sel.innerHTML = "";
   const fresh = document.createElement("option");
   fresh.value = "";
@@ -113,12 +158,17 @@ async function refreshIndexList() {
   sel.value = indexKey;
 }
 
+let galleryGen = 0; // refreshes may overlap: only the latest one draws
+
 async function refreshGallery() {
+  const gen = ++galleryGen;
   await refreshIndexList();
+  if (gen !== galleryGen) return;
   const tbody = $("gallery");
   const table = $("gallery-table");
   const summary = $("gallery-summary");
   tbody.innerHTML = "";
+  $("people").innerHTML = "";
   if (!indexKey) {
     table.hidden = true;
     summary.textContent = "No gallery yet: enrol someone to create one.";
@@ -128,10 +178,13 @@ async function refreshGallery() {
   try {
     info = await api("GET", "/face-recognition-index-info?indexKey=" + encodeURIComponent(indexKey));
   } catch (e) {
+    if (gen !== galleryGen) return;
     table.hidden = true;
     summary.textContent = "Cannot read the gallery: " + e.message;
     return;
   }
+  if (gen !== galleryGen) return;
+  tbody.innerHTML = "";
   const people = new Set(info.entries.map((e) => e.label));
   summary.textContent = info.imageCount + " image(s) of " + people.size + " person(s); model " + info.model +
     ", " + info.backend + " " + info.indexType + " index";
@@ -140,6 +193,8 @@ async function refreshGallery() {
     tr.dataset.id = String(e.id);
     const tdId = document.createElement("td");
     tdId.textContent = String(e.id);
+    const tdFace = document.createElement("td");
+    tdFace.appendChild(thumbImg(e.id, e.label));
     const tdName = document.createElement("td");
     tdName.className = "label";
     const sw = document.createElement("span");
@@ -154,10 +209,55 @@ async function refreshGallery() {
     btn.textContent = "remove";
     btn.addEventListener("click", () => removeEntry(e.id, e.label));
     tdBtn.appendChild(btn);
-    tr.append(tdId, tdName, tdBtn);
+    tr.append(tdId, tdFace, tdName, tdBtn);
     tbody.appendChild(tr);
   }
   table.hidden = info.entries.length === 0;
+  await refreshPeople(gen);
+}
+
+// One card per person: the thumbnail of their first sample, the sample count, remove.
+async function refreshPeople(gen) {
+  const ul = $("people");
+  if (!indexKey) return;
+  let res;
+  try {
+    res = await api("GET", "/face-recognition-persons?indexKey=" + encodeURIComponent(indexKey));
+  } catch (e) {
+    return;
+  }
+  if (gen !== galleryGen) return;
+  ul.innerHTML = "";
+  for (const p of res.persons) {
+    const li = document.createElement("li");
+    li.className = "person";
+    li.dataset.label = p.label;
+    li.appendChild(thumbImg(p.sampleIds[0], p.label));
+    const name = document.createElement("span");
+    name.className = "person-name";
+    name.textContent = p.label;
+    const count = document.createElement("span");
+    count.className = "muted count";
+    count.textContent = p.sampleCount + " sample" + (p.sampleCount === 1 ? "" : "s");
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "small remove-person";
+    btn.textContent = "remove person";
+    btn.addEventListener("click", () => removePerson(p.label));
+    li.append(name, count, btn);
+    ul.appendChild(li);
+  }
+}
+
+async function removePerson(label) {
+  const st = $("enrol-status");
+  try {
+    const res = await api("POST", "/face-recognition-person-remove", { indexKey, label });
+    setStatus(st, "Removed " + label + " (" + res.removed.length + " sample(s)).", "ok");
+  } catch (e) {
+    setStatus(st, "Remove failed: " + e.message, "error");
+  }
+  await refreshGallery();
 }
 
 async function removeEntry(id, label) {
@@ -174,28 +274,33 @@ async function removeEntry(id, label) {
 // -- enrol -----------------------------------------------------------------------------------------
 async function enrol(ev) {
   ev.preventDefault();
+  const file = $("enrol-file").files[0];
+  if (!file) return setStatus($("enrol-status"), "Choose a photo (or use the camera).", "error");
+  await enrolImage(async () => (await prepareImage(file)).base64);
+}
+
+async function enrolImage(getBase64) {
   const st = $("enrol-status");
   const btn = $("enrol-btn");
   const name = $("enrol-name").value.trim();
-  const file = $("enrol-file").files[0];
   if (!name) return setStatus(st, "Enter the person's name.", "error");
-  if (!file) return setStatus(st, "Choose a photo.", "error");
   btn.disabled = true;
   setStatus(st, "Enrolling " + name + "...");
   try {
-    const { base64 } = await prepareImage(file);
+    const base64 = await getBase64();
     const pairs = [{ image: base64, label: name }];
+    const quality = $("enrol-quality").value;
     let res;
     if (indexKey) {
       try {
-        res = await api("POST", "/face-recognition-index-add", { imageLabelPairs: pairs, indexKey });
+        res = await api("POST", "/face-recognition-index-add", { imageLabelPairs: pairs, indexKey, quality });
       } catch (e) {
         if (e.code !== 404) throw e;
         useIndex(""); // the gallery went away: start a new one
       }
     }
     if (!res) {
-      res = await api("POST", "/face-recognition-index-build", { imageLabelPairs: pairs });
+      res = await api("POST", "/face-recognition-index-build", { imageLabelPairs: pairs, quality });
       useIndex(res.indexKey);
     }
     if (res.rejected && res.rejected.length) {
@@ -239,22 +344,28 @@ function drawFaces(canvas, faces) {
 
 async function recognise(ev) {
   ev.preventDefault();
+  const file = $("recog-file").files[0];
+  if (!file) return setStatus($("recog-status"), "Choose a photo.", "error");
+  await recogniseImage(async (canvas) => (await prepareImage(file, canvas)).base64);
+}
+
+async function recogniseImage(fillCanvas) {
   const st = $("recog-status");
   const btn = $("recog-btn");
   const list = $("recog-results");
-  const file = $("recog-file").files[0];
-  if (!file) return setStatus(st, "Choose a photo.", "error");
   btn.disabled = true;
   list.innerHTML = "";
   document.body.dataset.recognised = "";
   setStatus(st, "Recognising...");
+  $("recog-op").textContent = "";
   try {
     const canvas = $("recog-canvas");
-    const { base64 } = await prepareImage(file, canvas);
+    const base64 = await fillCanvas(canvas);
     const body = { image: base64, topk: 3, visualize: false }; // boxes are drawn here
     if (indexKey) body.indexKey = indexKey;
     const res = await api("POST", "/face-recognition-infer", body);
     drawFaces(canvas, res.faces);
+    if (indexKey) $("recog-op").textContent = "Named when the score is above the " + describeOp(res.operatingPoint);
     for (const f of res.faces) {
       const li = document.createElement("li");
       const top = f.recResults.length ? f.recResults[0] : null;
@@ -280,6 +391,84 @@ async function recognise(ev) {
   }
 }
 
+// -- camera ----------------------------------------------------------------------------------------
+let camStream = null;
+
+async function toggleCamera() {
+  const video = $("cam");
+  const st = $("cam-status");
+  if (camStream) {
+    camStream.getTracks().forEach((t) => t.stop());
+    camStream = null;
+    video.hidden = true;
+    st.textContent = "off";
+    $("cam-btn").textContent = "Start camera";
+  } else {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      st.textContent = "this browser gives no camera access (it needs https or localhost)";
+      return;
+    }
+    try {
+      camStream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    } catch (e) {
+      st.textContent = "no camera: " + e.message;
+      return;
+    }
+    video.srcObject = camStream;
+    video.hidden = false;
+    await video.play().catch(() => {});
+    st.textContent = "on";
+    $("cam-btn").textContent = "Stop camera";
+  }
+  $("enrol-cam-btn").disabled = !camStream;
+  $("recog-cam-btn").disabled = !camStream;
+  document.body.dataset.camera = camStream ? "on" : "off";
+}
+
+// The current camera frame drawn on a canvas; returns its base64 JPEG.
+async function grabFrame(canvas) {
+  const video = $("cam");
+  if (!camStream || !video.videoWidth) throw new Error("the camera is not running");
+  const c = canvas || document.createElement("canvas");
+  c.width = video.videoWidth;
+  c.height = video.videoHeight;
+  c.getContext("2d").drawImage(video, 0, 0, c.width, c.height);
+  return canvasBase64(c);
+}
+
+// -- verify ----------------------------------------------------------------------------------------
+async function verifyPhotos(ev) {
+  ev.preventDefault();
+  const st = $("verify-status");
+  const f1 = $("verify-file1").files[0];
+  const f2 = $("verify-file2").files[0];
+  if (!f1 || !f2) return setStatus(st, "Choose two photos.", "error");
+  $("verify-btn").disabled = true;
+  document.body.dataset.verified = "";
+  setStatus(st, "Verifying...");
+  try {
+    const a = await prepareImage(f1, $("verify-canvas1"));
+    const b = await prepareImage(f2, $("verify-canvas2"));
+    const res = await api("POST", "/face-verify", { image1: a.base64, image2: b.base64 });
+    const verdict = $("verify-verdict");
+    verdict.textContent = res.verified ? "Same person" : "Different people";
+    verdict.className = "verdict " + (res.verified ? "same" : "different");
+    $("verify-score").textContent = res.score.toFixed(3);
+    $("verify-threshold").textContent = res.threshold.toFixed(3);
+    $("verify-op").textContent = describeOp(res.operatingPoint) +
+      (res.far != null ? "; false accept rate " + res.far : "");
+    $("verify-result").hidden = false;
+    setStatus(st, "Score " + res.score.toFixed(3) + (res.verified ? " above " : " below ") + "the threshold " +
+      res.threshold.toFixed(3) + ".", "ok");
+  } catch (e) {
+    $("verify-result").hidden = true;
+    setStatus(st, "Verify failed: " + e.message, "error");
+  } finally {
+    $("verify-btn").disabled = false;
+    document.body.dataset.verified = "done";
+  }
+}
+
 async function checkHealth() {
   const pill = $("health");
   try {
@@ -296,7 +485,15 @@ async function checkHealth() {
 document.addEventListener("DOMContentLoaded", () => {
   $("enrol-form").addEventListener("submit", enrol);
   $("recog-form").addEventListener("submit", recognise);
+  $("verify-form").addEventListener("submit", verifyPhotos);
+  $("cam-btn").addEventListener("click", toggleCamera);
+  $("enrol-cam-btn").addEventListener("click", () => enrolImage(() => grabFrame(null)));
+  $("recog-cam-btn").addEventListener("click", () => recogniseImage(grabFrame));
   $("refresh-btn").addEventListener("click", refreshGallery);
-  $("index-select").addEventListener("change", (ev) => { useIndex(ev.target.value); refreshGallery(); });
+  $("index-select").addEventListener("change", (ev) => {
+    chooseNew = !ev.target.value;
+    useIndex(ev.target.value);
+    refreshGallery();
+  });
   checkHealth().then(refreshGallery).then(() => { document.body.dataset.loaded = "1"; });
 });
