@@ -28,7 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,22 +39,14 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the serving tests' helpers: one free_port / base64 reader
+
+from serving_fixtures import b64_file as b64, free_port  # noqa: E402
+
+from facefeat.utils import shared_dir  # noqa: E402
+
 PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder",
           "Ariel_Sharon", "Hugo_Chavez", "Junichiro_Koizumi", "Jean_Chretien", "John_Ashcroft"]
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("FACEFEAT_SHARED", Path(__file__).resolve().parents[2] / "shared")).resolve()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def b64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def start_server(storage: str, port: int, args: argparse.Namespace, log, repo: Path = REPO) -> subprocess.Popen:

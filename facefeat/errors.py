@@ -38,7 +38,7 @@ class DatasetError(FacefeatError, ValueError):
     """A dataset directory or label file is malformed."""
 
 
-class IndexError_(FacefeatError):
+class FaceIndexError(FacefeatError):
     """A gallery index is missing, corrupt, or does not match the model."""
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facefeat.errors import IndexError_, InputError
+from facefeat.errors import FaceIndexError, InputError
 from facefeat.index import Hit, create_index, load_gallery, load_index, read_meta
 from facefeat.index.faiss_index import IVF_MIN_TRAIN, FaissFaceIndex
 
@@ -154,9 +154,9 @@ def test_validation_errors():
         create_index("nosuch", DIM)
     # an index built with another model / dimension is refused
     idx.check_model("MobileFaceNet", DIM)
-    with pytest.raises(IndexError_, match="ResNet50_face"):
+    with pytest.raises(FaceIndexError, match="ResNet50_face"):
         idx.check_model("ResNet50_face", DIM)
-    with pytest.raises(IndexError_, match="512"):
+    with pytest.raises(FaceIndexError, match="512"):
         idx.check_model("MobileFaceNet", 512)
 
 
@@ -189,7 +189,7 @@ def test_atomic_save_survives_injected_failure(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(faiss, "write_index", boom)
-    with pytest.raises(IndexError_, match="cannot save"):
+    with pytest.raises(FaceIndexError, match="cannot save"):
         idx.save(d)
     monkeypatch.undo()
     back = load_index(d)  # the previous save is intact
@@ -208,7 +208,7 @@ def test_atomic_save_survives_injected_failure(tmp_path, monkeypatch):
         real(path, obj)
 
     monkeypatch.setattr(base, "write_json", fail_meta)
-    with pytest.raises(IndexError_):
+    with pytest.raises(FaceIndexError):
         idx.save(d)
     monkeypatch.undo()
     assert len(load_index(d)) == 10
@@ -225,46 +225,46 @@ def _saved(tmp_path, name="ix") -> Path:
 
 
 def test_load_errors_name_the_directory_and_problem(tmp_path):
-    with pytest.raises(IndexError_, match="does not exist"):
+    with pytest.raises(FaceIndexError, match="does not exist"):
         load_index(tmp_path / "missing")
 
     d = _saved(tmp_path, "no_meta")
     (d / "meta.json").unlink()
-    with pytest.raises(IndexError_, match=r"no_meta.*meta\.json is missing"):
+    with pytest.raises(FaceIndexError, match=r"no_meta.*meta\.json is missing"):
         load_index(d)
 
     d = _saved(tmp_path, "bad_json")
     (d / "meta.json").write_text("{not json")
-    with pytest.raises(IndexError_, match=r"bad_json.*meta\.json is corrupt"):
+    with pytest.raises(FaceIndexError, match=r"bad_json.*meta\.json is corrupt"):
         load_index(d)
 
     d = _saved(tmp_path, "no_vectors")
     (d / "vectors.faiss").unlink()
-    with pytest.raises(IndexError_, match=r"no_vectors.*vectors\.faiss is missing"):
+    with pytest.raises(FaceIndexError, match=r"no_vectors.*vectors\.faiss is missing"):
         load_index(d)
 
     d = _saved(tmp_path, "garbage")
     (d / "vectors.faiss").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(IndexError_, match=r"garbage.*vectors\.faiss is corrupt"):
+    with pytest.raises(FaceIndexError, match=r"garbage.*vectors\.faiss is corrupt"):
         load_index(d)
 
     d = _saved(tmp_path, "count")
     meta = json.loads((d / "meta.json").read_text())
     meta["count"] = 7
     (d / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(IndexError_, match=r"count.*count mismatch"):
+    with pytest.raises(FaceIndexError, match=r"count.*count mismatch"):
         load_index(d)
 
     d = _saved(tmp_path, "no_labels")
     (d / "labels.json").unlink()
-    with pytest.raises(IndexError_, match=r"no_labels.*labels\.json is missing"):
+    with pytest.raises(FaceIndexError, match=r"no_labels.*labels\.json is missing"):
         load_index(d)
 
     d = _saved(tmp_path, "future")
     meta = json.loads((d / "meta.json").read_text())
     meta["format_version"] = 99
     (d / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(IndexError_, match="format_version"):
+    with pytest.raises(FaceIndexError, match="format_version"):
         load_index(d)
 
     d = _saved(tmp_path, "ok")
@@ -437,16 +437,16 @@ def test_milvus_private_db_cleanup_and_load_errors(tmp_path):
     (bad / "labels.json").write_text(json.dumps({**json.loads((d / "labels.json").read_text()), "4": {"label": "e", "path": None}}))
     meta["next_id"] = 5
     (bad / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(IndexError_, match=r"bad_count.*count mismatch.*holds 4"):
+    with pytest.raises(FaceIndexError, match=r"bad_count.*count mismatch.*holds 4"):
         load_index(bad)
 
     nodb = tmp_path / "nodb"
     shutil.copytree(d, nodb)
     shutil.rmtree(nodb / "milvus.db")
-    with pytest.raises(IndexError_, match=r"nodb.*milvus\.db is missing"):
+    with pytest.raises(FaceIndexError, match=r"nodb.*milvus\.db is missing"):
         load_index(nodb)
 
-    with pytest.raises(IndexError_, match="not a 'faiss'"):
+    with pytest.raises(FaceIndexError, match="not a 'faiss'"):
         FaissFaceIndex.load(d)
 
 
@@ -459,7 +459,7 @@ def test_milvus_in_place_db_and_attach(tmp_path):
     d = tmp_path / "ref"
     a.save(d)
     assert not (d / "milvus.db").exists() and read_meta(d)["uri"] == os.path.abspath(uri)
-    with pytest.raises(IndexError_, match="already exists"):
+    with pytest.raises(FaceIndexError, match="already exists"):
         create_index("milvus", DIM, uri=uri, collection="people")
     b = create_index("milvus", DIM, uri=uri, collection="people", exists_ok=True, metric_type="COSINE")
     assert b.labels() == a.labels() and b.paths()[2] == "c.jpg" and b.next_id == 5

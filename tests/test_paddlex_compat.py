@@ -183,12 +183,12 @@ def test_paddlex_cli_and_get_pipeline_config(pipeline, gallery, lfw_dir, tmp_pat
 
 
 def test_paddlex_index_directory_is_refused_clearly(tmp_path):
-    from facefeat.errors import IndexError_
+    from facefeat.errors import FaceIndexError
     from facefeat.pipeline.face_recognition import resolve_index
 
     (tmp_path / "vector.index").write_bytes(b"\0" * 16)
     (tmp_path / "id_map.yaml").write_text("id_map: {0: a}\nmetric_type: IP\nindex_type: Flat\n")
-    with pytest.raises(IndexError_, match="PaddleX index.*rebuild"):
+    with pytest.raises(FaceIndexError, match="PaddleX index.*rebuild"):
         resolve_index(str(tmp_path))
     assert resolve_index("None") is None and resolve_index(None) is None
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facefeat import create_pipeline
-from facefeat.errors import IndexError_, InputError
+from facefeat.errors import FaceIndexError, InputError
 from facefeat.index import load_index
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder"]
@@ -132,7 +132,7 @@ def test_index_of_another_model_is_refused(pipe, gallery, paddle_peers):
     index = pipe.build_index(str(gallery), str(gallery / "gallery.txt"), index_type="Flat")
     other = FaceRecognitionPipeline(model="ResNet50_face",
                                     weights=str(paddle_peers / "ResNet50_face" / "model.pdparams"))
-    with pytest.raises(IndexError_, match="SFace"):
+    with pytest.raises(FaceIndexError, match="SFace"):
         list(other.predict(np.full((64, 64, 3), 0, np.uint8), index=index))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import facefeat.utils as fu
-from facefeat.errors import IndexError_
+from facefeat.errors import FaceIndexError
 from facefeat.index import IndexConflict, create_index, edit_index, load_index
 
 DIM = 8
@@ -76,7 +76,7 @@ def test_crash_at_every_step_of_a_save_is_recoverable(tmp_path, step, first_save
     assert code == (137 if reached else 0)
     committed = step in COMMITTED or not reached
     if first_save and not committed:
-        with pytest.raises(IndexError_, match="does not exist"):
+        with pytest.raises(FaceIndexError, match="does not exist"):
             load_index(d)
     else:
         back = load_index(d)  # restores the last complete version and cleans the rest
@@ -174,7 +174,7 @@ def test_corrupted_vector_bytes_are_detected(tmp_path):
     raw = bytearray((d / "vectors.faiss").read_bytes())
     raw[-40] ^= 0x01  # one bit of one float: FAISS itself would load it silently
     (d / "vectors.faiss").write_bytes(bytes(raw))
-    with pytest.raises(IndexError_, match=r"vectors\.faiss is corrupt \(its checksum"):
+    with pytest.raises(FaceIndexError, match=r"vectors\.faiss is corrupt \(its checksum"):
         load_index(d)
 
 
@@ -183,7 +183,7 @@ def test_faiss_metric_and_type_are_checked_against_meta(tmp_path):
     saved(d, 20)
     meta = json.loads((d / "meta.json").read_text())
     (d / "meta.json").write_text(json.dumps({**meta, "metric_type": "L2"}))
-    with pytest.raises(IndexError_, match="inner-product metric but meta.json says L2"):
+    with pytest.raises(FaceIndexError, match="inner-product metric but meta.json says L2"):
         load_index(d)
     h = tmp_path / "hnsw"
     idx = create_index("faiss", DIM, index_type="HNSW32")
@@ -193,7 +193,7 @@ def test_faiss_metric_and_type_are_checked_against_meta(tmp_path):
     (h / "vectors.faiss").write_bytes((d / "vectors.faiss").read_bytes())  # a Flat file under HNSW meta
     (h / "meta.json").write_text(json.dumps({**hmeta, "checksums": {}, "count": 20, "next_id": 20}))
     (h / "labels.json").write_text((d / "labels.json").read_text())
-    with pytest.raises(IndexError_, match="holds a IndexFlat.*index type HNSW32"):
+    with pytest.raises(FaceIndexError, match="holds a IndexFlat.*index type HNSW32"):
         load_index(h)
 
 

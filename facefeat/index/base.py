@@ -26,7 +26,7 @@ which also restore the last complete version after a crashed save (:func:`facefe
 ``save`` checks the revision: an index loaded from (or saved to) a folder that another writer
 has saved since is refused with :class:`IndexConflict` instead of overwriting that writer's
 changes. :func:`edit_index` holds the lock from load to save, so concurrent editors all land.
-Checksums are verified at load: a corrupted file is an IndexError_, never a silent wrong answer.
+Checksums are verified at load: a corrupted file is an FaceIndexError, never a silent wrong answer.
 
 Thread-safety: every index guards its state with a readers-writer lock: any number of concurrent
 ``search``/``ids``/``labels``/``info`` calls, while ``add``/``remove``/``save`` run exclusively.
@@ -47,7 +47,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from facefeat.errors import IndexError_, InputError
+from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.integrity import (
     META_FILE,
     checksum,
@@ -81,7 +81,7 @@ def backend_class(backend: str) -> type["FaceIndex"]:
     return getattr(importlib.import_module(module), name)
 
 
-class IndexConflict(IndexError_):
+class IndexConflict(FaceIndexError):
     """Another writer saved the index since this copy was loaded; nothing was saved."""
 
 
@@ -188,41 +188,41 @@ def as_features(x: Any, dim: int, what: str = "features") -> np.ndarray:
 
 def _read_json(path: Path, directory: Path, what: str) -> Any:
     if not path.is_file():
-        raise IndexError_(f"{directory}: not a loadable face index: {path.name} is missing ({what})")
+        raise FaceIndexError(f"{directory}: not a loadable face index: {path.name} is missing ({what})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IndexError_(f"{directory}: {path.name} is corrupt ({exc})") from exc
+        raise FaceIndexError(f"{directory}: {path.name} is corrupt ({exc})") from exc
 
 
 def read_meta(directory: str | os.PathLike) -> dict:
-    """Read and sanity-check ``meta.json``; IndexError_ names the directory and the problem."""
+    """Read and sanity-check ``meta.json``; FaceIndexError names the directory and the problem."""
     d = Path(directory)
     if not d.exists():
-        raise IndexError_(f"{d}: index directory does not exist")
+        raise FaceIndexError(f"{d}: index directory does not exist")
     if not d.is_dir():
-        raise IndexError_(f"{d}: is not a directory (an index is a directory holding {META_FILE})")
+        raise FaceIndexError(f"{d}: is not a directory (an index is a directory holding {META_FILE})")
     meta = _read_json(d / META_FILE, d, "not an index, or its save never finished")
     if not isinstance(meta, dict):
-        raise IndexError_(f"{d}: {META_FILE} is corrupt (expected a JSON object)")
+        raise FaceIndexError(f"{d}: {META_FILE} is corrupt (expected a JSON object)")
     if meta.get("format") not in (None, FORMAT_NAME):
-        raise IndexError_(f"{d}: {META_FILE} has format {meta.get('format')!r}, not {FORMAT_NAME!r}")
+        raise FaceIndexError(f"{d}: {META_FILE} has format {meta.get('format')!r}, not {FORMAT_NAME!r}")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise IndexError_(
+        raise FaceIndexError(
             f"{d}: {META_FILE} has format_version {version!r}; this facefeat reads versions up to "
             f"{FORMAT_VERSION} (upgrade facefeat)"
         )
     missing = [k for k in ("backend", "dim", "metric_type", "index_type", "next_id", "count") if k not in meta]
     if missing:
-        raise IndexError_(f"{d}: {META_FILE} is corrupt: missing keys {', '.join(missing)}")
+        raise FaceIndexError(f"{d}: {META_FILE} is corrupt: missing keys {', '.join(missing)}")
     if meta["backend"] not in BACKENDS:
-        raise IndexError_(f"{d}: {META_FILE} names unknown backend {meta['backend']!r}")
+        raise FaceIndexError(f"{d}: {META_FILE} names unknown backend {meta['backend']!r}")
     for k in ("dim", "next_id", "count"):
         if not isinstance(meta[k], int) or meta[k] < 0 or (k == "dim" and meta[k] == 0):
-            raise IndexError_(f"{d}: {META_FILE} is corrupt: {k} = {meta[k]!r}")
+            raise FaceIndexError(f"{d}: {META_FILE} is corrupt: {k} = {meta[k]!r}")
     if meta["metric_type"] not in METRIC_TYPES:
-        raise IndexError_(f"{d}: {META_FILE} is corrupt: metric_type = {meta['metric_type']!r}")
+        raise FaceIndexError(f"{d}: {META_FILE} is corrupt: metric_type = {meta['metric_type']!r}")
     return meta
 
 
@@ -230,19 +230,19 @@ def read_labels(directory: str | os.PathLike, meta: dict) -> dict[int, tuple[str
     d = Path(directory)
     raw = _read_json(d / LABELS_FILE, d, "the id -> label map")
     if not isinstance(raw, dict):
-        raise IndexError_(f"{d}: {LABELS_FILE} is corrupt (expected a JSON object)")
+        raise FaceIndexError(f"{d}: {LABELS_FILE} is corrupt (expected a JSON object)")
     out: dict[int, tuple[str, str | None]] = {}
     try:
         for k, v in raw.items():
             out[int(k)] = (str(v["label"]), v.get("path"))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise IndexError_(f"{d}: {LABELS_FILE} is corrupt (entry {k!r}: {exc!r})") from exc
+        raise FaceIndexError(f"{d}: {LABELS_FILE} is corrupt (entry {k!r}: {exc!r})") from exc
     if len(out) != meta["count"]:
-        raise IndexError_(
+        raise FaceIndexError(
             f"{d}: count mismatch: {META_FILE} says {meta['count']} entries, {LABELS_FILE} holds {len(out)}"
         )
     if out and max(out) >= meta["next_id"]:
-        raise IndexError_(f"{d}: {LABELS_FILE} holds id {max(out)} >= next_id {meta['next_id']} ({META_FILE})")
+        raise FaceIndexError(f"{d}: {LABELS_FILE} holds id {max(out)} >= next_id {meta['next_id']} ({META_FILE})")
     return out
 
 
@@ -400,7 +400,7 @@ class FaceIndex(abc.ABC):
         return [sorted(hits, key=lambda h: h.score, reverse=reverse)[:k] for hits in results]
 
     def check_model(self, model_name: str | None, dim: int | None = None) -> None:
-        """Raise IndexError_ if this index was built with another model or feature dimension."""
+        """Raise FaceIndexError if this index was built with another model or feature dimension."""
         _check_model(self._model_name, self._dim, model_name, dim)
 
     def info(self) -> dict:
@@ -445,14 +445,14 @@ class FaceIndex(abc.ABC):
                                 checksums={rel: checksum(tmp / rel) for rel in checksummed_files(tmp)})
                     write_json(tmp / META_FILE, meta)  # written last: its presence marks a full save
             except (OSError, RuntimeError) as exc:
-                raise IndexError_(f"{d}: cannot save the index ({exc}); the previous save, if any, is intact") from exc
+                raise FaceIndexError(f"{d}: cannot save the index ({exc}); the previous save, if any, is intact") from exc
             self._revision = revision
             self._seen[key] = revision_id
         return d
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **kw: Any) -> "FaceIndex":
-        """Load a saved index; IndexError_ names the directory and what is wrong with it."""
+        """Load a saved index; FaceIndexError names the directory and what is wrong with it."""
         return _load(Path(directory), cls if cls.backend else None, kw)
 
     # ------------------------------------------------------------------ helpers for subclasses
@@ -511,12 +511,12 @@ class FaceIndex(abc.ABC):
 
 def _check_model(have_name: str | None, have_dim: int, model_name: str | None, dim: int | None) -> None:
     if dim is not None and int(dim) != have_dim:
-        raise IndexError_(
+        raise FaceIndexError(
             f"index holds {have_dim}-d features (model '{have_name}') but the model "
             f"'{model_name}' gives {dim}-d ones; rebuild the index with this model"
         )
     if model_name and have_name and model_name != have_name:
-        raise IndexError_(
+        raise FaceIndexError(
             f"index was built with model '{have_name}', not '{model_name}'; features of different "
             "models are not comparable: rebuild the index, or use the model it was built with"
         )
@@ -558,7 +558,7 @@ def _load(d: Path, cls: type[FaceIndex] | None, kw: dict) -> FaceIndex:
     with locked(d, writing=False):
         meta = read_meta(d)
         if cls is not None and meta["backend"] != cls.backend:
-            raise IndexError_(f"{d}: holds a '{meta['backend']}' index, not a '{cls.backend}' one; use load_index()")
+            raise FaceIndexError(f"{d}: holds a '{meta['backend']}' index, not a '{cls.backend}' one; use load_index()")
         verify_checksums(d, meta)
         entries = read_labels(d, meta)
         index = backend_class(meta["backend"])._backend_load(d, meta, entries, **kw)

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from facefeat.errors import IndexError_, InputError
+from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.base import FaceIndex, Hit
 
 VECTORS_FILE = "vectors.faiss"
@@ -258,7 +258,7 @@ class FaissFaceIndex(FaceIndex):
             return
         n = self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
         if n != ids.size:  # pragma: no cover - the id map and our entries disagree
-            raise IndexError_(f"FAISS removed {n} of {ids.size} vectors; the index is inconsistent")
+            raise FaceIndexError(f"FAISS removed {n} of {ids.size} vectors; the index is inconsistent")
 
     def _backend_search(self, q: np.ndarray, k: int) -> list[list[Hit]]:
         if len(q) < SMALL_BATCH:
@@ -327,42 +327,42 @@ class FaissFaceIndex(FaceIndex):
                 ef_construction=params.get("ef_construction") or DEFAULT_EF_CONSTRUCTION,
             )
         except InputError as exc:
-            raise IndexError_(f"{directory}: meta.json is corrupt ({exc})") from exc
+            raise FaceIndexError(f"{directory}: meta.json is corrupt ({exc})") from exc
         vpath = directory / VECTORS_FILE
         if not vpath.is_file():
-            raise IndexError_(f"{directory}: not a loadable FAISS index: {VECTORS_FILE} is missing")
+            raise FaceIndexError(f"{directory}: not a loadable FAISS index: {VECTORS_FILE} is missing")
         try:
             idx = f.read_index(str(vpath))
         except RuntimeError as exc:
-            raise IndexError_(f"{directory}: {VECTORS_FILE} is corrupt ({str(exc).strip().splitlines()[-1]})") from exc
+            raise FaceIndexError(f"{directory}: {VECTORS_FILE} is corrupt ({str(exc).strip().splitlines()[-1]})") from exc
         ivf = index._kind == "IVF" and not params.get("fallback")
         if ivf and not isinstance(idx, f.IndexIVFFlat):
-            raise IndexError_(f"{directory}: meta.json says IVF but {VECTORS_FILE} holds no IVF index")
+            raise FaceIndexError(f"{directory}: meta.json says IVF but {VECTORS_FILE} holds no IVF index")
         if not ivf and not isinstance(idx, f.IndexIDMap2):
-            raise IndexError_(f"{directory}: {VECTORS_FILE} is not an IDMap2 index (not written by facefeat)")
+            raise FaceIndexError(f"{directory}: {VECTORS_FILE} is not an IDMap2 index (not written by facefeat)")
         want_metric = f.METRIC_L2 if meta["metric_type"] == "L2" else f.METRIC_INNER_PRODUCT
         if idx.metric_type != want_metric:
-            raise IndexError_(
+            raise FaceIndexError(
                 f"{directory}: {VECTORS_FILE} uses the {'L2' if idx.metric_type == f.METRIC_L2 else 'inner-product'} "
                 f"metric but meta.json says {meta['metric_type']}; the files do not belong together")
         inner = idx if ivf else f.downcast_index(idx.index)
         kind = "IVF" if ivf else ("HNSW" if index._kind == "HNSW" else "Flat")
         want_cls = {"IVF": f.IndexIVFFlat, "HNSW": f.IndexHNSW, "Flat": f.IndexFlat}[kind]
         if not isinstance(inner, want_cls):
-            raise IndexError_(
+            raise FaceIndexError(
                 f"{directory}: {VECTORS_FILE} holds a {type(inner).__name__} but meta.json says index type "
                 f"{meta.get('effective_index_type') or meta['index_type']}; the files do not belong together")
         if ivf and params.get("nlist") is not None and inner.nlist != params["nlist"]:
-            raise IndexError_(f"{directory}: {VECTORS_FILE} has nlist {inner.nlist} but meta.json says {params['nlist']}")
+            raise FaceIndexError(f"{directory}: {VECTORS_FILE} has nlist {inner.nlist} but meta.json says {params['nlist']}")
         if idx.d != meta["dim"]:
-            raise IndexError_(f"{directory}: {VECTORS_FILE} holds {idx.d}-d vectors but meta.json says dim {meta['dim']}")
+            raise FaceIndexError(f"{directory}: {VECTORS_FILE} holds {idx.d}-d vectors but meta.json says dim {meta['dim']}")
         if idx.ntotal != meta["count"]:
-            raise IndexError_(
+            raise FaceIndexError(
                 f"{directory}: count mismatch: meta.json says {meta['count']} entries, {VECTORS_FILE} holds {idx.ntotal}"
             )
         stored = set(_ivf_ids(idx).tolist() if ivf else f.vector_to_array(idx.id_map).tolist())
         if stored != set(entries):
-            raise IndexError_(f"{directory}: the ids in {VECTORS_FILE} and labels.json differ")
+            raise FaceIndexError(f"{directory}: the ids in {VECTORS_FILE} and labels.json differ")
         index._index = idx
         index._fallback = params.get("fallback")
         index._nlist = params.get("nlist")

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from facefeat.errors import IndexError_
+from facefeat.errors import FaceIndexError
 from facefeat.utils import LockTimeout, dir_lock, needs_recovery, recover_dir
 
 #: the file whose presence marks a complete save (it holds the others' checksums)
@@ -33,21 +33,21 @@ def checksummed_files(directory: Path) -> list[str]:
 
 
 def verify_checksums(directory: str | os.PathLike, meta: dict) -> None:
-    """Raise IndexError_ when a file listed in ``meta["checksums"]`` is missing or changed
+    """Raise FaceIndexError when a file listed in ``meta["checksums"]`` is missing or changed
     (indexes saved before checksums existed have none and pass)."""
     d = Path(directory)
     sums = meta.get("checksums")
     if sums is None:
         return
     if not isinstance(sums, dict):
-        raise IndexError_(f"{d}: {META_FILE} is corrupt: checksums = {sums!r}")
+        raise FaceIndexError(f"{d}: {META_FILE} is corrupt: checksums = {sums!r}")
     for rel, want in sorted(sums.items()):
         p, parts = d / rel, Path(rel).parts
         if ".." in parts or not p.is_file():
             top = parts[0] if parts and not (d / parts[0]).exists() else rel
-            raise IndexError_(f"{d}: {top} is missing (listed in {META_FILE}); the index is incomplete")
+            raise FaceIndexError(f"{d}: {top} is missing (listed in {META_FILE}); the index is incomplete")
         if checksum(p) != want:
-            raise IndexError_(
+            raise FaceIndexError(
                 f"{d}: {rel} is corrupt (its checksum does not match {META_FILE}); restore the index "
                 "from a backup or rebuild it")
 
@@ -78,17 +78,17 @@ def locked(d: Path, writing: bool) -> Iterator[None]:
     try:
         lock.__enter__()
     except LockTimeout as exc:
-        raise IndexError_(f"{d}: the index is locked by another writer ({exc})") from None
+        raise FaceIndexError(f"{d}: the index is locked by another writer ({exc})") from None
     except OSError as exc:
         if writing:
-            raise IndexError_(f"{d}: cannot lock the index for saving ({exc})") from exc
+            raise FaceIndexError(f"{d}: cannot lock the index for saving ({exc})") from exc
         yield
         return
     try:
         try:
             recover_dir(d)
         except OSError as exc:
-            raise IndexError_(f"{d}: cannot recover the index from an interrupted save ({exc})") from exc
+            raise FaceIndexError(f"{d}: cannot recover the index from an interrupted save ({exc})") from exc
         yield
     finally:
         lock.__exit__(None, None, None)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from facefeat.errors import IndexError_, InputError, require
+from facefeat.errors import FaceIndexError, InputError, require
 from facefeat.index.base import FaceIndex, Hit
 
 DB_NAME = "milvus.db"
@@ -162,7 +162,7 @@ class MilvusFaceIndex(FaceIndex):
             return
         if self._call("has_collection", self._collection):
             if not exists_ok:
-                raise IndexError_(
+                raise FaceIndexError(
                     f"Milvus collection '{self._collection}' already exists at {self._uri}; pass exists_ok=True "
                     "to attach to it, another collection name, or drop it"
                 )
@@ -181,20 +181,20 @@ class MilvusFaceIndex(FaceIndex):
         try:
             self._client = pm.MilvusClient(**kw)
         except Exception as exc:
-            raise IndexError_(f"cannot connect to Milvus at {self._uri}: {exc}") from exc
+            raise FaceIndexError(f"cannot connect to Milvus at {self._uri}: {exc}") from exc
         self._client_box[0] = self._client
 
     def _call(self, method: str, *args: Any, **kw: Any) -> Any:
         if self._client is None:
-            raise IndexError_(f"Milvus index on {self._uri} is closed")
+            raise FaceIndexError(f"Milvus index on {self._uri} is closed")
         if self._timeout is not None:
             kw.setdefault("timeout", self._timeout)
         try:
             return getattr(self._client, method)(*args, **kw)
-        except (InputError, IndexError_):
+        except (InputError, FaceIndexError):
             raise
         except Exception as exc:
-            raise IndexError_(f"Milvus {method} on '{self._collection}' at {self._uri} failed: {exc}") from exc
+            raise FaceIndexError(f"Milvus {method} on '{self._collection}' at {self._uri} failed: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection; a private (uri=None / loaded) database is deleted."""
@@ -240,15 +240,15 @@ class MilvusFaceIndex(FaceIndex):
         try:
             client.create_collection(name, schema=self._schema(), index_params=ip, consistency_level="Strong")
         except Exception as exc:
-            raise IndexError_(f"cannot create Milvus collection '{name}': {exc}") from exc
+            raise FaceIndexError(f"cannot create Milvus collection '{name}': {exc}") from exc
 
     def _check_collection(self, where: str) -> None:
         if not self._call("has_collection", self._collection):
-            raise IndexError_(f"{where}: Milvus collection '{self._collection}' does not exist at {self._uri}")
+            raise FaceIndexError(f"{where}: Milvus collection '{self._collection}' does not exist at {self._uri}")
         desc = self._call("describe_collection", self._collection)
         dims = [f.get("params", {}).get("dim") for f in desc.get("fields", []) if f.get("name") == "vector"]
         if not dims or int(dims[0]) != self._dim:
-            raise IndexError_(
+            raise FaceIndexError(
                 f"{where}: Milvus collection '{self._collection}' has vector dim {dims[0] if dims else None}, "
                 f"expected {self._dim}"
             )
@@ -300,7 +300,7 @@ class MilvusFaceIndex(FaceIndex):
             try:
                 client.insert(name, rows)
             except Exception as exc:
-                raise IndexError_(f"Milvus insert into '{name}' failed: {exc}") from exc
+                raise FaceIndexError(f"Milvus insert into '{name}' failed: {exc}") from exc
 
     def _backend_remove(self, ids: np.ndarray) -> None:
         self._call("delete", self._collection, ids=[int(i) for i in ids])
@@ -377,7 +377,7 @@ class MilvusFaceIndex(FaceIndex):
                 got = {int(r["id"]): r for r in rows}
                 missing = [i for i in chunk if i not in got]
                 if missing:
-                    raise IndexError_(
+                    raise FaceIndexError(
                         f"Milvus collection '{self._collection}' lacks ids {missing[:10]} that the index holds; "
                         "was it changed by another client?"
                     )
@@ -401,7 +401,7 @@ class MilvusFaceIndex(FaceIndex):
         if embedded:
             src = directory / DB_NAME
             if not src.exists():
-                raise IndexError_(f"{directory}: not a loadable Milvus index: {DB_NAME} is missing")
+                raise FaceIndexError(f"{directory}: not a loadable Milvus index: {DB_NAME} is missing")
             owned = tempfile.mkdtemp(prefix="facefeat-milvus-")
             try:
                 if src.is_dir():  # milvus-lite >= 3 keeps a directory, older ones a file
@@ -410,12 +410,12 @@ class MilvusFaceIndex(FaceIndex):
                     shutil.copy2(src, Path(owned) / DB_NAME)
             except OSError as exc:
                 shutil.rmtree(owned, ignore_errors=True)
-                raise IndexError_(f"{directory}: cannot copy {DB_NAME} ({exc})") from exc
+                raise FaceIndexError(f"{directory}: cannot copy {DB_NAME} ({exc})") from exc
             uri = os.path.join(owned, DB_NAME)
         else:
             uri = kw.get("uri") or meta.get("uri")
             if not uri:
-                raise IndexError_(f"{directory}: meta.json names no Milvus uri")
+                raise FaceIndexError(f"{directory}: meta.json names no Milvus uri")
         try:
             index = cls(
                 meta["dim"],
@@ -437,8 +437,8 @@ class MilvusFaceIndex(FaceIndex):
         except InputError as exc:
             if owned:
                 shutil.rmtree(owned, ignore_errors=True)
-            raise IndexError_(f"{directory}: meta.json is corrupt ({exc})") from exc
-        except IndexError_:
+            raise FaceIndexError(f"{directory}: meta.json is corrupt ({exc})") from exc
+        except FaceIndexError:
             if owned:
                 _release_lite(uri)
                 shutil.rmtree(owned, ignore_errors=True)
@@ -447,7 +447,7 @@ class MilvusFaceIndex(FaceIndex):
             index._check_collection(str(directory))
             n = index.count_in_collection()
             if n != meta["count"]:
-                raise IndexError_(
+                raise FaceIndexError(
                     f"{directory}: count mismatch: meta.json says {meta['count']} entries, Milvus collection "
                     f"'{collection}' holds {n}"
                 )

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from facefeat.errors import IndexError_, InputError
+from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.base import FaceIndex, Hit, higher_is_better, load_index
 from facefeat.utils import atomic_write_json
 
@@ -119,7 +119,7 @@ class People:
                 break
             k = min(n, 4 * k)
         if not mine:  # approximate indexes may miss; cannot happen on Flat
-            raise IndexError_(f"the index returned none of {label!r}'s {len(ids)} samples for this query")
+            raise FaceIndexError(f"the index returned none of {label!r}'s {len(ids)} samples for this query")
         reverse = higher_is_better(self.index.metric_type)
         return sorted(mine, key=lambda h: h.score, reverse=reverse)[0], len(ids)
 
@@ -172,7 +172,7 @@ class People:
             try:
                 samples = {int(k): v for k, v in json.loads(p.read_text(encoding="utf-8")).items()}
             except (ValueError, AttributeError) as exc:
-                raise IndexError_(f"{p}: corrupt per-sample figures ({exc})") from exc
+                raise FaceIndexError(f"{p}: corrupt per-sample figures ({exc})") from exc
         return cls(index, samples)
 
 

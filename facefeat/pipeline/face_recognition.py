@@ -75,12 +75,12 @@ def resolve_index(index: Any) -> Any:
     if index is None or (isinstance(index, str) and index.strip().lower() in ("", "none", "null")):
         return None
     if isinstance(index, (str, os.PathLike)):
-        from facefeat.errors import IndexError_
+        from facefeat.errors import FaceIndexError
         from facefeat.index import load_index
 
         d = Path(index)
         if (d / "id_map.yaml").is_file() and (d / "vector.index").is_file() and not (d / "meta.json").exists():
-            raise IndexError_(f"{d}: is a PaddleX index (vector.index + id_map.yaml); its features come from "
+            raise FaceIndexError(f"{d}: is a PaddleX index (vector.index + id_map.yaml); its features come from "
                               "another model and alignment, so facefeat cannot search it: rebuild it with "
                               "pipeline.build_index(...) from the same gallery")
         return load_index(d)
