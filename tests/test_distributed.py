@@ -117,6 +117,8 @@ def test_every_input_is_a_row(local_out, images):
     assert t.schema.field("feature").type == pa.list_(pa.float32(), 128)
     r = faces[0]
     assert r["model"] == "SFace" and len(r["model_hash"]) == 16 and len(r["box"]) == 4 and len(r["landmarks"]) == 10
+    assert all(q["quality"] is not None and q["quality"]["sharpness"] > 0 and q["quality"]["face_size"] > 0
+               for q in faces)  # every embedded face carries its quality figures
     assert by_path[images["lfw"][0][0]]["label"] == images["lfw"][0][1]
     manifest = json.loads((local_out / "manifest.json").read_text())
     assert manifest["model"] == "SFace" and manifest["complete"] and manifest["settings"]["det_threshold"] == 0.5

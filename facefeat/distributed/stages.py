@@ -37,6 +37,10 @@ def plan_schema():
     return pa.schema([("index", pa.int64()), ("shard", pa.int64()), ("path", pa.string()), ("label", pa.string())])
 
 
+#: the per-face quality figures (facefeat.vision.quality.face_quality), one struct column
+QUALITY_FIELDS = ("face_size", "det_score", "sharpness", "brightness", "contrast", "yaw", "roll")
+
+
 def output_schema(dim: int):
     """Arrow schema of the output rows (``feature``: fixed-size float32 list of the model's dim)."""
     pa = _pa()
@@ -49,7 +53,7 @@ def output_schema(dim: int):
         ("box", pa.list_(pa.float32(), 4)),
         ("landmarks", pa.list_(pa.float32(), 10)),
         ("det_score", pa.float32()),
-        ("quality", pa.float32()),
+        ("quality", pa.struct([(k, pa.float32()) for k in QUALITY_FIELDS])),
         ("feature", pa.list_(pa.float32(), int(dim))),
         ("width", pa.int32()),
         ("height", pa.int32()),
@@ -116,6 +120,8 @@ class FaceEmbedder:
         return dets, [None if d.too_small else self.pipe.align(img, d) for d in dets]
 
     def __call__(self, batch) -> Any:
+        from facefeat.vision.quality import face_quality
+
         rows: list[dict] = []
         todo: list[tuple[int, np.ndarray]] = []  # (row number, aligned face) to embed in one go
         cols = batch.to_pydict()
@@ -144,6 +150,7 @@ class FaceEmbedder:
                              "box": [float(v) for v in d.box], "landmarks": [float(v) for v in d.landmarks.ravel()],
                              "det_score": float(d.score)})
                 if face is not None:
+                    rows[-1]["quality"] = face_quality(face, d)
                     todo.append((len(rows) - 1, face))
         if todo:
             feats = self.pipe.predictor.embed([f for _, f in todo], self.pipe.flip)
