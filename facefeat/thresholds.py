@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.utils import json_safe
 
 log = logging.getLogger("facefeat")
 
@@ -123,7 +124,7 @@ def calibrate_pairs(scores: Any, labels: Any, fars: Sequence[float] = FARS, data
     if s.shape != y.shape:
         raise InputError(f"calibrate_pairs: {s.size} scores but {y.size} labels")
     ver = verification_points(s[y == 1], s[y == 0], fars, s, y)
-    return _plain({"metric": "cosine", "verification": ver, "identification": [],
+    return json_safe({"metric": "cosine", "verification": ver, "identification": [],
             "data": {"genuine_pairs": int(np.sum(y == 1)), "impostor_pairs": int(np.sum(y == 0)), **(data or {})},
             "source": source})
 
@@ -236,21 +237,10 @@ def store_thresholds(predictor: Any, record: Mapping) -> str | None:
     if mdir is None or Path(mdir).resolve().parent == (cache_dir() / "models").resolve():
         return None
     _, meta = read_model_dir(mdir)
-    meta.extra["thresholds"] = _plain(record)
+    meta.extra["thresholds"] = json_safe(record)
     write_model_meta(mdir, meta)
     if getattr(predictor, "meta", None) is not None:
         predictor.meta.extra["thresholds"] = meta.extra["thresholds"]
     return str(Path(mdir) / META_FILE)
 
 
-def _plain(x: Any) -> Any:
-    """numpy scalars -> Python, NaN -> None (YAML/JSON-safe)."""
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

@@ -28,6 +28,25 @@ def l2_normalize(x: Any, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
+def json_safe(x: Any) -> Any:
+    """JSON/YAML-safe copy: numpy scalars -> Python, arrays -> lists, NaN/inf -> None, recursively
+    (metrics and thresholds can be NaN where a rate cannot be measured)."""
+    import math
+    from collections.abc import Mapping
+
+    if isinstance(x, Mapping):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [json_safe(v) for v in x.tolist()]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
 def cache_dir() -> Path:
     """facefeat's cache root: ``$FACEFEAT_HOME`` or ``~/.cache/facefeat``."""
     root = os.environ.get("FACEFEAT_HOME") or os.path.join(

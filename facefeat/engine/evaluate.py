@@ -18,7 +18,6 @@ is the headline ``accuracy``.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ from facefeat.data.formats import PairSet, read_pairs
 from facefeat.data.layout import DatasetLayout
 from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png, stratified_folds
 from facefeat.errors import ConfigError, DatasetError, InputError
-from facefeat.utils import atomic_write_json, l2_normalize
+from facefeat.utils import atomic_write_json, json_safe, l2_normalize
 
 log = logging.getLogger("facefeat")
 
@@ -154,21 +153,6 @@ def pair_scores(feats: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.nd
 # metrics
 
 
-def _finite(x: Any) -> Any:
-    """JSON-safe: numpy scalars -> python, NaN/inf -> None, arrays -> lists, recursively."""
-    if isinstance(x, Mapping):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_finite(v) for v in x.tolist()]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _fold_ids(ps_fold_ids: Any, labels: Any, folds: int = 10) -> np.ndarray | None:
     """The pair file's own folds (LFW pairs.txt) when it has them, else :func:`stratified_folds`."""
     if ps_fold_ids is not None and len(np.unique(ps_fold_ids)) >= 2:
@@ -192,7 +176,7 @@ def verification_summary(scores: np.ndarray, labels: np.ndarray, fold_ids: Any =
     for key, v in (m.get("tar_at_far") or {}).items():
         out[f"tar_at_far_{key}"] = v.get("tar")
     out["far_resolution"] = roc.get("far_resolution")
-    out = _finite(out)
+    out = json_safe(out)
     if keep_curves:
         out["roc"] = roc
     return out
@@ -211,11 +195,11 @@ def quick_verification(scores: np.ndarray, labels: np.ndarray, fold_ids: Any = N
     both = (y == 1).any() and (y == 0).any()
     if s.size >= KFOLD_MIN_PAIRS and both:
         m = evaluate_pairs(s, y, fold_ids=_fold_ids(fold_ids, y))
-        return _finite({"accuracy": m["accuracy"], "std": m["std"], "auc": m["auc"],
+        return json_safe({"accuracy": m["accuracy"], "std": m["std"], "auc": m["auc"],
                         "threshold": m["recommended_threshold"], "protocol": f"{m['kfold']['folds']}-fold",
                         "num_pairs": int(s.size)})
     thr, acc = best_threshold(s, y)
-    return _finite({"accuracy": acc, "threshold": thr, "protocol": "best-threshold", "num_pairs": int(s.size)})
+    return json_safe({"accuracy": acc, "threshold": thr, "protocol": "best-threshold", "num_pairs": int(s.size)})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,7 +338,7 @@ def run_evaluate(cfg: Mapping, quiet: bool = False) -> dict:
         **{k: v for k, v in res.items() if k not in metrics},
         "roc_png": ROC_NAME,
     }
-    atomic_write_json(out_dir / RESULT_NAME, _finite(doc))
+    atomic_write_json(out_dir / RESULT_NAME, json_safe(doc))
     from facefeat.thresholds import store_thresholds
 
     doc["thresholds_written_to"] = store_thresholds(predictor, res["thresholds"])
