@@ -127,7 +127,7 @@ def test_documented_index_chain(pipeline, gallery, lfw_dir, tmp_path, capsys):
     index_data.save(str(index_dir))
 
     out = tmp_path / "output"
-    for res in pipeline.predict(probe(lfw_dir, "George_W_Bush", 3), index=str(index_dir)):
+    for res in pipeline.predict(probe(lfw_dir, "George_W_Bush", 3), index=str(index_dir), hamming_radius=None):  # PaddleX keyword, accepted
         res.print()
         res.save_to_img(str(out))
         res.save_to_json(str(out))

@@ -412,8 +412,11 @@ class FaceRecognitionPipeline:
     def predict(self, inputs: Any, index: Any = None, det_threshold: float | None = None,
                 rec_threshold: float | str | None = None, rec_topk: int | None = None,
                 flip: bool | None = None, far: float | None = None, fpir: float | None = None,
-                per_person: bool = False) -> Iterator[FaceRecResult]:
+                per_person: bool = False, hamming_radius: Any = None) -> Iterator[FaceRecResult]:
         """Yield a FaceRecResult per image: every face with its top-k gallery matches.
+
+        ``hamming_radius`` (PaddleX's, for binary indexes) is accepted and ignored: facefeat's
+        galleries hold float features.
 
         The decision threshold is ``rec_threshold`` (a number), or the model's calibrated 1:N
         point (``"auto"``: FPIR 1% at the calibrated gallery size nearest the index's; ``fpir=``
