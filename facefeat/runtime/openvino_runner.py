@@ -15,6 +15,7 @@ import numpy as np
 from facefeat.errors import WeightsError
 from facefeat.runtime.devices import DeviceSpec
 from facefeat.runtime.onnx_runner import default_threads
+from facefeat.runtime.sigstack import keep_sigaltstack
 from facefeat.utils import cache_dir
 
 #: OpenVINO's name of each facefeat precision (int8 models keep their other layers in f32)
@@ -51,7 +52,8 @@ class OpenVINORunner:
             key = (cache_key or onnx_sha256(self.path))[:16]
             config["CACHE_DIR"] = str(openvino_cache_dir(key))
         try:
-            self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+            with keep_sigaltstack():  # see facefeat.runtime.sigstack
+                self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WeightsError(f"{self.path}: OpenVINO cannot read or compile this model ({first[:300]})") from exc
@@ -60,8 +62,18 @@ class OpenVINORunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         req = getattr(self._local, "req", None)
-        if req is None:
-            req = self._local.req = self.compiled.create_infer_request()
-        out = req.infer({0: np.ascontiguousarray(batch, np.float32)}, share_inputs=True)
+        with keep_sigaltstack():
+            if req is None:
+                req = self._local.req = self.compiled.create_infer_request()
+            out = req.infer({0: np.ascontiguousarray(batch, np.float32)}, share_inputs=True)
         res = out[0] if not hasattr(out, "to_tuple") else out.to_tuple()[0]
         return np.asarray(res).reshape(len(batch), -1)
+
+    def __del__(self) -> None:
+        # release the infer requests and the compiled model with the thread's signal stack kept
+        try:
+            with keep_sigaltstack():
+                self._local = None
+                self.compiled = None
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass

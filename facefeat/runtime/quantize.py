@@ -96,7 +96,10 @@ def quantize_model(model_name: str | None = None, weights: str | os.PathLike | N
     model = onnx.load(str(src_onnx))
     input_name = model.graph.input[0].name
     data = nncf.Dataset([x[i:i + 1] for i in range(len(x))], lambda a: {input_name: a})
-    qmodel = nncf.quantize(model, data, subset_size=len(x))
+    from facefeat.runtime.sigstack import keep_sigaltstack
+
+    with keep_sigaltstack():  # NNCF compiles with OpenVINO: see facefeat.runtime.sigstack
+        qmodel = nncf.quantize(model, data, subset_size=len(x))
     meta = ModelMeta(model_name=src.model_name, embedding_size=src.embedding_size, preprocess=src.preprocess,
                      precision="int8",
                      extra={**src.extra, "quantized_from_sha256": onnx_sha256(src_onnx)[:16],
