@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from facefeat.errors import ModelNotFoundError
-from facefeat.runtime.preprocess import Preprocess
+from facefeat.runtime.preprocess import HasPreprocess, Preprocess
 
 PADDLEX_WEIGHTS_BASE = (
     "https://paddle-model-ecology.bj.bcebos.com/paddlex/official_pretrained_model"
@@ -41,7 +41,7 @@ class WeightSource:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(HasPreprocess):
     """Pretrained config of one zoo model."""
 
     name: str
@@ -56,22 +56,6 @@ class ModelSpec:
     train_defaults: dict[str, Any] = field(default_factory=dict)
     #: calibrated operating points of the default weights (see facefeat.thresholds), or None
     thresholds: dict[str, Any] | None = None
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.preprocess.input_size
-
-    @property
-    def channel_order(self) -> str:
-        return self.preprocess.channel_order
-
-    @property
-    def mean(self) -> tuple[float, float, float]:
-        return self.preprocess.mean
-
-    @property
-    def std(self) -> tuple[float, float, float]:
-        return self.preprocess.std
 
     def preprocess_dict(self) -> dict[str, Any]:
         """Everything a runtime needs to prepare an image for this model."""

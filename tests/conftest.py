@@ -30,6 +30,19 @@ def need_shared(*parts: str) -> Path:
     return path
 
 
+def make_gallery(root: Path, lfw_dir: Path, people: list[str], per_person: int = 2) -> Path:
+    """``root/<person>/<file>.jpg`` (the first ``per_person`` LFW photos of each) + ``gallery.txt``,
+    PaddleX's gallery layout."""
+    lines = []
+    for person in people:
+        for src in sorted((lfw_dir / person).glob("*.jpg"))[:per_person]:
+            (root / person).mkdir(parents=True, exist_ok=True)
+            (root / person / src.name).write_bytes(src.read_bytes())
+            lines.append(f"{person}/{src.name} {person}")
+    (root / "gallery.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def lfw_dir() -> Path:
     return need_shared("data", "lfw")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import make_gallery
 from facefeat import create_pipeline
 from facefeat.cli import main as cli_main
 from facefeat.config import load_pipeline_config
@@ -43,15 +44,7 @@ def paddlex_style_config(model_dir: Path | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory, lfw_dir) -> Path:
-    root = tmp_path_factory.mktemp("pdx_gallery")
-    lines = []
-    for person in PEOPLE:
-        for src in sorted((lfw_dir / person).glob("*.jpg"))[:2]:
-            (root / person).mkdir(exist_ok=True)
-            (root / person / src.name).write_bytes(src.read_bytes())
-            lines.append(f"{person}/{src.name} {person}")
-    (root / "gallery.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return make_gallery(tmp_path_factory.mktemp("pdx_gallery"), lfw_dir, PEOPLE)
 
 
 @pytest.fixture(scope="module")

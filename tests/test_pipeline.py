@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import make_gallery
 from facefeat import create_pipeline
 from facefeat.errors import FaceIndexError, InputError
 from facefeat.index import load_index
@@ -24,16 +25,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory, lfw_dir) -> Path:
-    """gallery/<person>/<file>.jpg (2 per person) + gallery.txt, PaddleX's layout."""
-    root = tmp_path_factory.mktemp("gallery")
-    lines = []
-    for person in PEOPLE:
-        for src in sorted((lfw_dir / person).glob("*.jpg"))[:2]:
-            (root / person).mkdir(exist_ok=True)
-            (root / person / src.name).write_bytes(src.read_bytes())
-            lines.append(f"{person}/{src.name} {person}")
-    (root / "gallery.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return make_gallery(tmp_path_factory.mktemp("gallery"), lfw_dir, PEOPLE)
 
 
 def probe(lfw_dir: Path, person: str, i: int = 5) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from facefeat.errors import InputError, WeightsError
-from facefeat.runtime.preprocess import Preprocess
+from facefeat.runtime.preprocess import HasPreprocess, Preprocess
 from facefeat.utils import atomic_write_text
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ _CORE_KEYS = {"format_version", "model_name", "embedding_size", "input_size", "c
 
 
 @dataclass
-class ModelMeta:
+class ModelMeta(HasPreprocess):
     """What a runtime needs to know about an exported model."""
 
     model_name: str
@@ -47,23 +47,6 @@ class ModelMeta:
     def from_spec(cls, spec: "ModelSpec", **extra: Any) -> "ModelMeta":
         return cls(model_name=spec.name, embedding_size=spec.embedding_size, preprocess=spec.preprocess,
                    extra=dict(extra))
-
-    # the preprocessing fields, read through (one Preprocess object, no copies)
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.preprocess.input_size
-
-    @property
-    def channel_order(self) -> str:
-        return self.preprocess.channel_order
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return self.preprocess.mean
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return self.preprocess.std
 
     def to_yaml_dict(self) -> dict[str, Any]:
         pp = self.preprocess

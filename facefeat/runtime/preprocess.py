@@ -70,3 +70,26 @@ class Preprocess:
         return cls(input_size=tuple(d["input_size"]), channel_order=d.get("channel_order", "RGB"),
                    mean=tuple(d["mean"]), std=tuple(d["std"]),
                    normalize_in_graph=bool(d.get("normalize_in_graph", False)))
+
+
+class HasPreprocess:
+    """Read-through ``input_size``, ``channel_order``, ``mean``, ``std`` of a ``preprocess`` field
+    (the registry's ModelSpec and the model directory's ModelMeta: one Preprocess object, no copies)."""
+
+    preprocess: Preprocess
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocess.input_size
+
+    @property
+    def channel_order(self) -> str:
+        return self.preprocess.channel_order
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.preprocess.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.preprocess.std
