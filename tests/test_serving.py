@@ -211,7 +211,7 @@ def test_add_info_remove(client, people):
     assert info["imageCount"] == 3 and info["model"] == "SFace" and info["dim"] == 128
     assert info["backend"] == "faiss" and info["metricType"] == "IP" and info["indexType"] == "Flat"
     listed = _check_envelope(client.get("/face-recognition-index-list"), 200)["result"]["indexes"]
-    assert {"indexKey": key, "imageCount": 3, "model": "SFace"} in listed
+    assert {"indexKey": key, "indexName": None, "imageCount": 3, "model": "SFace"} in listed
 
     # removal is idempotent: ids not in the index are reported, not an error (PaddleX)
     res = _check_envelope(client.post("/face-recognition-index-remove", json={"ids": [1, 7, 8], "indexKey": key}),
@@ -226,6 +226,26 @@ def test_add_info_remove(client, people):
     # Tony is now recognised from another photo
     r = client.post("/face-recognition-infer", json={"image": b64_file(people["Tony_Blair"][2]), "indexKey": key})
     assert _check_envelope(r, 200)["result"]["faces"][0]["recResults"][0]["label"] == "Tony_Blair"
+
+
+def test_index_name(client, people, storage):
+    """A gallery built with ``indexName`` is listed and described by it (the web page shows it
+    instead of the key); blank or control-character names are 422; deleting the index drops it."""
+    pairs = [{"image": b64_file(people["Tony_Blair"][0]), "label": "Tony_Blair"}]
+    res = _check_envelope(client.post("/face-recognition-index-build",
+                                      json={"imageLabelPairs": pairs, "indexName": "  Front door "}), 200)["result"]
+    key = res["indexKey"]
+    assert res["indexName"] == "Front door" and res["ids"] == [0]
+    listed = _check_envelope(client.get("/face-recognition-index-list"), 200)["result"]["indexes"]
+    assert {"indexKey": key, "indexName": "Front door", "imageCount": 1, "model": "SFace"} in listed
+    info = _check_envelope(client.get("/face-recognition-index-info", params={"indexKey": key}), 200)["result"]
+    assert info["indexName"] == "Front door"
+    for bad in ("   ", "a\nb", "x" * 101, 7):
+        _error(client.post("/face-recognition-index-build", json={"imageLabelPairs": pairs, "indexName": bad}),
+               422, "indexName")
+    assert (storage / "names" / f"{key}.txt").read_text(encoding="utf-8") == "Front door"
+    _check_envelope(client.post("/face-recognition-index-delete", json={"indexKey": key}), 200)
+    assert not (storage / "names" / f"{key}.txt").exists()
 
 
 def test_gallery_rejects_faceless_images(client, people):
@@ -332,9 +352,9 @@ def test_unknown_and_hostile_index_keys(client, storage, people):
                "indexKey")
         _error(client.post("/face-recognition-index-remove", json={"ids": [0], "indexKey": bad}), 400, "indexKey")
         _error(client.get("/face-recognition-index-info", params={"indexKey": bad}), 400, "indexKey")
-    # nothing was written beside the storage dir, and inside it only indexes/, locks/ and thumbs/
+    # nothing was written beside the storage dir, and inside it only indexes/, locks/, thumbs/ and names/
     assert sorted(p.name for p in storage.parent.iterdir()) == before
-    assert {p.name for p in storage.iterdir()} <= {"indexes", "locks", "thumbs"}
+    assert {p.name for p in storage.iterdir()} <= {"indexes", "locks", "thumbs", "names"}
     for p in (storage / "locks").iterdir():
         assert len(p.stem) == 32 and p.suffix == ".lock"
     for p in (storage / "thumbs").iterdir() if (storage / "thumbs").exists() else []:

@@ -1,11 +1,15 @@
 """The web page (GET /) driven in a real headless browser: Debian's Chromium through Playwright.
 
-Against the live server on 127.0.0.1: enrol two people (name + photo), see them in the gallery,
-recognise a third photo of one of them, check the names shown and the boxes drawn, remove an entry,
-and save a screenshot under pytest's tmp dir (its path is printed). A second test gives Chromium a
-fake camera (a Y4M file built from an LFW photo at test time): enrol from the camera, the people
-list with thumbnails, recognise from the camera with the operating point shown, the verify panel,
-remove a person; its screenshot goes to /tmp (path printed).
+Against the live server on 127.0.0.1: enrol two people (name + photo) into a named gallery, see
+them in the gallery (shown by its name, never by its key), a photo without a face refused in plain
+words, recognise a third photo of one of them, check the names shown and the boxes drawn, remove an
+entry, and save a screenshot under pytest's tmp dir (its path is printed). A second test gives
+Chromium a fake camera (a Y4M file built from an LFW photo at test time): enrol from the camera, the
+people list with thumbnails, recognise from the camera with the operating point shown, the verify
+panel, remove a person after a confirmation (declined once, then accepted); it writes the
+documentation's desktop screenshot ``docs/img/web-desktop.png``. A third test loads the page at
+phone width (390 px), enrols and verifies, checks there is no horizontal overflow and writes
+``docs/img/web-phone.png``. Every test fails on a console error.
 
 Needs ``tools/install_browser.sh`` (apt ``chromium`` + pip ``playwright``; no browser download).
 Skips without them, except under CI=true where they must be present.
@@ -13,13 +17,15 @@ Skips without them, except under CI=true where they must be present.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from serving_fixtures import ThreadServer, lfw_images
+from serving_fixtures import REPO, ThreadServer, lfw_images
 
 CHROMIUM = os.environ.get("FACEFEAT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,6 +34,33 @@ CHROMIUM_ARGS = [
 ]
 API_KEY = "web-page-key-0123"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DOC_IMG = REPO / "docs" / "img"  # the screenshots the README and the documentation site show
+HEX_KEY = re.compile(r"\b[0-9a-f]{8,}\b")  # an index key, or the 8-digit prefix the page once showed
+NO_OVERFLOW = "document.documentElement.scrollWidth <= window.innerWidth"
+
+
+def _doc_screenshot(page, name: str) -> Path:
+    """A full-page screenshot saved as ``docs/img/<name>``, reduced to a 256-colour PNG (small
+    enough to commit), written atomically."""
+    from PIL import Image
+
+    from facefeat.utils import atomic_write_bytes
+
+    img = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    buf = io.BytesIO()
+    img.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
+    return atomic_write_bytes(DOC_IMG / name, buf.getvalue())
+
+
+def _no_face_jpeg(path: Path) -> Path:
+    """A photo with no face in it: a smooth colour gradient."""
+    import cv2
+    import numpy as np
+
+    x = np.linspace(0, 255, 320, dtype=np.float32)
+    img = np.stack([np.tile(x, (240, 1)), np.tile(x[::-1], (240, 1)), np.full((240, 320), 128, np.float32)], -1)
+    cv2.imwrite(str(path), img.astype(np.uint8))
+    return path
 
 
 def _need(ok: bool, what: str) -> None:
@@ -88,6 +121,10 @@ def test_web_enrol_and_recognise(sync_playwright, web_server, lfw_dir, tmp_path)
             page.wait_for_selector("body[data-loaded='1']")
             page.wait_for_selector("#health.ready")
             assert "No gallery yet" in page.inner_text("#gallery-summary")
+            # nothing to show before a verification: no empty score / threshold table
+            assert not page.is_visible("#verify-result") and not page.is_visible("#verify-score")
+            assert page.is_visible("#gallery-name")  # the first enrolment creates a gallery: name it
+            page.fill("#gallery-name", "Office")
 
             for name, photo in (("George W Bush", bush[0]), ("Colin Powell", powell[0])):
                 page.fill("#enrol-name", name)
@@ -100,6 +137,23 @@ def test_web_enrol_and_recognise(sync_playwright, web_server, lfw_dir, tmp_path)
             page.wait_for_function("document.querySelectorAll('#gallery tr').length === 2")
             assert page.locator("#gallery td.label").all_inner_texts() == ["George W Bush", "Colin Powell"]
             assert "2 image(s) of 2 person(s)" in page.inner_text("#gallery-summary")
+            # the gallery is shown by the name given at creation; its key stays internal
+            chosen = page.eval_on_selector("#index-select", "s => s.options[s.selectedIndex].textContent")
+            assert chosen == "Office (2 photos)", chosen
+            assert not page.is_visible("#gallery-name")
+            assert not HEX_KEY.search(page.inner_text("body")), page.inner_text("body")
+
+            # a photo without a face: refused in plain words (not the API's field names and positions)
+            page.fill("#enrol-name", "Nobody")
+            page.set_input_files("#enrol-file", str(_no_face_jpeg(tmp_path / "no-face.jpg")))
+            page.click("#enrol-btn")
+            page.wait_for_function("document.getElementById('enrol-status').classList.contains('error')")
+            msg = page.inner_text("#enrol-status")
+            assert msg.startswith("Nobody was not enrolled: no face was found in this photo"), msg
+            assert "imageLabelPairs" not in msg and "position" not in msg, msg
+            # the refused request is the one the browser logs ("Failed to load resource ... 400"): expected
+            assert len([e for e in console_errors if "status of 400" in e]) == 1, console_errors
+            console_errors[:] = [e for e in console_errors if "status of 400" not in e]
 
             # recognise a third photo of Powell: his name (only) is shown, a box drawn on the canvas
             page.set_input_files("#recog-file", str(powell[2]))
@@ -171,10 +225,21 @@ def test_web_camera_people_verify(sync_playwright, web_server, lfw_dir, tmp_path
             errors: list[str] = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("dialog", lambda d: d.accept(API_KEY))
+            confirms: list[str] = []
+            confirm_answer = {"accept": False}
+
+            def answer(dialog):
+                if dialog.type == "confirm":  # "remove person": declined first, then accepted
+                    confirms.append(dialog.message)
+                    dialog.accept() if confirm_answer["accept"] else dialog.dismiss()
+                else:
+                    dialog.accept(API_KEY)
+
+            page.on("dialog", answer)
             page.goto(web_server.url + "/")
             page.wait_for_selector("body[data-loaded='1']")
             page.select_option("#index-select", "")  # a new gallery (another test may have made one)
+            page.fill("#gallery-name", "Front door")
 
             page.click("#cam-btn")
             page.wait_for_selector("body[data-camera='on']")
@@ -214,12 +279,72 @@ def test_web_camera_people_verify(sync_playwright, web_server, lfw_dir, tmp_path
             assert "far=1e-3" in page.inner_text("#verify-op")
             page.screenshot(path=str(shot), full_page=True)
             print(f"\nweb page screenshot (camera, people, verify): {shot}")
+            print(f"documentation screenshot: {_doc_screenshot(page, 'web-desktop.png')}")
 
-            # remove a person: gone from the people list and the sample table
-            page.click("#people li.person[data-label='Colin Powell'] button.remove-person")
+            # remove a person: asked first; declining keeps them, accepting removes every sample
+            remove = "#people li.person[data-label='Colin Powell'] button.remove-person"
+            page.click(remove)
+            page.wait_for_function("document.getElementById('enrol-status').textContent.includes('not removed')")
+            assert len(confirms) == 1 and "Remove Colin Powell and their 1 photo" in confirms[0], confirms
+            assert "Front door" in confirms[0], confirms
+            assert page.locator("#people li.person").count() == 2
+            confirm_answer["accept"] = True
+            page.click(remove)
             page.wait_for_function("document.querySelectorAll('#people li.person').length === 1")
+            assert len(confirms) == 2
             assert page.locator("#gallery td.label").all_inner_texts() == ["George W Bush"], page.inner_html("#gallery")
             assert not errors, errors
         finally:
             ctx.close()
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_web_phone_width(sync_playwright, web_server, lfw_dir, tmp_path):
+    """At 390 px (a phone) the page, with a gallery and a verification shown, is no wider than the
+    screen, and the verify photos fit; the screenshot is ``docs/img/web-phone.png``."""
+    powell = lfw_images(lfw_dir, "Colin_Powell", 3)
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
+                                                   args=CHROMIUM_ARGS, viewport={"width": 390, "height": 844},
+                                                   is_mobile=True, has_touch=True, device_scale_factor=1)
+        try:
+            page = ctx.new_page()
+            page.set_default_timeout(30_000)
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: d.accept(API_KEY))
+            page.goto(web_server.url + "/")
+            page.wait_for_selector("body[data-loaded='1']")
+            assert page.evaluate("window.innerWidth") == 390
+            assert page.evaluate(NO_OVERFLOW), page.evaluate("document.documentElement.scrollWidth")
+
+            page.select_option("#index-select", "")
+            page.fill("#gallery-name", "Phone")
+            page.fill("#enrol-name", "Colin Powell")
+            page.set_input_files("#enrol-file", str(powell[0]))
+            page.click("#enrol-btn")
+            page.wait_for_function("document.getElementById('enrol-status').textContent.includes('Enrolled Colin')")
+            page.set_input_files("#verify-file1", str(powell[1]))
+            page.set_input_files("#verify-file2", str(powell[2]))
+            page.click("#verify-btn")
+            page.wait_for_selector("body[data-verified='done']")
+            assert page.inner_text("#verify-verdict") == "Same person", page.inner_text("#verify-status")
+
+            width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert page.evaluate(NO_OVERFLOW), f"page is {width[0]} px wide at a {width[1]} px screen"
+            # every element, the verify photos included, ends inside the screen
+            wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+                .map(e => e.tagName + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))""")
+            assert not wide, wide
+            photos = page.evaluate("""() => ['verify-canvas1', 'verify-canvas2'].map(id => {
+                const r = document.getElementById(id).getBoundingClientRect(); return [r.left, r.right, r.width]; })""")
+            assert all(0 <= left and right <= 390 and w > 50 for left, right, w in photos), photos
+            print(f"\ndocumentation screenshot: {_doc_screenshot(page, 'web-phone.png')}")
+            assert not errors, errors
+        finally:
+            ctx.close()
+    assert (DOC_IMG / "web-phone.png").stat().st_size > 10_000

@@ -4,7 +4,8 @@ PaddleX-compatible endpoints (JSON over POST, every response in the envelope
 ``{"logId", "errorCode", "errorMsg", "result"}``)::
 
     POST /face-feature-infer             {image, model?, flip?}                -> {feature, model, dim}
-    POST /face-recognition-index-build   {imageLabelPairs, indexType?, metricType?} -> {indexKey, imageCount, ids}
+    POST /face-recognition-index-build   {imageLabelPairs, indexType?, metricType?, indexName?}
+                                                                               -> {indexKey, indexName, imageCount, ids}
     POST /face-recognition-index-add     {imageLabelPairs, indexKey}           -> {imageCount, ids}
     POST /face-recognition-index-remove  {ids, indexKey}                       -> {imageCount, removed, missing}
     POST /face-recognition-index-delete  {indexKey}                            -> {indexKey, deleted}   (admin)
@@ -189,9 +190,10 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
                              metric_type=body.metricType or "IP", index_type=body.indexType or None,
                              model_name=predictor.model_name, **svc.store.collection_kwargs(key))
         ids = index.add(g.features, g.labels)
-        svc.store.create(key, index, samples=dict(zip(ids, g.figures)), thumbs=dict(zip(ids, g.thumbs)))
+        svc.store.create(key, index, samples=dict(zip(ids, g.figures)), thumbs=dict(zip(ids, g.thumbs)),
+                         name=body.indexName)
         log.info("index %s built: %d images", key, len(ids))
-        return ok(request, {"indexKey": key, "imageCount": len(index), "ids": ids})
+        return ok(request, {"indexKey": key, "indexName": body.indexName, "imageCount": len(index), "ids": ids})
 
     @app.post("/face-recognition-index-add", response_model=S.Envelope[S.AddImagesToIndexResult], tags=["index"],
               responses=_RESPONSES, dependencies=_KEY)
@@ -279,7 +281,8 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         index = svc.store.get(key)
         info = index.info()
         entries = [{"id": i, "label": lab} for i, lab in index.labels().items()]
-        return ok(request, {"indexKey": key, "imageCount": len(entries), "model": info.get("model_name"),
+        return ok(request, {"indexKey": key, "indexName": svc.store.name(key), "imageCount": len(entries),
+                            "model": info.get("model_name"),
                             "dim": int(info["dim"]), "backend": info["backend"], "metricType": info["metric_type"],
                             "indexType": info["index_type"], "entries": entries})
 

@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 #: labels are shown to people and stored in the index's labels.json
 MAX_LABEL_CHARS = 256
+MAX_INDEX_NAME_CHARS = 100
 #: index parameters a client may ask for (HNSW's M costs ~8*M bytes per face and link level)
 MAX_HNSW_M = 64
 MAX_IVF_NLIST = 65536
@@ -103,6 +104,9 @@ class ImageLabelPair(_Body):
 
 class BuildIndexRequest(_Body):
     imageLabelPairs: list[ImageLabelPair] = Field(min_length=1)
+    indexName: Optional[str] = Field(None, min_length=1, max_length=MAX_INDEX_NAME_CHARS,
+                                     description="a readable name for the gallery (facefeat; the web page shows "
+                                                 "it instead of the key)")
     quality: Optional[QualityPolicyName] = Field(None, description=_QUALITY_DOC)
     indexType: Optional[str] = Field(None, max_length=16, json_schema_extra={"pattern": INDEX_TYPE_PATTERN},
                                      description=(
@@ -126,9 +130,20 @@ class BuildIndexRequest(_Body):
             raise ValueError("metricType must be IP, COSINE or L2")
         return v if v is None else v.upper()
 
+    @field_validator("indexName")
+    @classmethod
+    def _index_name(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        v = v.strip()
+        if not v or any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError("indexName must be readable text: not blank, no control characters")
+        return v
+
 
 class BuildIndexResult(BaseModel):
     indexKey: str
+    indexName: Optional[str] = Field(None, description="the name given at build time, if any")
     imageCount: int = Field(description="entries in the index")
     ids: list[int] = Field(description="the id of each pair, in request order (a request with an image "
                                        "without a usable face is refused as a whole, so ids never shift)")
@@ -172,6 +187,7 @@ class IndexEntry(BaseModel):
 
 class IndexInfoResult(BaseModel):
     indexKey: str
+    indexName: Optional[str] = Field(None, description="the name given at build time, if any")
     imageCount: int
     model: Optional[str]
     dim: int
@@ -183,6 +199,7 @@ class IndexInfoResult(BaseModel):
 
 class IndexSummary(BaseModel):
     indexKey: str
+    indexName: Optional[str] = Field(None, description="the name given at build time, if any")
     imageCount: int
     model: Optional[str] = None
 

@@ -5,6 +5,7 @@ Layout::
     <storage>/indexes/<key>/   a saved FaceIndex (meta.json, labels.json, backend files)
     <storage>/locks/<key>.lock  the per-index lock file (shared by uvicorn worker processes)
     <storage>/thumbs/<key>/<id>.jpg  the aligned face of each sample, a small JPEG for the web page
+    <storage>/names/<key>.txt   the gallery's readable name, when one was given at build time
 
 Per-sample figures (enrolment quality) live in the index's ``people.json``
 (:class:`facefeat.index.people.People`), rewritten with every save of the index.
@@ -95,6 +96,7 @@ class IndexStore:
         self.index_root = self.root / "indexes"
         self.lock_root = self.root / "locks"
         self.thumb_root = self.root / "thumbs"
+        self.name_root = self.root / "names"
         self.index_root.mkdir(parents=True, exist_ok=True)
         self.lock_root.mkdir(parents=True, exist_ok=True)
         from facefeat.utils import recover_dirs
@@ -233,15 +235,26 @@ class IndexStore:
         return kw
 
     def create(self, key: str, index: Any, samples: dict | None = None,
-               thumbs: dict[int, bytes] | None = None) -> str:
+               thumbs: dict[int, bytes] | None = None, name: str | None = None) -> str:
         """Save a new index under ``key`` (from :meth:`new_key`) and cache it, with its per-sample
-        figures and thumbnails (JPEG bytes by id)."""
+        figures, thumbnails (JPEG bytes by id) and readable ``name``."""
+        from facefeat.utils import atomic_write_text
+
         with self.lock(key):
             if self.path(key).exists():
                 raise InputError(f"indexKey {key}: already exists")
+            if name:  # before the index: a listed index never lacks the name it was built with
+                atomic_write_text(self.name_root / f"{check_key(key)}.txt", name)
             self._save_locked(key, index, samples or {})
             self.write_thumbs(key, thumbs or {})
         return key
+
+    def name(self, key: str) -> str | None:
+        """The readable name given when index ``key`` was built, or None."""
+        try:
+            return (self.name_root / f"{check_key(key)}.txt").read_text(encoding="utf-8") or None
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def _save_locked(self, key: str, index: Any, samples: dict | None = None) -> None:
         from facefeat.index.people import People
@@ -339,7 +352,7 @@ class IndexStore:
             shutil.rmtree(self.thumb_root / key, ignore_errors=True)
         from facefeat.utils import lock_path
 
-        for lock_file in (self._lock_file(key), lock_path(path)):  # the server's and the index's own
+        for lock_file in (self._lock_file(key), lock_path(path), self.name_root / f"{key}.txt"):  # the server's and the index's own
             try:
                 lock_file.unlink()
             except OSError:
@@ -358,6 +371,7 @@ class IndexStore:
         return sorted(n for n in names if KEY_RE.fullmatch(n) and (self.index_root / n / "meta.json").is_file())
 
     def summary(self, key: str) -> dict:
-        """Key, count and model from meta.json, without loading the index."""
+        """Key, readable name, count and model from meta.json, without loading the index."""
         meta = json.loads((self.path(key) / "meta.json").read_text(encoding="utf-8"))
-        return {"indexKey": key, "imageCount": int(meta.get("count", 0)), "model": meta.get("model_name")}
+        return {"indexKey": key, "indexName": self.name(key), "imageCount": int(meta.get("count", 0)),
+                "model": meta.get("model_name")}

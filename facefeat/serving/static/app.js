@@ -1,7 +1,8 @@
 // facefeat web page: enrol (index-build / index-add) from a photo or the camera (getUserMedia),
 // people (face-recognition-persons, thumbnails, person-remove / index-remove), recognise
 // (face-recognition-infer) with boxes and names drawn on a canvas and the operating point shown,
-// verify two photos (face-verify). No build step, no CDN.
+// verify two photos (face-verify). Galleries are shown by the name given when they were built
+// (indexName); the index key stays internal. No build step, no CDN.
 "use strict";
 
 const KEY_STORE = "facefeat.indexKey";
@@ -53,6 +54,42 @@ async function api(method, path, body) {
     throw err;
   }
   return data.result;
+}
+
+// An API error about enrolling one photo of `name`, in plain words. The service names the
+// request field and the pair's position (for API clients); the page sends one photo at a time,
+// so it keeps only the reason and says what to do about it.
+function plainEnrolError(err, name) {
+  const code = err.code;
+  if (code === 401 || code === 403) return "this server needs an admin API key to change galleries (reload the page to enter one)";
+  if (code === 413) return "the photo is too large for this server; use a smaller one";
+  const msg = String(err.message || "");
+  const m = msg.match(/imageLabelPairs\[\d+\](?:\.image)? ?(?:\('[^]*?'\))?:? ?(.*)$/);
+  const reason = m ? m[1] : msg;
+  let r;
+  if (/no face detected/.test(reason)) {
+    return "no face was found in this photo. Use a photo where " + name + "'s face is clearly visible, facing the camera.";
+  }
+  if (/face too small/.test(reason) && !/^quality/.test(reason)) {
+    return "the face in this photo is too small. Use a closer photo of " + name + ".";
+  }
+  if ((r = reason.match(/^(\d+) faces of similar size/))) {
+    return "this photo shows " + r[1] + " faces of about the same size, so it is not clear which one is " + name +
+      ". Use a photo of " + name + " alone.";
+  }
+  if ((r = reason.match(/^quality: (.*)$/))) {
+    return "the photo did not pass the quality check (" + r[1] + "). Use a sharper, well-lit photo of " + name +
+      " looking at the camera, or set the quality check to \"off\".";
+  }
+  if (/not an image|cannot decode|cannot read|base64/i.test(reason)) {
+    return "this file cannot be read as an image (" + reason + ").";
+  }
+  return reason;
+}
+
+// The name shown for a gallery: the one given when it was built, else a numbered fallback.
+function galleryName(x, i) {
+  return x.indexName || ("Unnamed gallery " + (i + 1));
 }
 
 // A sample's thumbnail (the aligned face) as an object URL: fetched with the API key, cached.
@@ -145,18 +182,25 @@ async function refreshIndexList() {
   if (indexKey && !indexes.some((x) => x.indexKey === indexKey)) useIndex("");
   if (!indexKey && !chooseNew && indexes.length) useIndex(indexes[indexes.length - 1].indexKey);
   sel.innerHTML = "";
+  indexes.forEach((x, i) => {
+    const o = document.createElement("option");
+    o.value = x.indexKey; // internal: never shown
+    o.textContent = galleryName(x, i) + " (" + x.imageCount + " photo" + (x.imageCount === 1 ? "" : "s") + ")";
+    sel.appendChild(o);
+  });
   const fresh = document.createElement("option");
   fresh.value = "";
-  fresh.textContent = "(new gallery)";
+  fresh.textContent = "+ new gallery";
   sel.appendChild(fresh);
-  for (const x of indexes) {
-    const o = document.createElement("option");
-    o.value = x.indexKey;
-    o.textContent = x.indexKey.slice(0, 8) + "... (" + x.imageCount + " images)";
-    sel.appendChild(o);
-  }
   sel.value = indexKey;
+  galleryCount = indexes.length;
+  $("gallery-name-label").hidden = !!indexKey;
+  const current = indexes.find((x) => x.indexKey === indexKey);
+  currentGalleryName = current ? galleryName(current, indexes.indexOf(current)) : "";
 }
+
+let galleryCount = 0;
+let currentGalleryName = "";
 
 let galleryGen = 0; // refreshes may overlap: only the latest one draws
 
@@ -186,7 +230,7 @@ async function refreshGallery() {
   if (gen !== galleryGen) return;
   tbody.innerHTML = "";
   const people = new Set(info.entries.map((e) => e.label));
-  summary.textContent = info.imageCount + " image(s) of " + people.size + " person(s); model " + info.model +
+  summary.textContent = currentGalleryName + ": " + info.imageCount + " image(s) of " + people.size + " person(s); model " + info.model +
     ", " + info.backend + " " + info.indexType + " index";
   for (const e of info.entries) {
     const tr = document.createElement("tr");
@@ -243,14 +287,20 @@ async function refreshPeople(gen) {
     btn.type = "button";
     btn.className = "small remove-person";
     btn.textContent = "remove person";
-    btn.addEventListener("click", () => removePerson(p.label));
+    btn.addEventListener("click", () => removePerson(p.label, p.sampleCount));
     li.append(name, count, btn);
     ul.appendChild(li);
   }
 }
 
-async function removePerson(label) {
+async function removePerson(label, count) {
   const st = $("enrol-status");
+  const photos = count + " photo" + (count === 1 ? "" : "s");
+  if (!window.confirm("Remove " + label + " and their " + photos + " from the gallery \"" + currentGalleryName +
+                      "\"? This cannot be undone.")) {
+    setStatus(st, label + " was not removed.");
+    return;
+  }
   try {
     const res = await api("POST", "/face-recognition-person-remove", { indexKey, label });
     setStatus(st, "Removed " + label + " (" + res.removed.length + " sample(s)).", "ok");
@@ -300,8 +350,10 @@ async function enrolImage(getBase64) {
       }
     }
     if (!res) {
-      res = await api("POST", "/face-recognition-index-build", { imageLabelPairs: pairs, quality });
+      const indexName = $("gallery-name").value.trim() || (galleryCount ? "Gallery " + (galleryCount + 1) : "My gallery");
+      res = await api("POST", "/face-recognition-index-build", { imageLabelPairs: pairs, quality, indexName });
       useIndex(res.indexKey);
+      $("gallery-name").value = "";
     }
     if (res.rejected && res.rejected.length) {
       setStatus(st, "Not enrolled: " + res.rejected[0].reason, "error");
@@ -310,7 +362,7 @@ async function enrolImage(getBase64) {
       $("enrol-form").reset();
     }
   } catch (e) {
-    setStatus(st, "Enrol failed: " + e.message, "error");
+    setStatus(st, name + " was not enrolled: " + plainEnrolError(e, name), "error");
   } finally {
     btn.disabled = false;
     await refreshGallery();
