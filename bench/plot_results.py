@@ -91,6 +91,8 @@ def verification(out: Path, model: str = "SFace") -> Path:
 def clustering(out: Path) -> Path:
     """Pairwise and BCubed F1 against the threshold, per method."""
     rec = _load("clustering.json")
+    if isinstance(rec, list):  # the plain rows bench/cluster.py --json writes
+        rec = {"rows": rec}
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     colors = {"agglomerative": "#2f6fde", "graph": "#d35400", "dbscan": "#1e8449", "hdbscan": "#8e44ad"}
