@@ -177,7 +177,7 @@ def test_soak_concurrent_mutations_then_restart(lfw_dir, tmp_path):
             info2 = _ok(c.get("/face-recognition-index-info", params={"indexKey": key}))
             assert info2 == info
             listed = _ok(c.get("/face-recognition-index-list"))["indexes"]
-            assert {"indexKey": key, "imageCount": len(expected), "model": "SFace"} in listed
+            assert {"indexKey": key, "indexName": None, "imageCount": len(expected), "model": "SFace"} in listed
             res = _ok(c.post("/face-recognition-infer", json={"image": b64_file(candidates[good[-1]]),
                                                               "indexKey": key, "topk": 1}))
             assert res["faces"][0]["recResults"], res
