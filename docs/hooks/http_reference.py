@@ -9,7 +9,9 @@ page lists exactly the endpoints, fields, limits, key roles and error statuses t
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from mkdocs.structure.files import File, Files
@@ -210,6 +212,14 @@ def render(spec: dict, required_role: Any) -> str:
 
 def _anchor(method: str, path: str) -> str:
     return (method + path).replace("/", "-").strip("-").lower()
+
+
+def on_config(config: Any) -> Any:
+    """Document the facefeat of this checkout (first on ``sys.path``), installed or not."""
+    root = str(Path(config.config_file_path).resolve().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return config
 
 
 def on_files(files: Files, config: Any) -> Files:
