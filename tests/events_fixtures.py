@@ -39,7 +39,8 @@ def wait_until(cond, timeout: float = 30.0, step: float = 0.05) -> bool:
 class Mosquitto:
     """``mosquitto -c <tmp>/mosquitto.conf`` on ``127.0.0.1:<port>``; ``users``: a password file."""
 
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None, port: int | None = None,
+                 tls: tuple[Path, Path] | None = None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -54,6 +55,8 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
+        if tls:
+            lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text("\n".join(x for x in lines if x) + "\n")
 
@@ -86,6 +89,16 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA) and its key, made with openssl."""
+    cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,digitalSignature,keyEncipherment",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
 
 
 class Subscriber:

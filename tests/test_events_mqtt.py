@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from events_fixtures import MOSQUITTO, Mosquitto, Subscriber, free_port, wait_until, write_video
+from events_fixtures import MOSQUITTO, Mosquitto, Subscriber, free_port, self_signed_cert, wait_until, write_video
 from facefeat.errors import ConfigError
 from facefeat.events import Event, EventHub, EventsConfig
 
@@ -145,3 +145,55 @@ def test_start_errors_name_the_url(tmp_path):
         hub.close()
     finally:
         b.stop()
+
+
+def test_mqtts_with_a_ca_file_and_events_test_command(tmp_path, capsys):
+    _need_mosquitto()
+    import shutil
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl to make a certificate")
+    from facefeat.cli import main
+
+    cert, key = self_signed_cert(tmp_path)
+    b = Mosquitto(tmp_path / "tls", tls=(cert, key)).start()
+    try:
+        url = f"mqtts://127.0.0.1:{b.port}/secure"
+        with pytest.raises(ConfigError, match=r"mqtts://127.0.0.1:\d+/secure: .*(TLS|certificate)"):
+            EventHub.open(_cfg(url, tmp_path))  # the system CAs do not know this certificate
+        hub = EventHub.open(_cfg(url, tmp_path, mqtt_ca_file=str(cert)))
+        hub.emit(Event("test", "tls"))
+        assert hub.flush(10)
+        hub.close()
+        conf = tmp_path / "events.yaml"
+        conf.write_text(f"events:\n  mqtt: {url}\n  mqtt_ca_file: {cert}\n")
+        assert main(["events", "test", "--events-config", str(conf)]) == 0
+        out = capsys.readouterr().out
+        assert f"ok   mqtt:127.0.0.1:{b.port}/secure: PUBACK from 127.0.0.1:{b.port}" in out
+    finally:
+        b.stop()
+
+
+def test_last_will_marks_a_killed_recogniser_offline(broker, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    sub = Subscriber(broker.port, topics=["cam/status"])
+    code = textwrap.dedent(f"""
+        import time
+        from facefeat.events import EventHub, EventsConfig
+        hub = EventHub.open(EventsConfig(mqtt={broker.url(prefix='cam')!r}, outbox={str(tmp_path / 'o.sqlite')!r}))
+        print("ready", flush=True)
+        time.sleep(60)
+        """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=os.environ.copy())
+    try:
+        assert p.stdout.readline().strip() == b"ready"
+        assert wait_until(lambda: sub.topic("cam/status") == [b"online"], 10)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+    assert wait_until(lambda: sub.topic("cam/status") == [b"online", b"offline"], 10)  # the broker sent the will
+    sub.close()

@@ -131,6 +131,7 @@ class MqttTarget:
                 self.client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(self.timeout_s)
         except Exception as exc:  # closing: nothing more to do
             log.debug("mqtt %s: offline status not sent (%s)", self.shown, exc)
+        self._connected.clear()  # a disconnect we asked for: no warning
         self.client.disconnect()
         self.client.loop_stop()
 
