@@ -461,8 +461,8 @@ def cmd_recognize(args: argparse.Namespace) -> int:
             if hub is not None:
                 from facefeat.events.feeds import recognitions, result_faces
 
-                recognitions(hub, "recognize", result_faces(res), res.get("_img"), res.get("operating_point"),
-                             presence=False, input=str(res["input_path"]))
+                recognitions(hub, str(res["input_path"]), result_faces(res), res.get("_img"),
+                             res.get("operating_point"), presence=False)
         return 0
     finally:
         if hub is not None:

@@ -164,3 +164,22 @@ def test_kill_9_then_restart_delivers(gallery, video, tmp_path):
     r.stop()
     assert undelivered <= set(r.ok_ids())  # everything the killed run had committed arrived
     assert _outbox_ids(outbox) == set()
+
+
+def test_recognize_photos_sends_events(gallery, lfw_dir, tmp_path, capsys, monkeypatch):
+    from facefeat.cli import main
+
+    monkeypatch.setenv("FACEFEAT_WEBHOOK_SECRET", SECRET)
+    r = Receiver()
+    try:
+        photo = lfw_dir / "Colin_Powell" / "Colin_Powell_0003.jpg"
+        rc = main(["recognize", str(photo), "--index", str(gallery[1]), "--webhook", r.url,
+                   "--events-outbox", str(tmp_path / "o.sqlite")])
+        assert rc == 0, capsys.readouterr().err
+    finally:
+        r.stop()
+    (headers, body, status), = r.received  # delivered before the command returned
+    ev = json.loads(body)
+    assert status == 200 and ev["type"] == "face_recognized" and ev["person"] == "Colin_Powell"
+    assert ev["source"] == str(photo) and ev["threshold"] == ev["operating_point"]["threshold"]
+    assert len(ev["box"]) == 4 and "snapshot" not in ev

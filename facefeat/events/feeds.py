@@ -93,7 +93,8 @@ def result_faces(res: Any) -> list[dict]:
             out.append({"box": b.get("bbox"), "label": top and top["label"], "score": top and top["score"]})
         else:
             labels, scores = b.get("labels"), b.get("rec_scores")
-            out.append({"box": b.get("coordinate"), "label": labels[0] if labels else None,
+            out.append({"box": [round(float(v), 1) for v in b.get("coordinate") or []] or None,
+                        "label": labels[0] if labels else None,
                         "score": scores[0] if scores else None})
     return out
 
