@@ -194,3 +194,19 @@ def test_video_feed_debounces_per_track():
     assert hub.sources == ["cam"]
     gallery_changes(hub, "g", {"A", "B"}, {"B", "C"})
     assert [(e.type, e.data["person"]) for e in hub.events[-2:]] == [("person_added", "C"), ("person_removed", "A")]
+
+
+def test_snapshot_of_face_and_frame():
+    import base64
+
+    import cv2
+    import numpy as np
+
+    from facefeat.events.presence import snapshot
+
+    img = np.zeros((1000, 2000, 3), np.uint8)
+    face = cv2.imdecode(np.frombuffer(base64.b64decode(snapshot(img, [100, 100, 200, 220], "face")), np.uint8), 1)
+    assert face.shape == (180, 150, 3)  # the box and a quarter of it on each side
+    frame = cv2.imdecode(np.frombuffer(base64.b64decode(snapshot(img, None, "frame")), np.uint8), 1)
+    assert frame.shape == (320, 640, 3)  # at most 640 px a side
+    assert snapshot(img, [0, 0, 10, 10], "off") is None and snapshot(None, None, "frame") is None

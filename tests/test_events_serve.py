@@ -39,10 +39,11 @@ def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve-events")
     broker = Mosquitto(tmp / "mosquitto").start()
     receiver = Receiver()
-    app = create_app(tmp / "storage", infer_concurrency=1, mqtt=broker.url(), webhooks=[receiver.url],
-                     webhook_secret=SECRET)
-    app.state.service.events.cfg.away_timeout_s = 1.0
-    app.state.service.events.presence.away_s = 1.0
+    conf = tmp / "pipeline.yaml"  # the events: block of the pipeline YAML, flags on top
+    conf.write_text("pipeline_name: face_recognition\nevents:\n  away_timeout_s: 1.0\n  backoff_s: 0.1\n")
+    app = create_app(tmp / "storage", infer_concurrency=1, pipeline=str(conf), mqtt=broker.url(),
+                     webhooks=[receiver.url], webhook_secret=SECRET)
+    assert app.state.service.events.presence.away_s == 1.0
     srv = ThreadServer(app).start()
     yield srv, receiver, broker, tmp
     srv.stop()
