@@ -108,3 +108,15 @@ def test_serve_flags_and_start_error(tmp_path):
     port = free_port()
     with pytest.raises(ConfigError, match=rf"webhook http://127.0.0.1:{port}/h: cannot connect"):
         create_app(tmp_path, webhooks=[f"http://127.0.0.1:{port}/h"], webhook_secret=SECRET)
+
+
+def test_multi_worker_serve_checks_targets_first(tmp_path, monkeypatch):
+    import facefeat.serving.app as app_mod
+    from facefeat.serving.options import Settings
+
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: started.append(k))
+    port = free_port()
+    with pytest.raises(ConfigError, match=rf"mqtt mqtt://127.0.0.1:{port}: cannot connect"):
+        app_mod.serve(Settings(storage_dir=str(tmp_path), workers=2, mqtt=f"mqtt://127.0.0.1:{port}"))
+    assert not started  # no worker was started

@@ -55,6 +55,9 @@ class Sender(threading.Thread):
         super().__init__(name=f"facefeat-events-{target.kind}", daemon=True)
         self.hub, self.target = hub, target
         self.wake = threading.Event()
+        self.retry_now = threading.Event()  # ends a backoff early: the target is back (MQTT reconnected), or closing
+        if hasattr(target, "on_up"):
+            target.on_up = self.retry_now.set
         self.failures = 0
         self.last_error: str | None = None
 
@@ -96,7 +99,8 @@ class Sender(threading.Thread):
                 delay = min(hub.cfg.backoff_max_s, hub.cfg.backoff_s * 2 ** (self.failures - 1))
                 delay *= 0.8 + 0.4 * random.random()
                 log.warning("events: %s (attempt %d; retrying in %.1f s)", self.last_error, self.failures, delay)
-                hub._stop.wait(delay)
+                self.retry_now.wait(delay)
+                self.retry_now.clear()
             elif done:
                 self.failures = 0
 
@@ -206,6 +210,7 @@ class EventHub:
         self._stop.set()
         for s in self.senders:
             s.wake.set()
+            s.retry_now.set()
         for s in self.senders:
             s.join(timeout=self.cfg.timeout_s + 1.0)
         for t in self.targets:

@@ -73,6 +73,7 @@ class MqttTarget:
         self._lock = threading.Lock()
         self._people: set[str] = set()
         self._sources: set[str] = set()
+        self.on_up = None  #: called when a connection is (re-)established (the sender retries at once)
 
     def __repr__(self) -> str:
         return f"MqttTarget({self.shown!r})"
@@ -118,6 +119,8 @@ class MqttTarget:
         for source in sources:
             self._discover_source(source, wait=False)
         log.info("mqtt %s connected", self.shown)
+        if self.on_up is not None:
+            self.on_up()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():

@@ -63,6 +63,7 @@ class Outbox:
         self.lease_s = float(lease_s)
         self.pid = os.getpid()
         self._lock = threading.Lock()
+        self._warned: dict[str, float] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -162,7 +163,10 @@ class Outbox:
             db.execute("DELETE FROM events WHERE seq <= ? AND NOT EXISTS "
                        "(SELECT 1 FROM deliveries WHERE deliveries.seq = events.seq)", (row[0],))
             self._count(db, t, "dropped", gone)
-            log.warning("events outbox: %d undelivered event(s) for %s dropped (more than %d waiting)", gone, t, limit)
+            if time.monotonic() - self._warned.get(t, -1e9) > 60:  # at most once a minute per target
+                self._warned[t] = time.monotonic()
+                log.warning("events outbox: undelivered events for %s dropped (more than %d waiting; "
+                            "'facefeat events status' counts them)", t, limit)
             total += gone
         return total
 

@@ -17,17 +17,38 @@ DEFAULT_SOURCE = "serve"
 _SOURCE_RE = re.compile(r"^[\w .:/@#-]{1,64}$")
 
 
-def open_for_service(settings: Any, store: Any) -> Optional[Any]:
-    """The service's :class:`~facefeat.events.hub.EventHub` (connected, presence ticker running),
-    or None when no target is configured. Every gallery person is announced for discovery."""
+def service_config(settings: Any) -> EventsConfig:
+    """The serve settings' events: the pipeline YAML's ``events:`` block with the flags on top."""
     base = EventsConfig()
     if settings.pipeline:
         from facefeat.config import load_pipeline_config
 
         base = EventsConfig.from_mapping(load_pipeline_config(settings.pipeline).get("events"),
                                          f"{settings.pipeline}: events")
-    cfg = base.merged(mqtt=settings.mqtt, webhooks=list(settings.webhooks or []), webhook_secret=settings.webhook_secret,
-                      webhook_secret_file=settings.webhook_secret_file, outbox=settings.events_outbox)
+    return base.merged(mqtt=settings.mqtt, webhooks=list(settings.webhooks or []),
+                       webhook_secret=settings.webhook_secret, webhook_secret_file=settings.webhook_secret_file,
+                       outbox=settings.events_outbox)
+
+
+def check_targets(settings: Any) -> None:
+    """Connect to every target once and disconnect (``serve --workers N``: the parent checks at
+    start, so that a bad URL or credentials fail there, not in every worker)."""
+    cfg = service_config(settings)
+    if not cfg.enabled:
+        return
+    from facefeat.events.hub import build_targets
+
+    for t in build_targets(cfg):
+        try:
+            t.check()
+        finally:
+            t.close()
+
+
+def open_for_service(settings: Any, store: Any) -> Optional[Any]:
+    """The service's :class:`~facefeat.events.hub.EventHub` (connected, presence ticker running),
+    or None when no target is configured. Every gallery person is announced for discovery."""
+    cfg = service_config(settings)
     if not cfg.enabled:
         return None
     from facefeat.events.hub import EventHub
@@ -81,4 +102,4 @@ def recognized(hub: Any, request: Any, index_key: Optional[str], faces: list, im
     recognitions(hub, source_of(request), result_faces({"faces": faces}), image, op, gallery=index_key)
 
 
-__all__ = ["changed", "gallery_labels", "labels", "open_for_service", "recognized", "source_of"]
+__all__ = ["changed", "check_targets", "gallery_labels", "labels", "open_for_service", "recognized", "service_config", "source_of"]

@@ -475,6 +475,7 @@ def serve(settings: Settings | None = None, **fields: Any) -> None:
     if s.workers == 1:
         uvicorn.run(create_app(s), host=s.host, port=int(s.port), log_level=s.log_level)
         return
+    events.check_targets(s)  # bad event URLs / credentials fail here, once, not in every worker
     os.environ[ENV_CONFIG] = s.to_json()
     uvicorn.run("facefeat.serving.app:create_app_from_env", factory=True, host=s.host, port=int(s.port),
                 workers=s.workers, log_level=s.log_level)
