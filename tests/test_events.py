@@ -210,3 +210,51 @@ def test_snapshot_of_face_and_frame():
     frame = cv2.imdecode(np.frombuffer(base64.b64decode(snapshot(img, None, "frame")), np.uint8), 1)
     assert frame.shape == (320, 640, 3)  # at most 640 px a side
     assert snapshot(img, [0, 0, 10, 10], "off") is None and snapshot(None, None, "frame") is None
+
+
+def test_two_writers_and_status_command(tmp_path, capsys):
+    from facefeat.cli import main
+
+    path = tmp_path / "o.sqlite"
+    code = textwrap.dedent(f"""
+        import sys
+        from facefeat.events import Event, Outbox
+        box = Outbox({str(path)!r})
+        for i in range(100):
+            box.append([Event("test", sys.argv[1], {{"n": i}})], ["t"], limit=1000)
+        """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"w{k}"], env=os.environ.copy()) for k in range(2)]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    box = Outbox(path)
+    assert box.pending("t") == 200 and box._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    box.ack("t", [s for s, _ in box.claim("t", 50)])
+    box.close()
+    assert main(["events", "status", "--events-outbox", str(path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["targets"]["t"] == {"pending": 150, "delivered": 50, "dropped": 0, "failed": 0}
+
+
+def test_full_outbox_loses_the_new_event_not_the_old_ones(tmp_path):
+    from events_fixtures import Receiver
+
+    from facefeat.events import EventHub
+
+    r = Receiver(plan=[500] * 5)  # the receiver is failing while the disk fills up
+    hub = EventHub.open(EventsConfig(webhooks=[r.url], webhook_secret="k" * 12, outbox=str(tmp_path / "o.sqlite"),
+                                     backoff_s=0.05, backoff_max_s=0.2))
+    try:
+        first = _evs(3)
+        hub.emit(*first)
+        box = hub.outbox
+        with box._lock:
+            pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+            box._db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full now (SQLITE_FULL)
+        hub.emit(*[Event("face_recognized", "cam", {"person": "x" * 5000}) for _ in range(5)])  # no exception
+        assert hub.lost == 5 and hub.emitted == 3
+        assert hub.flush(15)
+        with box._lock:
+            assert box._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        hub.close()
+        r.stop()
+    assert r.ok_ids() == [e.id for e in first]  # what was committed before is intact and delivered
