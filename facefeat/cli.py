@@ -441,10 +441,9 @@ def _recognize_args(p: argparse.ArgumentParser) -> None:
 @command("recognize", "recognise the faces of photos, videos, streams (rtsp/http) or webcam:N against a gallery",
          _recognize_args)
 def cmd_recognize(args: argparse.Namespace) -> int:
+    from facefeat.events.cli import open_hub
     from facefeat.index import load_index
     from facefeat.io.video import is_video_source
-
-    from facefeat.events.cli import open_hub
 
     pipe = _pipeline(args)
     index = load_index(args.index)
