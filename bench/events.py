@@ -1,11 +1,12 @@
 """Events out: their cost and throughput, each measured with events off and on in the same run.
 
-1. **Service under load**: ``facefeat serve`` (a subprocess on a free 127.0.0.1 port) with a gallery
-   of LFW people; ``--clients`` threads POST ``/face-recognition-infer`` with LFW photos of those
-   people for ``--duration`` seconds, once without events and once with ``--mqtt`` to a real
-   mosquitto. Prints requests/s and p50/p90 latency of both (the added latency per recognition),
-   and the events delivered per second to the broker (counted by a subscriber, until the outbox
-   is drained).
+1. **Service under load**: two ``facefeat serve`` processes (free 127.0.0.1 ports), one without
+   events and one with ``--mqtt`` to a real mosquitto, each with a gallery of LFW people;
+   ``--clients`` threads POST ``/face-recognition-infer`` with LFW photos of those people for
+   ``--duration`` seconds, alternating between the two for ``--rounds`` rounds (best kept).
+   Prints requests/s and p50/p90 latency of both (the added latency per recognition), and the
+   events delivered per second to the broker (counted by a subscriber from the start of the load
+   until the outbox is drained).
 2. **Hub alone**: ``--hub-events`` events emitted as fast as possible into the outbox; the rate at
    which they are committed, and delivered to the broker.
 3. **recognize on a stream**: ``predict_video`` over a generated video of people in turn, with
@@ -73,41 +74,52 @@ def load(url: str, key: str, probes: list[str], clients: int, duration: float) -
 
 
 def bench_service(args, tmp: Path, broker: Mosquitto) -> list[list[str]]:
+    """Two servers (events off / on) side by side; the load alternates between them for
+    ``--rounds`` rounds and the best round of each is reported."""
     pairs = [{"image": b64_file(lfw_images(LFW_DIR, p, 1)[0]), "label": p} for p in PEOPLE]
     probes = [b64_file(f) for p in PEOPLE for f in lfw_images(LFW_DIR, p, 4)[1:]]
+    servers, keys = {}, {}
+    sub = Subscriber(broker.port, topics=["bench/events/#"])
+    try:
+        for mode in ("off", "on"):
+            extra = ["--infer-concurrency", str(args.infer_concurrency)]
+            if mode == "on":
+                extra += ["--mqtt", broker.url(prefix="bench")]
+            servers[mode] = srv = ProcessServer(tmp / f"storage-{mode}", *extra).start()
+            with httpx.Client(base_url=srv.url, timeout=120.0) as c:
+                keys[mode] = c.post("/face-recognition-index-build",
+                                    json={"imageLabelPairs": pairs}).json()["result"]["indexKey"]
+            load(srv.url, keys[mode], probes, args.clients, min(2.0, args.duration))  # warm-up
+        best: dict = {}
+        for _ in range(args.rounds):
+            for mode in ("off", "on"):
+                with sub.lock:
+                    sub.messages.clear()
+                t0 = time.perf_counter()
+                r = load(servers[mode].url, keys[mode], probes, args.clients, args.duration)
+                if mode == "on":  # events/s: what reached the broker's subscriber, from load start to drained
+                    n_last, t_last = -1, time.perf_counter()
+                    while time.perf_counter() - t_last < 2.0:
+                        n = len(sub.messages)
+                        if n != n_last:
+                            n_last, t_last = n, time.perf_counter()
+                        time.sleep(0.05)
+                    r["events"] = len(sub.bodies("bench/events/"))
+                    r["events_per_s"] = r["events"] / (t_last - t0)
+                if mode not in best or r["rps"] > best[mode]["rps"]:
+                    best[mode] = r
+    finally:
+        sub.close()
+        for srv in servers.values():
+            srv.stop()
     rows = []
     for mode in ("off", "on"):
-        extra = ["--infer-concurrency", str(args.infer_concurrency)]
-        if mode == "on":
-            extra += ["--mqtt", broker.url(prefix="bench")]
-        srv = ProcessServer(tmp / f"storage-{mode}", *extra).start()
-        sub = Subscriber(broker.port, topics=["bench/events/#"]) if mode == "on" else None
-        try:
-            with httpx.Client(base_url=srv.url, timeout=120.0) as c:
-                key = c.post("/face-recognition-index-build", json={"imageLabelPairs": pairs}).json()["result"]["indexKey"]
-                load(srv.url, key, probes, args.clients, min(2.0, args.duration))  # warm-up
-                if sub is not None:
-                    wait_until(lambda: False, 1.0)
-                    with sub.lock:
-                        sub.messages.clear()
-                r = load(srv.url, key, probes, args.clients, args.duration)
-            row = [f"serve, events {mode}", str(r["requests"]), f"{r['rps']:.1f}", f"{r['p50_ms']:.1f}",
-                   f"{r['p90_ms']:.1f}", "-"]
-            if sub is not None:
-                t0 = time.perf_counter()
-                n_last, t_last = -1, t0
-                while time.perf_counter() - t_last < 3.0:  # until nothing new arrives for 3 s
-                    n = len(sub.messages)
-                    if n != n_last:
-                        n_last, t_last = n, time.perf_counter()
-                    time.sleep(0.1)
-                n = len(sub.bodies("bench/events/"))
-                row[-1] = f"{n} events, {n / (r['seconds'] + t_last - t0):.0f}/s delivered"
-            rows.append(row)
-        finally:
-            if sub is not None:
-                sub.close()
-            srv.stop()
+        r = best[mode]
+        rows.append([f"serve, events {mode} (best of {args.rounds})", str(r["requests"]), f"{r['rps']:.1f}",
+                     f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}",
+                     f"{r['events']} events, {r['events_per_s']:.0f}/s delivered" if mode == "on" else "-"])
+    rows.append(["added latency per recognition (p50)", "-", "-",
+                 f"{best['on']['p50_ms'] - best['off']['p50_ms']:+.1f}", "-", "-"])
     return rows
 
 
@@ -161,7 +173,8 @@ def bench_video(args, tmp: Path, broker: Mosquitto) -> list[list[str]]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--duration", type=float, default=20.0, help="seconds of load per service run")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of load per service round")
+    p.add_argument("--rounds", type=int, default=2, help="service rounds per mode (alternating; best reported)")
     p.add_argument("--infer-concurrency", type=int, default=0, help="serve --infer-concurrency (0: its default)")
     p.add_argument("--hub-events", type=int, default=2000)
     p.add_argument("--frames", type=int, default=300)
