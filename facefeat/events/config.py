@@ -114,6 +114,10 @@ class EventsConfig:
             raise ConfigError(f"{where}.webhooks: expected a list of URLs")
         if self.mqtt:
             check_url(self.mqtt, MQTT_SCHEMES, "mqtt")
+        for key, topic in (("mqtt", self.topic_prefix), ("discovery_prefix", self.discovery_prefix)):
+            if any(c in topic for c in "#+\0") or not topic.strip("/"):
+                raise ConfigError(f"{where}.{key}: the MQTT topic prefix {topic!r} must be non-empty, without "
+                                  "'#', '+' or NUL")
         for u in self.webhooks:
             check_url(u, WEBHOOK_SCHEMES, "webhook")
         for key in ("webhook_secret_file", "mqtt_password_file", "mqtt_ca_file"):
