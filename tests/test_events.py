@@ -43,7 +43,7 @@ def test_config_from_mapping_and_flags():
     ({"max_events": 0}, "max_events: expected a positive integer"),
     ({"away_timeout_s": "soon"}, "away_timeout_s: expected a number"),
     ({"mqqt": "mqtt://x"}, "unknown key 'mqqt' (did you mean 'mqtt'?)"),
-    ({"mqtt": "mqtt://x/cams/#"}, "events.mqtt: the MQTT topic prefix 'cams/#' must be"),
+    ({"mqtt": "mqtt://x/cams/+"}, "events.mqtt: the MQTT topic prefix 'cams/+' must be"),
     ({"discovery_prefix": ""}, "events.discovery_prefix: the MQTT topic prefix '' must be"),
     ({"webhook_secret_file": "/nope/secret"}, "'/nope/secret': no such file"),
 ])
