@@ -144,20 +144,30 @@ class Subscriber:
 
 class Receiver:
     """An HTTP server on 127.0.0.1 answering each POST from ``plan`` (an int status, or "hang":
-    hold the request until :meth:`release`), then 200; records ``(headers, body, status)``."""
+    hold the request until :meth:`release`), then 200; records ``(headers, body, status)``. With
+    ``auth``, requests without that Basic user and password get 401."""
 
-    def __init__(self, plan=()):
+    def __init__(self, plan=(), auth: tuple[str, str] | None = None):
+        import base64
+
         self.plan = list(plan)
+        want = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode() if auth else None
         self.received: list[tuple[dict, bytes, int]] = []
         self.lock = threading.Lock()
         self.released = threading.Event()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self):  # noqa: N802
+                self.send_response(401 if want and self.headers.get("Authorization") != want else 200)
+                self.end_headers()
+
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with outer.lock:
                     step = outer.plan.pop(0) if outer.plan else 200
+                if want and self.headers.get("Authorization") != want:
+                    step = 401
                 if step == "hang":
                     outer.released.wait(60)
                     status = 200

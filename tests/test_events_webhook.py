@@ -64,10 +64,20 @@ def test_start_errors(tmp_path, monkeypatch):
         EventHub.open(_cfg(tmp_path, "http://no-such-host.invalid/x"))
     with pytest.raises(ConfigError, match="webhook URL 'ftp://h/x': scheme must be http"):
         EventHub.open(_cfg(tmp_path, "ftp://h/x"))
-    r = Receiver()
+    r = Receiver(auth=("hook", "right"))
     try:
         with pytest.raises(ConfigError, match=r"need a signing secret.*FACEFEAT_WEBHOOK_SECRET"):
             EventHub.open(EventsConfig(webhooks=[r.url], outbox=str(tmp_path / "o.sqlite")))
+        bad = r.url.replace("http://", "http://hook:wrong@")
+        with pytest.raises(ConfigError) as e:
+            EventHub.open(_cfg(tmp_path, bad))
+        assert "answered HTTP 401 to the URL's credentials (wrong user name or password?)" in str(e.value)
+        assert "http://hook:***@127.0.0.1" in str(e.value) and "wrong@" not in str(e.value)
+        hub = EventHub.open(_cfg(tmp_path, r.url.replace("http://", "http://hook:right@")))
+        hub.emit(Event("test", "x"))
+        assert hub.flush(10)
+        hub.close()
+        assert r.ok_ids()  # delivered with the URL's credentials
     finally:
         r.stop()
 

@@ -33,7 +33,8 @@ def verify_signature(body: bytes, header: str | None, secret: bytes) -> bool:
 
 
 class WebhookTarget:
-    """One webhook URL. ``check()`` at start: the host resolves and accepts connections."""
+    """One webhook URL. ``check()`` at start: the host resolves and accepts connections, and, when
+    the URL carries ``user:password@``, a ``HEAD`` with them is not answered 401/403."""
 
     kind = "webhook"
 
@@ -63,6 +64,18 @@ class WebhookTarget:
         except OSError as exc:
             raise ConfigError(f"webhook {redact(self.url)}: cannot connect to {self.host}:{self.port} "
                               f"({exc.strerror or exc}); is the receiver running?") from None
+        if self.auth:  # the URL carries credentials: ask once (HEAD, no event) whether they are taken
+            conn = self._connection()
+            try:
+                conn.request("HEAD", self.path, headers={"Authorization": self.auth, "User-Agent": "facefeat-events"})
+                status = conn.getresponse().status
+            except (OSError, http.client.HTTPException):
+                return  # no answer to HEAD: the first event will tell
+            finally:
+                conn.close()
+            if status in (401, 403):
+                raise ConfigError(f"webhook {redact(self.url)}: the receiver answered HTTP {status} to the URL's "
+                                  "credentials (wrong user name or password?)")
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.https:
