@@ -96,9 +96,11 @@ class Sender(threading.Thread):
                 log.error("events outbox %s: ack failed (%s); those events will be sent again", hub.outbox.path, exc)
             if failed:
                 self.failures += 1
-                delay = min(hub.cfg.backoff_max_s, hub.cfg.backoff_s * 2 ** (self.failures - 1))
+                delay = min(hub.cfg.backoff_max_s, hub.cfg.backoff_s * 2 ** min(self.failures - 1, 30))
                 delay *= 0.8 + 0.4 * random.random()
-                log.warning("events: %s (attempt %d; retrying in %.1f s)", self.last_error, self.failures, delay)
+                quiet = self.failures > 8 and self.failures % 20  # a long outage: a line every 20 attempts
+                log.log(logging.DEBUG if quiet else logging.WARNING, "events: %s (attempt %d; retrying in %.1f s)",
+                        self.last_error, self.failures, delay)
                 self.retry_now.wait(delay)
                 self.retry_now.clear()
             elif done:
