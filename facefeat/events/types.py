@@ -10,7 +10,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from facefeat.errors import FacefeatError
