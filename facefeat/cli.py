@@ -433,25 +433,39 @@ def _recognize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--every-n", type=int, default=1, help="video: detect every N-th frame, track in between")
     p.add_argument("--video-out", default=None, help="video: write the annotated video here (.mp4/.avi)")
     p.add_argument("--max-frames", type=int, default=None, help="video: stop after N processed frames")
+    from facefeat.events.cli import add_event_flags
+
+    add_event_flags(p)
 
 
 @command("recognize", "recognise the faces of photos, videos, streams (rtsp/http) or webcam:N against a gallery",
          _recognize_args)
 def cmd_recognize(args: argparse.Namespace) -> int:
+    from facefeat.events.cli import open_hub
     from facefeat.index import load_index
     from facefeat.io.video import is_video_source
 
     pipe = _pipeline(args)
     index = load_index(args.index)
-    if any(is_video_source(x) for x in args.inputs):
-        return _recognize_video(args, pipe, index)
-    for res in pipe.predict(_inputs(args), index=index, rec_threshold=args.rec_threshold, rec_topk=args.topk,
-                            fpir=args.fpir, per_person=args.per_person):
-        res.print(json_format=False)
-        if args.save_dir:
-            res.save_to_json(args.save_dir)
-            res.save_to_img(args.save_dir)
-    return 0
+    hub = open_hub(args, people=set(index.labels().values()))  # None without --mqtt/--webhook
+    try:
+        if any(is_video_source(x) for x in args.inputs):
+            return _recognize_video(args, pipe, index, hub)
+        for res in pipe.predict(_inputs(args), index=index, rec_threshold=args.rec_threshold, rec_topk=args.topk,
+                                fpir=args.fpir, per_person=args.per_person):
+            res.print(json_format=False)
+            if args.save_dir:
+                res.save_to_json(args.save_dir)
+                res.save_to_img(args.save_dir)
+            if hub is not None:
+                from facefeat.events.feeds import recognitions, result_faces
+
+                recognitions(hub, str(res["input_path"]), result_faces(res), res.get("_img"),
+                             res.get("operating_point"), presence=False)
+        return 0
+    finally:
+        if hub is not None:
+            hub.close()
 
 
 def _get_pipeline_config_args(p: argparse.ArgumentParser) -> None:
@@ -549,7 +563,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     res.print(json_format=True)
 
 
-def _recognize_video(args: argparse.Namespace, pipe, index) -> int:
+def _recognize_video(args: argparse.Namespace, pipe, index, hub=None) -> int:
     """JSON lines per frame and per finished track on stdout; achieved fps on stderr."""
     import json
     import time
@@ -563,7 +577,7 @@ def _recognize_video(args: argparse.Namespace, pipe, index) -> int:
                              if args.save_dir else None)
     n, t0, summary = 0, time.perf_counter(), None
     events = pipe.predict_video(src, index=index, every_n=args.every_n, rec_threshold=args.rec_threshold,
-                                save_path=out, max_frames=args.max_frames)
+                                save_path=out, max_frames=args.max_frames, events=hub)
     try:
         for ev in events:
             n += ev["event"] == "frame"
@@ -643,6 +657,19 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
 @command("dataset", "dataset tools (lfw-demo)", _dataset_args)
 def cmd_dataset(args: argparse.Namespace) -> int:
     from facefeat.data.lfw_demo import run_cli
+
+    return run_cli(args)
+
+
+def _events_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.events.cli import configure_cli
+
+    configure_cli(p)
+
+
+@command("events", "events out (MQTT, webhooks): 'test' sends a test event to every target, 'status'", _events_args)
+def cmd_events(args: argparse.Namespace) -> int:
+    from facefeat.events.cli import run_cli
 
     return run_cli(args)
 

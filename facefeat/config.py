@@ -468,6 +468,7 @@ PIPELINE_KEYS: dict[str, tuple[type, ...] | None] = {
     # facefeat's own knobs (same names as the FaceRecognitionPipeline arguments)
     "align": (str,), "flip": (bool,), "min_face_size": (int,), "nms_threshold": (int, float),
     "device": (str,), "num_threads": (int, type(None)),
+    "events": (dict, type(None)),  # events out (MQTT, webhooks): facefeat.events.config.EventsConfig
     # PaddleX keys facefeat does not use
     "hamming_radius": None, "use_hpip": None, "hpi_config": None, "engine": None, "engine_config": None,
 }
@@ -535,6 +536,10 @@ def load_pipeline_config(pipeline: str | os.PathLike | None = None, config: Mapp
                 cfg[key] = None
             elif not isinstance(value, (str, os.PathLike)) and not hasattr(value, "search"):
                 raise ConfigError(f"{where}: index expects a saved index directory or None, got {value!r}")
+        elif key == "events":
+            from facefeat.events.config import EventsConfig
+
+            EventsConfig.from_mapping(value, f"{where}: events")  # checked here, built where it is used
         elif value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
             raise ConfigError(f"{where}: {key} expects {' or '.join(_TYPE_NAMES.get(t, 'null') for t in types)}, "
                               f"got {value!r}")

@@ -43,7 +43,7 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
                   det_threshold: float | None = None, save_path: str | os.PathLike | None = None,
                   live: bool | None = None, max_retries: int = 3, retry_delay: float = 1.0,
                   iou_threshold: float = 0.3, max_missed: int | None = None, max_samples: int = 5,
-                  queue_size: int = 2, max_frames: int | None = None) -> Iterator[dict]:
+                  queue_size: int = 2, max_frames: int | None = None, events: Any = None) -> Iterator[dict]:
     """Yield frame, track and summary events for ``source`` (see the module doc).
 
     Args:
@@ -54,6 +54,7 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
         save_path: also write the annotated video here (.mp4/.avi/.mkv/.mov).
         live / max_retries / retry_delay / queue_size: see :class:`facefeat.io.video.VideoReader`.
         max_frames: stop after this many processed frames (live sources run until stopped).
+        events: a :class:`facefeat.events.EventHub`; recognitions, unknown faces and presence go to it.
     """
     from facefeat.io.video import parse_source
 
@@ -66,20 +67,25 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
     if index is not None:
         index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
     return _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_path, live, max_retries,
-                   retry_delay, iou_threshold, max_missed, max_samples, queue_size, max_frames)
+                   retry_delay, iou_threshold, max_missed, max_samples, queue_size, max_frames, events)
 
 
 def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_path, live, max_retries, retry_delay,
-            iou_threshold, max_missed, max_samples, queue_size, max_frames) -> Iterator[dict]:
+            iou_threshold, max_missed, max_samples, queue_size, max_frames, hub=None) -> Iterator[dict]:
     from facefeat.io.video import VideoReader, VideoWriter
     from facefeat.pipeline.face_recognition import _is_match
     from facefeat.vision.draw import draw_faces
     from facefeat.vision.tracking import IoUTracker, face_quality
 
-    thr, _ = pipe.operating_point("identify", rec_threshold, index=index)  # calibrated unless given
+    thr, op = pipe.operating_point("identify", rec_threshold, index=index)  # calibrated unless given
     tracker = IoUTracker(iou_threshold, math.ceil(6 / every_n) if max_missed is None else max_missed)
     reader = VideoReader(source, live=live, queue_size=queue_size, max_retries=max_retries, retry_delay=retry_delay)
     writer = VideoWriter(save_path, reader.fps, reader.frame_size) if save_path is not None else None
+    feed = None
+    if hub is not None:
+        from facefeat.events.feeds import VideoFeed
+
+        feed = VideoFeed(hub, reader.name, thr, op)
     ok = False
     n_proc, t0 = 0, time.perf_counter()
     n_tracks = 0
@@ -110,7 +116,12 @@ def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_pat
                 ident = track.identity()
                 faces.append({"track_id": track.id, "box": _box(box), "label": ident["label"],
                               "score": ident["score"], "confidence": ident["confidence"]})
-            yield {"event": "frame", "frame": frame_idx, "time": round(t, 3), "faces": faces}
+            record = {"event": "frame", "frame": frame_idx, "time": round(t, 3), "faces": faces}
+            if feed is not None:
+                feed.frame(record, frame)
+                for track in finished:
+                    feed.track(_track_event(track))
+            yield record
             for track in finished:
                 n_tracks += 1
                 yield _track_event(track)
@@ -122,6 +133,8 @@ def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_pat
                 break
         for track in tracker.flush():
             n_tracks += 1
+            if feed is not None:
+                feed.track(_track_event(track))
             yield _track_event(track)
         ok = True
         secs = time.perf_counter() - t0
@@ -132,6 +145,8 @@ def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_pat
         ok = True  # the consumer stopped (live sources run until stopped): keep the annotated video
         raise
     finally:
+        if feed is not None:
+            feed.end()
         reader.close()
         if writer is not None:
             writer.close(ok=ok)

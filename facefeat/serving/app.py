@@ -67,6 +67,7 @@ from facefeat.serving.http import KeyRing, RequestContextMiddleware, install_han
 from facefeat.serving.options import Settings  # noqa: E402
 from facefeat.serving.service import Service  # noqa: E402
 from facefeat.serving.storage import check_key  # noqa: E402
+from facefeat.events import serving as events  # noqa: E402
 
 log = logging.getLogger("facefeat.serving")
 
@@ -192,6 +193,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         ids = index.add(g.features, g.labels)
         svc.store.create(key, index, samples=dict(zip(ids, g.figures)), thumbs=dict(zip(ids, g.thumbs)),
                          name=body.indexName)
+        events.changed(svc.events, key, (), g.labels)
         log.info("index %s built: %d images", key, len(ids))
         return ok(request, {"indexKey": key, "indexName": body.indexName, "imageCount": len(index), "ids": ids})
 
@@ -206,10 +208,12 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         g = svc.gallery_features(body.imageLabelPairs, body.quality)
         with svc.store.people(key) as people:
             people.index.check_model(predictor.model_name, predictor.embedding_size)
+            before = events.labels(svc.events, people.index)
             ids = people.index.add(g.features, g.labels)
             people.samples.update(zip(ids, g.figures))
             svc.store.write_thumbs(key, dict(zip(ids, g.thumbs)))
             count = len(people.index)
+        events.changed(svc.events, key, before, (before or set()) | set(g.labels))
         return ok(request, {"imageCount": count, "ids": ids})
 
     @app.post("/face-recognition-index-remove", response_model=S.Envelope[S.RemoveImagesFromIndexResult],
@@ -219,6 +223,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         ignored_fields(body)
         key = check_key(body.indexKey)
         with svc.store.mutate(key) as index:
+            before = events.labels(svc.events, index)
             present = set(index.ids())
             wanted = list(dict.fromkeys(body.ids))
             removed = [i for i in wanted if i in present]
@@ -226,7 +231,9 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             if removed:
                 index.remove(removed)
             count = len(index)
+            after = events.labels(svc.events, index)
         svc.store.drop_thumbs(key, removed)
+        events.changed(svc.events, key, before, after)
         return ok(request, {"imageCount": count, "removed": removed, "missing": missing})
 
     @app.post("/face-recognition-index-delete", response_model=S.Envelope[S.DeleteIndexResult], tags=["index"],
@@ -234,7 +241,9 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
     def index_delete(request: Request, body: S.DeleteIndexRequest):
         ignored_fields(body)
         key = check_key(body.indexKey)
+        before = events.gallery_labels(svc.store, key) if svc.events is not None else None
         svc.store.delete(key)
+        events.changed(svc.events, key, before, ())
         log.info("index %s deleted", key)
         return ok(request, {"indexKey": key, "deleted": True})
 
@@ -267,6 +276,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             faces.append(face)
         op = _jsonable(res.get("operating_point") or {})
         out: dict = {"faces": faces, "image": None, "threshold": op.get("threshold"), "operatingPoint": op}
+        events.recognized(svc.events, request, body.indexKey, faces, img, op)
         if vis is not None:
             okk, buf = cv2.imencode(".jpg", vis, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not okk:
@@ -350,9 +360,11 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         g = svc.gallery_features([(im, body.label) for im in body.images], body.quality, field="images")
         with svc.store.people(key) as people:
             people.index.check_model(predictor.model_name, predictor.embedding_size)
+            before = events.labels(svc.events, people.index)
             ids = people.add(g.labels[0], g.features, figures=g.figures)
             svc.store.write_thumbs(key, dict(zip(ids, g.thumbs)))
             count = len(people.index)
+        events.changed(svc.events, key, before, (before or set()) | {g.labels[0]})
         return ok(request, {"label": g.labels[0], "ids": ids, "imageCount": count})
 
     @app.post("/face-recognition-person-remove", response_model=S.Envelope[S.PersonRemoveResult], tags=["people"],
@@ -367,6 +379,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             people.remove(body.label)
             count = len(people.index)
         svc.store.drop_thumbs(key, ids)
+        events.changed(svc.events, key, {body.label}, ())
         return ok(request, {"label": body.label, "removed": ids, "imageCount": count})
 
     @app.post("/face-recognition-person-rename", response_model=S.Envelope[S.PersonRenameResult], tags=["people"],
@@ -381,6 +394,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             if not people.sample_ids(body.label):
                 raise PersonNotFound(f"no person {body.label[:64]!r} in index {key}")
             n = people.rename(body.label, new)
+        events.changed(svc.events, key, {body.label}, {new})
         return ok(request, {"label": body.label, "newLabel": new, "renamed": n})
 
     @app.get("/face-recognition-thumbnail", tags=["people"], dependencies=_KEY,
@@ -464,6 +478,7 @@ def serve(settings: Settings | None = None, **fields: Any) -> None:
     if s.workers == 1:
         uvicorn.run(create_app(s), host=s.host, port=int(s.port), log_level=s.log_level)
         return
+    events.check_targets(s)  # bad event URLs / credentials fail here, once, not in every worker
     os.environ[ENV_CONFIG] = s.to_json()
     uvicorn.run("facefeat.serving.app:create_app_from_env", factory=True, host=s.host, port=int(s.port),
                 workers=s.workers, log_level=s.log_level)

@@ -90,6 +90,17 @@ class Settings:
     allowed_hosts: list = field(default_factory=list, metadata=_opt(
         "Host header values accepted (repeatable, * for any); default: the bind address and localhost",
         flag="--allowed-host", metavar="HOST"))
+    mqtt: Optional[str] = field(default=None, metadata=_opt(
+        "send events (recognitions, presence, gallery changes) to this MQTT broker, with Home Assistant "
+        "discovery: mqtt[s]://[user[:pass]@]host[:port][/topic_prefix]", metavar="URL"))
+    webhooks: list = field(default_factory=list, metadata=_opt(
+        "POST events to this URL (repeatable), signed with --webhook-secret", flag="--webhook", metavar="URL"))
+    webhook_secret: Optional[str] = field(default=None, repr=False, metadata=_opt(
+        "webhook HMAC-SHA256 key (prefer --webhook-secret-file or $FACEFEAT_WEBHOOK_SECRET)", metavar="SECRET"))
+    webhook_secret_file: Optional[str] = field(default=None, metadata=_opt("read the webhook secret from FILE",
+                                                                            metavar="FILE"))
+    events_outbox: Optional[str] = field(default=None, metadata=_opt(
+        "events outbox (SQLite; default: <storage>/events/outbox.sqlite)", metavar="FILE"))
     background_load: bool = field(default=False, metadata=_opt("accept connections before the models are loaded",
                                                                cli=False))
 
@@ -97,6 +108,7 @@ class Settings:
     def resolved(self) -> "Settings":
         """A checked copy with defaults filled in (storage folder, keys from the environment, hosts)."""
         s = dataclasses.replace(self, feature_models=list(self.feature_models), api_keys=list(self.api_keys),
+                                webhooks=list(self.webhooks),
                                 allowed_hosts=list(self.allowed_hosts),
                                 url_allowed_networks=list(self.url_allowed_networks))
         if not s.storage_dir:

@@ -74,6 +74,9 @@ class Service:
         self._pool: "queue.Queue[Any]" = queue.Queue()
         self._fetch_slots = threading.BoundedSemaphore(settings.url_fetch_concurrency)
         self.started = time.time()
+        from facefeat.events.serving import open_for_service
+
+        self.events = open_for_service(settings, self.store)  # None without --mqtt/--webhook; errors now, at start
 
     # -- loading -----------------------------------------------------------------------------------
     def _pipeline_kwargs(self) -> dict:
@@ -250,3 +253,5 @@ class Service:
 
     def close(self) -> None:
         self.ready.clear()
+        if self.events is not None:
+            self.events.close()
