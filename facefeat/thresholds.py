@@ -200,24 +200,10 @@ def resolve_threshold(thresholds: Mapping | None, rec_threshold: Any = "auto", *
 
 
 def model_thresholds(predictor: Any) -> dict | None:
-    """The thresholds record a predictor's model carries (its model directory's inference.yml)."""
-    meta = getattr(predictor, "meta", None)
-    extra = getattr(meta, "extra", None) or {}
+    """The thresholds record a predictor's model carries (its model directory's inference.yml; a
+    zoo model's default weights: the registry's record, see :func:`facefeat.runtime.zoo.zoo_model_dir`)."""
+    extra = getattr(getattr(predictor, "meta", None), "extra", None) or {}
     rec = extra.get("thresholds")
-    if rec is None and getattr(predictor, "model_dir", None) is not None:
-        # a zoo cache directory made before thresholds were recorded: the default weights' record
-        from pathlib import Path
-
-        from facefeat.registry import get_spec
-        from facefeat.utils import cache_dir
-
-        try:
-            spec = get_spec(meta.model_name)
-            in_cache = Path(predictor.model_dir).resolve().parent == (cache_dir() / "models").resolve()
-        except Exception:  # noqa: BLE001 - not a zoo model
-            return None
-        if in_cache and spec.thresholds and extra.get("weights_file") == spec.weights.filename:
-            rec = spec.thresholds
     return dict(rec) if isinstance(rec, Mapping) else None
 
 

@@ -170,7 +170,7 @@ def test_loaders_by_format(tree):
 
     spec = get_spec("MobileFaceNet")
     with pytest.raises(WeightsError, match="unknown weights format 'nope'"):
-        load_into(object(), spec, tree / "w.pdparams", "nope")
+        load_into(object(), spec, WeightsRef("file", "nope", tree / "w.pdparams"))
     with pytest.raises(WeightsError, match="cannot be loaded into a PyTorch module"):
         load_into(object(), spec, resolve(str(tree / "export")))
     assert {f.name for f in FORMATS.values()} >= {"pdparams", "onnx_int8bq", "facefeat", "model_dir", "paddle_inference"}
@@ -203,7 +203,7 @@ def test_every_entry_point_calls_the_resolver(monkeypatch, tree):
     from facefeat.engine.checkpoint import checkpoint_path
     from facefeat.engine.evaluate import load_eval_predictor
     from facefeat.engine.export import resolve_export_weights
-    from facefeat.engine.train import resolve_pretrain
+    from facefeat.engine.pretrain import pretrain_weights
     from facefeat.registry import get_spec
 
     monkeypatch.setattr(r, "resolve", _spy)
@@ -214,7 +214,7 @@ def test_every_entry_point_calls_the_resolver(monkeypatch, tree):
         lambda: create_model("MobileFaceNet", weights="x.pdparams"),
         lambda: create_model(model_dir=tree / "export" / "inference"),
         lambda: create_pipeline("face_recognition", model="SFace", weights="x.onnx"),
-        lambda: resolve_pretrain(spec, str(tree / "file.pt")),
+        lambda: pretrain_weights(spec, str(tree / "file.pt")),
         lambda: checkpoint_path(tree / "run"),
         lambda: load_eval_predictor("MobileFaceNet", str(tree / "file.pt")),
         lambda: resolve_export_weights(spec, str(tree / "file.pt")),

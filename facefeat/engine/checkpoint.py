@@ -27,7 +27,7 @@ from torch import nn
 
 from facefeat.errors import WeightsError
 from facefeat.registry import ModelSpec
-from facefeat.runtime.torch_build import CHECKPOINT_FORMAT, load_checkpoint
+from facefeat.weights.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from facefeat.utils import atomic_path
 
 __all__ = [

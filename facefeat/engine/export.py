@@ -21,6 +21,7 @@ import numpy as np
 from facefeat.errors import WeightsError
 from facefeat.registry import ModelSpec, get_spec
 from facefeat.utils import atomic_write_json
+from facefeat.weights.ref import WeightsRef
 
 __all__ = ["export_model", "resolve_export_weights", "run_export", "verify_onnx"]
 
@@ -29,15 +30,15 @@ RESULT_NAME = "export_result.json"
 VERIFY_ATOL = 1e-4
 
 
-def resolve_export_weights(spec: ModelSpec, weight_path: str | os.PathLike | None) -> tuple[ModelSpec, Path, str]:
-    """``(spec, file, format)`` for ``Export.weight_path``; a checkpoint or zoo name names its own model."""
+def resolve_export_weights(spec: ModelSpec, weight_path: str | os.PathLike | None) -> tuple[ModelSpec, WeightsRef]:
+    """``(spec, weights)`` for ``Export.weight_path``; a checkpoint or zoo name names its own model."""
     from facefeat.weights.resolver import resolve
 
     ref = resolve(weight_path, spec, where="Export.weight_path")
     if ref.is_dir:
         raise WeightsError(f"Export.weight_path {ref.given!r} is an exported model directory already; "
                            "export takes weights (model.pt, .pdparams, .onnx or a zoo name)")
-    return (get_spec(ref.model_name) if ref.model_name else spec), ref.path, ref.format
+    return (get_spec(ref.model_name) if ref.model_name else spec), ref
 
 
 def _random_batch(spec: ModelSpec, n: int, seed: int = 0) -> np.ndarray:
@@ -74,11 +75,11 @@ def export_model(model_name: str, weight_path: str | os.PathLike | None, out_dir
     from facefeat.runtime.torch_build import build_torch_model, export_onnx
 
     t0 = time.perf_counter()
-    spec, path, fmt = resolve_export_weights(get_spec(model_name), weight_path)
-    model = build_torch_model(spec, path, fmt)
+    spec, ref = resolve_export_weights(get_spec(model_name), weight_path)
+    path, fmt = ref.path, ref.format
+    model = build_torch_model(spec, ref)
     meta = ModelMeta.from_spec(spec, weights_file=path.name, weights_format=fmt, source="facefeat export",
-                               **({"thresholds": spec.thresholds} if spec.thresholds and (
-                                   weight_path is None or str(weight_path).lower() == spec.name.lower()) else {}))
+                               **({"thresholds": spec.thresholds} if ref.is_default and spec.thresholds else {}))
     out = export_onnx(model, meta, out_dir, opset=int(opset))
     res: dict[str, Any] = {
         "done_flag": True,
