@@ -200,7 +200,7 @@ def test_every_entry_point_calls_the_resolver(monkeypatch, tree):
     Evaluate.weight_path, Export.weight_path: all go through facefeat.weights.resolver."""
     import facefeat.weights.resolver as r
     from facefeat import create_model, create_pipeline
-    from facefeat.engine.checkpoint import checkpoint_path
+    from facefeat.engine.checkpoint import resume_weights
     from facefeat.engine.evaluate import load_eval_predictor
     from facefeat.engine.export import resolve_export_weights
     from facefeat.engine.pretrain import pretrain_weights
@@ -215,7 +215,7 @@ def test_every_entry_point_calls_the_resolver(monkeypatch, tree):
         lambda: create_model(model_dir=tree / "export" / "inference"),
         lambda: create_pipeline("face_recognition", model="SFace", weights="x.onnx"),
         lambda: pretrain_weights(spec, str(tree / "file.pt")),
-        lambda: checkpoint_path(tree / "run"),
+        lambda: resume_weights(tree / "run"),
         lambda: load_eval_predictor("MobileFaceNet", str(tree / "file.pt")),
         lambda: resolve_export_weights(spec, str(tree / "file.pt")),
     ]

@@ -38,7 +38,7 @@ from facefeat.engine.checkpoint import (
     CKPT_NAME,
     Checkpointer,
     TrainState,
-    checkpoint_path,
+    resume_weights,
     derived_seed,
     param_hash,
     rng_state,
@@ -68,7 +68,7 @@ __all__ = [
     "TrainReport",
     "Validator",
     "WarmupCosine",
-    "checkpoint_path",
+    "resume_weights",
     "imprint_head",
     "load_pretrain",
     "param_groups",
@@ -170,12 +170,12 @@ def _export_best(spec: ModelSpec, best: Path, out: Path) -> Path:
 
 
 def _initial_weights(backbone: nn.Module, head: nn.Module, spec: ModelSpec, data: TrainData, ctx: DistContext,
-                     cfg: Config, resume: Path | None, pre: WeightsRef | None) -> tuple[dict | None, dict | None]:
+                     cfg: Config, resume: WeightsRef | None, pre: WeightsRef | None) -> tuple[dict | None, dict | None]:
     """The resumed checkpoint's weights, or the pretrained ones (a fresh head imprinted on rank 0:
     DDP copies rank 0's to the others); returns ``(checkpoint, pretrain info)``."""
     if resume is not None:
         ckpt = Checkpointer.load_resumable(resume, spec)
-        Checkpointer.load_weights(ckpt, resume, backbone, head)
+        Checkpointer.load_weights(ckpt, resume.path, backbone, head)
         return ckpt, None
     if pre is None:
         return None, None
@@ -239,7 +239,7 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
         raise ConfigError(f"Train.epochs_iters must be >= 1, got {epochs}")
     data = TrainData.read(cfg)
     # weights to start from: resolved before anything is written, so a bad path fails cleanly
-    resume = checkpoint_path(T.resume_path) if T.resume_path else None
+    resume = resume_weights(T.resume_path) if T.resume_path else None
     pre = None if resume else pretrain_weights(spec, T.pretrain_weight_path)
     ctx = setup(parse_device(G.device))
     report = None
