@@ -53,6 +53,7 @@ def test_parse_device_and_launch_command(monkeypatch):
     assert any(a.startswith("--master_addr=127.0.0.1") for a in cmd)
 
 
+@pytest.mark.slow  # two torchrun processes (DDP)
 def test_two_cpu_processes_train_in_lockstep(tmp_path):
     ds = _tiny_dataset(tmp_path / "ds")
     out = tmp_path / "out"

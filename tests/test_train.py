@@ -25,7 +25,7 @@ from facefeat.engine.train import (
 )
 from facefeat.errors import ConfigError, DatasetError, WeightsError
 from facefeat.models.heads import ArcMargin, CosMargin, build_head
-from facefeat.registry import get_spec
+from facefeat.registry import get_spec, list_models
 from facefeat.runtime.torch_build import build_torch_model
 from facefeat.weights.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
@@ -181,7 +181,7 @@ def test_cosmargin_and_build_head_defaults():
 # preprocessing, optimizer, schedule
 
 
-@pytest.mark.parametrize("name", ["MobileFaceNet", "SFace"])
+@pytest.mark.parametrize("name", list_models())
 def test_preprocess_matches_the_predictor(name):
     from facefeat.predict.predictor import FeaturePredictor
     from facefeat.runtime.model_dir import ModelMeta
@@ -192,9 +192,10 @@ def test_preprocess_matches_the_predictor(name):
     for shape in [(112, 112, 3), (150, 130, 3)]:
         img = rng.integers(0, 256, shape, dtype=np.uint8)
         np.testing.assert_array_equal(preprocess_for_spec(spec, img), pred.preprocess([img])[0])
-    if name == "SFace":  # the network normalises in-graph: 0..255 RGB in
+    if spec.preprocess.normalize_in_graph:  # the network normalises itself (SFace): 0..255 pixels in
         img = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
-        np.testing.assert_array_equal(preprocess_for_spec(spec, img), img[..., ::-1].transpose(2, 0, 1).astype(np.float32))
+        rgb = img[..., ::-1] if spec.channel_order == "RGB" else img
+        np.testing.assert_array_equal(preprocess_for_spec(spec, img), rgb.transpose(2, 0, 1).astype(np.float32))
 
 
 def test_no_weight_decay_on_1d_params_and_warmup_cosine():
@@ -404,6 +405,7 @@ def test_train_errors_name_the_problem(synth, tmp_path):
 # real faces: SFace fine-tuning with CosMargin and data-loader workers
 
 
+@pytest.mark.slow  # fine-tunes SFace on LFW faces
 def test_sface_finetune_on_lfw_faces(lfw_dir, tmp_path):
     ds = make_lfw_dataset(lfw_dir, tmp_path / "lfw_tiny", ids=4, per_id=4, val_pairs=20)
     out = tmp_path / "out"
