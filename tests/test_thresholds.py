@@ -8,14 +8,8 @@ import pytest
 from facefeat import create_pipeline
 from facefeat.errors import InputError
 from facefeat.registry import get_spec, list_models
-from facefeat.thresholds import (
-    FALLBACK_THRESHOLD,
-    calibrate_pairs,
-    identification_points,
-    resolve_threshold,
-    store_thresholds,
-    verification_points,
-)
+from facefeat.engine.calibration import calibrate_pairs, identification_points, verification_points
+from facefeat.thresholds import FALLBACK_THRESHOLD, resolve_threshold, store_thresholds
 
 
 def _scores(n_pos=2000, n_neg=20000, seed=0):

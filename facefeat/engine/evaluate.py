@@ -245,7 +245,7 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
         "no_flip": verification_summary(pair_scores(plain, left, right), labels, fold_ids, keep_curves),
         "flip": verification_summary(pair_scores(plain + mirrored, left, right), labels, fold_ids, keep_curves),
     }
-    from facefeat.thresholds import calibrate_pairs  # the operating points, for the pipeline (no flip)
+    from facefeat.engine.calibration import calibrate_pairs  # the operating points, for the pipeline (no flip)
 
     calibration = calibrate_pairs(pair_scores(plain, left, right), labels, source="facefeat evaluate",
                                   data={"name": str(ps.path), "flip": False})

@@ -51,7 +51,8 @@ class Validator:
     def calibrate(self, model_dir: str | Path) -> None:
         """Write the exported model's calibrated operating points (no flip) into its inference.yml."""
         from facefeat.predict.predictor import create_model
-        from facefeat.thresholds import calibrate_pairs, store_thresholds
+        from facefeat.engine.calibration import calibrate_pairs
+        from facefeat.thresholds import store_thresholds
 
         pred = create_model(model_dir=model_dir, batch_size=self.batch_size)
         plain, _ = embed_images(pred, self.images, self.batch_size, progress=False)
