@@ -92,6 +92,17 @@ def test_pipeline_uses_the_calibrated_threshold_and_says_so():
         create_pipeline("face_recognition", rec_threshold="sometimes")
 
 
+def test_only_the_default_weights_carry_the_zoo_calibration():
+    """Decided by the weights reference's kind: the zoo's default weights (by name) get the
+    registry's record; the same file named by its path is "a file" and carries none."""
+    from facefeat import create_model
+    from facefeat.weights.onnx_import import sface_package_path
+
+    assert create_model("SFace").meta.extra["thresholds"] == get_spec("SFace").thresholds
+    assert "thresholds" not in create_model("SFace", weights=str(sface_package_path())).meta.extra
+    assert create_pipeline("face_recognition", weights=str(sface_package_path())).thresholds is None
+
+
 def test_store_thresholds_in_a_model_dir(tmp_path):
     import shutil
 

@@ -119,6 +119,47 @@ def test_url_is_downloaded_once(tree, http_root, monkeypatch, tmp_path):
     assert resolve(f"{http_root}/w.pdparams").path.read_bytes() == b"cached"  # not fetched again
 
 
+def test_download_once_checks_the_sha256(tree, http_root, monkeypatch, tmp_path):
+    import hashlib
+
+    from facefeat.weights.sources import download_once
+
+    monkeypatch.setenv("FACEFEAT_HOME", str(tmp_path / "home"))
+    url = f"{http_root}/w.pdparams"
+    with pytest.raises(WeightsError, match="wrong sha256"):
+        download_once(url, "0" * 64)
+    assert not list((tmp_path / "home" / "weights").iterdir())  # nothing half-kept
+    good = hashlib.sha256((tree / "w.pdparams").read_bytes()).hexdigest()
+    path = download_once(url, good, filename="renamed.pdparams")
+    assert path.name == "renamed.pdparams" and path.read_bytes() == (tree / "w.pdparams").read_bytes()
+
+
+def test_a_checkpoint_is_read_once_and_travels_on_the_ref(tree, monkeypatch):
+    import facefeat.weights.checkpoint as ck
+
+    reads = []
+    real = ck.load_checkpoint
+    monkeypatch.setattr(ck, "load_checkpoint", lambda p: reads.append(p) or real(p))
+    import facefeat.weights.resolver as r
+
+    monkeypatch.setattr(r, "load_checkpoint", ck.load_checkpoint)
+    ref = resolve(str(tree / "file.pt"))
+    assert ref.checkpoint is not None and ref.model_name == "MobileFaceNet"
+    loaded = ck.read_facefeat_checkpoint(ref)
+    assert len(reads) == 1 and set(loaded.state) == set(ref.checkpoint["model"])
+    assert loaded.header["model_name"] == "MobileFaceNet" and "model" not in loaded.header
+
+
+def test_pretrain_purpose(tree):
+    from facefeat.errors import ConfigError
+
+    with pytest.raises(WeightsError, match="exported model directory"):
+        resolve(str(tree / "export"), "SFace", purpose="pretrain", where="Train.pretrain_weight_path")
+    with pytest.raises(ConfigError, match="names model SFace, but the model is MobileFaceNet"):
+        resolve("SFace", "MobileFaceNet", purpose="pretrain", where="Train.pretrain_weight_path")
+    assert resolve("SFace", "SFace", purpose="pretrain").is_default
+
+
 def test_model_dir_argument(tree):
     assert resolve_model_dir(tree / "paddlex").format == "paddle_inference"
     ref = resolve_model_dir(tree / "export" / "inference")
