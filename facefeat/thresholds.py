@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any, Mapping
 
 from facefeat.errors import InputError
-from facefeat.utils import json_safe
+from facefeat.runtime.model_dir import META_FILE, read_model_dir, write_model_meta
+from facefeat.utils import cache_dir, json_safe
 
 log = logging.getLogger("facefeat")
 
@@ -132,11 +134,6 @@ __all__ = ["FARS", "FPIRS", "far_key", "fpir_key", "model_thresholds", "resolve_
 def store_thresholds(predictor: Any, record: Mapping) -> str | None:
     """Write a thresholds record into the predictor's model directory (``inference.yml``), unless
     it is a zoo cache directory (whose record is the zoo's); returns the file written, or None."""
-    from pathlib import Path
-
-    from facefeat.runtime.model_dir import META_FILE, read_model_dir, write_model_meta
-    from facefeat.utils import cache_dir
-
     mdir = getattr(predictor, "model_dir", None)
     if mdir is None or Path(mdir).resolve().parent == (cache_dir() / "models").resolve():
         return None

@@ -28,6 +28,7 @@ from torch import nn
 from facefeat.errors import WeightsError
 from facefeat.registry import ModelSpec
 from facefeat.utils import atomic_path
+from facefeat.weights import resolver
 from facefeat.weights.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from facefeat.weights.ref import WeightsRef
 
@@ -54,9 +55,7 @@ RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "head")
 def resume_weights(path: str | os.PathLike) -> WeightsRef:
     """``Train.resume_path``: a resumable checkpoint file, or a folder holding one (``epoch_3/``; a
     training output -> its ``latest/``), through the weights resolver (which reads it, once)."""
-    from facefeat.weights.resolver import resolve
-
-    ref = resolve(path, purpose="resume", where="Train.resume_path")
+    ref = resolver.resolve(path, purpose="resume", where="Train.resume_path")
     if ref.format != "facefeat":
         raise WeightsError(f"Train.resume_path {str(path)!r} is not a facefeat checkpoint ({ref.format})")
     return ref

@@ -17,9 +17,10 @@ from facefeat.data.layout import DatasetLayout
 from facefeat.engine.distributed import DistContext
 from facefeat.engine.evaluate import _read_bgr
 from facefeat.errors import ConfigError, DatasetError
-from facefeat.predict.predictor import FeaturePredictor, TorchRunner, preprocess_images
+from facefeat.predict.predictor import FeaturePredictor, preprocess_images
 from facefeat.registry import ModelSpec
 from facefeat.runtime.model_dir import ModelMeta
+from facefeat.runtime.torch_runner import TorchRunner
 
 __all__ = ["FaceTrainDataset", "TrainData", "backbone_predictor", "preprocess_for_spec"]
 

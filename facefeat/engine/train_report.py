@@ -13,10 +13,13 @@ import torch
 from torch import nn
 
 from facefeat.data.formats import PairSet
+from facefeat.engine.calibration import calibrate_pairs
 from facefeat.engine.checkpoint import CKPT_NAME, TrainState
 from facefeat.engine.evaluate import embed_images, pair_scores, quick_verification
 from facefeat.engine.train_data import backbone_predictor
+from facefeat.predict.predictor import create_model
 from facefeat.registry import ModelSpec
+from facefeat.thresholds import store_thresholds
 from facefeat.utils import atomic_write_json
 
 __all__ = ["LOG_NAME", "RESULT_NAME", "TrainReport", "Validator"]
@@ -50,10 +53,6 @@ class Validator:
 
     def calibrate(self, model_dir: str | Path) -> None:
         """Write the exported model's calibrated operating points (no flip) into its inference.yml."""
-        from facefeat.predict.predictor import create_model
-        from facefeat.engine.calibration import calibrate_pairs
-        from facefeat.thresholds import store_thresholds
-
         pred = create_model(model_dir=model_dir, batch_size=self.batch_size)
         plain, _ = embed_images(pred, self.images, self.batch_size, progress=False)
         store_thresholds(pred, calibrate_pairs(pair_scores(plain, self.left, self.right), self.pairs.labels,

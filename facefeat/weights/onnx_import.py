@@ -41,6 +41,7 @@ import numpy as np
 
 from facefeat.errors import WeightsError
 from facefeat.models.sface_arch import SFACE_CONV_BLOCKS, SFACE_FEATURE_SHAPE, SFACE_MEAN, SFACE_SCALE
+from facefeat.utils import atomic_write_bytes
 from facefeat.weights.ref import LoadedWeights, WeightsRef
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -451,8 +452,6 @@ def convert_sface_to_fp32(src: Source, dst: Union[str, "os.PathLike[str]"]) -> P
     dst = Path(os.fspath(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     payload = model.SerializeToString()
-    from facefeat.utils import atomic_write_bytes
-
     atomic_write_bytes(dst, payload)  # follows the umask, like every file facefeat writes
     return dst
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facefeat.errors import InputError, WeightsError
+from facefeat.registry import get_spec
 from facefeat.weights.paddle import paddle_to_torch_state_dict
 from facefeat.weights.ref import LoadedWeights, WeightsRef
 
@@ -138,8 +139,6 @@ def inference_model_name(path: str | os.PathLike) -> str | None:
 
 def resolve_model_name(model_name: str | None, path: str | os.PathLike) -> str:
     """The zoo model to build for inference dir ``path``: ``model_name`` or the yml's, which must agree."""
-    from facefeat.registry import get_spec
-
     found = inference_model_name(path)
     if model_name is None:
         if found is None:
