@@ -317,6 +317,19 @@ def test_pretrain_from_our_checkpoint_loads_backbone_and_head(run_a, monkeypatch
     assert not load_pretrain(build_torch_model(spec), other_head, spec, ref)["head_loaded"]
 
 
+def test_finetuning_reads_its_checkpoint_once(run_a, synth, tmp_path, monkeypatch):
+    """run_train resolves, checks and loads Train.pretrain_weight_path (backbone and head) from one
+    torch.load of the file."""
+    src = run_a / "best_model" / "model.pt"
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(str(f)) or real_load(f, *a, **k))
+    res = run_train(train_cfg(synth, tmp_path / "ft", f"Train.pretrain_weight_path={src}", "Train.epochs_iters=1"),
+                    quiet=True)
+    assert res["done_flag"] and res["pretrain"]["head_loaded"] and res["pretrain"]["format"] == "facefeat"
+    assert reads.count(str(src)) == 1, reads
+
+
 def test_imprint_head_sets_class_centres(synth):
     from facefeat.data.formats import read_label_file
     from facefeat.engine.train import imprint_head
