@@ -101,6 +101,9 @@ def test_only_the_default_weights_carry_the_zoo_calibration():
     assert create_model("SFace").meta.extra["thresholds"] == get_spec("SFace").thresholds
     assert "thresholds" not in create_model("SFace", weights=str(sface_package_path())).meta.extra
     assert create_pipeline("face_recognition", weights=str(sface_package_path())).thresholds is None
+    pytest.importorskip("torch")  # the PyTorch backend decides the same way
+    assert create_model("SFace", backend="torch").meta.extra["thresholds"] == get_spec("SFace").thresholds
+    assert "thresholds" not in create_model("SFace", str(sface_package_path()), backend="torch").meta.extra
 
 
 def test_store_thresholds_in_a_model_dir(tmp_path):

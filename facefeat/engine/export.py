@@ -76,8 +76,9 @@ def export_model(model_name: str, weight_path: str | os.PathLike | None, out_dir
     spec, ref = resolve_export_weights(get_spec(model_name), weight_path)
     path, fmt = ref.path, ref.format
     model = build_torch_model(spec, ref)
+    calibrated = ref.calibration(spec)  # the zoo's record, for its default weights only
     meta = ModelMeta.from_spec(spec, weights_file=path.name, weights_format=fmt, source="facefeat export",
-                               **({"thresholds": spec.thresholds} if ref.is_default and spec.thresholds else {}))
+                               **({"thresholds": calibrated} if calibrated else {}))
     out = export_onnx(model, meta, out_dir, opset=int(opset))
     res: dict[str, Any] = {
         "done_flag": True,

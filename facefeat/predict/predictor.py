@@ -217,8 +217,10 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     if be == "torch":
         from facefeat.runtime.torch_build import build_torch_model
 
+        calibrated = ref.calibration(spec)
         return FeaturePredictor(TorchRunner(build_torch_model(spec, ref), dev, num_threads),
-                                ModelMeta.from_spec(spec), batch_size, flip)
+                                ModelMeta.from_spec(spec, **({"thresholds": calibrated} if calibrated else {})),
+                                batch_size, flip)
     from facefeat.runtime.zoo import zoo_model_dir
 
     mdir, onnx_path, meta = zoo_model_dir(spec, ref)

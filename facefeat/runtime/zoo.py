@@ -76,7 +76,8 @@ def zoo_model_dir(spec: ModelSpec, weights: WeightsRef) -> tuple[Path, Path, Mod
     only when, the weights are its default ones (decided by the reference's kind)."""
     mdir = prepare_model_dir(spec, weights)
     onnx_path, meta = read_model_dir(mdir)
+    calibrated = weights.calibration(spec)
     meta.extra.pop("thresholds", None)  # a cache made by an older facefeat may hold them
-    if weights.is_default and spec.thresholds:
-        meta.extra["thresholds"] = dict(spec.thresholds)
+    if calibrated:
+        meta.extra["thresholds"] = calibrated
     return mdir, onnx_path, meta

@@ -41,6 +41,12 @@ class WeightsRef:
         (and to nothing else: a file, URL or checkpoint carries its own or none)."""
         return self.kind == "zoo"
 
+    def calibration(self, spec: Any) -> dict[str, Any] | None:
+        """The calibrated operating points that apply to these weights out of ``spec`` (a
+        :class:`~facefeat.registry.ModelSpec`): its record when they are its default weights, else None."""
+        rec = getattr(spec, "thresholds", None)
+        return dict(rec) if self.is_default and rec else None
+
 
 @dataclass
 class LoadedWeights:
