@@ -200,7 +200,7 @@ def calibrate(emb: Embedder, pairs, pair_index: dict, model: str, cache: str | N
     and ``impostor_pairs`` random cross-identity pairs of all 13,233 images; the best-accuracy
     threshold (and the accuracy at every point) on the 6,000 standard pairs; 1:N thresholds at FPIR
     1% / 10% as in ``identification`` (full gallery and a random 100-person gallery)."""
-    from facefeat.thresholds import identification_points, verification_points
+    from facefeat.engine.calibration import identification_points, verification_points
 
     paths, person, f = all_features(emb, cache)
     pos = {p: i for i, p in enumerate(paths)}

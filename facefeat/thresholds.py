@@ -1,4 +1,5 @@
-"""Calibrated operating points of a model: measure them, store them, pick one.
+"""Calibrated operating points of a model: the record it carries, storing it, picking one
+(measuring them from scores is :mod:`facefeat.engine.calibration`).
 
 A model's ``thresholds`` record (on its :class:`~facefeat.registry.ModelSpec` for the zoo, in the
 ``facefeat`` block of ``inference.yml`` for every model directory) is a plain JSON-able dict::
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Mapping, Sequence
-
-import numpy as np
+from pathlib import Path
+from typing import Any, Mapping
 
 from facefeat.errors import InputError
-from facefeat.utils import json_safe
+from facefeat.runtime.model_dir import META_FILE, read_model_dir, write_model_meta
+from facefeat.utils import cache_dir, json_safe
 
 log = logging.getLogger("facefeat")
 
@@ -47,86 +48,6 @@ def far_key(far: float) -> str:
 def fpir_key(fpir: float) -> str:
     """``0.01 -> "fpir=0.01"``."""
     return f"fpir={float(fpir):g}"
-
-
-def _threshold_at_rate(neg: np.ndarray, rate: float) -> tuple[float, float] | None:
-    """Smallest threshold ``t`` (a score midpoint) with ``mean(neg > t) <= rate``, and that rate;
-    ``None`` when there are fewer than ``1 / rate`` negatives (the rate is not measurable)."""
-    n = neg.size
-    if n == 0 or n * rate < 1.0 - 1e-9:
-        return None
-    s = np.sort(neg)[::-1]
-    k = int(math.floor(n * rate + 1e-9))  # at most k negatives may lie above t
-    if k >= n:
-        return float(s[-1]) - 1e-6, 1.0
-    hi = float(s[k])  # t >= s[k] keeps s[k] out; place t just above s[k] and below s[k-1]
-    above = float(s[k - 1]) if k > 0 else hi + 2e-6
-    t = hi + min(1e-6, (above - hi) / 2.0) if above > hi else hi
-    return t, float(np.mean(neg > t))
-
-
-def verification_points(genuine: Any, impostor: Any, fars: Sequence[float] = FARS,
-                        pair_scores: Any = None, pair_labels: Any = None) -> dict:
-    """1:1 operating points: the threshold at each FAR (with the TAR there) from genuine and
-    impostor scores, and the best-accuracy threshold on ``pair_scores``/``pair_labels`` (the
-    evaluation pairs; default: genuine + impostor)."""
-    from facefeat.engine.verification import accuracy_at, best_threshold
-
-    pos = np.asarray(genuine, np.float64).reshape(-1)
-    neg = np.asarray(impostor, np.float64).reshape(-1)
-    if pos.size == 0 or neg.size == 0:
-        raise InputError(f"calibration needs genuine and impostor scores; got {pos.size} genuine, {neg.size} impostor")
-    out: dict[str, Any] = {}
-    for far in fars:
-        r = _threshold_at_rate(neg, float(far))
-        out[far_key(far)] = None if r is None else {
-            "threshold": round(r[0], 6), "far": r[1], "tar": float(np.mean(pos > r[0]))}
-    if pair_scores is None:
-        pair_scores = np.concatenate([pos, neg])
-        pair_labels = np.concatenate([np.ones(pos.size, np.int8), np.zeros(neg.size, np.int8)])
-    thr, acc = best_threshold(pair_scores, pair_labels)
-    out["best_accuracy"] = {"threshold": round(thr, 6), "accuracy": acc}
-    for far in fars:
-        if out[far_key(far)] is not None:
-            out[far_key(far)]["accuracy"] = accuracy_at(pair_scores, pair_labels, out[far_key(far)]["threshold"])
-    return out
-
-
-def identification_points(impostor_top: Any, gallery_size: int, fpirs: Sequence[float] = FPIRS,
-                          genuine_top: Any = None, genuine_correct: Any = None) -> dict:
-    """1:N open-set operating points for a gallery of ``gallery_size`` people: the threshold at
-    each FPIR (fraction of strangers whose best gallery score passes it), from the strangers'
-    best scores, and the DIR there (probes correctly identified above it) when genuine probes'
-    best scores and rank-1 correctness are given."""
-    imp = np.asarray(impostor_top, np.float64).reshape(-1)
-    out: dict[str, Any] = {"gallery_size": int(gallery_size), "impostor_probes": int(imp.size)}
-    if genuine_top is not None:
-        gt = np.asarray(genuine_top, np.float64).reshape(-1)
-        ok = np.asarray(genuine_correct, bool).reshape(-1)
-        out["genuine_probes"] = int(gt.size)
-    for fpir in fpirs:
-        r = _threshold_at_rate(imp, float(fpir))
-        if r is None:
-            out[fpir_key(fpir)] = None
-            continue
-        e = {"threshold": round(r[0], 6), "fpir": r[1]}
-        if genuine_top is not None:
-            e["dir"] = float(np.mean(ok & (gt > r[0])))
-        out[fpir_key(fpir)] = e
-    return out
-
-
-def calibrate_pairs(scores: Any, labels: Any, fars: Sequence[float] = FARS, data: Mapping | None = None,
-                    source: str = "") -> dict:
-    """A thresholds record from a labelled pair list (``evaluate``'s validation pairs)."""
-    s = np.asarray(scores, np.float64).reshape(-1)
-    y = np.asarray(labels).reshape(-1)
-    if s.shape != y.shape:
-        raise InputError(f"calibrate_pairs: {s.size} scores but {y.size} labels")
-    ver = verification_points(s[y == 1], s[y == 0], fars, s, y)
-    return json_safe({"metric": "cosine", "verification": ver, "identification": [],
-            "data": {"genuine_pairs": int(np.sum(y == 1)), "impostor_pairs": int(np.sum(y == 0)), **(data or {})},
-            "source": source})
 
 
 def _entry(rec: Mapping | None, section: str) -> Any:
@@ -200,39 +121,19 @@ def resolve_threshold(thresholds: Mapping | None, rec_threshold: Any = "auto", *
 
 
 def model_thresholds(predictor: Any) -> dict | None:
-    """The thresholds record a predictor's model carries (its model directory's inference.yml)."""
-    meta = getattr(predictor, "meta", None)
-    extra = getattr(meta, "extra", None) or {}
+    """The thresholds record a predictor's model carries (its model directory's inference.yml; a
+    zoo model's default weights: the registry's record, see :func:`facefeat.runtime.zoo.zoo_model_dir`)."""
+    extra = getattr(getattr(predictor, "meta", None), "extra", None) or {}
     rec = extra.get("thresholds")
-    if rec is None and getattr(predictor, "model_dir", None) is not None:
-        # a zoo cache directory made before thresholds were recorded: the default weights' record
-        from pathlib import Path
-
-        from facefeat.registry import get_spec
-        from facefeat.utils import cache_dir
-
-        try:
-            spec = get_spec(meta.model_name)
-            in_cache = Path(predictor.model_dir).resolve().parent == (cache_dir() / "models").resolve()
-        except Exception:  # noqa: BLE001 - not a zoo model
-            return None
-        if in_cache and spec.thresholds and extra.get("weights_file") == spec.weights.filename:
-            rec = spec.thresholds
     return dict(rec) if isinstance(rec, Mapping) else None
 
 
-__all__ = ["FARS", "FPIRS", "calibrate_pairs", "far_key", "fpir_key", "identification_points",
-           "model_thresholds", "resolve_threshold", "store_thresholds", "verification_points"]
+__all__ = ["FARS", "FPIRS", "far_key", "fpir_key", "model_thresholds", "resolve_threshold", "store_thresholds"]
 
 
 def store_thresholds(predictor: Any, record: Mapping) -> str | None:
     """Write a thresholds record into the predictor's model directory (``inference.yml``), unless
     it is a zoo cache directory (whose record is the zoo's); returns the file written, or None."""
-    from pathlib import Path
-
-    from facefeat.runtime.model_dir import META_FILE, read_model_dir, write_model_meta
-    from facefeat.utils import cache_dir
-
     mdir = getattr(predictor, "model_dir", None)
     if mdir is None or Path(mdir).resolve().parent == (cache_dir() / "models").resolve():
         return None

@@ -53,6 +53,7 @@ def test_parse_device_and_launch_command(monkeypatch):
     assert any(a.startswith("--master_addr=127.0.0.1") for a in cmd)
 
 
+@pytest.mark.slow  # two torchrun processes (DDP)
 def test_two_cpu_processes_train_in_lockstep(tmp_path):
     ds = _tiny_dataset(tmp_path / "ds")
     out = tmp_path / "out"
@@ -74,7 +75,7 @@ def test_two_cpu_processes_train_in_lockstep(tmp_path):
     # only rank 0 wrote: one header line in the log, per-rank RNG states in the checkpoint
     log = (out / "train.log").read_text()
     assert log.count("train MobileFaceNet on") == 1
-    from facefeat.runtime.torch_build import load_checkpoint
+    from facefeat.weights.checkpoint import load_checkpoint
 
     ck = load_checkpoint(out / "epoch_1" / "model.pt")
     assert len(ck["rng"]) == 2 and ck["step"] == 2

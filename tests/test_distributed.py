@@ -139,6 +139,7 @@ def _kill_a_ray_worker_after_first_shard(out: Path, killed: list, stop: threadin
             continue
 
 
+@pytest.mark.slow  # a Ray cluster
 def test_ray_equals_local(ray_cluster, local_out, images, tmp_path):
     """The Ray engine gives the local engine's rows, even when one of its actors is SIGKILLed
     mid-run (Ray restarts it and retries its batch; the driver drops re-delivered rows)."""
@@ -162,6 +163,7 @@ def test_ray_equals_local(ray_cluster, local_out, images, tmp_path):
     assert again.images == 0 and again.shards_skipped == again.shards_total
 
 
+@pytest.mark.slow  # a Ray cluster and a killed CLI process
 def test_kill_driver_and_resume(ray_cluster, local_out, images, tmp_path):
     """SIGKILL a real `facefeat embed-dataset --engine ray` process mid-way, re-run: same output."""
     from facefeat.distributed import embed_dataset

@@ -23,7 +23,8 @@ from facefeat.predict.predictor import create_model
 from facefeat.registry import get_spec
 from facefeat.runtime.model_dir import read_model_dir
 from facefeat.runtime.onnx_runner import OrtRunner
-from facefeat.runtime.torch_build import CHECKPOINT_FORMAT, build_torch_model
+from facefeat.runtime.torch_build import build_torch_model
+from facefeat.weights.checkpoint import CHECKPOINT_FORMAT
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -103,9 +104,9 @@ def test_export_sface_matches_torch(sface_export):
     onnx_path, meta = read_model_dir(sface_export / "inference")
     assert meta.model_name == "SFace" and tuple(meta.std) == (1.0, 1.0, 1.0)
     assert meta.extra["thresholds"] == spec.thresholds  # the default weights carry their calibration
-    from facefeat.weights.sources import resolve_weights
+    from facefeat.weights import resolve
 
-    model = build_torch_model(spec, *resolve_weights(spec))
+    model = build_torch_model(spec, resolve(None, spec))
     assert _ort_vs_torch(model, onnx_path, spec) <= 1e-4
     # and the exported dir embeds like the zoo model
     imgs = _faces(3, 1)
@@ -135,10 +136,10 @@ def test_evaluate_pairs_file_scores_are_cosines(pairs_ds):
         assert "roc" not in v
     assert res["no_flip"]["accuracy"] == res["accuracy"]
     # the same with flip via a torch module
-    from facefeat.weights.sources import resolve_weights
+    from facefeat.weights import resolve
 
     spec = get_spec("SFace")
-    torch_res = evaluate_pairs_file(build_torch_model(spec, *resolve_weights(spec)), pairs_ds / "val" / "pair_label.txt",
+    torch_res = evaluate_pairs_file(build_torch_model(spec, resolve(None, spec)), pairs_ds / "val" / "pair_label.txt",
                                     flip=True, batch_size=12)
     assert torch_res["model_name"] == "SFace"
     assert torch_res["flip"]["auc"] == pytest.approx(res["flip"]["auc"], abs=1e-3)

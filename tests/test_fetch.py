@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 
 import pytest
 
@@ -67,10 +66,8 @@ def test_fetch(base):
         fetch_url("file:///etc/passwd")
     with pytest.raises(InputError, match="not an IP network"):
         fetch_url(base + "/data", allowed_networks=["nonsense"])
-    t0 = time.monotonic()
     with pytest.raises(InputError, match="cannot download|took longer"):
         fetch_url("http://127.0.0.1:9/x", allow_private=True, timeout=5)  # nothing listens on port 9
-    assert time.monotonic() - t0 < 30
 
 
 def test_read_image_uses_the_fetcher(base, monkeypatch):

@@ -1,14 +1,61 @@
-"""Import layering: no module imports (at any level) one that imports it back, for the pairs the
-design separates, and no import cycle at all among module-level imports."""
+"""Import layering at every level: module-level and function-level imports alike (and those under
+``TYPE_CHECKING``).
+
+* No import cycle between modules, apart from an explicit, commented allow-list.
+* Package edges go down the house's layers (../shared/docs/design.md: io -> vision ->
+  runtime/weights -> predict -> index -> pipeline -> serving/cli, with the code's own detail in
+  :data:`TIERS`): a module imports from its own tier or a lower one, never from a higher one.
+
+Loaders named by string in :data:`facefeat.weights.resolver.FORMATS` (``importlib``) are not
+imports and are not seen here.
+"""
 
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "facefeat"
+
+#: the layers, lowest first: (name, module prefixes). A module belongs to the tier of its longest
+#: matching prefix.
+TIERS: list[tuple[str, tuple[str, ...]]] = [
+    ("base", ("facefeat.errors", "facefeat.utils", "facefeat.results", "facefeat.plots")),
+    ("io", ("facefeat.io",)),
+    ("vision", ("facefeat.vision",)),
+    ("data", ("facefeat.data",)),
+    ("models", ("facefeat.models",)),
+    # Preprocess is the spec's value type (held by ModelSpec and by model directories): it lives in
+    # runtime/ as the design says, but sits below the registry, which holds one per model
+    ("spec", ("facefeat.runtime.preprocess", "facefeat.registry")),
+    # the mode and pipeline configs; the pipeline config's `events:` block is read by events/config.py
+    ("config", ("facefeat.config_schema", "facefeat.config", "facefeat.events.config")),
+    ("weights", ("facefeat.weights",)),
+    ("runtime", ("facefeat.runtime",)),
+    ("predict", ("facefeat.predict", "facefeat.thresholds")),
+    ("index", ("facefeat.index",)),
+    ("pipeline", ("facefeat.pipeline",)),
+    ("surface", ("facefeat",)),  # facefeat/__init__.py: create_model, create_pipeline, list_models
+    ("engine", ("facefeat.engine",)),
+    ("events", ("facefeat.events",)),
+    ("distributed", ("facefeat.distributed",)),
+    ("serving", ("facefeat.serving",)),
+    ("cli", ("facefeat.cli", "facefeat.__main__")),
+]
+
+#: import cycles in code that is being rewritten concurrently (issue 23, second round); each entry
+#: says where it comes from. Rewritten concurrently; remove after merge.
+ALLOWED_CYCLES: list[frozenset[str]] = [
+    # serving.app's main() builds Settings from serving.options, which imports the app back (the
+    # service-routers split deletes app.main). Rewritten concurrently; remove after merge.
+    frozenset({"facefeat.serving.app", "facefeat.serving.options", "facefeat.serving.service"}),
+    # FaceRecognitionPipeline imports enrol/video at function level, and they import the pipeline
+    # module (the pipeline split). Rewritten concurrently; remove after merge.
+    frozenset({"facefeat.pipeline.enrol", "facefeat.pipeline.face_recognition", "facefeat.pipeline.video"}),
+]
 
 
 def _modules() -> dict[str, Path]:
@@ -22,50 +69,166 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _imports(name: str, top_level_only: bool) -> set[str]:
-    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+@lru_cache(maxsize=None)
+def _imports(name: str, top_level_only: bool = False) -> frozenset[str]:
+    """The facefeat modules ``name`` imports (``from a.b import c`` counts ``a.b.c`` when that is a
+    module, else ``a.b``); relative imports resolved."""
+    path = MODULES[name]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     nodes = tree.body if top_level_only else list(ast.walk(tree))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = set()
     for n in nodes:
-        if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("facefeat"):
+        if isinstance(n, ast.ImportFrom):
+            module = n.module or ""
+            if n.level:
+                base = package.split(".")[: len(package.split(".")) - (n.level - 1)]
+                module = ".".join(base + ([module] if module else []))
+            if module.split(".")[0] != "facefeat":
+                continue
             for a in n.names:
-                full = f"{n.module}.{a.name}"
-                out.add(full if full in MODULES else n.module)
+                full = f"{module}.{a.name}"
+                out.add(full if full in MODULES else module)
         elif isinstance(n, ast.Import):
-            out.update(a.name for a in n.names if a.name.startswith("facefeat"))
-    return {d for d in out if d in MODULES and d != name}
+            out.update(a.name for a in n.names if a.name.split(".")[0] == "facefeat")
+    return frozenset(d for d in out if d in MODULES and d != name)
+
+
+def _tier(module: str) -> int | None:
+    best, rank = -1, None
+    for i, (_, prefixes) in enumerate(TIERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, rank = len(p), i
+    return rank
+
+
+def _cycles(graph: dict[str, frozenset[str]]) -> list[frozenset[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[frozenset[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = set()
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.add(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        out.append(frozenset(comp))
+    return out
+
+
+def _path(graph: dict[str, frozenset[str]], comp: frozenset[str]) -> str:
+    """One concrete cycle inside ``comp``, for the message."""
+    start = min(comp)
+    prev: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        v = todo.pop(0)
+        for w in sorted(graph[v] & comp):
+            if w == start:
+                chain = [v]
+                while chain[-1] != start:
+                    chain.append(prev[chain[-1]])
+                return " -> ".join(reversed(chain)) + " -> " + start
+            if w not in prev:
+                prev[w] = v
+                todo.append(w)
+    return ", ".join(sorted(comp))
+
+
+GRAPH = {m: _imports(m) for m in MODULES}
+
+
+def test_every_module_has_a_tier():
+    missing = sorted(m for m in MODULES if _tier(m) is None)
+    assert not missing, f"add these modules' package to TIERS where it belongs: {missing}"
+
+
+def test_no_import_cycle_at_any_level():
+    bad = [c for c in _cycles(GRAPH) if not any(c <= allowed for allowed in ALLOWED_CYCLES)]
+    assert not bad, "import cycles: " + "; ".join(_path(GRAPH, c) for c in bad)
+
+
+def test_allowed_cycles_still_exist():
+    """An allow-list entry whose cycle is gone must be removed (the list only shrinks)."""
+    found = _cycles(GRAPH)
+    stale = [sorted(a) for a in ALLOWED_CYCLES if not any(c <= a for c in found)]
+    assert not stale, f"no longer a cycle, remove from ALLOWED_CYCLES: {stale}"
 
 
 def test_no_module_level_import_cycle():
     graph = {m: _imports(m, True) for m in MODULES}
-    state: dict[str, int] = {}
+    bad = _cycles(graph)
+    assert not bad, "module-level import cycles: " + "; ".join(_path(graph, c) for c in bad)
 
-    def visit(m: str, path: list[str]) -> None:
-        state[m] = 1
-        for d in sorted(graph[m]):
-            if state.get(d) == 1:
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(d):] + [d]))
-            if d not in state:
-                visit(d, path + [d])
-        state[m] = 2
 
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])
+def test_package_edges_go_down_the_layers():
+    up = []
+    for m, deps in GRAPH.items():
+        for d in deps:
+            tm, td = _tier(m), _tier(d)
+            if tm is not None and td is not None and td > tm:
+                up.append(f"{m} ({TIERS[tm][0]}) -> {d} ({TIERS[td][0]})")
+    assert not up, "imports going up the layers:\n" + "\n".join(sorted(up))
+
+
+def package_edges() -> dict[tuple[str, str], int]:
+    """``(tier, tier) -> number of module imports``, between different tiers (the report's graph)."""
+    out: dict[tuple[str, str], int] = {}
+    for m, deps in GRAPH.items():
+        for d in deps:
+            a, b = TIERS[_tier(m)][0], TIERS[_tier(d)][0]
+            if a != b:
+                out[(a, b)] = out.get((a, b), 0) + 1
+    return out
 
 
 @pytest.mark.parametrize("a,b", [
     ("facefeat.cli", "facefeat.engine.runner"),
     ("facefeat.models.sface", "facefeat.weights.onnx_import"),
     ("facefeat.runtime.torch_build", "facefeat.weights.resolver"),
+    ("facefeat.weights.resolver", "facefeat.weights.sources"),
 ])
 def test_separated_pairs_import_one_way(a, b):
-    assert not (b in _imports(a, False) and a in _imports(b, False)), f"{a} and {b} import each other"
+    if a not in MODULES or b not in MODULES:
+        pytest.skip(f"{a} or {b} is not a module here")
+    assert not (b in _imports(a) and a in _imports(b)), f"{a} and {b} import each other"
 
 
 def test_export_does_not_import_training():
-    assert "facefeat.engine.train" not in _imports("facefeat.engine.export", False)
+    assert "facefeat.engine.train" not in _imports("facefeat.engine.export")
 
 
-def test_sface_constants_live_in_models():
-    assert "facefeat.weights.onnx_import" not in _imports("facefeat.models.sface", True)
+def test_models_hold_modules_only():
+    """models/ holds nn.Modules and their constants: it reads no weights files."""
+    for m in MODULES:
+        if m.startswith("facefeat.models"):
+            assert not [d for d in _imports(m) if d.startswith("facefeat.weights")], m

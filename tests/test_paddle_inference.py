@@ -19,13 +19,22 @@ from facefeat import create_model  # noqa: E402
 from facefeat.errors import InputError, WeightsError  # noqa: E402
 from facefeat.models.mobilefacenet import MobileFaceNet  # noqa: E402
 from facefeat.models.resnet_face import ResNet50Face  # noqa: E402
-from facefeat.weights.paddle_inference import (  # noqa: E402
-    is_paddle_inference_dir,
-    load_paddle_inference,
-    read_paddle_inference,
-)
+from facefeat.registry import get_spec, list_models  # noqa: E402
+from facefeat.weights import load_into, resolve  # noqa: E402
+from facefeat.weights.paddle_inference import is_paddle_inference_dir, read_paddle_inference  # noqa: E402
 
 TOL = 1e-4
+
+
+def _spec_of(model):
+    """The zoo spec whose architecture ``model`` is."""
+    return next(get_spec(n) for n in list_models() if get_spec(n).arch.endswith(":" + type(model).__name__))
+
+
+def load_paddle_inference(model, path):
+    """A PaddleX inference dir into ``model`` through the one loader table."""
+    load_into(model, _spec_of(model), resolve(path))
+    return model
 
 
 @pytest.fixture(scope="module")

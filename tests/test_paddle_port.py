@@ -18,17 +18,26 @@ torch = pytest.importorskip("torch")
 from facefeat.errors import WeightsError  # noqa: E402
 from facefeat.models.mobilefacenet import MobileFaceNet  # noqa: E402
 from facefeat.models.resnet_face import ResNet50Face  # noqa: E402
-from facefeat.weights.paddle import (  # noqa: E402
-    load_paddle_weights,
-    load_pdparams,
-    paddle_to_torch_state_dict,
-)
+from facefeat.registry import get_spec, list_models  # noqa: E402
+from facefeat.weights import load_into, resolve  # noqa: E402
+from facefeat.weights.paddle import load_pdparams, paddle_to_torch_state_dict  # noqa: E402
 
 MODELS = {
     "MobileFaceNet": (MobileFaceNet, 128),
     "ResNet50_face": (ResNet50Face, 512),
 }
 TOL = 1e-4
+
+
+def _spec_of(model):
+    """The zoo spec whose architecture ``model`` is."""
+    return next(get_spec(n) for n in list_models() if get_spec(n).arch.endswith(":" + type(model).__name__))
+
+
+def load_paddle_weights(model, path):
+    """``path`` into ``model`` through the one loader table (the .pdparams reader)."""
+    load_into(model, _spec_of(model), resolve(path))
+    return model
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

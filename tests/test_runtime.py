@@ -7,8 +7,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from facefeat import create_model
+from facefeat import create_model, list_models
 from facefeat.errors import InputError
+from facefeat.registry import get_spec
 from facefeat.runtime import read_model_dir
 from facefeat.runtime.graph_opt import optimized_model_bytes, rewrite_prelu
 
@@ -19,26 +20,30 @@ def _session(model):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("name", ["SFace", "MobileFaceNet"])
+@pytest.mark.parametrize("name", list_models())
 def test_prelu_rewrite_is_exact_and_removes_prelu(name):
-    path = create_model(name).runner.path if name == "SFace" else None
-    if path is None:  # a random-init MobileFaceNet export: no weights needed
+    spec = get_spec(name)
+    offline = spec.weights.kind == "package"  # the zoo's own weights ship in a package (SFace)
+    path = create_model(name).runner.path if offline else None
+    if path is None:  # a random-init export: no weights needed
         pytest.importorskip("torch")
-        from facefeat.registry import get_spec
         from facefeat.runtime.model_dir import ModelMeta
         from facefeat.runtime.torch_build import build_torch_model, export_onnx
         from facefeat.utils import cache_dir
 
-        spec = get_spec(name)
-        out = export_onnx(build_torch_model(spec), ModelMeta.from_spec(spec), cache_dir() / "test-mfn-random")
+        out = export_onnx(build_torch_model(spec), ModelMeta.from_spec(spec), cache_dir() / f"test-{name}-random")
         path = out / "inference.onnx"
     model = onnx.load(str(path))
     n_prelu = sum(n.op_type == "PRelu" for n in model.graph.node)
-    assert n_prelu > 20 and rewrite_prelu(model) == n_prelu
+    assert rewrite_prelu(model) == n_prelu  # SFace, MobileFaceNet: > 20; a no-op on graphs without PReLU
     assert not [n for n in model.graph.node if n.op_type == "PRelu"]
     onnx.checker.check_model(model)
-    x = np.random.RandomState(0).rand(3, 3, 112, 112).astype(np.float32) * (255 if name == "SFace" else 2) - (0 if name == "SFace" else 1)
-    ref, new = _session(str(path)), _session(optimized_model_bytes(path))
+    h, w = spec.input_size
+    pixels = spec.preprocess.normalize_in_graph  # 0..255 in, else normalised -1..1
+    x = np.random.RandomState(0).rand(3, 3, h, w).astype(np.float32) * (255 if pixels else 2) - (0 if pixels else 1)
+    optimized = optimized_model_bytes(path)
+    assert (optimized is None) == (n_prelu == 0)  # None: nothing to rewrite, the model runs as it is
+    ref, new = _session(str(path)), _session(optimized if optimized is not None else str(path))
     inp = ref.get_inputs()[0].name
     a, b = ref.run(None, {inp: x})[0], new.run(None, {inp: x})[0]
     assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(a).max())

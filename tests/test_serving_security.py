@@ -326,9 +326,7 @@ def test_slow_url_server_hits_the_total_deadline_without_starving_inference(serv
     out: dict = {}
 
     def slow():
-        t0 = time.monotonic()
         out["r"] = admin.post("/face-recognition-infer", json={"image": base + "/slow"})
-        out["s"] = time.monotonic() - t0
 
     t = threading.Thread(target=slow)
     t.start()
@@ -337,9 +335,10 @@ def test_slow_url_server_hits_the_total_deadline_without_starving_inference(serv
     _err(admin.post("/face-recognition-infer", json={"image": base + "/face.jpg"}), 503, "downloads in progress")
     assert _ok(admin.post("/face-recognition-infer", json={"image": b64_file(face)}))["faces"]
     t.join(60)
+    assert not t.is_alive()
+    # the server drips a byte every 0.1 s for 60 s: only the total deadline ends it, with this message
+    # (per-read timeouts would not fire, and the request would outlive the join above)
     _err(out["r"], 400, "longer than")
-    # the server drips a byte every 0.1 s for 60 s; the total deadline ended it (per-read timeouts would not)
-    assert out["s"] < 30
 
 
 # -- errors, OpenAPI, health ------------------------------------------------------------------------

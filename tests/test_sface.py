@@ -102,9 +102,11 @@ def fp32(fp32_path):
 @pytest.fixture(scope="module")
 def torch_model(src):
     pytest.importorskip("torch")
-    from facefeat.models.sface import SFace, load_onnx_weights
+    from facefeat.registry import get_spec
+    from facefeat.runtime.torch_build import build_torch_model
+    from facefeat.weights import resolve
 
-    return load_onnx_weights(SFace(), src)
+    return build_torch_model(get_spec("SFace"), resolve(src))
 
 
 def _run_one_by_one(sess, x: np.ndarray) -> np.ndarray:
@@ -347,7 +349,8 @@ def test_torch_free_conversion(tmp_path):
 def test_torch_module_shapes_and_state_dict(torch_model):
     import torch
 
-    from facefeat.models.sface import SFace, sface_state_dict_from_onnx
+    from facefeat.models.sface import SFace
+    from facefeat.weights.onnx_import import sface_state_dict_from_onnx
 
     fresh = SFace()
     assert not fresh.training

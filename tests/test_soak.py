@@ -1,33 +1,30 @@
 """Soak: N concurrent clients mix add / infer / remove on one index of a live server process.
 
-Bounded in time (``FACEFEAT_SOAK_SECONDS``, default 30 s) and in count (``MAX_OPS_PER_CLIENT``),
-loopback only. Afterwards the index must hold exactly the expected ids (nothing lost, nothing
-duplicated, every label right); then the server process is stopped and a new one started on the
-same storage directory, which must serve the same index.
+Bounded by a count of operations (``FACEFEAT_SOAK_CLIENTS`` clients x ``FACEFEAT_SOAK_OPS`` each),
+loopback only; nothing is timed (``bench/soak.py`` measures throughput and latency with the same
+client mix, :mod:`soak_mix`). Afterwards the index must hold exactly the expected ids (nothing lost,
+nothing duplicated, every label right); then the server process is stopped and a new one started
+on the same storage directory, which must serve the same index.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import threading
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import cv2
 import httpx
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from serving_fixtures import ProcessServer, b64_bytes, b64_file, lfw_images  # noqa: E402
+from soak_mix import ok as _ok  # noqa: E402
+from soak_mix import run_clients  # noqa: E402
 
 CLIENTS = int(os.environ.get("FACEFEAT_SOAK_CLIENTS", 8))
-SECONDS = float(os.environ.get("FACEFEAT_SOAK_SECONDS", 30))
-MAX_OPS_PER_CLIENT = 400
+OPS_PER_CLIENT = int(os.environ.get("FACEFEAT_SOAK_OPS", 150))
 SERVER_ARGS = ["--infer-concurrency", "2", "--threads", "1"]
 
 
@@ -38,18 +35,8 @@ def _small_jpeg(path: Path, side: int = 125) -> str:
     return b64_bytes(buf.tobytes())
 
 
-def _ok(r: httpx.Response) -> dict:
-    if r.status_code != 200:
-        raise AssertionError(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text[:300]}")
-    body = r.json()
-    assert body["errorCode"] == 0 and body["errorMsg"] == "Success", body
-    return body["result"]
-
-
-def _pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs) * 1000, q)) if xs else float("nan")
-
-
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_soak_concurrent_mutations_then_restart(lfw_dir, tmp_path):
     storage = tmp_path / "storage"
     log_path = tmp_path / "server.log"
@@ -71,88 +58,11 @@ def test_soak_concurrent_mutations_then_restart(lfw_dir, tmp_path):
         assert len(built["ids"]) == len(good)  # positional: one id per pair
         expected: dict[int, str] = {i: labels[g] for i, g in zip(built["ids"], good)}
 
-        deadline = time.monotonic() + SECONDS
-        lock = threading.Lock()
-        assigned: set[int] = set(expected)
-        errors: list[str] = []
-        counts: dict[str, int] = defaultdict(int)
-        latency: dict[str, list[float]] = defaultdict(list)
-
-        def client(n: int) -> None:
-            rng = random.Random(1000 + n)
-            mine: dict[int, str] = {}
-            removed: list[int] = []
-            label = f"client{n}"
-            try:
-                with httpx.Client(base_url=srv.url, timeout=60) as c:
-                    for _ in range(MAX_OPS_PER_CLIENT):
-                        if time.monotonic() > deadline:
-                            break
-                        roll = rng.random()
-                        t0 = time.perf_counter()
-                        if roll < 0.35 or (roll < 0.55 and not mine):
-                            k = rng.choice((1, 1, 2))
-                            pairs = [{"image": smalls[rng.choice(good)], "label": label} for _ in range(k)]
-                            res = _ok(c.post("/face-recognition-index-add",
-                                             json={"imageLabelPairs": pairs, "indexKey": key}))
-                            assert len(res["ids"]) == k, res
-                            with lock:
-                                dup = assigned.intersection(res["ids"])
-                                assert not dup, f"ids assigned twice: {sorted(dup)}"
-                                assigned.update(res["ids"])
-                            mine.update({i: label for i in res["ids"]})
-                            op = "add"
-                        elif roll < 0.55:
-                            ids = rng.sample(sorted(mine), min(len(mine), rng.choice((1, 1, 2))))
-                            _ok(c.post("/face-recognition-index-remove", json={"ids": ids, "indexKey": key}))
-                            for i in ids:
-                                del mine[i]
-                            removed.extend(ids)
-                            op = "remove"
-                        elif roll < 0.60 and removed:
-                            # removing an id that is already gone is idempotent: reported missing, the
-                            # others removed
-                            gone = rng.choice(removed)
-                            others = rng.sample(sorted(mine), min(1, len(mine)))
-                            res = _ok(c.post("/face-recognition-index-remove",
-                                             json={"ids": [gone] + others, "indexKey": key}))
-                            assert res["missing"] == [gone] and res["removed"] == others, res
-                            for i in others:
-                                del mine[i]
-                            removed.extend(others)
-                            op = "remove-missing"
-                        else:
-                            res = _ok(c.post("/face-recognition-infer",
-                                             json={"image": smalls[rng.choice(good)], "indexKey": key, "topk": 3,
-                                                   "visualize": False}))
-                            assert len(res["faces"]) >= 1 and len(res["faces"][0]["recResults"]) <= 3, res
-                            op = "infer"
-                        dt = time.perf_counter() - t0
-                        with lock:
-                            counts[op] += 1
-                            latency[op].append(dt)
-                with lock:
-                    expected.update(mine)
-            except Exception as exc:  # reported by the main thread
-                with lock:
-                    errors.append(f"client {n}: {exc!r}")
-
-        t_start = time.monotonic()
-        threads = [threading.Thread(target=client, args=(n,), name=f"soak-{n}") for n in range(CLIENTS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(SECONDS + 120)
-        elapsed = time.monotonic() - t_start
-        assert not any(t.is_alive() for t in threads), "a soak client did not finish"
-        assert not errors, errors[:5]
-
-        total = sum(counts.values())
-        print(f"\nsoak: {CLIENTS} clients, {elapsed:.1f} s, {total} requests ({total / elapsed:.1f}/s)")
-        for op in sorted(counts):
-            print(f"  {op:15s} n={counts[op]:5d}  p50={_pct(latency[op], 50):7.1f} ms  p99={_pct(latency[op], 99):7.1f} ms")
+        mix = run_clients(srv.url, key, [smalls[g] for g in good], expected, CLIENTS, OPS_PER_CLIENT)
+        assert not mix.errors, mix.errors[:5]
+        counts, expected, assigned = mix.counts, mix.expected, mix.assigned
+        assert sum(counts.values()) == CLIENTS * OPS_PER_CLIENT, dict(counts)
         assert counts["add"] >= CLIENTS and counts["infer"] >= CLIENTS and counts["remove"] >= 1, dict(counts)
-        assert elapsed >= SECONDS * 0.9 or total >= CLIENTS * MAX_OPS_PER_CLIENT * 0.9
 
         with httpx.Client(base_url=srv.url, timeout=60) as c:
             info = _ok(c.get("/face-recognition-index-info", params={"indexKey": key}))
@@ -162,7 +72,6 @@ def test_soak_concurrent_mutations_then_restart(lfw_dir, tmp_path):
             f"lost: {sorted(set(expected) - set(got_ids))[:20]}, unexpected: {sorted(set(got_ids) - set(expected))[:20]}")
         assert {e["id"]: e["label"] for e in info["entries"]} == expected
         assert info["imageCount"] == len(expected)
-        print(f"  index {key}: {len(expected)} entries, as expected")
         rc = srv.stop()
         assert rc == 0, f"server exited with {rc}:\n{srv.log_text()[-3000:]}"
         # no half-written index was left behind

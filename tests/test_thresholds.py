@@ -8,14 +8,8 @@ import pytest
 from facefeat import create_pipeline
 from facefeat.errors import InputError
 from facefeat.registry import get_spec, list_models
-from facefeat.thresholds import (
-    FALLBACK_THRESHOLD,
-    calibrate_pairs,
-    identification_points,
-    resolve_threshold,
-    store_thresholds,
-    verification_points,
-)
+from facefeat.engine.calibration import calibrate_pairs, identification_points, verification_points
+from facefeat.thresholds import FALLBACK_THRESHOLD, resolve_threshold, store_thresholds
 
 
 def _scores(n_pos=2000, n_neg=20000, seed=0):
@@ -96,6 +90,20 @@ def test_pipeline_uses_the_calibrated_threshold_and_says_so():
     assert res["operating_point"] == {"threshold": 0.5, "source": "fixed", "operating_point": "fixed"}
     with pytest.raises(InputError):
         create_pipeline("face_recognition", rec_threshold="sometimes")
+
+
+def test_only_the_default_weights_carry_the_zoo_calibration():
+    """Decided by the weights reference's kind: the zoo's default weights (by name) get the
+    registry's record; the same file named by its path is "a file" and carries none."""
+    from facefeat import create_model
+    from facefeat.weights.onnx_import import sface_package_path
+
+    assert create_model("SFace").meta.extra["thresholds"] == get_spec("SFace").thresholds
+    assert "thresholds" not in create_model("SFace", weights=str(sface_package_path())).meta.extra
+    assert create_pipeline("face_recognition", weights=str(sface_package_path())).thresholds is None
+    pytest.importorskip("torch")  # the PyTorch backend decides the same way
+    assert create_model("SFace", backend="torch").meta.extra["thresholds"] == get_spec("SFace").thresholds
+    assert "thresholds" not in create_model("SFace", str(sface_package_path()), backend="torch").meta.extra
 
 
 def test_store_thresholds_in_a_model_dir(tmp_path):

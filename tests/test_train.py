@@ -20,13 +20,14 @@ from facefeat.engine.train import (
     load_pretrain,
     param_groups,
     preprocess_for_spec,
-    resolve_pretrain,
+    pretrain_weights,
     run_train,
 )
 from facefeat.errors import ConfigError, DatasetError, WeightsError
 from facefeat.models.heads import ArcMargin, CosMargin, build_head
-from facefeat.registry import get_spec
-from facefeat.runtime.torch_build import CHECKPOINT_FORMAT, build_torch_model, load_checkpoint
+from facefeat.registry import get_spec, list_models
+from facefeat.runtime.torch_build import build_torch_model
+from facefeat.weights.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "MobileFaceNet.yaml")
@@ -180,7 +181,7 @@ def test_cosmargin_and_build_head_defaults():
 # preprocessing, optimizer, schedule
 
 
-@pytest.mark.parametrize("name", ["MobileFaceNet", "SFace"])
+@pytest.mark.parametrize("name", list_models())
 def test_preprocess_matches_the_predictor(name):
     from facefeat.predict.predictor import FeaturePredictor
     from facefeat.runtime.model_dir import ModelMeta
@@ -191,9 +192,10 @@ def test_preprocess_matches_the_predictor(name):
     for shape in [(112, 112, 3), (150, 130, 3)]:
         img = rng.integers(0, 256, shape, dtype=np.uint8)
         np.testing.assert_array_equal(preprocess_for_spec(spec, img), pred.preprocess([img])[0])
-    if name == "SFace":  # the network normalises in-graph: 0..255 RGB in
+    if spec.preprocess.normalize_in_graph:  # the network normalises itself (SFace): 0..255 pixels in
         img = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
-        np.testing.assert_array_equal(preprocess_for_spec(spec, img), img[..., ::-1].transpose(2, 0, 1).astype(np.float32))
+        rgb = img[..., ::-1] if spec.channel_order == "RGB" else img
+        np.testing.assert_array_equal(preprocess_for_spec(spec, img), rgb.transpose(2, 0, 1).astype(np.float32))
 
 
 def test_no_weight_decay_on_1d_params_and_warmup_cosine():
@@ -298,17 +300,34 @@ def test_resume_needs_a_full_checkpoint(run_a, synth, tmp_path):
 # fine-tuning sources
 
 
-def test_pretrain_from_our_checkpoint_loads_backbone_and_head(run_a):
+def test_pretrain_from_our_checkpoint_loads_backbone_and_head(run_a, monkeypatch):
     spec = get_spec("MobileFaceNet")
-    path, fmt = resolve_pretrain(spec, str(run_a / "best_model"))  # a folder holding model.pt
-    assert fmt == "facefeat"
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    ref = pretrain_weights(spec, str(run_a / "best_model"))  # a folder holding model.pt
+    assert ref.format == "facefeat" and ref.model_name == "MobileFaceNet"
     model, head = build_torch_model(spec), build_head("ArcMargin", 128, 8)
-    info = load_pretrain(model, head, spec, path, fmt)
-    ck = load_checkpoint(path)
+    info = load_pretrain(model, head, spec, ref)
+    assert len(loads) == 1  # resolved, checked and loaded (backbone + head) from one read
+    ck = load_checkpoint(ref.path)
     assert info["head_loaded"]
     assert all(torch.equal(v, ck["model"][k]) for k, v in model.state_dict().items())
     other_head = build_head("ArcMargin", 128, 5)  # different classes: backbone only
-    assert not load_pretrain(build_torch_model(spec), other_head, spec, path, fmt)["head_loaded"]
+    assert not load_pretrain(build_torch_model(spec), other_head, spec, ref)["head_loaded"]
+
+
+def test_finetuning_reads_its_checkpoint_once(run_a, synth, tmp_path, monkeypatch):
+    """run_train resolves, checks and loads Train.pretrain_weight_path (backbone and head) from one
+    torch.load of the file."""
+    src = run_a / "best_model" / "model.pt"
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(str(f)) or real_load(f, *a, **k))
+    res = run_train(train_cfg(synth, tmp_path / "ft", f"Train.pretrain_weight_path={src}", "Train.epochs_iters=1"),
+                    quiet=True)
+    assert res["done_flag"] and res["pretrain"]["head_loaded"] and res["pretrain"]["format"] == "facefeat"
+    assert reads.count(str(src)) == 1, reads
 
 
 def test_imprint_head_sets_class_centres(synth):
@@ -334,10 +353,10 @@ def test_imprint_head_sets_class_centres(synth):
 def test_pretrain_from_paddlex_pdparams(paddle_peers):
     spec = get_spec("MobileFaceNet")
     pd = paddle_peers / "MobileFaceNet" / "model.pdparams"
-    path, fmt = resolve_pretrain(spec, str(pd))
-    assert fmt == "pdparams"
+    ref = pretrain_weights(spec, str(pd))
+    assert ref.format == "pdparams"
     model, head = build_torch_model(spec), build_head("ArcMargin", 128, 10)
-    info = load_pretrain(model, head, spec, path, fmt)
+    info = load_pretrain(model, head, spec, ref)
     assert info["head_loaded"]  # PaddleX head.weight is [128, 10]: same layout
     ref = np.load(paddle_peers / "MobileFaceNet" / "reference_io.npz")
     with torch.no_grad():
@@ -349,16 +368,16 @@ def test_pretrain_sface_onnx_and_name(tmp_path):
     from facefeat.weights.onnx_import import sface_package_path
 
     sface = get_spec("SFace")
-    assert resolve_pretrain(sface, "SFace")[1] == "onnx_int8bq"  # the packaged default
-    assert resolve_pretrain(sface, str(sface_package_path()))[1] == "onnx_int8bq"
-    assert resolve_pretrain(sface, None) is None and resolve_pretrain(sface, "null") is None
+    assert pretrain_weights(sface, "SFace").format == "onnx_int8bq"  # the packaged default
+    assert pretrain_weights(sface, str(sface_package_path())).format == "onnx_int8bq"
+    assert pretrain_weights(sface, None) is None and pretrain_weights(sface, "null") is None
     mfn = get_spec("MobileFaceNet")
     with pytest.raises(WeightsError, match="SFace only"):
-        load_pretrain(build_torch_model(mfn), build_head("ArcMargin", 128, 2), mfn, *resolve_pretrain(mfn, str(sface_package_path())))
+        load_pretrain(build_torch_model(mfn), build_head("ArcMargin", 128, 2), mfn, pretrain_weights(mfn, str(sface_package_path())))
     with pytest.raises(ConfigError, match="names model SFace"):
-        resolve_pretrain(mfn, "SFace")
+        pretrain_weights(mfn, "SFace")
     with pytest.raises(WeightsError, match="does not exist"):
-        resolve_pretrain(mfn, str(tmp_path / "nope.pdparams"))
+        pretrain_weights(mfn, str(tmp_path / "nope.pdparams"))
 
 
 def test_pretrain_zoo_name_offline_says_so(monkeypatch):
@@ -370,7 +389,7 @@ def test_pretrain_zoo_name_offline_says_so(monkeypatch):
 
     monkeypatch.setattr(sources.urllib.request, "urlopen", no_network)
     with pytest.raises(WeightsError) as ei:
-        resolve_pretrain(get_spec("MobileFaceNet"), "MobileFaceNet")
+        pretrain_weights(get_spec("MobileFaceNet"), "MobileFaceNet")
     msg = str(ei.value)
     assert "cannot be obtained" in msg and "Offline" in msg and "null" in msg and "download" in msg
 
@@ -399,6 +418,7 @@ def test_train_errors_name_the_problem(synth, tmp_path):
 # real faces: SFace fine-tuning with CosMargin and data-loader workers
 
 
+@pytest.mark.slow  # fine-tunes SFace on LFW faces
 def test_sface_finetune_on_lfw_faces(lfw_dir, tmp_path):
     ds = make_lfw_dataset(lfw_dir, tmp_path / "lfw_tiny", ids=4, per_id=4, val_pairs=20)
     out = tmp_path / "out"

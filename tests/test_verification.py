@@ -67,14 +67,11 @@ def test_fold_ids_given():
     assert contiguous_folds(10, 3).tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
-def test_threshold_search_is_vectorised_and_fast():
-    import time
-
+def test_threshold_search_on_a_large_set():
+    """60k pairs (its speed: bench/verification.py)."""
     rng = np.random.default_rng(1)
     s, y = _interleaved(rng.normal(1, 1, 30000), rng.normal(-1, 1, 30000))
-    t = time.perf_counter()
     r = kfold_accuracy(s, y)
-    assert time.perf_counter() - t < 2.0
     # Bayes accuracy for N(+1,1) vs N(-1,1) is Phi(1) = 0.8413
     assert r["accuracy"] == pytest.approx(0.8413, abs=0.01)
     assert abs(r["threshold_mean"]) < 0.05

@@ -27,6 +27,8 @@ import pytest
 
 from serving_fixtures import REPO, ThreadServer, lfw_images
 
+pytestmark = pytest.mark.slow  # a real browser (Chromium via Playwright)
+
 CHROMIUM = os.environ.get("FACEFEAT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

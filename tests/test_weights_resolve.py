@@ -119,6 +119,47 @@ def test_url_is_downloaded_once(tree, http_root, monkeypatch, tmp_path):
     assert resolve(f"{http_root}/w.pdparams").path.read_bytes() == b"cached"  # not fetched again
 
 
+def test_download_once_checks_the_sha256(tree, http_root, monkeypatch, tmp_path):
+    import hashlib
+
+    from facefeat.weights.sources import download_once
+
+    monkeypatch.setenv("FACEFEAT_HOME", str(tmp_path / "home"))
+    url = f"{http_root}/w.pdparams"
+    with pytest.raises(WeightsError, match="wrong sha256"):
+        download_once(url, "0" * 64)
+    assert not list((tmp_path / "home" / "weights").iterdir())  # nothing half-kept
+    good = hashlib.sha256((tree / "w.pdparams").read_bytes()).hexdigest()
+    path = download_once(url, good, filename="renamed.pdparams")
+    assert path.name == "renamed.pdparams" and path.read_bytes() == (tree / "w.pdparams").read_bytes()
+
+
+def test_a_checkpoint_is_read_once_and_travels_on_the_ref(tree, monkeypatch):
+    import facefeat.weights.checkpoint as ck
+
+    reads = []
+    real = ck.load_checkpoint
+    monkeypatch.setattr(ck, "load_checkpoint", lambda p: reads.append(p) or real(p))
+    import facefeat.weights.resolver as r
+
+    monkeypatch.setattr(r, "load_checkpoint", ck.load_checkpoint)
+    ref = resolve(str(tree / "file.pt"))
+    assert ref.checkpoint is not None and ref.model_name == "MobileFaceNet"
+    loaded = ck.read_facefeat_checkpoint(ref)
+    assert len(reads) == 1 and set(loaded.state) == set(ref.checkpoint["model"])
+    assert loaded.header["model_name"] == "MobileFaceNet" and "model" not in loaded.header
+
+
+def test_pretrain_purpose(tree):
+    from facefeat.errors import ConfigError
+
+    with pytest.raises(WeightsError, match="exported model directory"):
+        resolve(str(tree / "export"), "SFace", purpose="pretrain", where="Train.pretrain_weight_path")
+    with pytest.raises(ConfigError, match="names model SFace, but the model is MobileFaceNet"):
+        resolve("SFace", "MobileFaceNet", purpose="pretrain", where="Train.pretrain_weight_path")
+    assert resolve("SFace", "SFace", purpose="pretrain").is_default
+
+
 def test_model_dir_argument(tree):
     assert resolve_model_dir(tree / "paddlex").format == "paddle_inference"
     ref = resolve_model_dir(tree / "export" / "inference")
@@ -170,7 +211,7 @@ def test_loaders_by_format(tree):
 
     spec = get_spec("MobileFaceNet")
     with pytest.raises(WeightsError, match="unknown weights format 'nope'"):
-        load_into(object(), spec, tree / "w.pdparams", "nope")
+        load_into(object(), spec, WeightsRef("file", "nope", tree / "w.pdparams"))
     with pytest.raises(WeightsError, match="cannot be loaded into a PyTorch module"):
         load_into(object(), spec, resolve(str(tree / "export")))
     assert {f.name for f in FORMATS.values()} >= {"pdparams", "onnx_int8bq", "facefeat", "model_dir", "paddle_inference"}
@@ -200,10 +241,10 @@ def test_every_entry_point_calls_the_resolver(monkeypatch, tree):
     Evaluate.weight_path, Export.weight_path: all go through facefeat.weights.resolver."""
     import facefeat.weights.resolver as r
     from facefeat import create_model, create_pipeline
-    from facefeat.engine.checkpoint import checkpoint_path
+    from facefeat.engine.checkpoint import resume_weights
     from facefeat.engine.evaluate import load_eval_predictor
     from facefeat.engine.export import resolve_export_weights
-    from facefeat.engine.train import resolve_pretrain
+    from facefeat.engine.pretrain import pretrain_weights
     from facefeat.registry import get_spec
 
     monkeypatch.setattr(r, "resolve", _spy)
@@ -214,8 +255,8 @@ def test_every_entry_point_calls_the_resolver(monkeypatch, tree):
         lambda: create_model("MobileFaceNet", weights="x.pdparams"),
         lambda: create_model(model_dir=tree / "export" / "inference"),
         lambda: create_pipeline("face_recognition", model="SFace", weights="x.onnx"),
-        lambda: resolve_pretrain(spec, str(tree / "file.pt")),
-        lambda: checkpoint_path(tree / "run"),
+        lambda: pretrain_weights(spec, str(tree / "file.pt")),
+        lambda: resume_weights(tree / "run"),
         lambda: load_eval_predictor("MobileFaceNet", str(tree / "file.pt")),
         lambda: resolve_export_weights(spec, str(tree / "file.pt")),
     ]

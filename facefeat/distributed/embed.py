@@ -79,10 +79,9 @@ def _model_identity(model: str | None, weights: Any, model_dir: Any, backend: st
     if not h:
         src = getattr(pred.runner, "path", None)
         if src is None:  # the torch backend: hash the weights file it was built from
-            from facefeat.registry import get_spec
-            from facefeat.weights.sources import resolve_weights
+            from facefeat.weights.resolver import resolve
 
-            src = resolve_weights(get_spec(pred.model_name), weights)[0]
+            src = resolve(weights, pred.model_name).path
         h = file_sha256(src)[:16]
     rt = pred.runtime_info()  # what "auto" chose here: recorded, so every worker and resume runs the same
     return pred.model_name, int(pred.embedding_size), str(h), rt["backend"], rt["precision"]

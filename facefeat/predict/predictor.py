@@ -217,11 +217,12 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     if be == "torch":
         from facefeat.runtime.torch_build import build_torch_model
 
-        return FeaturePredictor(TorchRunner(build_torch_model(spec, ref.path, ref.format), dev, num_threads),
-                                ModelMeta.from_spec(spec), batch_size, flip)
-    from facefeat.runtime.zoo import prepare_model_dir
+        calibrated = ref.calibration(spec)
+        return FeaturePredictor(TorchRunner(build_torch_model(spec, ref), dev, num_threads),
+                                ModelMeta.from_spec(spec, **({"thresholds": calibrated} if calibrated else {})),
+                                batch_size, flip)
+    from facefeat.runtime.zoo import zoo_model_dir
 
-    mdir = prepare_model_dir(spec, ref)
-    onnx_path, meta = read_model_dir(mdir)
+    mdir, onnx_path, meta = zoo_model_dir(spec, ref)
     runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256)
     return FeaturePredictor(runner, meta, batch_size, flip, mdir)

@@ -82,10 +82,13 @@ def quantize_model(model_name: str | None = None, weights: str | os.PathLike | N
 
     t0 = time.perf_counter()
     if model_dir is None:
-        from facefeat.runtime.zoo import prepare_model_dir
+        from facefeat.runtime.zoo import zoo_model_dir
+        from facefeat.weights.resolver import resolve
 
-        model_dir = prepare_model_dir(get_spec(model_name or "SFace"), weights)
-    src_onnx, src = read_model_dir(model_dir)
+        spec = get_spec(model_name or "SFace")
+        model_dir, src_onnx, src = zoo_model_dir(spec, resolve(weights, spec, where="--weights"))
+    else:
+        src_onnx, src = read_model_dir(model_dir)
     if src.precision != "fp32":
         raise InputError(f"model_dir {str(model_dir)!r} is already {src.precision}; quantise its fp32 model")
     faces, skipped = calibration_faces(calibration_paths(calib, int(max_images)), src.preprocess)

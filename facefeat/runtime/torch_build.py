@@ -9,7 +9,8 @@ from facefeat.errors import require
 from facefeat.registry import ModelSpec
 from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta, write_model_meta
 from facefeat.utils import atomic_dir
-from facefeat.weights.checkpoint import CHECKPOINT_FORMAT, load_checkpoint  # noqa: F401  (re-exported)
+from facefeat.weights.loaders import load_into
+from facefeat.weights.ref import WeightsRef
 
 ONNX_OPSET = 17
 
@@ -23,21 +24,14 @@ def arch_class(spec: ModelSpec):
     return getattr(importlib.import_module(module), cls)
 
 
-def build_torch_model(spec: ModelSpec, weights_path: str | Path | None = None, fmt: str | None = None):
-    """Instantiate ``spec``'s architecture and load weights (``None``: random init), in eval mode."""
+def build_torch_model(spec: ModelSpec, weights: WeightsRef | None = None):
+    """Instantiate ``spec``'s architecture and load the resolved ``weights`` into it (``None``:
+    random init), in eval mode."""
     _torch()
     model = arch_class(spec)(embedding_size=spec.embedding_size)
-    if weights_path is not None:
-        load_weights_into(model, spec, weights_path, fmt)
+    if weights is not None:
+        load_into(model, spec, weights)
     return model.eval()
-
-
-def load_weights_into(model, spec: ModelSpec, weights_path: str | Path, fmt: str | None) -> None:
-    """Load weights of format ``fmt`` (None: from the suffix) into ``model``: see
-    :func:`facefeat.weights.resolver.load_into`, the one table of loaders by format."""
-    from facefeat.weights.resolver import load_into
-
-    load_into(model, spec, weights_path, fmt)
 
 
 def export_onnx(model, meta: ModelMeta, out_dir: str | Path, opset: int = ONNX_OPSET) -> Path:

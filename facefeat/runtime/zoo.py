@@ -11,7 +11,8 @@ from facefeat.errors import InputError, WeightsError
 from facefeat.registry import ModelSpec
 from facefeat.runtime.model_dir import MODEL_FILE, META_FILE, ModelMeta, read_model_dir, write_model_meta
 from facefeat.utils import atomic_dir, cache_dir
-from facefeat.weights.sources import file_sha256, resolve_weights
+from facefeat.weights.ref import WeightsRef
+from facefeat.weights.sources import file_sha256
 
 log = logging.getLogger("facefeat")
 
@@ -32,8 +33,11 @@ def models_cache_dir() -> Path:
     return cache_dir() / "models"
 
 
-def prepare_model_dir(spec: ModelSpec, weights: str | os.PathLike | None = None) -> Path:
-    """Return a model directory (``inference.onnx`` + ``inference.yml``) for ``spec`` + weights.
+def prepare_model_dir(spec: ModelSpec, weights: WeightsRef) -> Path:
+    """Return a model directory (``inference.onnx`` + ``inference.yml``) for ``spec`` + the
+    resolved ``weights``. Its content depends on the weights' bytes only: the calibrated operating
+    points that apply to the zoo's default weights are the caller's to add
+    (:meth:`facefeat.weights.ref.WeightsRef.is_default`).
 
     SFace converts its int8bq ONNX to fp32 with numpy + onnx only (no torch). Other models are
     built in PyTorch from their weights and exported once; the result is cached under
@@ -41,7 +45,7 @@ def prepare_model_dir(spec: ModelSpec, weights: str | os.PathLike | None = None)
     ``inference.onnx`` no longer matches its recorded checksum (truncated, corrupted), or that
     has no checksum, is reported with its path and rebuilt.
     """
-    path, fmt = resolve_weights(spec, weights)
+    path, fmt = weights.path, weights.format
     out = models_cache_dir() / f"{spec.name}-{weights_key(path)}"
     if (out / MODEL_FILE).is_file() or (out / META_FILE).is_file():
         try:
@@ -52,8 +56,7 @@ def prepare_model_dir(spec: ModelSpec, weights: str | os.PathLike | None = None)
         except (InputError, WeightsError) as exc:
             reason = str(exc)
         log.warning("model cache %s is unusable, rebuilding it: %s", out, reason)
-    meta = ModelMeta.from_spec(spec, weights_sha256_16=weights_key(path), weights_file=path.name,
-                               **({"thresholds": spec.thresholds} if weights is None and spec.thresholds else {}))
+    meta = ModelMeta.from_spec(spec, weights_sha256_16=weights_key(path), weights_file=path.name)
     if fmt == "onnx_int8bq":
         from facefeat.weights.onnx_import import convert_sface_to_fp32
 
@@ -63,5 +66,18 @@ def prepare_model_dir(spec: ModelSpec, weights: str | os.PathLike | None = None)
         return out
     from facefeat.runtime.torch_build import build_torch_model, export_onnx
 
-    model = build_torch_model(spec, path, fmt)
+    model = build_torch_model(spec, weights)
     return export_onnx(model, meta, out)
+
+
+def zoo_model_dir(spec: ModelSpec, weights: WeightsRef) -> tuple[Path, Path, ModelMeta]:
+    """``(model dir, its ONNX file, its meta)`` for ``spec`` + ``weights`` (see
+    :func:`prepare_model_dir`); the meta carries ``spec``'s calibrated operating points when, and
+    only when, the weights are its default ones (decided by the reference's kind)."""
+    mdir = prepare_model_dir(spec, weights)
+    onnx_path, meta = read_model_dir(mdir)
+    calibrated = weights.calibration(spec)
+    meta.extra.pop("thresholds", None)  # a cache made by an older facefeat may hold them
+    if calibrated:
+        meta.extra["thresholds"] = calibrated
+    return mdir, onnx_path, meta

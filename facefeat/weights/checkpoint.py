@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from facefeat.errors import WeightsError, require
-from facefeat.registry import ModelSpec
+from facefeat.weights.ref import LoadedWeights, WeightsRef
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "load_facefeat_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "read_facefeat_checkpoint"]
 
 CHECKPOINT_FORMAT = "facefeat-checkpoint-v1"
 
@@ -30,13 +30,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     raise WeightsError(f"{path}: not a facefeat checkpoint (expected a dict with a 'model' state dict)")
 
 
-def load_facefeat_checkpoint(model, path: str | Path, spec: ModelSpec) -> None:
-    """Load a facefeat checkpoint's backbone into ``model`` (its model name and keys must fit)."""
-    state = load_checkpoint(path)
-    if state.get("model_name") not in (None, spec.name):
-        raise WeightsError(f"{path}: checkpoint is of model {state['model_name']!r}, not {spec.name!r}")
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path}: checkpoint does not fit {spec.name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+#: the large parts of a checkpoint; everything else is its header
+_BODY = ("model", "head", "optimizer", "scheduler", "scaler", "rng", "history", "config")
+
+
+def read_facefeat_checkpoint(ref: WeightsRef, model: Any = None) -> LoadedWeights:
+    """A facefeat checkpoint's backbone state, head weight and header (read while resolving the
+    ref, else now); :func:`facefeat.weights.loaders.load_into` checks its model name."""
+    ckpt = ref.checkpoint if ref.checkpoint is not None else load_checkpoint(ref.path)
+    head = ckpt.get("head")
+    return LoadedWeights(ckpt["model"], head.get("weight") if isinstance(head, dict) else None,
+                         {k: v for k, v in ckpt.items() if k not in _BODY})

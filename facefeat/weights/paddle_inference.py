@@ -32,6 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facefeat.errors import InputError, WeightsError
+from facefeat.registry import get_spec
+from facefeat.weights.paddle import paddle_to_torch_state_dict
+from facefeat.weights.ref import LoadedWeights, WeightsRef
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -45,7 +48,7 @@ __all__ = [
     "inference_model_name",
     "inference_state_dict",
     "is_paddle_inference_dir",
-    "load_paddle_inference",
+    "read_paddle_inference_weights",
     "paddle_inference_dir",
     "read_paddle_inference",
 ]
@@ -136,8 +139,6 @@ def inference_model_name(path: str | os.PathLike) -> str | None:
 
 def resolve_model_name(model_name: str | None, path: str | os.PathLike) -> str:
     """The zoo model to build for inference dir ``path``: ``model_name`` or the yml's, which must agree."""
-    from facefeat.registry import get_spec
-
     found = inference_model_name(path)
     if model_name is None:
         if found is None:
@@ -445,16 +446,13 @@ def inference_state_dict(inf: PaddleInferenceModel, model: "torch.nn.Module") ->
     return state
 
 
-def load_paddle_inference(model: "torch.nn.Module", path: str | os.PathLike) -> "torch.nn.Module":
-    """Load a PaddleX inference model directory into ``model`` (strictly); returns it in eval mode."""
-    from facefeat.weights.paddle import paddle_to_torch_state_dict
-
-    inf = read_paddle_inference(path)
+def read_paddle_inference_weights(ref: WeightsRef, model: "torch.nn.Module") -> LoadedWeights:
+    """A PaddleX inference model directory's parameters as ``model``'s state dict (strictly mapped)."""
+    inf = read_paddle_inference(ref.path)
     try:
         state = paddle_to_torch_state_dict(inference_state_dict(inf, model), model)
     except WeightsError as exc:
         if str(inf.directory) in str(exc):
             raise
         raise WeightsError(f"{inf.directory}: {exc}") from exc
-    model.load_state_dict(state, strict=False)
-    return model.eval()
+    return LoadedWeights(state)

@@ -12,39 +12,40 @@ http(s) URL         downloaded once into ``$FACEFEAT_HOME/weights``, then read a
 file                by suffix, from :data:`FORMATS` (``.pdparams``, ``.onnx``, ``.pt``/``.pth``);
                     an ``inference.onnx`` inside an exported model directory means that directory
 checkpoint folder   its ``model.pt`` (``purpose="resume"``: else ``latest/model.pt``; otherwise
-                    ``best_model/model.pt``)
+                    ``best_model/model.pt``); a checkpoint is read once, here, and travels on the ref
 model directory     ``inference.onnx`` + ``inference.yml`` (facefeat export), or PaddleX's
                     ``inference.json`` + ``inference.pdiparams`` (format ``paddle_inference``);
                     a training output's ``inference/`` / ``best_model/inference/`` too
 ==================  ==========================================================================
 
-and loads weights into a torch module through one table of loaders by format
-(:func:`load_into`). Nothing here imports torch until a checkpoint has to be read.
+``purpose="pretrain"`` (``Train.pretrain_weight_path``) wants weights of ``model`` itself: a zoo
+name must be that model's, and an exported model directory is refused. :data:`FORMATS` names each
+format's reader; :func:`facefeat.weights.loaders.load_into` loads a ref into a torch module.
+Nothing here imports torch until a checkpoint has to be read.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from facefeat.errors import InputError, WeightsError
+from facefeat.errors import ConfigError, InputError, WeightsError
 from facefeat.registry import ModelSpec, get_spec, list_models
+from facefeat.weights.checkpoint import load_checkpoint
+from facefeat.weights.ref import WeightsRef
+from facefeat.weights.sources import default_weights, download_once
 
 __all__ = [
     "FORMATS",
     "Format",
     "WeightsNotFoundError",
-    "WeightsRef",
     "is_null",
-    "load_into",
     "model_kwargs",
     "resolve",
     "resolve_model_dir",
-    "resolve_weights",
 ]
 
 log = logging.getLogger("facefeat")
@@ -64,44 +65,23 @@ class Format:
     description: str
     suffixes: tuple[str, ...] = ()
     dir_files: tuple[str, ...] = ()  # a directory holding all of these is this format
-    loader: str | None = None  # "module:function(model, path)" loading into a torch module
+    loader: str | None = None  # "module:function": reader(ref, model) -> LoadedWeights (facefeat.weights.loaders)
 
 
 #: format name -> Format: the one suffix -> format map and the one table of loaders
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("pdparams", "PaddleX/PaddleClas trained weights", (".pdparams",),
-           loader="facefeat.weights.paddle:load_paddle_weights"),
+           loader="facefeat.weights.paddle:read_paddle_weights"),
     Format("onnx_int8bq", "OpenCV Zoo SFace ONNX (int8 block-quantised or fp32)", (".onnx",),
-           loader="facefeat.models.sface:load_onnx_weights"),
+           loader="facefeat.weights.onnx_import:read_sface_onnx"),
     Format("facefeat", "facefeat training checkpoint", (".pt", ".pth"),
-           loader="facefeat.weights.checkpoint:load_facefeat_checkpoint"),
+           loader="facefeat.weights.checkpoint:read_facefeat_checkpoint"),
     Format("model_dir", "exported model directory (inference.onnx + inference.yml)",
            dir_files=("inference.onnx", "inference.yml")),
     Format("paddle_inference", "PaddleX inference directory (inference.json + inference.pdiparams)",
            dir_files=("inference.json", "inference.pdiparams"),
-           loader="facefeat.weights.paddle_inference:load_paddle_inference"),
+           loader="facefeat.weights.paddle_inference:read_paddle_inference_weights"),
 )}
-
-
-@dataclass(frozen=True)
-class WeightsRef:
-    """A resolved weights reference.
-
-    ``kind``: what the user named (``zoo``, ``url``, ``file``, ``checkpoint_dir``, ``model_dir``);
-    ``format``: a key of :data:`FORMATS`; ``path``: the local file or directory; ``model_name``:
-    the model the weights belong to when known (a zoo name, a checkpoint's ``model_name``, a
-    model directory's meta), else None; ``given``: the text as named, for messages.
-    """
-
-    kind: str
-    format: str
-    path: Path
-    model_name: str | None = None
-    given: str = ""
-
-    @property
-    def is_dir(self) -> bool:
-        return self.format in ("model_dir", "paddle_inference")
 
 
 def is_null(value: Any) -> bool:
@@ -135,11 +115,11 @@ def _file_format(p: Path, where: str) -> str:
                        "or a folder (model.pt, inference.onnx + inference.yml)")
 
 
-def _checkpoint_model(path: Path) -> str | None:
-    from facefeat.weights.checkpoint import load_checkpoint
-
-    name = load_checkpoint(path).get("model_name")
-    return str(name) if name else None
+def _checkpoint_ref(kind: str, path: Path, given: str) -> WeightsRef:
+    """A facefeat checkpoint's ref: read once here (its model name), the contents kept for loading."""
+    ckpt = load_checkpoint(path)
+    name = ckpt.get("model_name")
+    return WeightsRef(kind, "facefeat", path, str(name) if name else None, given, ckpt)
 
 
 def _from_dir(d: Path, given: str, where: str, purpose: str) -> WeightsRef:
@@ -149,7 +129,7 @@ def _from_dir(d: Path, given: str, where: str, purpose: str) -> WeightsRef:
     tail = ("latest",) if purpose == "resume" else ("best_model",)
     for cand in (d / CKPT_NAME, *(d / t / CKPT_NAME for t in tail)):
         if cand.is_file():
-            return WeightsRef("checkpoint_dir", "facefeat", cand, _checkpoint_model(cand), given)
+            return _checkpoint_ref("checkpoint_dir", cand, given)
     if purpose != "resume":
         for sub in (d / "inference", d / "best_model" / "inference"):
             fmt = _dir_format(sub)
@@ -181,46 +161,50 @@ def resolve_model_dir(model_dir: str | os.PathLike, where: str = "model_dir") ->
     return WeightsRef("model_dir", fmt, p, _dir_model(p, fmt) if p.is_dir() else None, str(model_dir))
 
 
-def _download(url: str, where: str) -> Path:
-    from facefeat.weights.sources import download, weights_cache_dir
-
-    name = url.split("?")[0].rstrip("/").rsplit("/", 1)[-1] or "weights"
-    dst = weights_cache_dir() / name
-    if not dst.is_file():
-        try:
-            download(url, dst)
-        except WeightsError:
-            raise
-        except Exception as exc:
-            raise WeightsError(f"{where}: download of {url} failed ({exc}); no network? Put the file at {dst} "
-                               "or pass a local path") from exc
-    return dst
-
-
 def resolve(what: str | os.PathLike | WeightsRef | None, model: str | ModelSpec | None = None, *,
             purpose: str = "weights", where: str = "weights") -> WeightsRef:
     """Turn what the user named into a :class:`WeightsRef` (see the module docstring).
 
     ``what`` None (or "null") means ``model``'s default weights. ``purpose="resume"`` looks for a
-    resumable checkpoint (``model.pt`` or ``latest/model.pt``) in a folder. ``where`` names the
+    resumable checkpoint (``model.pt`` or ``latest/model.pt``) in a folder; ``purpose="pretrain"``
+    wants weights to fine-tune ``model`` from (see the module docstring). ``where`` names the
     setting in messages (``Train.pretrain_weight_path``, ``--weights``, ...). Raises
     :class:`WeightsError` (:class:`WeightsNotFoundError` for a name that is nothing at all).
     """
     if isinstance(what, WeightsRef):
         return what
-    if is_null(what):
-        if model is None:
-            raise WeightsError(f"{where}: no weights and no model named")
-        spec = model if isinstance(model, ModelSpec) else get_spec(model)
-        from facefeat.weights.sources import default_weights
+    ref = _resolve(what, model, purpose, where)
+    if purpose == "pretrain" and ref.is_dir:
+        raise WeightsError(f"{where} {ref.given!r} is an exported model directory; fine-tune from "
+                           f"its weights instead ({CKPT_NAME}, .pdparams or .onnx)")
+    return ref
 
+
+def _default(model: str | ModelSpec | None, purpose: str, where: str) -> WeightsRef:
+    if model is None:
+        raise WeightsError(f"{where}: no weights and no model named")
+    spec = model if isinstance(model, ModelSpec) else get_spec(model)
+    try:
         path, fmt = default_weights(spec)
-        return WeightsRef("zoo", fmt, path, spec.name, spec.name)
+    except WeightsError as exc:
+        if purpose != "pretrain":
+            raise
+        raise WeightsError(
+            f"{where}={spec.name} means the default pretrained weights of {spec.name}, which cannot be "
+            f"obtained ({exc}). Offline, point {where} at a local file (.pdparams / .pt / .onnx) or set "
+            "it to null to train from scratch.") from exc
+    return WeightsRef("zoo", fmt, path, spec.name, spec.name)
+
+
+def _resolve(what: str | os.PathLike | None, model: str | ModelSpec | None, purpose: str,
+             where: str) -> WeightsRef:
+    if is_null(what):
+        return _default(model, purpose, where)
     text = os.fspath(what).strip() if isinstance(what, os.PathLike) else str(what).strip()
     if text.lower().startswith(("http://", "https://")):
-        path = _download(text, where)
+        path = download_once(text, where=where)
         fmt = _file_format(path, where)
-        return WeightsRef("url", fmt, path, _checkpoint_model(path) if fmt == "facefeat" else None, text)
+        return _checkpoint_ref("url", path, text) if fmt == "facefeat" else WeightsRef("url", fmt, path, None, text)
     p = Path(text).expanduser()
     if p.is_dir():
         return _from_dir(p, text, where, purpose)
@@ -228,14 +212,19 @@ def resolve(what: str | os.PathLike | WeightsRef | None, model: str | ModelSpec 
         fmt = _file_format(p, where)
         if FORMATS[fmt].dir_files:
             return WeightsRef("model_dir", fmt, p.parent, _dir_model(p.parent, fmt), text)
-        return WeightsRef("file", fmt, p, _checkpoint_model(p) if fmt == "facefeat" else None, text)
+        return _checkpoint_ref("file", p, text) if fmt == "facefeat" else WeightsRef("file", fmt, p, None, text)
     zoo = _zoo_name(text)
     if zoo is not None:
-        return resolve(None, zoo, where=where)
+        if purpose == "pretrain" and model is not None:
+            name = model.name if isinstance(model, ModelSpec) else get_spec(model).name
+            if zoo != name:
+                raise ConfigError(f"{where}={text} names model {zoo}, but the model is {name}; use {name}, "
+                                  "a weights file, or null (from scratch)")
+        return _default(zoo, purpose, where)
     if p.name == "best_model.pdparams" and (p.parent / CKPT_NAME).is_file():
         # PaddleX's default Evaluate.weight_path; facefeat trains to best_model/model.pt beside it
         log.warning("%s not found; using %s", p, p.parent / CKPT_NAME)
-        return resolve(p.parent / CKPT_NAME, model, purpose=purpose, where=where)
+        return _resolve(p.parent / CKPT_NAME, model, purpose, where)
     raise WeightsNotFoundError(
         f"{where} {text!r} does not exist: it is neither a file, a folder with a model, an http(s) URL nor "
         f"a zoo model name ({', '.join(list_models())})")
@@ -251,32 +240,3 @@ def model_kwargs(what: str | os.PathLike | WeightsRef | None, model: str | Model
         return {"model_dir": ref.path}
     name = ref.model_name or (model.name if isinstance(model, ModelSpec) else model)
     return {"model_name": name, "weights": ref}
-
-
-def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | WeightsRef | None = None) -> tuple[Path, str]:
-    """``(local path, format)`` of ``weights`` for ``spec`` (None: its default weights)."""
-    ref = resolve(weights, spec)
-    return ref.path, ref.format
-
-
-def _loader(fmt: str) -> Callable[[Any, Path], Any]:
-    f = FORMATS.get(fmt)
-    if f is None:
-        raise WeightsError(f"unknown weights format {fmt!r}; known: {', '.join(FORMATS)}")
-    if f.loader is None:
-        raise WeightsError(f"weights of format {fmt!r} ({f.description}) cannot be loaded into a PyTorch "
-                           "module; use them with create_model(model_dir=...)")
-    module, _, fn = f.loader.partition(":")
-    return getattr(importlib.import_module(module), fn)
-
-
-def load_into(model: Any, spec: ModelSpec, ref: WeightsRef | str | os.PathLike, fmt: str | None = None) -> None:
-    """Load weights (a ref, or a path with its ``fmt``) into a torch module of ``spec``'s architecture."""
-    if not isinstance(ref, WeightsRef):
-        p = Path(ref)
-        ref = WeightsRef("file", fmt or _file_format(p, "weights"), p, None, str(ref))
-    if ref.format == "facefeat":
-        _loader("facefeat")(model, ref.path, spec)
-    else:
-        _loader(ref.format)(model, ref.path)
-    model.eval()

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from facefeat.errors import WeightsError
-from facefeat.registry import ModelSpec, WeightSource
+from facefeat.registry import ModelSpec
 from facefeat.utils import atomic_path, cache_dir
 
 DOWNLOAD_TIMEOUT_S = float(os.environ.get("FACEFEAT_DOWNLOAD_TIMEOUT", 30))
@@ -53,19 +53,23 @@ def download(url: str, dst: Path, sha256: str | None = None, timeout: float = DO
     return dst
 
 
-def _from_url(source: WeightSource, model: str) -> Path:
-    cached = weights_cache_dir() / source.filename
+def download_once(url: str, sha256: str | None = None, *, where: str = "weights",
+                  filename: str | None = None) -> Path:
+    """``url``'s file in the weights cache (``$FACEFEAT_HOME/weights/<filename>``), downloaded the
+    first time only (atomically, checked against ``sha256`` when given). A failed download raises
+    :class:`WeightsError` naming ``where``, the URL, and where to put the file by hand."""
+    name = filename or url.split("?")[0].rstrip("/").rsplit("/", 1)[-1] or "weights"
+    cached = weights_cache_dir() / name
     if cached.is_file():
         return cached
     try:
-        return download(source.location, cached, source.sha256)
+        return download(url, cached, sha256)
     except WeightsError:
         raise
     except Exception as exc:
         raise WeightsError(
-            f"cannot get the weights of {model}: download of {source.location} failed ({exc}). "
-            f"Put the file at {cached} (the cache, set by FACEFEAT_HOME), or pass a local file "
-            f"with weights='path/to/{source.filename}' (CLI: --weights)."
+            f"{where}: download of {url} failed ({exc}); no network? Put the file at {cached} (the cache, "
+            f"set by FACEFEAT_HOME), or pass a local file (weights='path/to/{name}', CLI: --weights)."
         ) from exc
 
 
@@ -80,15 +84,6 @@ def default_weights(spec: ModelSpec) -> tuple[Path, str]:
             raise WeightsError(f"weights file {src.location!r} of {spec.name} does not exist")
         return path, src.format
     if src.kind == "url":
-        return _from_url(src, spec.name), src.format
+        return download_once(src.location, src.sha256, where=f"the weights of {spec.name}",
+                             filename=src.filename), src.format
     raise WeightsError(f"{spec.name}: unknown weight source kind {src.kind!r}")
-
-
-def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """``(local path, format)`` for ``spec``; ``weights`` overrides the default source.
-
-    The rules are :func:`facefeat.weights.resolver.resolve`'s (this is its two-value form).
-    """
-    from facefeat.weights.resolver import resolve_weights as _resolve
-
-    return _resolve(spec, weights)
