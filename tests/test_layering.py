@@ -31,16 +31,17 @@ TIERS: list[tuple[str, tuple[str, ...]]] = [
     # Preprocess is the spec's value type (held by ModelSpec and by model directories): it lives in
     # runtime/ as the design says, but sits below the registry, which holds one per model
     ("spec", ("facefeat.runtime.preprocess", "facefeat.registry")),
-    # the mode and pipeline configs; the pipeline config's `events:` block is read by events/config.py
-    ("config", ("facefeat.config_schema", "facefeat.config", "facefeat.events.config")),
+    # the mode and pipeline configs; the pipeline config's `events:` block is read by events/config.py (with its value types)
+    ("config", ("facefeat.config_schema", "facefeat.config", "facefeat.events.config", "facefeat.events.types")),
     ("weights", ("facefeat.weights",)),
     ("runtime", ("facefeat.runtime",)),
     ("predict", ("facefeat.predict", "facefeat.thresholds")),
     ("index", ("facefeat.index",)),
+    # events out: the pipeline's video feeds the hub; events import nothing above the index
+    ("events", ("facefeat.events",)),
     ("pipeline", ("facefeat.pipeline",)),
     ("surface", ("facefeat",)),  # facefeat/__init__.py: create_model, create_pipeline, list_models
     ("engine", ("facefeat.engine",)),
-    ("events", ("facefeat.events",)),
     ("distributed", ("facefeat.distributed",)),
     ("serving", ("facefeat.serving",)),
     ("cli", ("facefeat.cli", "facefeat.__main__")),
