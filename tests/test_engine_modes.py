@@ -243,7 +243,7 @@ def test_predict_mode_prints_and_saves(sface_export, tmp_path, capsys):
                    "-o", f"Predict.model_dir={sface_export / 'inference'}", "-o", f"Predict.input={img}"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "'feature'" in printed and str(img) in printed  # PaddleX's print(): the {"res": ...} dict
+    assert "128-d feature [" in printed and str(img) in printed  # one human line per image, no dict repr
     doc = json.loads((out / "face_res.json").read_text())
     feat = np.asarray(doc["feature"])  # PaddleX writes the inner result dict
     assert feat.shape == (128,) and abs(np.linalg.norm(feat) - 1) < 1e-5

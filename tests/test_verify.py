@@ -73,6 +73,6 @@ def test_face_against_a_gallery_person(pipe, lfw_dir):
 
 def test_cli_verify(lfw_dir):
     r = subprocess.run([sys.executable, "-m", "facefeat", "verify", img(lfw_dir, "Tony_Blair", 0),
-                        img(lfw_dir, "Tony_Blair", 3)], capture_output=True, text=True, timeout=300)
+                        img(lfw_dir, "Tony_Blair", 3), "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["res"]["verified"] is True
+    assert json.loads(r.stdout)["verified"] is True

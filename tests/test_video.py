@@ -156,7 +156,8 @@ def test_stream_drop_is_retried_then_reported(video, caplog):
 def test_cli_recognize_video(video, gallery, tmp_path, capsys):
     from facefeat.cli import main
 
-    rc = main(["recognize", str(video), "--index", str(gallery[1]), "--every-n", "3", "--save-dir", str(tmp_path)])
+    rc = main(["recognize", str(video), "--index", str(gallery[1]), "--every-n", "3", "--save-dir", str(tmp_path),
+               "--json"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     events = [json.loads(line) for line in cap.out.splitlines()]

@@ -109,18 +109,15 @@ def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
         raise ConfigError("Predict.input is required for predict (an image path, a folder, a URL, or a list)")
     kw = {"device": single_device(g.device), "batch_size": p.batch_size, "flip": p.flip}
     model = create_model(model_dir=p.model_dir, **kw) if p.model_dir else create_model(g.model, **kw)
-    n = 0
-    for res in model.predict(p.input, errors="auto"):
-        n += 1
-        if not quiet:
-            res.print()
+    from facefeat.cli_output import Output, feature_line
+
+    out, failures = Output(quiet=quiet), []
+    for res in model.predict(p.input, errors="warn", failures=failures):
+        out.record(res, feature_line(res))
         res.save_to_json(g.output)
-    if model.failures:
-        print(f"facefeat: {len(model.failures)} input(s) failed, {n} succeeded:", file=sys.stderr)
-        for exc in model.failures:
-            print(f"  - {exc}", file=sys.stderr)
-        return 1
-    return 0
+    for exc in failures:
+        out.fail(exc)
+    return out.finish()
 
 
 def _run_train(cfg: Config, quiet: bool) -> int:

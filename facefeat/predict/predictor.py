@@ -128,8 +128,8 @@ class FeaturePredictor:
 
         ``errors``: ``"raise"`` stops at the first bad input; ``"warn"`` logs it, records it and
         goes on; ``"auto"`` raises for a single input and warns otherwise. Skipped inputs'
-        InputErrors are appended to ``failures`` (a list the caller owns) and are this thread's
-        ``self.failures`` after the call.
+        InputErrors are appended to ``failures`` (a list the caller owns, and then reports: nothing
+        is logged) and are this thread's ``self.failures`` after the call.
         """
         if errors not in ("auto", "raise", "warn"):
             raise InputError(f"errors must be 'auto', 'raise' or 'warn', got {errors!r}")
@@ -157,7 +157,8 @@ class FeaturePredictor:
                         if errors == "raise":
                             raise
                         failed.append(exc)
-                        log.warning("skipped: %s", exc)
+                        if failures is None:  # a caller's list: the caller reports them
+                            log.warning("skipped: %s", exc)
                 if good:
                     feats = self.embed(imgs, flip, bs)
                     for item, feat in zip(good, feats):
