@@ -312,7 +312,13 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     b.add_argument("--gallery", default=None, help="gallery root directory")
     b.add_argument("--from-parquet", default=None, metavar="DIR",
                    help="bulk-load 'facefeat embed-dataset' output instead of embedding a gallery")
-    b.add_argument("--label-column", default="label", help="--from-parquet: row column holding the label")
+    b.add_argument("--label-column", default="label",
+                   help="--from-parquet: row column holding the label (default 'label': a folder input's "
+                        "sub-folder names, a list's second field); 'path' labels each image by its path")
+    b.add_argument("--skip-unlabelled", action="store_true",
+                   help="--from-parquet: leave out images without a label instead of stopping")
+    b.add_argument("--faces", default="gallery", choices=["gallery", "all"],
+                   help="--from-parquet: one face per image, as the gallery rule picks (default), or every face")
     b.add_argument("--label-map", default=None, help="--from-parquet: file mapping paths to labels (gallery.txt, CSV)")
     b.add_argument("--labels", default=None, help="label file (default: <gallery>/gallery.txt)")
     b.add_argument("--out", required=True, help="index directory to write")
@@ -414,7 +420,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         kw = {"uri": args.milvus_uri} if args.index_backend == "milvus" and args.milvus_uri else {}
         index, stats = build_index_from_parquet(args.from_parquet, backend=args.index_backend, metric_type=args.metric,
                                                 index_type=args.index_type, label_column=args.label_column,
-                                                label_map=args.label_map, **kw)
+                                                label_map=args.label_map, skip_unlabelled=args.skip_unlabelled,
+                                                faces=args.faces, flags=_PARQUET_FLAGS, **kw)
         index.save(args.out)
         out.document({"out": args.out, "index": index.info(), "stats": stats},
                      escape(f"built {_index_line(index)} -> {args.out} ({_stats_line(stats)})"))
@@ -439,6 +446,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     out.document({"out": args.out, "index": index.info(), "rejected": [r.to_dict() for r in pipe.last_rejected]},
                  escape(f"built {_index_line(index)} -> {args.out}"))
     return _report_rejected(out, pipe.last_rejected, len(index))
+
+
+#: how ``index build --from-parquet`` spells build_index_from_parquet's options (for its errors)
+_PARQUET_FLAGS = {"label_column": "--label-column", "label_map": "--label-map", "skip_unlabelled": "--skip-unlabelled",
+                  "faces": "--faces"}
 
 
 def _model_of(pipe) -> tuple[str, int]:

@@ -327,3 +327,22 @@ def test_bulk_load_labels(local_out, images, tmp_path):
     assert len(ix) == sum(1 for r in _rows(local_out).to_pylist() if r["status"] == "ok")
     with pytest.raises(InputError, match="no column 'who'"):
         build_index_from_parquet(local_out, label_column="who")
+
+
+def test_cli_bulk_load_errors_name_cli_flags(local_out, images, tmp_path, capsys):
+    """`index build --from-parquet` errors name the command's flags, never Python keywords; and
+    --skip-unlabelled exists."""
+    from facefeat.cli import main
+
+    mapping = tmp_path / "people.txt"
+    mapping.write_text("".join(f"{p} person-{i}\n" for i, (p, _) in enumerate(images["lfw"][:10])))
+    base = ["index", "build", "--from-parquet", str(local_out), "--index-type", "Flat"]
+    assert main(base + ["--out", str(tmp_path / "a"), "--label-map", str(mapping)]) == 2
+    err = capsys.readouterr().err
+    assert "has no label" in err and "--skip-unlabelled" in err and "--label-column path" in err, err
+    assert "skip_unlabelled" not in err and "label_column" not in err and "label_map" not in err
+    assert main(base + ["--out", str(tmp_path / "b"), "--label-column", "who"]) == 2
+    err = capsys.readouterr().err
+    assert "--label-column or --label-map" in err and "label_column=" not in err
+    assert main(base + ["--out", str(tmp_path / "c"), "--label-map", str(mapping), "--skip-unlabelled"]) == 0
+    assert "built faiss Flat IP index of" in capsys.readouterr().out
