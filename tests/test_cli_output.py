@@ -159,3 +159,29 @@ def test_output_json_mode_and_failures(capsys):
     assert out.finish() == 1
     cap = capsys.readouterr()
     assert cap.out == '{"a": 1}\n' and "x\\x1b.jpg: bad" in cap.err and "1 input(s) failed, 1 succeeded" in cap.err
+
+
+def test_milvus_lite_build_prints_no_traceback(tmp_path, lfw_dir):
+    """milvus-lite answers pymilvus's AllocTimestamp probe with NotImplementedError: gRPC logged two
+    tracebacks on every successful build; they are not errors and are silenced (others are not)."""
+    pytest.importorskip("pymilvus", reason="the Milvus backend needs: pip install 'facefeat[milvus]'")
+    pytest.importorskip("milvus_lite", reason="milvus-lite is needed for local Milvus: pip install milvus-lite")
+    import logging
+
+    from conftest import make_gallery
+
+    gallery = make_gallery(tmp_path / "g", lfw_dir, ["Tony_Blair", "Colin_Powell"], per_person=1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run([sys.executable, "-m", "facefeat", "index", "build", "--gallery", str(gallery), "--out",
+                        str(tmp_path / "idx"), "--index-backend", "milvus", "--index-type", "FLAT"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0 and "built milvus FLAT IP index of 2 sample(s)" in r.stdout, r.stderr
+    assert "Traceback" not in r.stderr and "NotImplementedError" not in r.stderr, r.stderr
+    from facefeat.index.milvus_index import _UnimplementedRpcFilter
+
+    def rec(exc):
+        return logging.LogRecord("grpc._server", logging.ERROR, __file__, 1, "Exception calling application", (),
+                                 (type(exc), exc, None))
+
+    assert not _UnimplementedRpcFilter().filter(rec(NotImplementedError("Method not implemented!")))
+    assert _UnimplementedRpcFilter().filter(rec(RuntimeError("a real failure")))
