@@ -44,6 +44,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     _model_args(p)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--flip", action="store_true", help="add the mirror image's feature (flip test)")
+    p.add_argument("--align", default="auto", choices=["auto", "warn", "off"],
+                   help="inputs that are not aligned face crops of the model's size (photos): detect and align "
+                        "the face (auto, default), or resize them with a warning (warn) or silently (off)")
     p.add_argument("--save-dir", default=None, help="write <image>_res.json per image here")
     p.add_argument("--quiet", action="store_true", help="do not print results")
 
@@ -58,7 +61,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs = args.inputs if len(args.inputs) > 1 else args.inputs[0]
     progress = (len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()) and not args.json
     out, failures = Output.of(args), []
-    for res in model.predict(inputs, errors="warn", progress=progress, failures=failures):
+    for res in model.predict(inputs, errors="warn", progress=progress, failures=failures, align=args.align):
         _drain(out, failures)
         out.record(res, feature_line(res))
         if args.save_dir:

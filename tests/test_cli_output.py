@@ -185,3 +185,32 @@ def test_milvus_lite_build_prints_no_traceback(tmp_path, lfw_dir):
 
     assert not _UnimplementedRpcFilter().filter(rec(NotImplementedError("Method not implemented!")))
     assert _UnimplementedRpcFilter().filter(rec(RuntimeError("a real failure")))
+
+
+def test_predict_aligns_photos_or_warns_loudly(lfw_dir, tmp_path, caplog, capsys):
+    """The module embeds aligned crops: a photo is aligned as the pipeline does (align='auto', the
+    CLI's default) or embedded resized with a loud warning (the library's default, as PaddleX)."""
+    import logging
+
+    import numpy as np
+
+    from facefeat import create_model
+    from facefeat.pipeline import create_pipeline
+
+    photo = _img(lfw_dir, "Tony_Blair")
+    model = create_model("SFace")
+    ref = np.asarray(create_pipeline("face_recognition").embed(photo)[0]["feature"])
+    (aligned,) = model.predict(photo, align="auto")
+    assert float(np.dot(aligned["feature"], ref)) > 0.999
+    with caplog.at_level(logging.WARNING, logger="facefeat"):
+        (resized,) = model.predict(photo)
+    assert "not an aligned 112x112 face crop" in caplog.text and "align='auto'" in caplog.text
+    assert float(np.dot(resized["feature"], ref)) < 0.99
+    blank = tmp_path / "blank.png"
+    import cv2
+
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 127, np.uint8))
+    assert main(["predict", photo, str(blank), "--json"]) == 1  # CLI default: --align auto
+    cap = capsys.readouterr()
+    (doc,) = [json.loads(x) for x in cap.out.splitlines()]
+    assert float(np.dot(doc["feature"], ref)) > 0.999 and "blank.png: no face found to align" in cap.err

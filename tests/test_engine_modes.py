@@ -202,6 +202,13 @@ def test_evaluate_lfw_pairs_txt_directly(lfw_dir, tmp_path):
     assert doc["pairs_format"] == "lfw" and doc["num_pairs"] == 12 and doc["model_name"] == "SFace"
     assert doc["flip"]["kfold"]["folds"] == 2 and doc["flip"]["kfold"]["fold_sizes"] == [6, 6]
     assert doc["no_flip"]["accuracy"] is not None
+    # LFW's 250x250 photos are aligned as the pipeline does (raw resized photos: 85.9% instead of 99.5%)
+    assert doc["photos_aligned"] == doc["num_images"] and doc["photos_without_face"] == 0
+    from facefeat import create_model
+    from facefeat.engine.evaluate import evaluate_pairs_file
+
+    off = evaluate_pairs_file(create_model("SFace"), pairs, batch_size=8, align="off")
+    assert off["photos_aligned"] == 0 and off["num_images"] == doc["num_images"]
 
 
 def test_find_pairs_file(pairs_ds, tmp_path):
