@@ -260,6 +260,21 @@ def test_predict_mode_prints_and_saves(sface_export, tmp_path, capsys):
                      "-o", f"Global.output={out}"]) == 2  # no input
 
 
+def test_predict_mode_finds_what_export_wrote(sface_export, tmp_path, monkeypatch, capsys):
+    """export writes <Global.output>/inference; predict's default model_dir (PaddleX's
+    output/best_model/inference, written by train) falls back to it: the two commands connect."""
+    img = tmp_path / "face.jpg"
+    cv2.imwrite(str(img), _faces(1, 7)[0])
+    monkeypatch.chdir(tmp_path)  # no ./output/best_model/inference here
+    rc = cli_main(["-c", str(CONFIGS / "SFace.yaml"), "-o", "Global.mode=predict", "-o", f"Global.output={sface_export}",
+                   "-o", f"Predict.input={img}"])
+    cap = capsys.readouterr()
+    assert rc == 0 and f"using {sface_export / 'inference'}" in cap.err and "128-d feature" in cap.out
+    assert cli_main(["-c", str(CONFIGS / "SFace.yaml"), "-o", "Global.mode=predict", "-o", "Global.output=nowhere",
+                     "-o", f"Predict.input={img}"]) == 2
+    assert "run export (or train) first" in capsys.readouterr().err
+
+
 def test_check_dataset_mode_and_subcommand(pairs_ds, tmp_path):
     ds = tmp_path / "ds"
     (ds / "train" / "images").mkdir(parents=True)

@@ -99,6 +99,26 @@ def run_check_dataset(cfg: Mapping, quiet: bool = False) -> int:
     return 0 if res.get("check_pass") else 1
 
 
+#: Predict.model_dir's default (PaddleX's): what training writes under ./output
+DEFAULT_PREDICT_MODEL_DIR = "output/best_model/inference"
+
+
+def predict_model_dir(model_dir: str | None, output: str | os.PathLike) -> str | None:
+    """The model ``Global.mode=predict`` runs: ``Predict.model_dir`` when it exists; for the default
+    (``output/best_model/inference``) the model that export or train wrote under ``Global.output``:
+    ``<output>/best_model/inference`` (train), else ``<output>/inference`` (export)."""
+    if not model_dir or model_dir != DEFAULT_PREDICT_MODEL_DIR or Path(model_dir).is_dir():
+        return model_dir
+    out = Path(output)
+    for cand in (out / "best_model" / "inference", out / "inference"):
+        if (cand / "inference.yml").is_file():
+            print(f"facefeat: Predict.model_dir: using {cand}", file=sys.stderr)
+            return str(cand)
+    raise ConfigError(f"Predict.model_dir {model_dir} does not exist, and {out} holds no exported model "
+                      f"({out / 'best_model' / 'inference'} from train, {out / 'inference'} from export): run "
+                      "export (or train) first, or pass -o Predict.model_dir=DIR")
+
+
 def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
     from facefeat.engine.distributed import single_device
     from facefeat.predict.predictor import create_model
@@ -108,7 +128,8 @@ def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
     if p.input in (None, "", []):
         raise ConfigError("Predict.input is required for predict (an image path, a folder, a URL, or a list)")
     kw = {"device": single_device(g.device), "batch_size": p.batch_size, "flip": p.flip}
-    model = create_model(model_dir=p.model_dir, **kw) if p.model_dir else create_model(g.model, **kw)
+    model_dir = predict_model_dir(p.model_dir, g.output)
+    model = create_model(model_dir=model_dir, **kw) if model_dir else create_model(g.model, **kw)
     from facefeat.cli_output import Output, feature_line
 
     out, failures = Output(quiet=quiet), []
