@@ -303,8 +303,10 @@ def imprint_head(backbone: nn.Module, head: nn.Module, samples: Sequence[Sample]
 class Validator:
     """Pair verification of the backbone on ``val/pair_label.txt`` (pairs indexed once)."""
 
-    def __init__(self, pairs: PairSet, spec: ModelSpec, device: torch.device, batch_size: int, flip: bool):
+    def __init__(self, pairs: PairSet, spec: ModelSpec, device: torch.device, batch_size: int, flip: bool,
+                 progress: bool = False):
         self.pairs, self.spec, self.device, self.batch_size, self.flip = pairs, spec, device, batch_size, flip
+        self.progress = progress  # a bar with an ETA while the val images are embedded
         self.images, self.left, self.right = pairs.index_arrays()
 
     def __call__(self, backbone: nn.Module) -> dict:
@@ -312,7 +314,8 @@ class Validator:
         was_training = backbone.training
         try:
             pred = _predictor(backbone, self.spec, self.device, self.batch_size)
-            plain, mirrored = embed_images(pred, self.images, self.batch_size, progress=False)
+            plain, mirrored = embed_images(pred, self.images, self.batch_size, progress=self.progress,
+                                           desc="validation")
         finally:
             backbone.train(was_training)
         feats = plain + mirrored if self.flip else plain
@@ -457,6 +460,28 @@ def _epoch_message(rec: Mapping, epochs: int, lr: float, improved: bool) -> str:
     return msg
 
 
+def _eta(elapsed: float, done: int, left: int) -> str:
+    """``; ETA 12m30s for 3 more epoch(s)`` from the epochs run so far (validation included)."""
+    if left <= 0 or done <= 0:
+        return ""
+    secs = int(round(elapsed / done * left))
+    h, rem = divmod(secs, 3600)
+    m, sec = divmod(rem, 60)
+    text = f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
+    return f"; ETA {text} for {left} more epoch(s)"
+
+
+def resume_hint(output: Path) -> str:
+    """What to run to go on after an interrupt: the saved config, resumed from ``latest/``."""
+    config = output / "config.yaml"
+    latest = output / "latest" / CKPT_NAME
+    if not latest.is_file():
+        return (f"interrupted before the first checkpoint (written after each Train.save_interval epochs); "
+                f"to start again: facefeat -c {config}")
+    return (f"interrupted; to resume from the last checkpoint ({latest.parent}): "
+            f"facefeat -c {config} -o Train.resume_path={latest.parent}")
+
+
 def _export_best(spec: ModelSpec, best: Path, out: Path) -> Path:
     ck = load_checkpoint(best)
     model = build_torch_model(spec)
@@ -557,8 +582,8 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
         st = ckpts.restore(ckpt, ctx.rank, ctx.world_size) if ckpt is not None else TrainState()
         model = nn.parallel.DistributedDataParallel(
             net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) if ctx.distributed else net
-        validator = Validator(data.pairs, spec, ctx.device, cfg.Evaluate.batch_size, cfg.Evaluate.flip) \
-            if data.pairs is not None else None
+        validator = Validator(data.pairs, spec, ctx.device, cfg.Evaluate.batch_size, cfg.Evaluate.flip,
+                              progress=not quiet and ctx.is_main) if data.pairs is not None else None
         n_pairs = len(data.pairs) if data.pairs is not None else 0
         if ctx.is_main and on_start is not None:
             on_start()
@@ -579,30 +604,39 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
         if ctx.is_main:
             report.write(False, st)
 
-        for epoch in range(st.epoch + 1, epochs + 1):
-            seed_all(derived_seed(T.seed, epoch, ctx.rank))  # every epoch's randomness: (seed, epoch, rank)
-            sampler.set_epoch(epoch)
-            rec = train_one_epoch(model, loader, optimizer, scheduler, scaler, st, epoch, cfg, ctx, report, use_amp)
-            improved = False
-            if ctx.is_main:
-                if validator is not None and (epoch % max(1, T.eval_interval) == 0 or epoch == epochs):
-                    rec["val"] = validator(backbone)
-                    if st.best_metric is None or rec["val"]["accuracy"] > st.best_metric:
-                        st.best_metric, st.best_epoch, improved = float(rec["val"]["accuracy"]), epoch, True
-                elif validator is None:
-                    st.best_epoch, improved = epoch, True
-            st.history.append(rec)
-            if ctx.is_main:
-                report.say(_epoch_message(rec, epochs, scheduler.lr, improved))
-                if improved:
-                    ckpts.save_best(st, epoch)
-            if epoch % max(1, T.save_interval) == 0 or epoch == epochs:
-                rng = all_gather_object(ctx, rng_state())
+        t_loop, first = time.perf_counter(), st.epoch + 1
+        try:
+            for epoch in range(st.epoch + 1, epochs + 1):
+                seed_all(derived_seed(T.seed, epoch, ctx.rank))  # every epoch's randomness: (seed, epoch, rank)
+                sampler.set_epoch(epoch)
+                rec = train_one_epoch(model, loader, optimizer, scheduler, scaler, st, epoch, cfg, ctx, report, use_amp)
+                improved = False
                 if ctx.is_main:
-                    ckpts.save_epoch(st, epoch, rng)
-            if ctx.is_main:
-                report.write(False, st)
-            barrier(ctx)
+                    if validator is not None and (epoch % max(1, T.eval_interval) == 0 or epoch == epochs):
+                        rec["val"] = validator(backbone)
+                        if st.best_metric is None or rec["val"]["accuracy"] > st.best_metric:
+                            st.best_metric, st.best_epoch, improved = float(rec["val"]["accuracy"]), epoch, True
+                    elif validator is None:
+                        st.best_epoch, improved = epoch, True
+                st.history.append(rec)
+                if ctx.is_main:
+                    report.say(_epoch_message(rec, epochs, scheduler.lr, improved)
+                               + _eta(time.perf_counter() - t_loop, epoch - first + 1, epochs - epoch))
+                    if improved:
+                        ckpts.save_best(st, epoch)
+                if epoch % max(1, T.save_interval) == 0 or epoch == epochs:
+                    rng = all_gather_object(ctx, rng_state())
+                    if ctx.is_main:
+                        ckpts.save_epoch(st, epoch, rng)
+                if ctx.is_main:
+                    report.write(False, st)
+                barrier(ctx)
+        except KeyboardInterrupt:
+            if ctx.is_main:  # printed even with --quiet: the one thing to know now
+                hint = resume_hint(Path(G.output))
+                report.file(hint)
+                print(f"facefeat: {hint}", file=sys.stderr, flush=True)
+            raise
 
         result = _finish(net, spec, ckpts, report, st, ctx, Path(G.output), validator)
         barrier(ctx)
