@@ -764,9 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: commands that print no result to stdout (the service; the engine modes write their JSON files
-#: to --output and print a summary line)
-_NO_JSON = {"serve", "train", "export", "check-dataset", "evaluate", "dataset"}
+#: commands without a result to print (the service)
+_NO_JSON = {"serve"}
 
 
 def _add_json_flag(p: argparse.ArgumentParser) -> None:

@@ -214,3 +214,28 @@ def test_predict_aligns_photos_or_warns_loudly(lfw_dir, tmp_path, caplog, capsys
     cap = capsys.readouterr()
     (doc,) = [json.loads(x) for x in cap.out.splitlines()]
     assert float(np.dot(doc["feature"], ref)) > 0.999 and "blank.png: no face found to align" in cap.err
+
+
+def test_every_command_takes_json():
+    import argparse
+
+    from facefeat.cli import build_parser
+
+    def leaves(p, name):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield name, p
+        for a in subs:
+            for n, child in a.choices.items():
+                yield from leaves(child, f"{name} {n}".strip())
+
+    found = dict(leaves(build_parser(), ""))
+    assert {"predict", "verify", "index build", "index people", "embed-dataset", "evaluate", "dataset lfw-demo"} <= set(found)
+    missing = [n for n, p in found.items() if n != "serve" and not any("--json" in a.option_strings for a in p._actions)]
+    assert not missing, missing
+
+
+def test_engine_command_json_is_its_result_file(tmp_path, capsys):
+    assert main(["export", "--model", "SFace", "--output", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)  # one JSON document, nothing else on stdout
+    assert doc == json.loads((tmp_path / "export_result.json").read_text()) and doc["model_name"] == "SFace"

@@ -262,7 +262,27 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
     _opt(ovr, "CheckDataset.sample_num", args.sample_num)
     if args.full_decode:
         ovr.append("CheckDataset.full_decode=true")
-    return run_check_dataset(load_config(None, ovr), quiet=args.quiet)
+    rc = run_check_dataset(load_config(None, ovr), quiet=args.quiet or _json(args))
+    return _emit(args, Path(args.output) / "check_dataset_result.json", rc)
+
+
+def _json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def _emit(args: argparse.Namespace, result_file: Path, rc: int) -> int:
+    """``--json``: print the mode's result file (the human summary was printed by the mode)."""
+    if _json(args) and result_file.is_file():
+        import json
+
+        from facefeat.cli_output import Output
+
+        Output(json_mode=True).document(json.loads(result_file.read_text(encoding="utf-8")), "")
+    return rc
+
+
+def _output_of(cfg) -> Path:
+    return Path(cfg.Global.output)
 
 
 def configure_train(p: argparse.ArgumentParser) -> None:
@@ -294,7 +314,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _opt(ovr, "Train.loss", args.loss)
     _opt(ovr, "Train.num_workers", args.num_workers)
     _opt(ovr, "Train.seed", args.seed)
-    return run_config(_config_from_args(args, "train", ovr), quiet=args.quiet)
+    cfg = _config_from_args(args, "train", ovr)
+    return _emit(args, _output_of(cfg) / "train_result.json", run_config(cfg, quiet=args.quiet or _json(args)))
 
 
 def configure_evaluate(p: argparse.ArgumentParser) -> None:
@@ -321,7 +342,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.no_flip:
         ovr.append("Evaluate.flip=false")
     _opt(ovr, "Evaluate.batch_size", args.batch_size)
-    return run_config(_config_from_args(args, "evaluate", ovr), quiet=args.quiet)
+    cfg = _config_from_args(args, "evaluate", ovr)
+    return _emit(args, _output_of(cfg) / "evaluate_result.json", run_config(cfg, quiet=args.quiet or _json(args)))
 
 
 def configure_export(p: argparse.ArgumentParser) -> None:
@@ -337,7 +359,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     _opt(ovr, "Export.opset", args.opset)
     if args.weights is None and args.model:
         ovr.append(f"Export.weight_path={args.model}")
-    return run_config(_config_from_args(args, "export", ovr), quiet=args.quiet)
+    cfg = _config_from_args(args, "export", ovr)
+    return _emit(args, _output_of(cfg) / "export_result.json", run_config(cfg, quiet=args.quiet or _json(args)))
 
 
 #: name -> (help, configure, function), for facefeat.cli's registry
