@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from facefeat.cli_output import (Output, escape, faces_line, feature_line, install_log_escaping, recognition_line,
-                                  verify_line)
+from facefeat.cli_output import (Output, escape, faces_line, feature_line, index_line, info_line,
+                                  install_log_escaping, recognition_line, report_doc, stats_line, verify_line,
+                                  video_line)
 from facefeat.errors import FacefeatError
 
 log = logging.getLogger("facefeat")
@@ -118,20 +119,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         doc["model"] = create_model(args.model, args.weights, model_dir=args.model_dir, backend=args.backend,
                                     precision=args.precision, device=args.device,
                                     num_threads=args.threads).runtime_info()
-    Output.of(args).document(doc, _info_line(doc))
+    Output.of(args).document(doc, info_line(doc))
     return 0
-
-
-def _info_line(doc: dict) -> str:
-    """``runtime (auto, cpu): openvino fp32; CPU features: avx2, ...[; model SFace 128-d: ...]``."""
-    r = doc.get("resolved") or {}
-    text = (f"runtime: {r['error']}" if "error" in r else
-            f"runtime: {r.get('backend')} {r.get('precision')} on {r.get('device')}")
-    text += f"; CPU features: {', '.join(map(str, doc.get('cpu_features') or [])) or '-'}"
-    m = doc.get("model")
-    if isinstance(m, dict):
-        text += f"; model {m.get('model_name')} {m.get('embedding_size')}-d on {m.get('backend')} {m.get('precision')}"
-    return escape(text) + " (--json for everything)"
 
 
 def _quantize_args(p: argparse.ArgumentParser) -> None:
@@ -234,18 +223,12 @@ def cmd_embed_dataset(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, num_threads=args.threads, shard_size=args.shard_size,
         path_column=args.path_column, label_column=args.label_column, progress=not args.no_progress and not args.json)
     out = Output.of(args)
-    out.document(_report_doc(report), escape(report.summary()))
+    out.document(report_doc(report), escape(report.summary()))
     if report.errors:
         out.note(f"{report.errors} image(s) failed; each row's 'error' column says why "
                  "(they are tried again when the command is re-run)")
         return 1
     return 0
-
-
-def _report_doc(report) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(vars(report))
 
 
 def _detect_args(p: argparse.ArgumentParser) -> None:
@@ -427,7 +410,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                                                 faces=args.faces, flags=_PARQUET_FLAGS, **kw)
         index.save(args.out)
         out.document({"out": args.out, "index": index.info(), "stats": stats},
-                     escape(f"built {_index_line(index)} -> {args.out} ({_stats_line(stats)})"))
+                     escape(f"built {index_line(index)} -> {args.out} ({stats_line(stats)})"))
         return 0
     labels = args.labels or str(Path(args.gallery) / "gallery.txt")
     if args.index_cmd == "add":
@@ -447,7 +430,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                              backend=args.index_backend, progress=True, **kw)
     index.save(args.out)
     out.document({"out": args.out, "index": index.info(), "rejected": [r.to_dict() for r in pipe.last_rejected]},
-                 escape(f"built {_index_line(index)} -> {args.out}"))
+                 escape(f"built {index_line(index)} -> {args.out}"))
     return _report_rejected(out, pipe.last_rejected, len(index))
 
 
@@ -458,16 +441,6 @@ _PARQUET_FLAGS = {"label_column": "--label-column", "label_map": "--label-map", 
 
 def _model_of(pipe) -> tuple[str, int]:
     return pipe.predictor.model_name, pipe.predictor.embedding_size
-
-
-def _index_line(index) -> str:
-    info = index.info()
-    return (f"{info.get('backend')} {info.get('index_type')} {info.get('metric_type')} index of "
-            f"{info.get('count')} sample(s), {info.get('num_labels')} people ({info.get('model_name')})")
-
-
-def _stats_line(stats) -> str:
-    return ", ".join(f"{k} {v}" for k, v in stats.items()) if isinstance(stats, dict) else str(stats)
 
 
 def _report_rejected(out: Output, rejected: list, n_ok: int) -> int:
@@ -631,7 +604,7 @@ def _recognize_video(args: argparse.Namespace, pipe, index) -> int:
         for ev in events:
             n += ev["event"] == "frame"
             summary = ev if ev["event"] == "summary" else None
-            out.record(ev, _video_line(ev))
+            out.record(ev, video_line(ev))
     except KeyboardInterrupt:  # live sources run until stopped
         pass
     finally:
@@ -640,16 +613,6 @@ def _recognize_video(args: argparse.Namespace, pipe, index) -> int:
     dropped = f", {summary['frames_dropped']} dropped, {summary['tracks']} tracks" if summary else " (stopped)"
     out.note(escape(f"{src}: {n} frames in {secs:.1f}s = {n / max(secs, 1e-9):.1f} fps{dropped}"))
     return 0
-
-
-def _video_line(ev: dict) -> str | None:
-    """Human lines for video events: finished tracks and the summary (frames only with --json)."""
-    if ev.get("event") == "track":
-        who = ev.get("label") or "unknown"
-        return escape(f"track {ev.get('track_id')}: {who}, frames {ev.get('first_frame')}..{ev.get('last_frame')}")
-    if ev.get("event") == "summary":
-        return escape(", ".join(f"{k} {v}" for k, v in ev.items() if k != "event" and not isinstance(v, (list, dict))))
-    return None
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:

@@ -227,6 +227,48 @@ def verify_line(res: Any) -> str:
     return f"{verdict}: score {float(res['score']):.3f} {rel} threshold {float(res['threshold']):.3f} ({point})"
 
 
-__all__ = ["Output", "dumps", "escape", "faces_line", "feature_line", "format_far", "install_log_escaping",
-           "recognition_line",
+def info_line(doc: dict) -> str:
+    """``runtime (auto, cpu): openvino fp32; CPU features: avx2, ...[; model SFace 128-d: ...]``."""
+    r = doc.get("resolved") or {}
+    text = (f"runtime: {r['error']}" if "error" in r else
+            f"runtime: {r.get('backend')} {r.get('precision')} on {r.get('device')}")
+    text += f"; CPU features: {', '.join(map(str, doc.get('cpu_features') or [])) or '-'}"
+    m = doc.get("model")
+    if isinstance(m, dict):
+        text += f"; model {m.get('model_name')} {m.get('embedding_size')}-d on {m.get('backend')} {m.get('precision')}"
+    return escape(text) + " (--json for everything)"
+
+
+def report_doc(report: Any) -> dict:
+    """A run report (a dataclass such as embed-dataset's EmbedReport) as a JSON-ready dict."""
+    import dataclasses
+
+    return dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(vars(report))
+
+
+def index_line(index: Any) -> str:
+    """``faiss Flat IP index of 40 sample(s), 20 people (SFace)``."""
+    info = index.info()
+    return (f"{info.get('backend')} {info.get('index_type')} {info.get('metric_type')} index of "
+            f"{info.get('count')} sample(s), {info.get('num_labels')} people ({info.get('model_name')})")
+
+
+def stats_line(stats: Any) -> str:
+    """``images 120, entries 118, no_face 2`` from a counts dict."""
+    return ", ".join(f"{k} {v}" for k, v in stats.items()) if isinstance(stats, dict) else str(stats)
+
+
+def video_line(ev: dict) -> str | None:
+    """Human lines for video events: finished tracks and the summary (frames only with --json)."""
+    if ev.get("event") == "track":
+        who = ev.get("label") or "unknown"
+        return escape(f"track {ev.get('track_id')}: {who}, frames {ev.get('first_frame')}..{ev.get('last_frame')} "
+                      f"({ev.get('start')}s..{ev.get('end')}s)")
+    if ev.get("event") == "summary":
+        return escape(", ".join(f"{k} {v}" for k, v in ev.items() if k != "event" and not isinstance(v, (list, dict))))
+    return None
+
+
+__all__ = ["Output", "dumps", "escape", "faces_line", "feature_line", "format_far", "index_line", "info_line",
+           "install_log_escaping", "recognition_line", "report_doc", "stats_line", "video_line",
            "verify_line"]
