@@ -187,8 +187,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         doc = {"input_path": item.name, "faces": faces}
         if args.save_dir:
             atomic_write_json(Path(args.save_dir) / f"{Path(str(item.name)).stem}_faces.json", doc)
-        out.record(doc, faces_line(item.name, faces, "face embedded" if len(faces) == 1 else "face")
-                   + (f" -> {len(faces[0]['feature'] or [])}-d features" if faces else ""))
+        dim = next((len(f["feature"]) for f in faces if f.get("feature")), None)
+        out.record(doc, faces_line(item.name, faces) + (f" -> {dim}-d features" if dim else ""))
     return out.finish()
 
 
@@ -223,12 +223,15 @@ def cmd_embed_dataset(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, num_threads=args.threads, shard_size=args.shard_size,
         path_column=args.path_column, label_column=args.label_column, progress=not args.no_progress and not args.json)
     out = Output.of(args)
-    out.document(report_doc(report), escape(report.summary()))
     if report.errors:
-        out.note(f"{report.errors} image(s) failed; each row's 'error' column says why "
-                 "(they are tried again when the command is re-run)")
-        return 1
-    return 0
+        from facefeat.distributed.manifest import OutputDir
+
+        for path, why in OutputDir.open(args.out).failed_inputs(limit=50):
+            out.fail(why) if str(why).startswith(path) else out.fail(path, why)  # the reader's errors name it
+        if report.errors > 50:
+            out.note(f"... {report.errors - 50} more; the rows' 'error' column says why for each")
+    out.document(report_doc(report), escape(report.summary()))
+    return 1 if report.errors else 0
 
 
 def _detect_args(p: argparse.ArgumentParser) -> None:

@@ -148,7 +148,7 @@ def test_fifo_never_hangs_predict_or_embed_dataset(tmp_path, lfw_dir):
     pytest.importorskip("pyarrow", reason="embed-dataset needs pyarrow: pip install 'facefeat[distributed]'")
     r = subprocess.run([sys.executable, "-m", "facefeat", "embed-dataset", str(d), "--out", str(tmp_path / "emb"),
                         "--no-progress"], capture_output=True, text=True, timeout=240, env=env)
-    assert r.returncode == 1 and "1 failed" in r.stdout, r.stderr
+    assert r.returncode == 1 and "1 failed" in r.stdout and "b.jpg: is a FIFO" in r.stderr, r.stderr
 
 
 def test_output_json_mode_and_failures(capsys):

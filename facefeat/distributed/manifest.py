@@ -254,6 +254,20 @@ class OutputDir:
         self.write_manifest()  # the segment counts only once the manifest names it
         return seg
 
+    def failed_inputs(self, limit: int = 100) -> list[tuple[str, str]]:
+        """``(path, error)`` of the first ``limit`` images that could not be read, over the finished shards."""
+        import pyarrow.parquet as pq
+
+        from facefeat.distributed.stages import STATUS_ERROR
+
+        out: list[tuple[str, str]] = []
+        for f in self.shard_files():
+            t = pq.read_table(f, columns=["path", "status", "error"], filters=[("status", "=", STATUS_ERROR)])
+            out += zip(t.column("path").to_pylist(), t.column("error").to_pylist())
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
     def shard_files(self) -> list[Path]:
         """Files of the finished shards, in shard order (what readers and the bulk loader use)."""
         return [self.root / self.finished[s]["file"] for s in sorted(self.finished)]
