@@ -227,7 +227,7 @@ def cmd_embed_dataset(args: argparse.Namespace) -> int:
         from facefeat.distributed.manifest import OutputDir
 
         for path, why in OutputDir.open(args.out).failed_inputs(limit=50):
-            out.fail(why) if str(why).startswith(path) else out.fail(path, why)  # the reader's errors name it
+            out.fail(*((why,) if str(why).startswith(path) else (path, why)))  # the reader's errors name it
         if report.errors > 50:
             out.note(f"... {report.errors - 50} more; the rows' 'error' column says why for each")
     out.document(report_doc(report), escape(report.summary()))
