@@ -86,7 +86,9 @@ def test_tracks_and_identities(pipe, video, gallery, tmp_path):
 
 
 def test_detection_every_frame_gives_same_identities(pipe, video, gallery):
-    events = list(pipe.predict_video(str(video), index=gallery[0], every_n=1, max_frames=FRAMES_EACH + GAP))
+    # index= takes the saved index directory too (as predict does), not only an index object
+    events = list(pipe.predict_video(str(video), index=str(gallery[1]) + "/", every_n=1,
+                                     max_frames=FRAMES_EACH + GAP))
     tracks = [e for e in events if e["event"] == "track"]
     assert [t["label"] for t in tracks] == PEOPLE[:1]
     assert events[-1]["frames_processed"] == FRAMES_EACH + GAP
