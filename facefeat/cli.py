@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from facefeat.cli_output import (Output, escape, faces_line, feature_line, index_line, info_line,
+from facefeat.cli_output import (Output, escape, positive_int, faces_line, feature_line, index_line, info_line,
                                   install_log_escaping, recognition_line, report_doc, stats_line, verify_line,
                                   video_line)
 from facefeat.errors import FacefeatError
@@ -37,13 +37,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
                    help="auto: OpenVINO bf16 on CPUs with AMX/AVX512-BF16, else fp32; int8 needs a quantised --model-dir")
     p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for inference")
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="image files, directories or http(s) URLs")
     _model_args(p)
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--flip", action="store_true", help="add the mirror image's feature (flip test)")
     p.add_argument("--align", default="auto", choices=["auto", "warn", "off"],
                    help="inputs that are not aligned face crops of the model's size (photos): detect and align "
@@ -129,7 +129,7 @@ def _quantize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", default=None, help="quantise this fp32 model directory instead")
     p.add_argument("--calib", required=True, help="calibration images (folder, searched recursively) or PaddleX dataset")
     p.add_argument("--out", required=True, help="int8 model directory to write")
-    p.add_argument("--max-images", type=int, default=300, help="calibration images used (spread over the set)")
+    p.add_argument("--max-images", type=positive_int, default=300, help="calibration images used (spread over the set)")
 
 
 @command("quantize", "int8 post-training quantisation with NNCF (facefeat[quantize])", _quantize_args)
@@ -200,11 +200,11 @@ def _embed_dataset_args(p: argparse.ArgumentParser) -> None:
     _pipeline_args(p, inputs=False)
     p.add_argument("--nms-threshold", type=float, default=0.3)
     p.add_argument("--min-face-size", type=float, default=20)
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    p.add_argument("--workers", type=int, default=None, help="Ray actors (default: CPUs // --num-cpus, or GPUs // --num-gpus)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch")
+    p.add_argument("--workers", type=positive_int, default=None, help="Ray actors (default: CPUs // --num-cpus, or GPUs // --num-gpus)")
     p.add_argument("--num-cpus", type=float, default=1, help="CPUs per Ray actor")
     p.add_argument("--num-gpus", type=float, default=0, help="GPUs per Ray actor (e.g. 1, or 0.5 to share one)")
-    p.add_argument("--shard-size", type=int, default=None, help="images per Parquet shard (default 1000; fixed at the first run)")
+    p.add_argument("--shard-size", type=positive_int, default=None, help="images per Parquet shard (default 1000; fixed at the first run)")
     p.add_argument("--path-column", default="path", help="path column of a table INPUT")
     p.add_argument("--label-column", default="label", help="label column of a table INPUT (carried to the rows)")
     p.add_argument("--no-progress", action="store_true")
@@ -460,11 +460,11 @@ def _recognize_args(p: argparse.ArgumentParser) -> None:
                    help="fixed threshold (default: the model's calibrated 1:N point, see --fpir)")
     p.add_argument("--fpir", type=float, default=None, help="calibrated operating point, e.g. 0.01 (default) or 0.1")
     p.add_argument("--per-person", action="store_true", help="top-k people instead of top-k images")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--save-dir", default=None, help="write <image>_res.json and <image>_res.jpg here")
-    p.add_argument("--every-n", type=int, default=1, help="video: detect every N-th frame, track in between")
+    p.add_argument("--every-n", type=positive_int, default=1, help="video: detect every N-th frame, track in between")
     p.add_argument("--video-out", default=None, help="video: write the annotated video here (.mp4/.avi)")
-    p.add_argument("--max-frames", type=int, default=None, help="video: stop after N processed frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="video: stop after N processed frames")
 
 
 @command("recognize", "recognise the faces of photos, videos, streams (rtsp/http) or webcam:N against a gallery",
@@ -526,7 +526,7 @@ def _paddlex_pipeline_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None, help="saved index directory (facefeat index build)")
     p.add_argument("--det_threshold", type=float, default=None)
     p.add_argument("--rec_threshold", type=float, default=None)
-    p.add_argument("--rec_topk", type=int, default=None)
+    p.add_argument("--rec_topk", type=positive_int, default=None)
     p.add_argument("--get_pipeline_config", default=None, help="write this pipeline's config to --save_path")
     for name in ("--engine", "--hpi_config"):  # PaddleX options without meaning here
         p.add_argument(name, default=None, help="accepted for PaddleX compatibility; ignored")
@@ -628,7 +628,7 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--update", metavar="DIR", help="existing cluster directory: add INPUTS to it and/or edit it")
     p.add_argument("--threshold", type=float, default=None,
                    help="cosine similarity for one person (default: the model's calibrated one; with --split: stricter)")
-    p.add_argument("--min-samples", type=int, default=None, help="smaller clusters stay unclustered (default 1)")
+    p.add_argument("--min-samples", type=positive_int, default=None, help="smaller clusters stay unclustered (default 1)")
     p.add_argument("--method", default=None, choices=METHODS, help="clustering method (default agglomerative)")
     p.add_argument("--merge", type=int, nargs="+", metavar="ID", help="merge these clusters into the first")
     p.add_argument("--split", type=int, metavar="ID", help="split this cluster (re-cluster, or move out --faces)")

@@ -76,6 +76,20 @@ def dumps(doc: Any, indent: int | None = None) -> str:
     return _safe_json(json.dumps(json_safe(_jsonable(doc)), indent=indent, ensure_ascii=False, allow_nan=False))
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts (``--batch-size``, ``--topk`` ...): an error names the flag, as
+    argparse reports it, instead of a Python keyword from deeper down."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def format_far(far: float | None) -> str:
     """``1e-3`` for 0.001, ``1e-4``, ``5e-2`` ... (as thresholds are named in the docs)."""
     if far is None:
@@ -270,5 +284,5 @@ def video_line(ev: dict) -> str | None:
 
 
 __all__ = ["Output", "dumps", "escape", "faces_line", "feature_line", "format_far", "index_line", "info_line",
-           "install_log_escaping", "recognition_line", "report_doc", "stats_line", "video_line",
+           "install_log_escaping", "positive_int", "recognition_line", "report_doc", "stats_line", "video_line",
            "verify_line"]

@@ -239,3 +239,12 @@ def test_engine_command_json_is_its_result_file(tmp_path, capsys):
     assert main(["export", "--model", "SFace", "--output", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)  # one JSON document, nothing else on stdout
     assert doc == json.loads((tmp_path / "export_result.json").read_text()) and doc["model_name"] == "SFace"
+
+
+def test_cli_errors_name_flags_not_keywords(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "x.jpg", "--batch-size", "0"])
+    assert e.value.code == 2 and "argument --batch-size: must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["recognize", "x.jpg", "--index", "i", "--topk", "many"])
+    assert "argument --topk: expected a whole number >= 1, got 'many'" in capsys.readouterr().err
