@@ -90,12 +90,14 @@ def run_check_dataset(cfg: Mapping, quiet: bool = False) -> int:
         status = "passed" if res.get("check_pass") else f"FAILED ({res.get('num_errors')} error(s))"
         print(f"dataset check {status}: {a.get('train_samples')} train images, {a.get('train_num_classes')} "
               f"classes, {a.get('val_samples')} val pairs; report: {out / 'check_dataset_result.json'}")
+        from facefeat.cli_output import escape  # file names and lines from the dataset: printed escaped
+
         for e in res.get("errors", [])[:20]:
             where = f"{e['file']}:{e['line']}" if e.get("line") is not None else e["file"]
-            print(f"  error: {where}: {e['message']}", file=sys.stderr)
+            print(f"  error: {escape(where)}: {escape(e['message'])}", file=sys.stderr)
         for w in res.get("warnings", [])[:10]:
             where = f"{w['file']}:{w['line']}" if w.get("line") is not None else w["file"]
-            print(f"  warning: {where}: {w['message']}", file=sys.stderr)
+            print(f"  warning: {escape(where)}: {escape(w['message'])}", file=sys.stderr)
     return 0 if res.get("check_pass") else 1
 
 
