@@ -166,5 +166,10 @@ def test_cli_recognize_video(video, gallery, tmp_path, capsys):
     assert sum(e["event"] == "frame" for e in events) == N_FRAMES
     assert [e["label"] for e in events if e["event"] == "track"] == PEOPLE
     assert "fps" in cap.err and (tmp_path / "people_res.mp4").is_file()
+    assert main(["recognize", str(video), "--index", str(gallery[1]), "--every-n", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()  # human: one line per finished track, then the summary
+    assert [ln.split(",")[0] for ln in lines[:-1]] == [f"track {t['track_id']}: {t['label']}"
+                                                       for t in events if t["event"] == "track"]
+    assert lines[-1].startswith("source ") and "frames_processed" in lines[-1]
     assert main(["recognize", str(tmp_path / "nope.mp4"), "--index", str(gallery[1])]) == 2
     assert "nope.mp4: no such video file" in capsys.readouterr().err
