@@ -63,6 +63,11 @@ def test_file_problem_names_what_is_wrong(tmp_path):
         read_image(tmp_path / "p.jpg")  # refused before opening: no hang
     with pytest.raises(InputError, match="l.jpg: symbolic link loop"):
         read_image(tmp_path / "l.jpg")
+    from facefeat.io.walk import read_regular_file
+
+    with pytest.raises(InputError, match="p.jpg: is a FIFO"):  # past the check too (a swapped path): no hang
+        read_regular_file(tmp_path / "p.jpg", 1000)
+    assert read_regular_file(tmp_path / "ok.jpg", 1000) == b"x"
 
 
 def test_listing_keeps_bad_entries_for_reporting(bad_folder):

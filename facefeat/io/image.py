@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from facefeat.errors import InputError, LimitError
-from facefeat.io.walk import file_problem, list_image_files
+from facefeat.io.walk import file_problem, list_image_files, read_regular_file
 
 log = logging.getLogger("facefeat")
 
@@ -243,9 +243,9 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
             if size > MAX_IMAGE_FILE_BYTES:
                 raise LimitError(f"{label}: file is {size:,} bytes, above the limit of {MAX_IMAGE_FILE_BYTES:,} "
                                  "for an image file (FACEFEAT_MAX_IMAGE_FILE_BYTES)")
-            data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+        data = read_regular_file(path, MAX_IMAGE_FILE_BYTES, label)  # non-blocking: a swapped-in FIFO cannot hang
         return decode_image_bytes(data, label, max_pixels)
     if type(x).__module__.startswith("PIL."):
         return _from_pil(x, name or "<PIL.Image>", max_pixels)

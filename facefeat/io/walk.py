@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from facefeat.errors import InputError
+from facefeat.errors import InputError, LimitError
 
 log = logging.getLogger("facefeat")
 
@@ -45,6 +45,32 @@ def file_problem(path: str | os.PathLike) -> str | None:
         return "is a directory"
     kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
     return f"is {kind}, not a regular file; skipped"
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int, name: str | None = None) -> bytes:
+    """The bytes of a regular file, opened without blocking and checked on the open descriptor
+    (a path swapped for a FIFO after :func:`file_problem` looked cannot hang the read).
+
+    Raises InputError naming ``name`` (default the path) when the file cannot be opened or is not a
+    regular file, and LimitError when it holds more than ``max_bytes``."""
+    label = name or os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+    with os.fdopen(fd, "rb", closefd=True) as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((k for test, k in _KINDS if test(st.st_mode)), "a special file")
+            raise InputError(f"{label}: is {kind}, not a regular file; skipped")
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+    if len(data) > max_bytes:
+        raise LimitError(f"{label}: file is above the limit of {max_bytes:,} bytes for an image file "
+                         "(FACEFEAT_MAX_IMAGE_FILE_BYTES)")
+    return data
 
 
 def list_image_files(root: str | os.PathLike, extensions: tuple[str, ...], recursive: bool = False,
@@ -91,4 +117,4 @@ def list_image_files(root: str | os.PathLike, extensions: tuple[str, ...], recur
     return sorted(out)
 
 
-__all__ = ["file_problem", "list_image_files"]
+__all__ = ["file_problem", "list_image_files", "read_regular_file"]
