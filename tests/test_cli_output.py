@@ -192,6 +192,14 @@ def test_milvus_lite_build_prints_no_traceback(tmp_path, lfw_dir):
     assert _UnimplementedRpcFilter().filter(rec(RuntimeError("a real failure")))
 
 
+def _largest(path: str):
+    from facefeat.io import read_image
+    from facefeat.vision.detector import YuNetDetector
+
+    img = read_image(path)
+    return img, YuNetDetector().detect(img)[0]
+
+
 def test_predict_aligns_photos_or_warns_loudly(lfw_dir, tmp_path, caplog, capsys):
     """The module embeds aligned crops: a photo is aligned as the pipeline does (align='auto', the
     CLI's default) or embedded resized with a loud warning (the library's default, as PaddleX)."""
@@ -211,6 +219,13 @@ def test_predict_aligns_photos_or_warns_loudly(lfw_dir, tmp_path, caplog, capsys
         (resized,) = model.predict(photo)
     assert "not an aligned 112x112 face crop" in caplog.text and "align='auto'" in caplog.text
     assert float(np.dot(resized["feature"], ref)) < 0.99
+    caplog.clear()
+    crop = create_pipeline("face_recognition").align(*_largest(photo))  # an aligned 112x112 crop: no warning
+    with caplog.at_level(logging.WARNING, logger="facefeat"):
+        list(model.predict(crop))
+        assert not caplog.text
+        list(model.predict(np.full((112, 112, 3), 90, np.uint8)))  # the right size, but no face in it
+    assert "no face found in this 112x112 input" in caplog.text
     blank = tmp_path / "blank.png"
     import cv2
 

@@ -140,9 +140,11 @@ class FeaturePredictor:
         an input of another size (a photo): ``"warn"`` (default, as PaddleX: resize it, with a loud
         warning), ``"auto"``: detect and align its face as the pipeline does
         (:class:`~facefeat.vision.photo.PhotoAligner`; no face is an InputError for that input),
-        ``"off"``: resize silently.
+        ``"off"``: resize silently. An input of the model's size in which no face is found is
+        warned about (``"auto"`` checks every input, ``"warn"`` the first few of a call).
         """
-        from facefeat.vision.photo import PhotoAligner, check_align_mode, not_aligned_warning
+        from facefeat.vision.photo import (FACE_CHECKS_WHEN_WARNING, PhotoAligner, check_align_mode, no_face_warning,
+                                           not_aligned_warning)
 
         check_align_mode(align)
         if errors not in ("auto", "raise", "warn"):
@@ -156,7 +158,7 @@ class FeaturePredictor:
         failed: list[InputError] = [] if failures is None else failures
         self._calls.failures = failed  # the iterating thread's view of this call
         aligner = PhotoAligner(self.meta.input_size)
-        not_aligned = 0
+        not_aligned = face_checks = 0
         bar = None
         if progress:
             from tqdm import tqdm
@@ -178,6 +180,10 @@ class FeaturePredictor:
                             not_aligned += 1
                             if not_aligned == 1:
                                 log.warning("%s", not_aligned_warning(item.name or "an input", img, aligner.input_size))
+                        elif align != "off" and (align == "auto" or face_checks < FACE_CHECKS_WHEN_WARNING):
+                            face_checks += 1  # the input size, but is there a face where the template expects one?
+                            if not aligner.has_face(img):
+                                log.warning("%s", no_face_warning(item.name or "an input", aligner.input_size))
                         imgs.append(img)
                         good.append(item)
                     except InputError as exc:

@@ -50,6 +50,11 @@ class PhotoAligner:
                 self._detector = YuNetDetector(self.det_threshold)
             return self._detector
 
+    def has_face(self, img: np.ndarray) -> bool:
+        """Whether the detector finds a face in ``img`` (an aligned crop holds one: YuNet finds it in
+        every aligned LFW crop tried; a crop without one is no face crop at all)."""
+        return bool(self.detector.detect(img))
+
     def face(self, img: np.ndarray) -> np.ndarray | None:
         """``img`` itself when aligned, else its subject's aligned crop; None when no face is found."""
         if self.is_aligned(img):
@@ -69,6 +74,19 @@ class PhotoAligner:
         return crop
 
 
+#: in ``align="warn"`` mode, inputs of the input size checked for a face per call (detection costs
+#: about as much as embedding; ``"auto"`` checks every input)
+FACE_CHECKS_WHEN_WARNING = 8
+
+
+def no_face_warning(name: str, input_size: Sequence[int]) -> str:
+    """The loud warning for an input of the model's size in which no face is found."""
+    h, w = int(input_size[0]), int(input_size[1])
+    return (f"{name}: no face found in this {w}x{h} input; the model expects an aligned {w}x{h} face crop, so "
+            "its feature describes no face (align photos with the face_recognition pipeline, facefeat align, "
+            "or align='auto' on the full photo)")
+
+
 def not_aligned_warning(name: str, img: np.ndarray, input_size: Sequence[int], count: int = 1) -> str:
     """The loud warning for photos embedded as if they were aligned crops."""
     h, w = int(input_size[0]), int(input_size[1])
@@ -79,4 +97,5 @@ def not_aligned_warning(name: str, img: np.ndarray, input_size: Sequence[int], c
             "face_recognition pipeline (facefeat embed / create_pipeline('face_recognition'))")
 
 
-__all__ = ["ALIGN_MODES", "PhotoAligner", "check_align_mode", "not_aligned_warning"]
+__all__ = ["ALIGN_MODES", "FACE_CHECKS_WHEN_WARNING", "PhotoAligner", "check_align_mode", "no_face_warning",
+           "not_aligned_warning"]
