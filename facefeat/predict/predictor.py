@@ -158,7 +158,7 @@ class FeaturePredictor:
         failed: list[InputError] = [] if failures is None else failures
         self._calls.failures = failed  # the iterating thread's view of this call
         aligner = PhotoAligner(self.meta.input_size)
-        not_aligned = face_checks = 0
+        not_aligned = face_checks = no_face = 0
         bar = None
         if progress:
             from tqdm import tqdm
@@ -183,7 +183,9 @@ class FeaturePredictor:
                         elif align != "off" and (align == "auto" or face_checks < FACE_CHECKS_WHEN_WARNING):
                             face_checks += 1  # the input size, but is there a face where the template expects one?
                             if not aligner.has_face(img):
-                                log.warning("%s", no_face_warning(item.name or "an input", aligner.input_size))
+                                no_face += 1
+                                if no_face == 1:  # once per call, counted at the end
+                                    log.warning("%s", no_face_warning(item.name or "an input", aligner.input_size))
                         imgs.append(img)
                         good.append(item)
                     except InputError as exc:
@@ -201,6 +203,9 @@ class FeaturePredictor:
         finally:
             if bar is not None:
                 bar.close()
+            if no_face > 1:
+                log.warning("no face found in %d of the %d %s input(s) checked", no_face, face_checks,
+                            img_size(aligner))
             if not_aligned > 1:
                 log.warning("%d input(s) were not aligned %s face crops (resized, not aligned; align='auto' "
                             "aligns them)", not_aligned, img_size(aligner))
