@@ -686,9 +686,14 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
 
 @command("dataset", "dataset tools (lfw-demo)", _dataset_args)
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from facefeat.data.lfw_demo import run_cli
+    from facefeat.data.lfw_demo import build_from_cli
 
-    return run_cli(args)
+    s = build_from_cli(args)
+    Output.of(args).document(s, escape(
+        f"LFW demo dataset -> {s['out_dir']}: {s['num_train_images']} train images of {s['num_train_ids']} people, "
+        f"{s['num_val_pairs']} val pairs ({s['align']}); next: facefeat train {s['out_dir']} --model MobileFaceNet "
+        "--epochs 2 --pretrain none"))
+    return 0
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:

@@ -31,6 +31,7 @@ the output is deterministic for a given LFW copy, pairs file and arguments.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -320,16 +321,18 @@ def configure_cli(ap) -> None:
     ap.add_argument("--workers", type=int, default=None)
 
 
-def run_cli(a) -> int:
+def build_from_cli(a) -> dict:
+    """Build the dataset from parsed ``configure_cli`` arguments; returns the summary (without the
+    list of fallback images)."""
     s = build_lfw_demo(a.lfw_dir, a.pairs_file, a.out_dir, align=a.align, max_train_ids=a.max_train_ids,
                        min_images_per_id=a.min_images_per_id, max_pairs=a.max_pairs, seed=a.seed,
                        workers=a.workers, train_min_images=a.train_min_images or None)
-    from facefeat.cli_output import Output, escape
+    return {k: v for k, v in s.items() if k != "fallback_images"}
 
-    Output.of(a).document({k: v for k, v in s.items() if k != "fallback_images"}, escape(
-        f"LFW demo dataset -> {s['out_dir']}: {s['num_train_images']} train images of {s['num_train_ids']} people, "
-        f"{s['num_val_pairs']} val pairs ({s['align']}); next: facefeat train {s['out_dir']} --model MobileFaceNet "
-        "--epochs 2"))
+
+def run_cli(a) -> int:
+    """``python -m facefeat.data.lfw_demo``: build, print the summary as JSON."""
+    print(json.dumps(build_from_cli(a), indent=2))
     return 0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from facefeat.errors import InputError
 from facefeat.io import expand_inputs, read_image
+from facefeat.index.resolve import resolve_index  # noqa: F401 - re-exported: index= as PaddleX takes it
 from facefeat.io.image import iter_batches
 from facefeat.pipeline.result import FaceRecResult
 from facefeat.predict.predictor import FeaturePredictor, create_model
@@ -68,23 +69,6 @@ def is_dominant(boxes: Sequence[Sequence[float]]) -> bool:
     """The gallery rule: the first (largest) of a photo's usable face ``boxes`` stands for the photo
     when it is alone or at least ``GALLERY_DOMINANCE`` times the area of the next one."""
     return len(boxes) == 1 or _area(boxes[0]) >= GALLERY_DOMINANCE * _area(boxes[1])
-
-
-def resolve_index(index: Any) -> Any:
-    """``index=`` as PaddleX takes it: an index object, a saved index directory, or None/"None"."""
-    if index is None or (isinstance(index, str) and index.strip().lower() in ("", "none", "null")):
-        return None
-    if isinstance(index, (str, os.PathLike)):
-        from facefeat.errors import FaceIndexError
-        from facefeat.index import load_index
-
-        d = Path(index)
-        if (d / "id_map.yaml").is_file() and (d / "vector.index").is_file() and not (d / "meta.json").exists():
-            raise FaceIndexError(f"{d}: is a PaddleX index (vector.index + id_map.yaml); its features come from "
-                              "another model and alignment, so facefeat cannot search it: rebuild it with "
-                              "pipeline.build_index(...) from the same gallery")
-        return load_index(d)
-    return index
 
 
 def _is_match(metric_type: str, score: float, threshold: float) -> bool:

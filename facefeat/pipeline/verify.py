@@ -70,7 +70,7 @@ def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, inde
     if person is not None:
         from facefeat.index.people import People
 
-        from facefeat.pipeline.face_recognition import resolve_index
+        from facefeat.index.resolve import resolve_index
 
         index = pipe.index if index is None else resolve_index(index)  # a directory, as predict takes
         if index is None:
