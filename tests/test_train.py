@@ -419,10 +419,10 @@ def test_sface_finetune_on_lfw_faces(lfw_dir, tmp_path):
 
 
 def test_eta_of_the_remaining_epochs():
-    from facefeat.engine.train import _eta
+    from facefeat.engine.progress import eta_note
 
-    assert _eta(120.0, 2, 3) == "; ETA 3m00s for 3 more epoch(s)"
-    assert _eta(7200.0, 1, 2) == "; ETA 4h00m for 2 more epoch(s)" and _eta(5.0, 1, 0) == ""
+    assert eta_note(120.0, 2, 3) == "; ETA 3m00s for 3 more epoch(s)"
+    assert eta_note(7200.0, 1, 2) == "; ETA 4h00m for 2 more epoch(s)" and eta_note(5.0, 1, 0) == ""
 
 
 @pytest.mark.slow

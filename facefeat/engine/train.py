@@ -53,6 +53,7 @@ from facefeat.engine.checkpoint import (
 )
 from facefeat.engine.distributed import DistContext, all_gather_object, barrier, parse_device, setup, teardown
 from facefeat.engine.evaluate import _read_bgr, embed_images, pair_scores, quick_verification
+from facefeat.engine.progress import eta_note, resume_hint
 from facefeat.engine.optim import WarmupCosine, build_optimizer, param_groups
 from facefeat.errors import ConfigError, DatasetError, WeightsError
 from facefeat.models.heads import build_head
@@ -460,28 +461,6 @@ def _epoch_message(rec: Mapping, epochs: int, lr: float, improved: bool) -> str:
     return msg
 
 
-def _eta(elapsed: float, done: int, left: int) -> str:
-    """``; ETA 12m30s for 3 more epoch(s)`` from the epochs run so far (validation included)."""
-    if left <= 0 or done <= 0:
-        return ""
-    secs = int(round(elapsed / done * left))
-    h, rem = divmod(secs, 3600)
-    m, sec = divmod(rem, 60)
-    text = f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
-    return f"; ETA {text} for {left} more epoch(s)"
-
-
-def resume_hint(output: Path) -> str:
-    """What to run to go on after an interrupt: the saved config, resumed from ``latest/``."""
-    config = output / "config.yaml"
-    latest = output / "latest" / CKPT_NAME
-    if not latest.is_file():
-        return (f"interrupted before the first checkpoint (written after each Train.save_interval epochs); "
-                f"to start again: facefeat -c {config}")
-    return (f"interrupted; to resume from the last checkpoint ({latest.parent}): "
-            f"facefeat -c {config} -o Train.resume_path={latest.parent}")
-
-
 def _export_best(spec: ModelSpec, best: Path, out: Path) -> Path:
     ck = load_checkpoint(best)
     model = build_torch_model(spec)
@@ -621,7 +600,7 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
                 st.history.append(rec)
                 if ctx.is_main:
                     report.say(_epoch_message(rec, epochs, scheduler.lr, improved)
-                               + _eta(time.perf_counter() - t_loop, epoch - first + 1, epochs - epoch))
+                               + eta_note(time.perf_counter() - t_loop, epoch - first + 1, epochs - epoch))
                     if improved:
                         ckpts.save_best(st, epoch)
                 if epoch % max(1, T.save_interval) == 0 or epoch == epochs:
