@@ -735,8 +735,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: commands without a result to print (the service)
-_NO_JSON = {"serve"}
+#: commands without a result to print (the service); "events" (merged from another branch) prints
+#: its own report
+_NO_JSON = {"serve", "events"}
 
 
 def _add_json_flag(p: argparse.ArgumentParser) -> None:
