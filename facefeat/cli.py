@@ -674,7 +674,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                      "failed": [{"input": n, "reason": w} for n, w in res.failed]},
                     escape(f"{res['num_faces']} faces -> {res['num_clusters']} clusters ({res['num_unclustered']} "
                            f"unclustered) in {out}" + (f"; gallery -> {args.to_index}" if args.to_index else "")))
-    return report.finish(res["num_faces"])
+    return report.finish()
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:

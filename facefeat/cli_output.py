@@ -167,7 +167,7 @@ class Output:
         if not self.failed:
             return 0
         ok = self.ok if total_ok is None else total_ok
-        self.note(f"{len(self.failed)} input(s) failed, {ok} succeeded")
+        self.note(f"{len(self.failed)} input(s) failed" + (f", {ok} succeeded" if ok else ""))
         return 1
 
 
