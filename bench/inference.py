@@ -1,7 +1,7 @@
 """Inference speed of the face feature module, against raw OpenVINO and PaddleX in the same run.
 
 For each model x runner x batch size (1, 32): warm-up, then >= 3 timed passes of
-``list(model.predict(images, batch_size=bs))`` over N random 112x112 BGR images (the same
+``list(model.predict(images, batch_size=bs, align="off"))`` over N random 112x112 BGR images (the same
 protocol as ../shared/peers/paddlex/bench.py), 2 threads; prints median ms/img, img/s and
 achieved GFLOP/s (2 FLOP per multiply-add). Runners (``--runs``):
 
@@ -124,7 +124,7 @@ def make_runner(name: str, run: str, int8_dirs: dict[str, str]):
         m = create_model(name, weights_for(name), backend=backend, precision=precision or "auto",
                          num_threads=THREADS)
     label = f"{run} = {m.backend}/{m.precision}" if run in ("auto", "int8") else f"{m.backend}/{m.precision}"
-    return label, lambda imgs, bs: list(m.predict(imgs, batch_size=bs))
+    return label, lambda imgs, bs: list(m.predict(imgs, batch_size=bs, align="off"))  # the module alone: no face checks
 
 
 def main() -> None:

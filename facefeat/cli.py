@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from facefeat.cli_output import (Output, escape, positive_int, faces_line, feature_line, index_line, info_line,
+                                  install_log_escaping, recognition_line, report_doc, stats_line, verify_line,
+                                  video_line)
 from facefeat.errors import FacefeatError
 
 log = logging.getLogger("facefeat")
@@ -34,14 +37,17 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
                    help="auto: OpenVINO bf16 on CPUs with AMX/AVX512-BF16, else fp32; int8 needs a quantised --model-dir")
     p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for inference")
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="image files, directories or http(s) URLs")
     _model_args(p)
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--flip", action="store_true", help="add the mirror image's feature (flip test)")
+    p.add_argument("--align", default="auto", choices=["auto", "warn", "off"],
+                   help="inputs that are not aligned face crops of the model's size (photos): detect and align "
+                        "the face (auto, default), or resize them with a warning (warn) or silently (off)")
     p.add_argument("--save-dir", default=None, help="write <image>_res.json per image here")
     p.add_argument("--quiet", action="store_true", help="do not print results")
 
@@ -54,35 +60,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          precision=args.precision, device=args.device, batch_size=args.batch_size,
                          flip=args.flip, num_threads=args.threads)
     inputs = args.inputs if len(args.inputs) > 1 else args.inputs[0]
-    progress = len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()
-    n = 0
-    for res in model.predict(inputs, errors="warn" if progress else "raise", progress=progress):
-        n += 1
-        if not args.quiet:
-            res.print(json_format=False)
+    progress = (len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()) and not args.json
+    out, failures = Output.of(args), []
+    for res in model.predict(inputs, errors="warn", progress=progress, failures=failures, align=args.align):
+        _drain(out, failures)
+        out.record(res, feature_line(res))
         if args.save_dir:
             res.save_to_json(args.save_dir)
-    return _report_failures(model.failures, n)
+    _drain(out, failures)
+    return out.finish()
 
 
-def _report_failures(failures: list, n_ok: int) -> int:
-    if failures:
-        print(f"facefeat: {len(failures)} input(s) failed, {n_ok} succeeded:", file=sys.stderr)
-        for exc in failures:
-            print(f"  - {exc}", file=sys.stderr)
-        return 1
-    return 0
+def _drain(out: Output, failures: list) -> None:
+    """Report the failures a streaming call appended since the last look (each once)."""
+    while len(out.failed) < len(failures):
+        out.fail(failures[len(out.failed)])
 
 
-@command("models", "list the model zoo", lambda p: p.add_argument("--json", action="store_true"))
+@command("models", "list the model zoo", lambda p: None)
 def cmd_models(args: argparse.Namespace) -> int:
-    import json
-
     from facefeat.registry import get_spec, list_models
 
     specs = [get_spec(n) for n in list_models()]
     if args.json:
-        print(json.dumps([s.to_dict() for s in specs], indent=2))
+        Output(True).document([s.to_dict() for s in specs], "")
         return 0
     rows = [("model", "dim", "input", "weights", "licence", "reported accuracy")]
     for s in specs:
@@ -109,8 +110,6 @@ def _info_args(p: argparse.ArgumentParser) -> None:
 
 @command("info", "show the runtime: backends, precision chosen by auto, CPU features (and a model's)", _info_args)
 def cmd_info(args: argparse.Namespace) -> int:
-    import json
-
     from facefeat.runtime.info import runtime_summary
 
     doc = runtime_summary(args.backend, args.precision, args.device)
@@ -120,7 +119,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         doc["model"] = create_model(args.model, args.weights, model_dir=args.model_dir, backend=args.backend,
                                     precision=args.precision, device=args.device,
                                     num_threads=args.threads).runtime_info()
-    print(json.dumps(doc, indent=2))
+    Output.of(args).document(doc, info_line(doc))
     return 0
 
 
@@ -130,17 +129,16 @@ def _quantize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", default=None, help="quantise this fp32 model directory instead")
     p.add_argument("--calib", required=True, help="calibration images (folder, searched recursively) or PaddleX dataset")
     p.add_argument("--out", required=True, help="int8 model directory to write")
-    p.add_argument("--max-images", type=int, default=300, help="calibration images used (spread over the set)")
+    p.add_argument("--max-images", type=positive_int, default=300, help="calibration images used (spread over the set)")
 
 
 @command("quantize", "int8 post-training quantisation with NNCF (facefeat[quantize])", _quantize_args)
 def cmd_quantize(args: argparse.Namespace) -> int:
-    import json
-
     from facefeat.runtime.quantize import quantize_model
 
-    print(json.dumps(quantize_model(args.model, args.weights, model_dir=args.model_dir, calib=args.calib,
-                                    out_dir=args.out, max_images=args.max_images), indent=2))
+    doc = quantize_model(args.model, args.weights, model_dir=args.model_dir, calib=args.calib,
+                         out_dir=args.out, max_images=args.max_images)
+    Output.of(args).document(doc, f"int8 model -> {escape(args.out)} (--json for the details)")
     return 0
 
 
@@ -175,20 +173,23 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
 
 @command("embed", "detect, align and embed every face of raw photos (JSON out)", _embed_args)
 def cmd_embed(args: argparse.Namespace) -> int:
-    import json
-
+    from facefeat.errors import InputError
     from facefeat.io import expand_inputs
     from facefeat.utils import atomic_write_json
 
-    pipe = _pipeline(args)
-    items = expand_inputs(_inputs(args))
-    for item in items:
-        faces = pipe.embed(item.source)
+    pipe, out = _pipeline(args), Output.of(args)
+    for item in expand_inputs(_inputs(args)):
+        try:
+            faces = pipe.embed(item.source)
+        except InputError as exc:
+            out.fail(exc)
+            continue
         doc = {"input_path": item.name, "faces": faces}
         if args.save_dir:
             atomic_write_json(Path(args.save_dir) / f"{Path(str(item.name)).stem}_faces.json", doc)
-        print(json.dumps(doc))
-    return 0
+        dim = next((len(f["feature"]) for f in faces if f.get("feature")), None)
+        out.record(doc, faces_line(item.name, faces) + (f" -> {dim}-d features" if dim else ""))
+    return out.finish()
 
 
 def _embed_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -199,11 +200,11 @@ def _embed_dataset_args(p: argparse.ArgumentParser) -> None:
     _pipeline_args(p, inputs=False)
     p.add_argument("--nms-threshold", type=float, default=0.3)
     p.add_argument("--min-face-size", type=float, default=20)
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    p.add_argument("--workers", type=int, default=None, help="Ray actors (default: CPUs // --num-cpus, or GPUs // --num-gpus)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch")
+    p.add_argument("--workers", type=positive_int, default=None, help="Ray actors (default: CPUs // --num-cpus, or GPUs // --num-gpus)")
     p.add_argument("--num-cpus", type=float, default=1, help="CPUs per Ray actor")
     p.add_argument("--num-gpus", type=float, default=0, help="GPUs per Ray actor (e.g. 1, or 0.5 to share one)")
-    p.add_argument("--shard-size", type=int, default=None, help="images per Parquet shard (default 1000; fixed at the first run)")
+    p.add_argument("--shard-size", type=positive_int, default=None, help="images per Parquet shard (default 1000; fixed at the first run)")
     p.add_argument("--path-column", default="path", help="path column of a table INPUT")
     p.add_argument("--label-column", default="label", help="label column of a table INPUT (carried to the rows)")
     p.add_argument("--no-progress", action="store_true")
@@ -220,9 +221,17 @@ def cmd_embed_dataset(args: argparse.Namespace) -> int:
         device=args.device, det_threshold=args.det_threshold, nms_threshold=args.nms_threshold, min_face_size=args.min_face_size,
         align=args.align, flip=args.flip, batch_size=args.batch_size, workers=args.workers,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, num_threads=args.threads, shard_size=args.shard_size,
-        path_column=args.path_column, label_column=args.label_column, progress=not args.no_progress)
-    print(report.summary())
-    return 0
+        path_column=args.path_column, label_column=args.label_column, progress=not args.no_progress and not args.json)
+    out = Output.of(args)
+    if report.errors:
+        from facefeat.distributed.manifest import OutputDir
+
+        for path, why in OutputDir.open(args.out).failed_inputs(limit=50):
+            out.fail(*((why,) if str(why).startswith(path) else (path, why)))  # the reader's errors name it
+        if report.errors > 50:
+            out.note(f"... {report.errors - 50} more; the rows' 'error' column says why for each")
+    out.document(report_doc(report), escape(report.summary()))
+    return 1 if report.errors else 0
 
 
 def _detect_args(p: argparse.ArgumentParser) -> None:
@@ -234,20 +243,18 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
 
 @command("detect", "detect faces and 5 landmarks (YuNet)", _detect_args)
 def cmd_detect(args: argparse.Namespace) -> int:
-    import json
-
     from facefeat.io import iter_images
     from facefeat.vision.detector import YuNetDetector
 
     det = YuNetDetector(args.det_threshold, args.nms_threshold, min_face_size=args.min_face_size)
-    failures = []
+    out = Output.of(args)
     for item, img, err in iter_images(_inputs(args)):
         if err is not None:
-            failures.append(err)
+            out.fail(err)
             continue
-        print(json.dumps({"input_path": item.name, "faces": [
-            {**d.to_dict(), **({"too_small": True} if d.too_small else {})} for d in det.detect(img)]}))
-    return _report_failures(failures, 0)
+        faces = [{**d.to_dict(), **({"too_small": True} if d.too_small else {})} for d in det.detect(img)]
+        out.record({"input_path": item.name, "faces": faces}, faces_line(item.name, faces))
+    return out.finish()
 
 
 def _align_args(p: argparse.ArgumentParser) -> None:
@@ -266,23 +273,26 @@ def cmd_align(args: argparse.Namespace) -> int:
     from facefeat.vision.detector import YuNetDetector
 
     det = YuNetDetector(args.det_threshold, args.nms_threshold, min_face_size=args.min_face_size)
-    failures, n = [], 0
+    out = Output.of(args)
     for item, img, err in iter_images(_inputs(args)):
         if err is not None:
-            failures.append(err)
+            out.fail(err)
             continue
         stem = Path(str(item.name or "image")).stem
+        written, small = [], []
         for i, d in enumerate(det.detect(img)):
             if d.too_small:
-                print(f"{item.name}: face {i} too small to align ({d.width:.0f}x{d.height:.0f} px), skipped")
+                small.append({"face": i, "width": round(float(d.width)), "height": round(float(d.height))})
                 continue
             target = Path(args.out) / f"{stem}_face{i}.png"
             with atomic_path(target, ".png") as tmp:
                 ok, buf = cv2.imencode(".png", align(img, d, mode=args.mode))
                 tmp.write_bytes(buf.tobytes())
-            print(target)
-            n += 1
-    return _report_failures(failures, n)
+            written.append(str(target))
+        text = f"{escape(item.name)}: {len(written)} face(s) -> {', '.join(map(escape, written)) or '-'}"
+        out.record({"input_path": item.name, "aligned": written, "too_small": small},
+                   text + (f"; {len(small)} too small to align" if small else ""))
+    return out.finish()
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:
@@ -291,7 +301,13 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     b.add_argument("--gallery", default=None, help="gallery root directory")
     b.add_argument("--from-parquet", default=None, metavar="DIR",
                    help="bulk-load 'facefeat embed-dataset' output instead of embedding a gallery")
-    b.add_argument("--label-column", default="label", help="--from-parquet: row column holding the label")
+    b.add_argument("--label-column", default="label",
+                   help="--from-parquet: row column holding the label (default 'label': a folder input's "
+                        "sub-folder names, a list's second field); 'path' labels each image by its path")
+    b.add_argument("--skip-unlabelled", action="store_true",
+                   help="--from-parquet: leave out images without a label instead of stopping")
+    b.add_argument("--faces", default="gallery", choices=["gallery", "all"],
+                   help="--from-parquet: one face per image, as the gallery rule picks (default), or every face")
     b.add_argument("--label-map", default=None, help="--from-parquet: file mapping paths to labels (gallery.txt, CSV)")
     b.add_argument("--labels", default=None, help="label file (default: <gallery>/gallery.txt)")
     b.add_argument("--out", required=True, help="index directory to write")
@@ -326,12 +342,14 @@ def _index_args(p: argparse.ArgumentParser) -> None:
 
 @command("index", "build, extend, shrink or describe a gallery index", _index_args)
 def cmd_index(args: argparse.Namespace) -> int:
-    import json
-
     from facefeat.index import check_model, edit_index, load_index, read_meta
 
+    out = Output.of(args)
     if args.index_cmd == "info":
-        print(json.dumps(load_index(args.index_dir).info(), indent=2))
+        info = load_index(args.index_dir).info()
+        out.document(info, escape(f"{args.index_dir}: {info.get('count')} sample(s) of {info.get('num_labels')} "
+                                  f"people; {info.get('model_name')} {info.get('dim')}-d, {info.get('backend')} "
+                                  f"{info.get('index_type')} {info.get('metric_type')}"))
         return 0
     if args.index_cmd in ("people", "rename", "enroll") or (args.index_cmd == "remove" and args.label):
         from facefeat.errors import InputError
@@ -348,21 +366,24 @@ def cmd_index(args: argparse.Namespace) -> int:
             rep = pipe.enroll(args.folder, people, quality=args.quality)
             people.save(args.index_dir)
             for r in rep["rejected"]:
-                print(f"  rejected {r['path']} ({r['label']}): {r['reason']}", file=sys.stderr)
-            print(f"enrolled {len(rep['added'])} image(s) of {len({a['label'] for a in rep['added']})} people, "
-                  f"rejected {len(rep['rejected'])}; {len(people)} people in {args.index_dir}")
+                out.note(f"rejected {escape(r['path'])} ({escape(r['label'])}): {escape(r['reason'])}")
+            out.document(rep, escape(f"enrolled {len(rep['added'])} image(s) of "
+                                     f"{len({a['label'] for a in rep['added']})} people, rejected "
+                                     f"{len(rep['rejected'])}; {len(people)} people in {args.index_dir}"))
             return 0 if rep["added"] or not rep["rejected"] else 1
         people = People.load(args.index_dir)
         if args.index_cmd == "people":
-            print(json.dumps([{k: v for k, v in p.items() if k != "sample_ids"} | {"sample_ids": p["sample_ids"]}
-                              for p in people.list()], indent=2, ensure_ascii=False))
+            rows = people.list()
+            out.document(rows, "\n".join(f"{escape(p['label'])}: {p['samples']} sample(s)" for p in rows)
+                         or f"no people in {escape(args.index_dir)}")
             return 0
         if args.index_cmd == "remove" and args.ids:
             raise InputError("index remove: give ids or --label NAME, not both")
         n = people.remove(args.label) if args.index_cmd == "remove" else people.rename(args.old, args.new)
         people.save(args.index_dir)
-        print(f"{'removed' if args.index_cmd == 'remove' else 'renamed'} {n} sample(s); "
-              f"{len(people)} people in {args.index_dir}")
+        verb = "removed" if args.index_cmd == "remove" else "renamed"
+        out.document({verb: n, "people": len(people)},
+                     escape(f"{verb} {n} sample(s); {len(people)} people in {args.index_dir}"))
         return 0
     if args.index_cmd == "remove":
         from facefeat.pipeline.face_recognition import FaceRecognitionPipeline
@@ -376,7 +397,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             before = len(index)
             FaceRecognitionPipeline.remove_index(ids, index)
             n = before - len(index)
-        print(f"removed {n}; {len(index)} left in {args.index_dir}")
+        out.document({"removed": n, "count": len(index)}, escape(f"removed {n}; {len(index)} left in {args.index_dir}"))
         return 0
     if args.index_cmd == "build" and (args.gallery is None) == (args.from_parquet is None):
         from facefeat.errors import InputError
@@ -388,9 +409,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         kw = {"uri": args.milvus_uri} if args.index_backend == "milvus" and args.milvus_uri else {}
         index, stats = build_index_from_parquet(args.from_parquet, backend=args.index_backend, metric_type=args.metric,
                                                 index_type=args.index_type, label_column=args.label_column,
-                                                label_map=args.label_map, **kw)
+                                                label_map=args.label_map, skip_unlabelled=args.skip_unlabelled,
+                                                faces=args.faces, flags=_PARQUET_FLAGS, **kw)
         index.save(args.out)
-        print(f"built {index!r} -> {args.out} ({stats})")
+        out.document({"out": args.out, "index": index.info(), "stats": stats},
+                     escape(f"built {index_line(index)} -> {args.out} ({stats_line(stats)})"))
         return 0
     labels = args.labels or str(Path(args.gallery) / "gallery.txt")
     if args.index_cmd == "add":
@@ -400,25 +423,34 @@ def cmd_index(args: argparse.Namespace) -> int:
         with edit_index(args.index_dir) as index:  # reload + add + save under the lock: every run lands
             index.check_model(*_model_of(pipe))
             ids = index.add(g.features, g.labels, g.names) if g.labels else []
-        print(f"added {len(ids)} (ids {ids[0] if ids else '-'}..{ids[-1] if ids else '-'}); {len(index)} in {args.index_dir}")
-        return _report_rejected(g.rejected)
+        out.document({"added": ids, "count": len(index), "rejected": [r.to_dict() for r in g.rejected]},
+                     escape(f"added {len(ids)} (ids {ids[0] if ids else '-'}..{ids[-1] if ids else '-'}); "
+                            f"{len(index)} in {args.index_dir}"))
+        return _report_rejected(out, g.rejected, len(ids))
     pipe = _pipeline(args)
     kw = {"uri": args.milvus_uri} if args.index_backend == "milvus" and args.milvus_uri else {}
     index = pipe.build_index(args.gallery, labels, metric_type=args.metric, index_type=args.index_type,
                              backend=args.index_backend, progress=True, **kw)
     index.save(args.out)
-    print(f"built {index!r} -> {args.out}")
-    return _report_rejected(pipe.last_rejected)
+    out.document({"out": args.out, "index": index.info(), "rejected": [r.to_dict() for r in pipe.last_rejected]},
+                 escape(f"built {index_line(index)} -> {args.out}"))
+    return _report_rejected(out, pipe.last_rejected, len(index))
+
+
+#: how ``index build --from-parquet`` spells build_index_from_parquet's options (for its errors)
+_PARQUET_FLAGS = {"label_column": "--label-column", "label_map": "--label-map", "skip_unlabelled": "--skip-unlabelled",
+                  "faces": "--faces"}
 
 
 def _model_of(pipe) -> tuple[str, int]:
     return pipe.predictor.model_name, pipe.predictor.embedding_size
 
 
-def _report_rejected(rejected: list) -> int:
+def _report_rejected(out: Output, rejected: list, n_ok: int) -> int:
+    """Gallery images left out (each was logged as it was skipped): the run fails when any was."""
     for r in rejected:
-        print(f"  skipped {r.name}: {r.reason}", file=sys.stderr)
-    return 0
+        out.count_failed(r.name, r.reason)
+    return out.finish(n_ok)
 
 
 def _recognize_args(p: argparse.ArgumentParser) -> None:
@@ -428,11 +460,11 @@ def _recognize_args(p: argparse.ArgumentParser) -> None:
                    help="fixed threshold (default: the model's calibrated 1:N point, see --fpir)")
     p.add_argument("--fpir", type=float, default=None, help="calibrated operating point, e.g. 0.01 (default) or 0.1")
     p.add_argument("--per-person", action="store_true", help="top-k people instead of top-k images")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--save-dir", default=None, help="write <image>_res.json and <image>_res.jpg here")
-    p.add_argument("--every-n", type=int, default=1, help="video: detect every N-th frame, track in between")
+    p.add_argument("--every-n", type=positive_int, default=1, help="video: detect every N-th frame, track in between")
     p.add_argument("--video-out", default=None, help="video: write the annotated video here (.mp4/.avi)")
-    p.add_argument("--max-frames", type=int, default=None, help="video: stop after N processed frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="video: stop after N processed frames")
     from facefeat.events.cli import add_event_flags
 
     add_event_flags(p)
@@ -451,9 +483,11 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     try:
         if any(is_video_source(x) for x in args.inputs):
             return _recognize_video(args, pipe, index, hub)
+        out, failures = Output.of(args), []
         for res in pipe.predict(_inputs(args), index=index, rec_threshold=args.rec_threshold, rec_topk=args.topk,
-                                fpir=args.fpir, per_person=args.per_person):
-            res.print(json_format=False)
+                                fpir=args.fpir, per_person=args.per_person, failures=failures):
+            _drain(out, failures)
+            out.record(res, recognition_line(res))
             if args.save_dir:
                 res.save_to_json(args.save_dir)
                 res.save_to_img(args.save_dir)
@@ -462,7 +496,8 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
                 recognitions(hub, str(res["input_path"]), result_faces(res), res.get("_img"),
                              res.get("operating_point"), presence=False)
-        return 0
+        _drain(out, failures)
+        return out.finish()
     finally:
         if hub is not None:
             hub.close()
@@ -491,7 +526,7 @@ def cmd_get_pipeline_config(args: argparse.Namespace) -> int:
     if target.exists() and not args.overwrite:
         raise InputError(f"{target} already exists; pass --overwrite to replace it")
     atomic_write_text(target, src.read_text(encoding="utf-8"))
-    print(f"The pipeline config has been saved to: {target}")
+    Output.of(args).document({"saved": str(target)}, f"The pipeline config has been saved to: {escape(target)}")
     return 0
 
 
@@ -505,7 +540,7 @@ def _paddlex_pipeline_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None, help="saved index directory (facefeat index build)")
     p.add_argument("--det_threshold", type=float, default=None)
     p.add_argument("--rec_threshold", type=float, default=None)
-    p.add_argument("--rec_topk", type=int, default=None)
+    p.add_argument("--rec_topk", type=positive_int, default=None)
     p.add_argument("--get_pipeline_config", default=None, help="write this pipeline's config to --save_path")
     for name in ("--engine", "--hpi_config"):  # PaddleX options without meaning here
         p.add_argument(name, default=None, help="accepted for PaddleX compatibility; ignored")
@@ -533,12 +568,15 @@ def paddlex_pipeline_main(argv: Sequence[str]) -> int:
     if not args.pipeline or not args.input:
         raise FacefeatError("--pipeline and --input are both needed (e.g. --pipeline face_recognition --input img.jpg)")
     pipe = create_pipeline(args.pipeline, device=args.device)
+    out, failures = Output(json_mode=True), []
     for res in pipe.predict(args.input, index=args.index, det_threshold=args.det_threshold,
-                            rec_threshold=args.rec_threshold, rec_topk=args.rec_topk):
-        res.print()
+                            rec_threshold=args.rec_threshold, rec_topk=args.rec_topk, failures=failures):
+        _drain(out, failures)
+        out.record({"res": res.json["res"]})  # JSON lines, as PaddleX's res.print(json_format=True)
         if args.save_path:
             res.save_all(args.save_path)
-    return 0
+    _drain(out, failures)
+    return out.finish()
 
 
 def _verify_args(p: argparse.ArgumentParser) -> None:
@@ -560,12 +598,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         index = load_index(args.index)
     res = _pipeline(args).verify(args.img1, args.img2, person=args.person, index=index,
                                  rec_threshold=args.threshold, far=args.far)
-    res.print(json_format=True)
+    Output.of(args).document(res, verify_line(res))
+    return 0 if res["verified"] else 1  # 1: not the same person (2: an error, e.g. no face)
 
 
 def _recognize_video(args: argparse.Namespace, pipe, index, hub=None) -> int:
     """JSON lines per frame and per finished track on stdout; achieved fps on stderr."""
-    import json
     import time
 
     from facefeat.errors import InputError
@@ -578,18 +616,19 @@ def _recognize_video(args: argparse.Namespace, pipe, index, hub=None) -> int:
     n, t0, summary = 0, time.perf_counter(), None
     events = pipe.predict_video(src, index=index, every_n=args.every_n, rec_threshold=args.rec_threshold,
                                 save_path=out, max_frames=args.max_frames, events=hub)
+    out = Output.of(args)
     try:
         for ev in events:
             n += ev["event"] == "frame"
             summary = ev if ev["event"] == "summary" else None
-            print(json.dumps(ev), flush=True)
+            out.record(ev, video_line(ev))
     except KeyboardInterrupt:  # live sources run until stopped
         pass
     finally:
         events.close()
     secs = time.perf_counter() - t0
     dropped = f", {summary['frames_dropped']} dropped, {summary['tracks']} tracks" if summary else " (stopped)"
-    print(f"facefeat: {src}: {n} frames in {secs:.1f}s = {n / max(secs, 1e-9):.1f} fps{dropped}", file=sys.stderr)
+    out.note(escape(f"{src}: {n} frames in {secs:.1f}s = {n / max(secs, 1e-9):.1f} fps{dropped}"))
     return 0
 
 
@@ -603,7 +642,7 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--update", metavar="DIR", help="existing cluster directory: add INPUTS to it and/or edit it")
     p.add_argument("--threshold", type=float, default=None,
                    help="cosine similarity for one person (default: the model's calibrated one; with --split: stricter)")
-    p.add_argument("--min-samples", type=int, default=None, help="smaller clusters stay unclustered (default 1)")
+    p.add_argument("--min-samples", type=positive_int, default=None, help="smaller clusters stay unclustered (default 1)")
     p.add_argument("--method", default=None, choices=METHODS, help="clustering method (default agglomerative)")
     p.add_argument("--merge", type=int, nargs="+", metavar="ID", help="merge these clusters into the first")
     p.add_argument("--split", type=int, metavar="ID", help="split this cluster (re-cluster, or move out --faces)")
@@ -624,14 +663,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         res = _pipeline(args).cluster(args.inputs, args.threshold, args.min_samples, args.method, progress=True)
     else:
         res = ClusterResult.load(args.update)
+        known_failures = len(res.failed)  # reported by earlier runs
         if args.inputs:
             changed = update_clusters(_pipeline(args), res, args.inputs, progress=True)
-            print(f"joined clusters {changed['joined'] or '-'}; new clusters {changed['new'] or '-'}")
+            Output.of(args).line(f"joined clusters {changed['joined'] or '-'}; new clusters {changed['new'] or '-'}")
     if args.merge:
-        print(f"merged {args.merge} into {res.merge(args.merge)}")
+        Output.of(args).line(f"merged {args.merge} into {res.merge(args.merge)}")
     if args.split is not None:
         new = res.split(args.split, threshold=args.threshold if args.update else None, face_ids=args.faces)
-        print(f"split {args.split}: new clusters {new or '- (nothing to split at this threshold)'}")
+        Output.of(args).line(f"split {args.split}: new clusters {new or '- (nothing to split at this threshold)'}")
     for r in args.rename or []:
         cid, eq, name = r.partition("=")
         if not eq or not cid.strip().isdigit():
@@ -640,11 +680,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     out = res.save(args.out or args.update, sheets=not args.no_sheets)
     if args.to_index:
         res.to_index(args.to_index)
-    for name, why in res.failed:
-        print(f"  skipped {name}: {why}", file=sys.stderr)
-    print(f"{res['num_faces']} faces -> {res['num_clusters']} clusters ({res['num_unclustered']} unclustered) in {out}"
-          + (f"; gallery -> {args.to_index}" if args.to_index else ""))
-    return 0
+    report = Output.of(args)
+    for name, why in res.failed[0 if args.out else known_failures:]:
+        report.count_failed(name, why)  # each was logged as it was skipped
+    report.document({"out": str(out), "num_faces": res["num_faces"], "num_clusters": res["num_clusters"],
+                     "num_unclustered": res["num_unclustered"], "to_index": args.to_index,
+                     "failed": [{"input": n, "reason": w} for n, w in res.failed]},
+                    escape(f"{res['num_faces']} faces -> {res['num_clusters']} clusters ({res['num_unclustered']} "
+                           f"unclustered) in {out}" + (f"; gallery -> {args.to_index}" if args.to_index else "")))
+    return report.finish()
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
@@ -656,9 +700,14 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
 
 @command("dataset", "dataset tools (lfw-demo)", _dataset_args)
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from facefeat.data.lfw_demo import run_cli
+    from facefeat.data.lfw_demo import build_from_cli
 
-    return run_cli(args)
+    s = build_from_cli(args)
+    Output.of(args).document(s, escape(
+        f"LFW demo dataset -> {s['out_dir']}: {s['num_train_images']} train images of {s['num_train_ids']} people, "
+        f"{s['num_val_pairs']} val pairs ({s['align']}); next: facefeat train {s['out_dir']} --model MobileFaceNet "
+        "--epochs 2 --pretrain none"))
+    return 0
 
 
 def _events_args(p: argparse.ArgumentParser) -> None:
@@ -707,14 +756,33 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_, configure, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         configure(p)
+        if name not in _NO_JSON:
+            _add_json_flag(p)
         p.set_defaults(func=fn)
     return parser
+
+
+#: commands without a result to print (the service); "events" (merged from another branch) prints
+#: its own report
+_NO_JSON = {"serve", "events"}
+
+
+def _add_json_flag(p: argparse.ArgumentParser) -> None:
+    """``--json`` on every (leaf) command: one JSON document, or JSON lines for streams."""
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    for a in subs:
+        for child in a.choices.values():
+            _add_json_flag(child)
+    if not subs and not any("--json" in a.option_strings for a in p._actions):
+        p.add_argument("--json", action="store_true",
+                       help="print JSON (one document, or one JSON object a line for streams) instead of a summary")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if "-v" in argv else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    install_log_escaping()
     rest = [a for a in argv if a not in ("-v", "--verbose")]
     subcommand = bool(rest) and rest[0] in COMMANDS  # facefeat train DIR -c my.yaml: the subcommand's -c
     if ("-c" in argv or "--config" in argv) and not subcommand:
@@ -735,7 +803,7 @@ def _guard(fn: Callable[[], int]) -> int:
     try:
         return int(fn() or 0)
     except FacefeatError as exc:
-        print(f"facefeat: error: {exc}", file=sys.stderr)
+        print(f"facefeat: error: {escape(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

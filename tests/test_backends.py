@@ -250,7 +250,7 @@ def test_cli_info_and_quantize_errors(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "facefeat", "info"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "facefeat", "info", "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["resolved"]["backend"] in ("openvino", "onnxruntime") and "cpu_features" in doc

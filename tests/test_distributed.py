@@ -120,13 +120,13 @@ def test_every_input_is_a_row(local_out, images):
     assert all(q["quality"] is not None and q["quality"]["sharpness"] > 0 and q["quality"]["face_size"] > 0
                for q in faces)  # every embedded face carries its quality figures
     assert by_path[images["lfw"][0][0]]["label"] == images["lfw"][0][1]
-    manifest = json.loads((local_out / "manifest.json").read_text())
+    manifest = json.loads((local_out / "_manifest.json").read_text())
     assert manifest["model"] == "SFace" and manifest["complete"] and manifest["settings"]["det_threshold"] == 0.5
     assert manifest["finished_shards"] == -(-images["n"] // SHARD)
 
 
 def _kill_a_ray_worker_after_first_shard(out: Path, killed: list, stop: threading.Event) -> None:
-    journal = out / "shards.jsonl"
+    journal = out / "_shards.jsonl"
     while not stop.is_set() and not (journal.is_file() and journal.read_bytes().count(b"\n") >= 1):
         time.sleep(0.05)
     for d in Path("/proc").iterdir():
@@ -169,7 +169,7 @@ def test_kill_driver_and_resume(ray_cluster, local_out, images, tmp_path):
     from facefeat.distributed import embed_dataset
 
     out = tmp_path / "killed"
-    journal = out / "shards.jsonl"
+    journal = out / "_shards.jsonl"
     cmd = [sys.executable, "-m", "facefeat", "embed-dataset", str(images["list"]), "--out", str(out),
            "--engine", "ray", "--address", ray_cluster, "--shard-size", "10", "--batch-size", "5",
            "--workers", "1", "--no-progress"]
@@ -202,23 +202,23 @@ def test_kill_driver_and_resume(ray_cluster, local_out, images, tmp_path):
 def test_mixed_model_or_settings_refused(local_out, images, tmp_path):
     from facefeat.distributed import embed_dataset
 
-    journal = (local_out / "shards.jsonl").read_bytes()
+    journal = (local_out / "_shards.jsonl").read_bytes()
     with pytest.raises(InputError, match="det_threshold: 0.5 here, 0.7 now"):
         embed_dataset(images["list"], local_out, det_threshold=0.7, progress=False)
     with pytest.raises(InputError, match="shard_size"):
         embed_dataset(images["list"], local_out, shard_size=7, progress=False)
-    assert (local_out / "shards.jsonl").read_bytes() == journal
+    assert (local_out / "_shards.jsonl").read_bytes() == journal
     # an output directory written by another model (its manifest says so) refuses SFace's rows
     other = tmp_path / "other"
     other.mkdir()
-    m = json.loads((local_out / "manifest.json").read_text())
+    m = json.loads((local_out / "_manifest.json").read_text())
     m["model"] = m["settings"]["model"] = "MobileFaceNet"
     m["model_hash"] = m["settings"]["model_hash"] = "0123456789abcdef"
-    (other / "manifest.json").write_text(json.dumps(m))
+    (other / "_manifest.json").write_text(json.dumps(m))
     with pytest.raises(InputError, match="model: 'MobileFaceNet' here, 'SFace' now") as err:
         embed_dataset(images["list"], other, progress=False)
     assert "model_hash" in str(err.value) and isinstance(err.value, FacefeatError)
-    assert {p.name for p in other.iterdir()} == {"manifest.json"}  # nothing written
+    assert {p.name for p in other.iterdir()} == {"_manifest.json"}  # nothing written
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not an embed_dataset output directory"):
@@ -329,3 +329,58 @@ def test_bulk_load_labels(local_out, images, tmp_path):
     assert len(ix) == sum(1 for r in _rows(local_out).to_pylist() if r["status"] == "ok")
     with pytest.raises(InputError, match="no column 'who'"):
         build_index_from_parquet(local_out, label_column="who")
+
+
+def test_cli_bulk_load_errors_name_cli_flags(local_out, images, tmp_path, capsys):
+    """`index build --from-parquet` errors name the command's flags, never Python keywords; and
+    --skip-unlabelled exists."""
+    from facefeat.cli import main
+
+    mapping = tmp_path / "people.txt"
+    mapping.write_text("".join(f"{p} person-{i}\n" for i, (p, _) in enumerate(images["lfw"][:10])))
+    base = ["index", "build", "--from-parquet", str(local_out), "--index-type", "Flat"]
+    assert main(base + ["--out", str(tmp_path / "a"), "--label-map", str(mapping)]) == 2
+    err = capsys.readouterr().err
+    assert "has no label" in err and "--skip-unlabelled" in err and "--label-column path" in err, err
+    assert "skip_unlabelled" not in err and "label_column" not in err and "label_map" not in err
+    assert main(base + ["--out", str(tmp_path / "b"), "--label-column", "who"]) == 2
+    err = capsys.readouterr().err
+    assert "--label-column or --label-map" in err and "label_column=" not in err
+    assert main(base + ["--out", str(tmp_path / "c"), "--label-map", str(mapping), "--skip-unlabelled"]) == 0
+    assert "built faiss Flat IP index of" in capsys.readouterr().out
+
+
+def test_output_folder_reads_as_a_dataset(local_out, images, tmp_path):
+    """pandas.read_parquet("emb/"), pyarrow.dataset.dataset("emb/") and DuckDB read exactly the rows
+    (metadata is _-prefixed), and a version-1 folder (metadata beside the shards) still resumes."""
+    import shutil
+
+    import pyarrow.dataset as ds
+
+    pd = pytest.importorskip("pandas", reason="pip install 'facefeat[test]' (pandas)")
+    duckdb = pytest.importorskip("duckdb", reason="pip install 'facefeat[test]' (duckdb)")
+    from facefeat.distributed import embed_dataset
+    from facefeat.distributed.manifest import OutputDir
+
+    want = _rows(local_out)
+    assert sorted(p.name for p in local_out.iterdir() if not p.name.startswith(("_", "."))) == \
+        sorted(p.name for p in OutputDir.open(local_out).shard_files())  # only data files are visible
+    assert len(pd.read_parquet(local_out)) == want.num_rows
+    table = ds.dataset(local_out, format="parquet").to_table()
+    assert table.num_rows == want.num_rows and set(table.column_names) == set(want.column_names)
+    ((n, faces),) = duckdb.sql(f"SELECT count(*), count(feature) FROM read_parquet('{local_out}/*.parquet')").fetchall()
+    assert n == want.num_rows and faces == sum(1 for f in want.column("feature").to_pylist() if f is not None)
+    # a format-1 folder: manifest.json, shards.jsonl and inputs-000.parquet beside the shards
+    old = tmp_path / "v1"
+    shutil.copytree(local_out, old, ignore=shutil.ignore_patterns(".lock"))
+    m = json.loads((old / "_manifest.json").read_text())
+    for seg in m["segments"]:
+        (old / seg["file"]).rename(old / Path(seg["file"]).name)
+        seg["file"] = Path(seg["file"]).name
+    (old / "manifest.json").write_text(json.dumps(m))
+    (old / "_manifest.json").unlink()
+    (old / "_shards.jsonl").rename(old / "shards.jsonl")
+    assert OutputDir.open(old).legacy
+    again = embed_dataset(images["list"], old, progress=False)  # resume: nothing left to do
+    assert again.images == 0 and again.shards_skipped == again.shards_total
+    assert not (old / "_manifest.json").exists()

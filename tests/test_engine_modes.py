@@ -203,6 +203,13 @@ def test_evaluate_lfw_pairs_txt_directly(lfw_dir, tmp_path):
     assert doc["pairs_format"] == "lfw" and doc["num_pairs"] == 12 and doc["model_name"] == "SFace"
     assert doc["flip"]["kfold"]["folds"] == 2 and doc["flip"]["kfold"]["fold_sizes"] == [6, 6]
     assert doc["no_flip"]["accuracy"] is not None
+    # LFW's 250x250 photos are aligned as the pipeline does (raw resized photos: 85.9% instead of 99.5%)
+    assert doc["photos_aligned"] == doc["num_images"] and doc["photos_without_face"] == 0
+    from facefeat import create_model
+    from facefeat.engine.evaluate import evaluate_pairs_file
+
+    off = evaluate_pairs_file(create_model("SFace"), pairs, batch_size=8, align="off")
+    assert off["photos_aligned"] == 0 and off["num_images"] == doc["num_images"]
 
 
 def test_find_pairs_file(pairs_ds, tmp_path):
@@ -244,7 +251,7 @@ def test_predict_mode_prints_and_saves(sface_export, tmp_path, capsys):
                    "-o", f"Predict.model_dir={sface_export / 'inference'}", "-o", f"Predict.input={img}"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "'feature'" in printed and str(img) in printed  # PaddleX's print(): the {"res": ...} dict
+    assert "128-d feature [" in printed and str(img) in printed  # one human line per image, no dict repr
     doc = json.loads((out / "face_res.json").read_text())
     feat = np.asarray(doc["feature"])  # PaddleX writes the inner result dict
     assert feat.shape == (128,) and abs(np.linalg.norm(feat) - 1) < 1e-5
@@ -252,6 +259,21 @@ def test_predict_mode_prints_and_saves(sface_export, tmp_path, capsys):
     np.testing.assert_allclose(feat, ref, atol=1e-4)
     assert cli_main(["-c", str(CONFIGS / "SFace.yaml"), "-o", "Global.mode=predict",
                      "-o", f"Global.output={out}"]) == 2  # no input
+
+
+def test_predict_mode_finds_what_export_wrote(sface_export, tmp_path, monkeypatch, capsys):
+    """export writes <Global.output>/inference; predict's default model_dir (PaddleX's
+    output/best_model/inference, written by train) falls back to it: the two commands connect."""
+    img = tmp_path / "face.jpg"
+    cv2.imwrite(str(img), _faces(1, 7)[0])
+    monkeypatch.chdir(tmp_path)  # no ./output/best_model/inference here
+    rc = cli_main(["-c", str(CONFIGS / "SFace.yaml"), "-o", "Global.mode=predict", "-o", f"Global.output={sface_export}",
+                   "-o", f"Predict.input={img}"])
+    cap = capsys.readouterr()
+    assert rc == 0 and f"using {sface_export / 'inference'}" in cap.err and "128-d feature" in cap.out
+    assert cli_main(["-c", str(CONFIGS / "SFace.yaml"), "-o", "Global.mode=predict", "-o", "Global.output=nowhere",
+                     "-o", f"Predict.input={img}"]) == 2
+    assert "run export (or train) first" in capsys.readouterr().err
 
 
 def test_check_dataset_mode_and_subcommand(pairs_ds, tmp_path):

@@ -162,7 +162,8 @@ def test_paddlex_cli_and_get_pipeline_config(pipeline, gallery, lfw_dir, tmp_pat
     out = tmp_path / "out"
     assert cli_main(["--pipeline", "face_recognition", "--input", img, "--index", str(tmp_path / "idx"),
                      "--save_path", str(out), "--device", "cpu"]) == 0
-    assert "'res'" in capsys.readouterr().out
+    (line,) = capsys.readouterr().out.splitlines()  # JSON lines, never a Python dict repr
+    assert json.loads(line)["res"]["boxes"][0]["labels"][0] == "Tony_Blair"
     doc = json.loads((out / f"{Path(img).stem}_res.json").read_text())
     assert doc["boxes"][0]["labels"][0] == "Tony_Blair"
     assert (out / f"{Path(img).stem}_res.jpg").is_file()

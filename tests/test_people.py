@@ -83,13 +83,13 @@ def test_cli_enroll_people_remove(folder, tmp_path):
     idx = tmp_path / "idx"
     r = run("enroll", str(idx), "--folder", str(folder))
     assert r.returncode == 0 and "rejected 3" in r.stdout and "blurred" in r.stderr, r.stderr
-    r = run("people", str(idx))
+    r = run("people", str(idx), "--json")
     assert r.returncode == 0 and [p["samples"] for p in json.loads(r.stdout)] == [3, 3, 3]
     r = run("rename", str(idx), "Colin_Powell", "Colin")
     assert r.returncode == 0
     r = run("remove", str(idx), "--label", "Colin")
     assert r.returncode == 0 and "removed 3" in r.stdout
-    assert [p["label"] for p in json.loads(run("people", str(idx)).stdout)] == ["Donald_Rumsfeld", "Tony_Blair"]
+    assert [p["label"] for p in json.loads(run("people", str(idx), "--json").stdout)] == ["Donald_Rumsfeld", "Tony_Blair"]
     r = run("remove", str(idx), "--label", "Nobody")
     assert r.returncode != 0 and "Nobody" in r.stderr
 

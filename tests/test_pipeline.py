@@ -140,14 +140,14 @@ def test_cli_index_build_recognize_remove(gallery, lfw_dir, tmp_path):
     idx = tmp_path / "idx"
     r = run("index", "build", "--gallery", str(gallery), "--out", str(idx), "--index-type", "Flat")
     assert r.returncode == 0, r.stderr
-    r = run("index", "info", str(idx))
+    r = run("index", "info", str(idx), "--json")
     assert json.loads(r.stdout)["count"] == 2 * len(PEOPLE)
     r = run("recognize", probe(lfw_dir, "Donald_Rumsfeld"), "--index", str(idx), "--save-dir", str(tmp_path / "o"))
     assert r.returncode == 0 and "Donald_Rumsfeld" in r.stdout, r.stderr
     assert list((tmp_path / "o").glob("*_res.jpg"))
     r = run("index", "remove", str(idx), "0", "1")
-    assert r.returncode == 0 and json.loads(run("index", "info", str(idx)).stdout)["count"] == 2 * len(PEOPLE) - 2
+    assert r.returncode == 0 and json.loads(run("index", "info", str(idx), "--json").stdout)["count"] == 2 * len(PEOPLE) - 2
     r = run("index", "info", str(tmp_path / "nope"))
     assert r.returncode != 0 and "nope" in r.stderr
-    r = run("embed", probe(lfw_dir, "Tony_Blair"))
+    r = run("embed", probe(lfw_dir, "Tony_Blair"), "--json")
     assert r.returncode == 0 and len(json.loads(r.stdout)["faces"][0]["feature"]) == 128

@@ -436,3 +436,52 @@ def test_sface_finetune_on_lfw_faces(lfw_dir, tmp_path):
     assert acc >= 0.8, f"SFace after a tiny fine-tune should still verify LFW faces, got {acc}"
     ck = load_checkpoint(out / "best_model" / "model.pt")
     assert ck["loss"] == "CosMargin" and ck["model_name"] == "SFace"
+
+
+def test_eta_of_the_remaining_epochs():
+    from facefeat.engine.progress import eta_note
+
+    assert eta_note(120.0, 2, 3) == "; ETA 3m00s for 3 more epoch(s)"
+    assert eta_note(7200.0, 1, 2) == "; ETA 4h00m for 2 more epoch(s)" and eta_note(5.0, 1, 0) == ""
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_the_resume_command_and_it_resumes(synth, tmp_path, capsys):
+    """A real SIGINT mid-run: exit 130, and stderr says how to resume; that command resumes."""
+    import os
+    import shlex
+    import signal
+    import threading
+    import time
+
+    out = tmp_path / "run"
+    latest = out / "latest" / "model.pt"
+    stop = threading.Event()
+
+    def interrupt_after_first_checkpoint():
+        deadline = time.monotonic() + 300
+        while not stop.is_set() and time.monotonic() < deadline:
+            if latest.is_file():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=interrupt_after_first_checkpoint, daemon=True)
+    t.start()
+    try:
+        rc = cli_main(["-c", CONFIG, "--quiet", "-o", "Global.mode=train", "-o", f"Global.dataset_dir={synth}",
+                       "-o", f"Global.output={out}", "-o", "Train.epochs_iters=200", "-o", "Train.batch_size=8",
+                       "-o", "Train.pretrain_weight_path=null", "-o", "Train.num_workers=0",
+                       "-o", "Train.eval_interval=100", "-o", "Evaluate.batch_size=16"])
+    finally:
+        stop.set()
+        t.join(10)
+    err = capsys.readouterr().err
+    assert rc == 130, err
+    hint = next(line for line in err.splitlines() if "to resume" in line)
+    cmd = shlex.split(hint.split(": ", 2)[-1])
+    assert cmd[:3] == ["facefeat", "-c", str(out / "config.yaml")] and f"Train.resume_path={out / 'latest'}" in cmd
+    done = int(torch.load(latest, map_location="cpu", weights_only=False)["epoch"])
+    assert cli_main(cmd[1:] + ["--quiet", "-o", f"Train.epochs_iters={done + 1}"]) == 0
+    res = json.loads((out / "train_result.json").read_text())
+    assert res["done_flag"] and res["epochs_done"] == done + 1 and res["resumed_from"]

@@ -71,8 +71,19 @@ def test_face_against_a_gallery_person(pipe, lfw_dir):
         pipe.verify(img(lfw_dir, "Tony_Blair", 5), person="Nobody", index=index)
 
 
+def test_verify_takes_an_index_directory(pipe, lfw_dir, tmp_path):
+    """index= is whatever predict takes (an index directory too), not only an index object."""
+    index = create_index(dim=128, metric_type="IP", index_type="Flat", model_name="SFace")
+    feats = [pipe.embed(img(lfw_dir, "Tony_Blair", i))[0]["feature"] for i in (0, 1)]
+    index.add(np.asarray(feats, np.float32), ["Tony_Blair"] * 2)
+    index.save(tmp_path / "idx")
+    for where in (str(tmp_path / "idx") + "/", tmp_path / "idx"):
+        r = pipe.verify(img(lfw_dir, "Tony_Blair", 5), person="Tony_Blair", index=where)
+        assert r["verified"] and r["faces"][1]["samples"] == 2
+
+
 def test_cli_verify(lfw_dir):
     r = subprocess.run([sys.executable, "-m", "facefeat", "verify", img(lfw_dir, "Tony_Blair", 0),
-                        img(lfw_dir, "Tony_Blair", 3)], capture_output=True, text=True, timeout=300)
+                        img(lfw_dir, "Tony_Blair", 3), "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["res"]["verified"] is True
+    assert json.loads(r.stdout)["verified"] is True

@@ -86,7 +86,9 @@ def test_tracks_and_identities(pipe, video, gallery, tmp_path):
 
 
 def test_detection_every_frame_gives_same_identities(pipe, video, gallery):
-    events = list(pipe.predict_video(str(video), index=gallery[0], every_n=1, max_frames=FRAMES_EACH + GAP))
+    # index= takes the saved index directory too (as predict does), not only an index object
+    events = list(pipe.predict_video(str(video), index=str(gallery[1]) + "/", every_n=1,
+                                     max_frames=FRAMES_EACH + GAP))
     tracks = [e for e in events if e["event"] == "track"]
     assert [t["label"] for t in tracks] == PEOPLE[:1]
     assert events[-1]["frames_processed"] == FRAMES_EACH + GAP
@@ -156,12 +158,18 @@ def test_stream_drop_is_retried_then_reported(video, caplog):
 def test_cli_recognize_video(video, gallery, tmp_path, capsys):
     from facefeat.cli import main
 
-    rc = main(["recognize", str(video), "--index", str(gallery[1]), "--every-n", "3", "--save-dir", str(tmp_path)])
+    rc = main(["recognize", str(video), "--index", str(gallery[1]), "--every-n", "3", "--save-dir", str(tmp_path),
+               "--json"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     events = [json.loads(line) for line in cap.out.splitlines()]
     assert sum(e["event"] == "frame" for e in events) == N_FRAMES
     assert [e["label"] for e in events if e["event"] == "track"] == PEOPLE
     assert "fps" in cap.err and (tmp_path / "people_res.mp4").is_file()
+    assert main(["recognize", str(video), "--index", str(gallery[1]), "--every-n", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()  # human: one line per finished track, then the summary
+    assert [ln.split(",")[0] for ln in lines[:-1]] == [f"track {t['track_id']}: {t['label']}"
+                                                       for t in events if t["event"] == "track"]
+    assert lines[-1].startswith("source ") and "frames_processed" in lines[-1]
     assert main(["recognize", str(tmp_path / "nope.mp4"), "--index", str(gallery[1])]) == 2
     assert "nope.mp4: no such video file" in capsys.readouterr().err

@@ -321,11 +321,18 @@ def configure_cli(ap) -> None:
     ap.add_argument("--workers", type=int, default=None)
 
 
-def run_cli(a) -> int:
+def build_from_cli(a) -> dict:
+    """Build the dataset from parsed ``configure_cli`` arguments; returns the summary (without the
+    list of fallback images)."""
     s = build_lfw_demo(a.lfw_dir, a.pairs_file, a.out_dir, align=a.align, max_train_ids=a.max_train_ids,
                        min_images_per_id=a.min_images_per_id, max_pairs=a.max_pairs, seed=a.seed,
                        workers=a.workers, train_min_images=a.train_min_images or None)
-    print(json.dumps({k: v for k, v in s.items() if k != "fallback_images"}, indent=2))
+    return {k: v for k, v in s.items() if k != "fallback_images"}
+
+
+def run_cli(a) -> int:
+    """``python -m facefeat.data.lfw_demo``: build, print the summary as JSON."""
+    print(json.dumps(build_from_cli(a), indent=2))
     return 0
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -30,6 +30,19 @@ from facefeat.errors import InputError
 log = logging.getLogger("facefeat")
 
 FACE_MODES = ("gallery", "all")
+
+
+def _option(flags: Mapping[str, str] | None, name: str, value: Any = ...) -> str:
+    """How the caller spells option ``name`` (with ``value``) in messages: a command line's flag
+    (``--skip-unlabelled``, ``--label-column path``) when ``flags`` maps it, else the keyword."""
+    flag = (flags or {}).get(name)
+    if flag:
+        return flag if value is ... or value is True else f"{flag} {value}"
+    return f"{name}=" if value is ... else f"{name}={value!r}"
+
+
+def _counts(stats: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items())
 
 
 def _features(col, dim: int) -> np.ndarray:
@@ -47,16 +60,19 @@ def _label_lookup(label_map: str | os.PathLike) -> dict[str, str]:
 
 def iter_parquet_features(out: str | os.PathLike, *, faces: str = "gallery", label_column: str = "label",
                           label_map: str | os.PathLike | None = None, skip_unlabelled: bool = False,
-                          chunk_rows: int = 50_000, stats: dict | None = None
+                          chunk_rows: int = 50_000, stats: dict | None = None,
+                          flags: Mapping[str, str] | None = None
                           ) -> Iterator[tuple[np.ndarray, list[str], list[str]]]:
     """Yield ``(features [n, D], labels, paths)`` chunks of at most ``chunk_rows`` from an output
-    directory, shard by shard; ``stats`` (a dict) receives the counts of what was used and skipped."""
+    directory, shard by shard; ``stats`` (a dict) receives the counts of what was used and skipped.
+    ``flags``: the command-line flag of each option (``{"label_column": "--label-column"}``), for
+    error messages that name what the user typed."""
     import pyarrow.parquet as pq
 
     from facefeat.pipeline.face_recognition import is_dominant
 
     if faces not in FACE_MODES:
-        raise InputError(f"faces must be one of {FACE_MODES}, got {faces!r}")
+        raise InputError(f"{_option(flags, 'faces')} must be one of {', '.join(FACE_MODES)}, got {faces!r}")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     od = OutputDir.open(out)
@@ -77,7 +93,8 @@ def iter_parquet_features(out: str | os.PathLike, *, faces: str = "gallery", lab
         schema = pq.read_schema(file)
         if lookup is None and label_column not in schema.names:
             raise InputError(f"{file}: no column {label_column!r} to take labels from "
-                             f"(columns: {', '.join(schema.names)}); pass label_column= or label_map=")
+                             f"(columns: {', '.join(schema.names)}); pass {_option(flags, 'label_column')} "
+                             f"or {_option(flags, 'label_map')}")
         cols = ["index", "path", "face_index", "status", "box", "feature"]
         cols += [label_column] if lookup is None and label_column not in cols else []
         t = pq.read_table(file, columns=cols)
@@ -113,9 +130,11 @@ def iter_parquet_features(out: str | os.PathLike, *, faces: str = "gallery", lab
             lab = None if lab is None else str(lab).strip() or None
             if lab is None:
                 if not skip_unlabelled:
-                    src = f"label_map {label_map}" if lookup is not None else f"column {label_column!r}"
-                    raise InputError(f"{path_col[i]}: has no label ({src}); give every image a label, take "
-                                     "label_column='path', or pass skip_unlabelled=True")
+                    src = f"label map {label_map}" if lookup is not None else f"column {label_column!r}"
+                    raise InputError(
+                        f"{path_col[i]}: has no label ({src}; from a folder, labels are the names of the "
+                        f"sub-folders the images sit in); give every image a label ({_option(flags, 'label_map')}), "
+                        f"take {_option(flags, 'label_column', 'path')}, or pass {_option(flags, 'skip_unlabelled', True)}")
                 st["unlabelled"] += 1
                 continue
             labels.append(lab)
@@ -135,12 +154,13 @@ def build_index_from_parquet(out: str | os.PathLike, *, backend: str = "faiss", 
                              index_type: str | None = None, index: Any = None, faces: str = "gallery",
                              label_column: str = "label", label_map: str | os.PathLike | None = None,
                              skip_unlabelled: bool = False, chunk_rows: int = 50_000,
-                             **backend_kwargs: Any) -> tuple[Any, dict]:
+                             flags: Mapping[str, str] | None = None, **backend_kwargs: Any) -> tuple[Any, dict]:
     """Build a gallery index (or extend ``index``) from an ``embed_dataset`` output directory.
 
     Returns ``(index, stats)``; ``stats`` counts images, entries added and what was skipped
     (no face, too small, ambiguous, failed, unlabelled). The index carries the manifest's model,
-    so a query with another model is refused. Save it with ``index.save(dir)``.
+    so a query with another model is refused. Save it with ``index.save(dir)``. ``flags``: see
+    :func:`iter_parquet_features`.
     """
     from facefeat.index import create_index
 
@@ -154,8 +174,8 @@ def build_index_from_parquet(out: str | os.PathLike, *, backend: str = "faiss", 
     stats: dict = {}
     for feats, labels, paths in iter_parquet_features(out, faces=faces, label_column=label_column,
                                                       label_map=label_map, skip_unlabelled=skip_unlabelled,
-                                                      chunk_rows=chunk_rows, stats=stats):
+                                                      chunk_rows=chunk_rows, stats=stats, flags=flags):
         index.add(feats, labels, paths)
     if not stats.get("entries") and not len(index):
-        raise InputError(f"{out}: no usable face to load ({stats})")
+        raise InputError(f"{out}: no usable face to load ({_counts(stats)})")
     return index, stats

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from facefeat.distributed.inputs import list_inputs
-from facefeat.distributed.manifest import FORMAT_NAME, FORMAT_VERSION, OutputDir, shard_file, write_table_atomic
+from facefeat.distributed.manifest import (FORMAT_NAME, FORMAT_VERSION, OutputDir, manifest_path, shard_file,
+                                          write_table_atomic)
 from facefeat.distributed.stages import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, FaceEmbedder, decode_batch
 from facefeat.errors import InputError, require
 
@@ -98,7 +99,7 @@ def pipeline_settings(model: str, model_hash: str, dim: int, backend: str, preci
 
 
 def _open_output(out: Path, settings: dict, shard_size: int | None) -> OutputDir:
-    if (out / "manifest.json").is_file():
+    if manifest_path(out) is not None:
         od = OutputDir.open(out)
         od.check_settings(settings)
         if shard_size is not None and int(shard_size) != od.shard_size:

@@ -41,16 +41,11 @@ def _absolute(p: str, base: Path) -> str:
 
 
 def _from_dir(root: Path) -> list[tuple[str, str | None]]:
+    from facefeat.io.walk import list_image_files
+
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in filenames:
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                p = Path(dirpath) / name
-                label = p.parent.name if p.parent != root else None
-                out.append((os.path.abspath(p), label))
-    if not out:
-        raise InputError(f"{root}: directory tree holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    for p in list_image_files(root, IMAGE_EXTENSIONS, recursive=True, hidden=False):
+        out.append((os.path.abspath(p), p.parent.name if p.parent != root else None))
     return out
 
 

@@ -2,11 +2,17 @@
 
 Layout (everything but the journal written atomically: temp file + fsync + rename)::
 
-    manifest.json       format, model, model_hash, dim, settings, shard_size, plan segments
-    inputs-000.parquet  a plan segment: the sorted inputs (index, shard, path, label) it covers
-    shards.jsonl        journal: one JSON line per finished shard (appended + fsynced after the
-                        shard file is in place; a torn last line from a crash is ignored)
-    part-000000.parquet one shard: the rows of ``shard_size`` consecutive planned inputs
+    part-000000.parquet          one shard: the rows of ``shard_size`` consecutive planned inputs
+    _manifest.json               format, model, model_hash, dim, settings, shard_size, plan segments
+    _inputs/inputs-000.parquet   a plan segment: the sorted inputs (index, shard, path, label)
+    _shards.jsonl                journal: one JSON line per finished shard (appended + fsynced after
+                                 the shard file is in place; a torn last line from a crash is ignored)
+
+Only data files sit under the dataset path; metadata is ``_``-prefixed (and locks and temp files
+``.``-prefixed), which Spark, pyarrow.dataset, pandas and DuckDB (``'emb/*.parquet'``) skip, so
+``pandas.read_parquet("emb/")`` and ``pyarrow.dataset.dataset("emb/")`` read exactly the rows.
+Directories of format version 1 (``manifest.json``, ``shards.jsonl``, ``inputs-000.parquet`` at
+the top) are still read and resumed under their own names.
 
 Why resume is exact: the first run sorts the inputs and cuts them into fixed shards (plan
 segment 0). A shard becomes *finished* only when its file is complete and renamed into place and
@@ -32,10 +38,21 @@ from facefeat.utils import atomic_path, atomic_write_json
 log = logging.getLogger("facefeat")
 
 FORMAT_NAME = "facefeat-embeddings"
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-JOURNAL_FILE = "shards.jsonl"
+FORMAT_VERSION = 2
+MANIFEST_FILE = "_manifest.json"
+JOURNAL_FILE = "_shards.jsonl"
+PLAN_DIR = "_inputs"
 LOCK_FILE = ".lock"
+#: format version 1's names (metadata beside the shards), read and resumed as they are
+LEGACY_MANIFEST_FILE, LEGACY_JOURNAL_FILE = "manifest.json", "shards.jsonl"
+
+
+def manifest_path(root: str | os.PathLike) -> Path | None:
+    """The manifest of an output directory (either layout), or None when there is none."""
+    for name in (MANIFEST_FILE, LEGACY_MANIFEST_FILE):
+        if (Path(root) / name).is_file():
+            return Path(root) / name
+    return None
 
 
 def shard_file(shard: int) -> str:
@@ -68,14 +85,23 @@ class OutputDir:
     manifest: dict = field(default_factory=dict)
     finished: dict[int, dict] = field(default_factory=dict)
     _lock_fd: int | None = None
+    legacy: bool = False  # format version 1's names
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.root / (LEGACY_MANIFEST_FILE if self.legacy else MANIFEST_FILE)
+
+    @property
+    def journal_file(self) -> Path:
+        return self.root / (LEGACY_JOURNAL_FILE if self.legacy else JOURNAL_FILE)
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
     def open(cls, root: str | os.PathLike) -> "OutputDir":
         """Open an existing output directory (InputError when it is not one)."""
         d = Path(root)
-        path = d / MANIFEST_FILE
-        if not path.is_file():
+        path = manifest_path(d)
+        if path is None:
             raise InputError(f"{d}: not an embed_dataset output directory ({MANIFEST_FILE} is missing)")
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -86,7 +112,7 @@ class OutputDir:
         if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
             raise InputError(f"{path}: format_version {manifest.get('format_version')} is newer than this "
                              f"facefeat reads ({FORMAT_VERSION}); upgrade facefeat")
-        out = cls(d, manifest)
+        out = cls(d, manifest, legacy=path.name == LEGACY_MANIFEST_FILE)
         out.finished = out._read_journal()
         return out
 
@@ -108,7 +134,7 @@ class OutputDir:
 
     def _repair_journal(self) -> None:
         """Cut a torn last line (a crash mid-append) so the next record starts on a line of its own."""
-        path = self.root / JOURNAL_FILE
+        path = self.journal_file
         if not path.is_file():
             return
         data = path.read_bytes()
@@ -125,7 +151,7 @@ class OutputDir:
 
     # -- journal --------------------------------------------------------------------------------
     def _read_journal(self) -> dict[int, dict]:
-        path = self.root / JOURNAL_FILE
+        path = self.journal_file
         done: dict[int, dict] = {}
         if not path.is_file():
             return done
@@ -146,7 +172,7 @@ class OutputDir:
 
     def record(self, rec: dict) -> None:
         """Append a finished shard to the journal (after its file is in place) and fsync it."""
-        with open(self.root / JOURNAL_FILE, "ab") as f:
+        with open(self.journal_file, "ab") as f:
             f.write(json.dumps(rec, sort_keys=True).encode("utf-8") + b"\n")
             f.flush()
             os.fsync(f.fileno())
@@ -166,7 +192,7 @@ class OutputDir:
 
     # -- manifest -------------------------------------------------------------------------------
     def write_manifest(self) -> None:
-        atomic_write_json(self.root / MANIFEST_FILE, self.manifest, indent=2)
+        atomic_write_json(self.manifest_file, self.manifest, indent=2)
 
     def check_settings(self, settings: dict) -> None:
         """Refuse to mix: ``settings`` must equal the manifest's (model, weights hash, thresholds ...)."""
@@ -199,7 +225,7 @@ class OutputDir:
         for seg in self.segments():
             path = self.root / seg["file"]
             if not path.is_file():
-                raise InputError(f"{path}: plan segment listed in {MANIFEST_FILE} is missing")
+                raise InputError(f"{path}: plan segment listed in {self.manifest_file.name} is missing")
             yield pq.read_table(path)
 
     def add_segment(self, items: list[tuple[str, str | None]]) -> dict:
@@ -220,13 +246,27 @@ class OutputDir:
             "path": pa.array([p for p, _ in items], pa.string()),
             "label": pa.array([lab for _, lab in items], pa.string()),
         }, schema=plan_schema())
-        name = f"inputs-{len(segs):03d}.parquet"
+        name = f"inputs-{len(segs):03d}.parquet" if self.legacy else f"{PLAN_DIR}/inputs-{len(segs):03d}.parquet"
         write_table_atomic(table, self.root / name)
         seg = {"file": name, "first_index": first_index, "count": n, "first_shard": first_shard,
                "num_shards": num_shards}
         segs.append(seg)
         self.write_manifest()  # the segment counts only once the manifest names it
         return seg
+
+    def failed_inputs(self, limit: int = 100) -> list[tuple[str, str]]:
+        """``(path, error)`` of the first ``limit`` images that could not be read, over the finished shards."""
+        import pyarrow.parquet as pq
+
+        from facefeat.distributed.stages import STATUS_ERROR
+
+        out: list[tuple[str, str]] = []
+        for f in self.shard_files():
+            t = pq.read_table(f, columns=["path", "status", "error"], filters=[("status", "=", STATUS_ERROR)])
+            out += zip(t.column("path").to_pylist(), t.column("error").to_pylist())
+            if len(out) >= limit:
+                break
+        return out[:limit]
 
     def shard_files(self) -> list[Path]:
         """Files of the finished shards, in shard order (what readers and the bulk loader use)."""

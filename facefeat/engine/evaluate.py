@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,8 +83,27 @@ def _read_bgr(path: str) -> np.ndarray:
     return img
 
 
-def _read_chunk(paths: Sequence[str], idx: Sequence[int]) -> list[np.ndarray]:
-    return [_read_bgr(paths[i]) for i in idx]
+def _read_chunk(paths: Sequence[str], idx: Sequence[int], aligner: Any = None,
+                stats: dict | None = None) -> list[np.ndarray]:
+    imgs = [_read_bgr(paths[i]) for i in idx]
+    if aligner is None:
+        return imgs
+    out, aligned, missing = [], 0, []
+    for i, img in zip(idx, imgs):
+        face = img if aligner.is_aligned(img) else aligner.face(img)
+        aligned += face is not None and face is not img
+        if face is None:
+            missing.append(str(paths[i]))
+        out.append(img if face is None else face)  # no face: the resized photo, counted
+    if stats is not None:
+        with _STATS_LOCK:  # chunks are read on several threads
+            stats["aligned"] = stats.get("aligned", 0) + aligned
+            stats["no_face"] = stats.get("no_face", 0) + len(missing)
+            stats.setdefault("no_face_paths", []).extend(missing)
+    return out
+
+
+_STATS_LOCK = threading.Lock()
 
 
 def _as_predictor(model: Any, spec: Any = None, device: str = "cpu", batch_size: int = 64):
@@ -111,8 +131,18 @@ def _as_predictor(model: Any, spec: Any = None, device: str = "cpu", batch_size:
 
 
 def embed_images(predictor: Any, paths: Sequence[str], batch_size: int = 64, progress: bool = False,
-                 workers: int = 4, desc: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
-    """Raw (un-normalised) features of each image and of its mirror image: two ``[N, D]`` arrays."""
+                 workers: int = 4, desc: str = "embedding", align_photos: bool = False,
+                 stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (un-normalised) features of each image and of its mirror image: two ``[N, D]`` arrays.
+
+    ``align_photos``: images that are not of the model's input size (photos, not aligned crops)
+    get their subject detected and aligned (:class:`~facefeat.vision.photo.PhotoAligner`); photos
+    without a face are embedded resized. ``stats`` receives the counts (``aligned``, ``no_face``)."""
+    aligner = None
+    if align_photos:
+        from facefeat.vision.photo import PhotoAligner
+
+        aligner = PhotoAligner(getattr(getattr(predictor, "meta", None), "input_size", (112, 112)))
     n = len(paths)
     dim = int(predictor.embedding_size)
     plain = np.zeros((n, dim), np.float32)
@@ -127,12 +157,12 @@ def embed_images(predictor: Any, paths: Sequence[str], batch_size: int = 64, pro
         with ThreadPoolExecutor(max(1, workers)) as pool:
             chunks = [list(range(i, min(n, i + bs))) for i in range(0, n, bs)]
             ahead = max(2, workers)  # bounded read-ahead: a few chunks in memory, not the whole set
-            futures = [pool.submit(_read_chunk, paths, idx) for idx in chunks[:ahead]]
+            futures = [pool.submit(_read_chunk, paths, idx, aligner, stats) for idx in chunks[:ahead]]
             for k, idx in enumerate(chunks):
                 imgs = futures[k].result()
                 futures[k] = None
                 if k + ahead < len(chunks):
-                    futures.append(pool.submit(_read_chunk, paths, chunks[k + ahead]))
+                    futures.append(pool.submit(_read_chunk, paths, chunks[k + ahead], aligner, stats))
                 flipped = [np.ascontiguousarray(im[:, ::-1]) for im in imgs]
                 plain[idx[0]: idx[-1] + 1] = predictor.raw_features(imgs, bs)
                 mirrored[idx[0]: idx[-1] + 1] = predictor.raw_features(flipped, bs)
@@ -219,7 +249,7 @@ def _pairset(pairs: str | os.PathLike | PairSet, root: str | os.PathLike | None)
 def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike | PairSet,
                         root: str | os.PathLike | None = None, flip: bool = True, batch_size: int = 64,
                         progress: bool = False, keep_curves: bool = False, spec: Any = None,
-                        device: str = "cpu", workers: int = 4) -> dict:
+                        device: str = "cpu", workers: int = 4, align: str = "auto") -> dict:
     """Verification metrics of a model on a pair file, with and without the flip test.
 
     ``predictor_or_model``: a :class:`~facefeat.predict.predictor.FeaturePredictor` (e.g.
@@ -231,15 +261,35 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
     ``tar_at_far``, ``recommended_threshold``, ...) at the top level, and both variants in full
     under ``"flip"`` and ``"no_flip"``; plus ``num_pairs``, ``num_images``, ``pairs_format``,
     ``seconds`` and ``images_per_s`` (each image embedded twice: plain and mirrored).
+
+    ``align``: ``"auto"`` (default) detects and aligns the face of every image that is not an
+    aligned crop of the model's input size (LFW's 250x250 photos), as the pipeline does, and
+    reports ``photos_aligned`` / ``photos_without_face``; ``"warn"`` / ``"off"`` resize them (with /
+    without a warning).
     """
+    from facefeat.vision.photo import check_align_mode
+
+    check_align_mode(align)
     ps = _pairset(pairs_path, root)
     if not len(ps):
         raise DatasetError(f"{ps.path}: no pairs")
     predictor = _as_predictor(predictor_or_model, spec, device, batch_size)
     images, left, right = ps.index_arrays()
     t0 = time.perf_counter()
-    plain, mirrored = embed_images(predictor, images, batch_size, progress, workers)
+    photo_stats: dict = {}
+    plain, mirrored = embed_images(predictor, images, batch_size, progress, workers, align_photos=align == "auto",
+                                   stats=photo_stats)
     seconds = time.perf_counter() - t0
+    if photo_stats.get("no_face"):
+        log.warning("%s: no face found in %d photo(s) (first: %s); they were embedded resized, not aligned",
+                    ps.path, photo_stats["no_face"], photo_stats["no_face_paths"][0])
+    if align == "warn" and len(images):
+        from facefeat.vision.photo import PhotoAligner, not_aligned_warning
+
+        size = getattr(getattr(predictor, "meta", None), "input_size", (112, 112))
+        first = _read_bgr(images[0])
+        if not PhotoAligner(size).is_aligned(first):
+            log.warning("%s", not_aligned_warning(str(images[0]), first, size, len(images)))
     labels = ps.labels
     fold_ids = _fold_ids(ps.fold_ids, labels)
     variants = {
@@ -258,6 +308,8 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
         "pairs_format": ps.format,
         "pairs_root": ps.root,
         "num_images": len(images),
+        "photos_aligned": photo_stats.get("aligned", 0),
+        "photos_without_face": photo_stats.get("no_face", 0),
         "seconds": round(seconds, 3),
         "images_per_s": round(2 * len(images) / seconds, 2) if seconds > 0 else None,
         "flip": variants["flip"],

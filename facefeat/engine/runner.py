@@ -88,13 +88,35 @@ def run_check_dataset(cfg: Mapping, quiet: bool = False) -> int:
         status = "passed" if res.get("check_pass") else f"FAILED ({res.get('num_errors')} error(s))"
         print(f"dataset check {status}: {a.get('train_samples')} train images, {a.get('train_num_classes')} "
               f"classes, {a.get('val_samples')} val pairs; report: {out / 'check_dataset_result.json'}")
+        from facefeat.cli_output import escape  # file names and lines from the dataset: printed escaped
+
         for e in res.get("errors", [])[:20]:
             where = f"{e['file']}:{e['line']}" if e.get("line") is not None else e["file"]
-            print(f"  error: {where}: {e['message']}", file=sys.stderr)
+            print(f"  error: {escape(where)}: {escape(e['message'])}", file=sys.stderr)
         for w in res.get("warnings", [])[:10]:
             where = f"{w['file']}:{w['line']}" if w.get("line") is not None else w["file"]
-            print(f"  warning: {where}: {w['message']}", file=sys.stderr)
+            print(f"  warning: {escape(where)}: {escape(w['message'])}", file=sys.stderr)
     return 0 if res.get("check_pass") else 1
+
+
+#: Predict.model_dir's default (PaddleX's): what training writes under ./output
+DEFAULT_PREDICT_MODEL_DIR = "output/best_model/inference"
+
+
+def predict_model_dir(model_dir: str | None, output: str | os.PathLike) -> str | None:
+    """The model ``Global.mode=predict`` runs: ``Predict.model_dir`` when it exists; for the default
+    (``output/best_model/inference``) the model that export or train wrote under ``Global.output``:
+    ``<output>/best_model/inference`` (train), else ``<output>/inference`` (export)."""
+    if not model_dir or model_dir != DEFAULT_PREDICT_MODEL_DIR or Path(model_dir).is_dir():
+        return model_dir
+    out = Path(output)
+    for cand in (out / "best_model" / "inference", out / "inference"):
+        if (cand / "inference.yml").is_file():
+            print(f"facefeat: Predict.model_dir: using {cand}", file=sys.stderr)
+            return str(cand)
+    raise ConfigError(f"Predict.model_dir {model_dir} does not exist, and {out} holds no exported model "
+                      f"({out / 'best_model' / 'inference'} from train, {out / 'inference'} from export): run "
+                      "export (or train) first, or pass -o Predict.model_dir=DIR")
 
 
 def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
@@ -106,19 +128,17 @@ def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
     if p.input in (None, "", []):
         raise ConfigError("Predict.input is required for predict (an image path, a folder, a URL, or a list)")
     kw = {"device": single_device(g.device), "batch_size": p.batch_size, "flip": p.flip}
-    model = create_model(model_dir=p.model_dir, **kw) if p.model_dir else create_model(g.model, **kw)
-    n = 0
-    for res in model.predict(p.input, errors="auto"):
-        n += 1
-        if not quiet:
-            res.print()
+    model_dir = predict_model_dir(p.model_dir, g.output)
+    model = create_model(model_dir=model_dir, **kw) if model_dir else create_model(g.model, **kw)
+    from facefeat.cli_output import Output, feature_line
+
+    out, failures = Output(quiet=quiet), []
+    for res in model.predict(p.input, errors="warn", failures=failures):
+        out.record(res, feature_line(res))
         res.save_to_json(g.output)
-    if model.failures:
-        print(f"facefeat: {len(model.failures)} input(s) failed, {n} succeeded:", file=sys.stderr)
-        for exc in model.failures:
-            print(f"  - {exc}", file=sys.stderr)
-        return 1
-    return 0
+    for exc in failures:
+        out.fail(exc)
+    return out.finish()
 
 
 def _run_train(cfg: Config, quiet: bool) -> int:
@@ -236,7 +256,27 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
     _opt(ovr, "CheckDataset.sample_num", args.sample_num)
     if args.full_decode:
         ovr.append("CheckDataset.full_decode=true")
-    return run_check_dataset(load_config(None, ovr), quiet=args.quiet)
+    rc = run_check_dataset(load_config(None, ovr), quiet=args.quiet or _json(args))
+    return _emit(args, Path(args.output) / "check_dataset_result.json", rc)
+
+
+def _json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def _emit(args: argparse.Namespace, result_file: Path, rc: int) -> int:
+    """``--json``: print the mode's result file (the human summary was printed by the mode)."""
+    if _json(args) and result_file.is_file():
+        import json
+
+        from facefeat.cli_output import Output
+
+        Output(json_mode=True).document(json.loads(result_file.read_text(encoding="utf-8")), "")
+    return rc
+
+
+def _output_of(cfg) -> Path:
+    return Path(cfg.Global.output)
 
 
 def configure_train(p: argparse.ArgumentParser) -> None:
@@ -268,7 +308,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _opt(ovr, "Train.loss", args.loss)
     _opt(ovr, "Train.num_workers", args.num_workers)
     _opt(ovr, "Train.seed", args.seed)
-    return run_config(_config_from_args(args, "train", ovr), quiet=args.quiet)
+    cfg = _config_from_args(args, "train", ovr)
+    return _emit(args, _output_of(cfg) / "train_result.json", run_config(cfg, quiet=args.quiet or _json(args)))
 
 
 def configure_evaluate(p: argparse.ArgumentParser) -> None:
@@ -295,7 +336,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.no_flip:
         ovr.append("Evaluate.flip=false")
     _opt(ovr, "Evaluate.batch_size", args.batch_size)
-    return run_config(_config_from_args(args, "evaluate", ovr), quiet=args.quiet)
+    cfg = _config_from_args(args, "evaluate", ovr)
+    return _emit(args, _output_of(cfg) / "evaluate_result.json", run_config(cfg, quiet=args.quiet or _json(args)))
 
 
 def configure_export(p: argparse.ArgumentParser) -> None:
@@ -311,7 +353,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     _opt(ovr, "Export.opset", args.opset)
     if args.weights is None and args.model:
         ovr.append(f"Export.weight_path={args.model}")
-    return run_config(_config_from_args(args, "export", ovr), quiet=args.quiet)
+    cfg = _config_from_args(args, "export", ovr)
+    return _emit(args, _output_of(cfg) / "export_result.json", run_config(cfg, quiet=args.quiet or _json(args)))
 
 
 #: name -> (help, configure, function), for facefeat.cli's registry

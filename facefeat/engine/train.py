@@ -47,6 +47,7 @@ from facefeat.engine.checkpoint import (
 )
 from facefeat.engine.distributed import DistContext, all_gather_object, barrier, parse_device, setup, teardown
 from facefeat.engine.optim import WarmupCosine, build_optimizer, param_groups
+from facefeat.engine.progress import eta_note, resume_hint
 from facefeat.engine.pretrain import imprint_head, load_pretrain, pretrain_weights
 from facefeat.engine.train_data import FaceTrainDataset, TrainData, preprocess_for_spec
 from facefeat.engine.train_report import LOG_NAME, RESULT_NAME, TrainReport, Validator
@@ -260,8 +261,8 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
         st = ckpts.restore(ckpt, ctx.rank, ctx.world_size) if ckpt is not None else TrainState()
         model = nn.parallel.DistributedDataParallel(
             net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) if ctx.distributed else net
-        validator = Validator(data.pairs, spec, ctx.device, cfg.Evaluate.batch_size, cfg.Evaluate.flip) \
-            if data.pairs is not None else None
+        validator = Validator(data.pairs, spec, ctx.device, cfg.Evaluate.batch_size, cfg.Evaluate.flip,
+                              progress=not quiet and ctx.is_main) if data.pairs is not None else None
         n_pairs = len(data.pairs) if data.pairs is not None else 0
         if ctx.is_main and on_start is not None:
             on_start()
@@ -282,30 +283,39 @@ def run_train(cfg: Mapping, quiet: bool = False, on_start: Callable[[], Any] | N
         if ctx.is_main:
             report.write(False, st)
 
-        for epoch in range(st.epoch + 1, epochs + 1):
-            seed_all(derived_seed(T.seed, epoch, ctx.rank))  # every epoch's randomness: (seed, epoch, rank)
-            sampler.set_epoch(epoch)
-            rec = train_one_epoch(model, loader, optimizer, scheduler, scaler, st, epoch, cfg, ctx, report, use_amp)
-            improved = False
-            if ctx.is_main:
-                if validator is not None and (epoch % max(1, T.eval_interval) == 0 or epoch == epochs):
-                    rec["val"] = validator(backbone)
-                    if st.best_metric is None or rec["val"]["accuracy"] > st.best_metric:
-                        st.best_metric, st.best_epoch, improved = float(rec["val"]["accuracy"]), epoch, True
-                elif validator is None:
-                    st.best_epoch, improved = epoch, True
-            st.history.append(rec)
-            if ctx.is_main:
-                report.say(_epoch_message(rec, epochs, scheduler.lr, improved))
-                if improved:
-                    ckpts.save_best(st, epoch)
-            if epoch % max(1, T.save_interval) == 0 or epoch == epochs:
-                rng = all_gather_object(ctx, rng_state())
+        t_loop, first = time.perf_counter(), st.epoch + 1
+        try:
+            for epoch in range(st.epoch + 1, epochs + 1):
+                seed_all(derived_seed(T.seed, epoch, ctx.rank))  # every epoch's randomness: (seed, epoch, rank)
+                sampler.set_epoch(epoch)
+                rec = train_one_epoch(model, loader, optimizer, scheduler, scaler, st, epoch, cfg, ctx, report, use_amp)
+                improved = False
                 if ctx.is_main:
-                    ckpts.save_epoch(st, epoch, rng)
-            if ctx.is_main:
-                report.write(False, st)
-            barrier(ctx)
+                    if validator is not None and (epoch % max(1, T.eval_interval) == 0 or epoch == epochs):
+                        rec["val"] = validator(backbone)
+                        if st.best_metric is None or rec["val"]["accuracy"] > st.best_metric:
+                            st.best_metric, st.best_epoch, improved = float(rec["val"]["accuracy"]), epoch, True
+                    elif validator is None:
+                        st.best_epoch, improved = epoch, True
+                st.history.append(rec)
+                if ctx.is_main:
+                    report.say(_epoch_message(rec, epochs, scheduler.lr, improved)
+                               + eta_note(time.perf_counter() - t_loop, epoch - first + 1, epochs - epoch))
+                    if improved:
+                        ckpts.save_best(st, epoch)
+                if epoch % max(1, T.save_interval) == 0 or epoch == epochs:
+                    rng = all_gather_object(ctx, rng_state())
+                    if ctx.is_main:
+                        ckpts.save_epoch(st, epoch, rng)
+                if ctx.is_main:
+                    report.write(False, st)
+                barrier(ctx)
+        except KeyboardInterrupt:
+            if ctx.is_main:  # printed even with --quiet: the one thing to know now
+                hint = resume_hint(Path(G.output))
+                report.file(hint)
+                print(f"facefeat: {hint}", file=sys.stderr, flush=True)
+            raise
 
         result = _finish(net, spec, ckpts, report, st, ctx, Path(G.output), validator)
         barrier(ctx)

@@ -33,8 +33,10 @@ LOG_NAME = "train.log"
 class Validator:
     """Pair verification of the backbone on ``val/pair_label.txt`` (pairs indexed once)."""
 
-    def __init__(self, pairs: PairSet, spec: ModelSpec, device: torch.device, batch_size: int, flip: bool):
+    def __init__(self, pairs: PairSet, spec: ModelSpec, device: torch.device, batch_size: int, flip: bool,
+                 progress: bool = False):
         self.pairs, self.spec, self.device, self.batch_size, self.flip = pairs, spec, device, batch_size, flip
+        self.progress = progress  # a bar with an ETA while the val images are embedded
         self.images, self.left, self.right = pairs.index_arrays()
 
     def __call__(self, backbone: nn.Module) -> dict:
@@ -42,7 +44,8 @@ class Validator:
         was_training = backbone.training
         try:
             pred = backbone_predictor(backbone, self.spec, self.device, self.batch_size)
-            plain, mirrored = embed_images(pred, self.images, self.batch_size, progress=False)
+            plain, mirrored = embed_images(pred, self.images, self.batch_size, progress=self.progress,
+                                           desc="validation")
         finally:
             backbone.train(was_training)
         feats = plain + mirrored if self.flip else plain

@@ -21,6 +21,7 @@ from facefeat.index.base import (
     read_meta,
 )
 from facefeat.index.gallery import load_gallery, parse_gallery_file
+from facefeat.index.resolve import resolve_index
 
 __all__ = [
     "BACKENDS",
@@ -37,6 +38,7 @@ __all__ = [
     "load_index",
     "parse_gallery_file",
     "read_meta",
+    "resolve_index",
 ]
 
 

@@ -27,6 +27,7 @@ database file if they use different collections. Thread-safety: as for every Fac
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -50,7 +51,24 @@ _DEFAULT_SEARCH = {"FLAT": {}, "IVF_FLAT": {"nprobe": 16}, "HNSW": {"ef": 128}}
 
 
 def _pymilvus():
+    _quiet_unimplemented_rpcs()
     return require("pymilvus", "milvus", "The Milvus gallery index")
+
+
+class _UnimplementedRpcFilter(logging.Filter):
+    """Drops gRPC's "Exception calling application" records whose exception is NotImplementedError:
+    pymilvus probes methods (AllocTimestamp) that milvus-lite's in-process server does not have,
+    and falls back by itself - a traceback per probe is noise, not an error. Other errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, NotImplementedError)
+
+
+def _quiet_unimplemented_rpcs() -> None:
+    grpc_log = logging.getLogger("grpc._server")
+    if not any(isinstance(f, _UnimplementedRpcFilter) for f in grpc_log.filters):
+        grpc_log.addFilter(_UnimplementedRpcFilter())
 
 
 def parse_milvus_index_type(index_type: str) -> tuple[str, dict]:

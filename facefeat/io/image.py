@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from facefeat.errors import InputError, LimitError
+from facefeat.io.walk import file_problem, list_image_files, read_regular_file
 
 log = logging.getLogger("facefeat")
 
@@ -232,20 +233,19 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)
         label = name or str(x)
-        if not path.exists():
-            if path.is_symlink():
-                raise InputError(f"{label}: broken symbolic link (points to {os.readlink(path)!r}, which does not exist)")
-            raise InputError(f"{label}: no such file")
-        if path.is_dir():
+        problem = file_problem(path)  # before opening: a FIFO would block forever
+        if problem == "is a directory":
             raise InputError(f"{label}: is a directory; pass it to predict() to read every image in it")
+        if problem:
+            raise InputError(f"{label}: {problem}")
         try:
             size = path.stat().st_size
             if size > MAX_IMAGE_FILE_BYTES:
                 raise LimitError(f"{label}: file is {size:,} bytes, above the limit of {MAX_IMAGE_FILE_BYTES:,} "
                                  "for an image file (FACEFEAT_MAX_IMAGE_FILE_BYTES)")
-            data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+        data = read_regular_file(path, MAX_IMAGE_FILE_BYTES, label)  # non-blocking: a swapped-in FIFO cannot hang
         return decode_image_bytes(data, label, max_pixels)
     if type(x).__module__.startswith("PIL."):
         return _from_pil(x, name or "<PIL.Image>", max_pixels)
@@ -256,20 +256,9 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
 
 
 def _list_dir(path: Path) -> list[Path]:
-    """Image files of a directory by name; broken links and unreadable entries with an image
-    extension are kept (reading reports them), other files are skipped and counted in the log."""
-    try:
-        entries = sorted(path.iterdir())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot list the directory ({exc.strerror or exc})") from exc
-    files = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir()]
-    skipped = [p.name for p in entries if p not in files and not p.is_dir()]
-    if skipped:
-        log.info("%s: skipped %d file(s) that are not images by extension: %s", path, len(skipped),
-                 ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
-    if not files:
-        raise InputError(f"{path}: directory holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    return files
+    """Image files of a directory by name (see :func:`facefeat.io.walk.list_image_files`: entries
+    that are not regular files are kept, and reading reports them)."""
+    return list_image_files(path, IMAGE_EXTENSIONS)
 
 
 def expand_inputs(inputs: Any) -> list[ImageItem]:

@@ -91,10 +91,9 @@ def expand_cluster_inputs(inputs: Any) -> list[Any]:
     out: list[Any] = []
     for x in seq:
         if isinstance(x, (str, os.PathLike)) and Path(x).is_dir():
-            files = sorted(str(p) for p in Path(x).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not files:
-                raise InputError(f"{x}: directory holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            out += files
+            from facefeat.io.walk import list_image_files
+
+            out += [str(p) for p in list_image_files(x, IMAGE_EXTENSIONS, recursive=True)]
         else:
             out.append(x)
     return out

@@ -34,7 +34,8 @@ def folder_items(folder: str | os.PathLike) -> list[tuple[str, str]]:
     if not root.is_dir():
         raise InputError(f"gallery folder {str(folder)!r} is not a directory")
     items = [(str(f), d.name) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
-             for f in sorted(d.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+             for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
+             and not (f.is_dir() and not f.is_symlink())]  # FIFOs, loops: reading rejects them
     if not items:
         raise InputError(f"gallery folder {root} has no <person>/<image> files ({', '.join(IMAGE_SUFFIXES)})")
     return items

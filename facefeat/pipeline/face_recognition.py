@@ -22,6 +22,7 @@ import numpy as np
 
 from facefeat.errors import InputError
 from facefeat.io import expand_inputs, read_image
+from facefeat.index.resolve import resolve_index  # noqa: F401 - re-exported: index= as PaddleX takes it
 from facefeat.io.image import iter_batches
 from facefeat.pipeline.result import FaceRecResult
 from facefeat.predict.predictor import FeaturePredictor, create_model
@@ -68,23 +69,6 @@ def is_dominant(boxes: Sequence[Sequence[float]]) -> bool:
     """The gallery rule: the first (largest) of a photo's usable face ``boxes`` stands for the photo
     when it is alone or at least ``GALLERY_DOMINANCE`` times the area of the next one."""
     return len(boxes) == 1 or _area(boxes[0]) >= GALLERY_DOMINANCE * _area(boxes[1])
-
-
-def resolve_index(index: Any) -> Any:
-    """``index=`` as PaddleX takes it: an index object, a saved index directory, or None/"None"."""
-    if index is None or (isinstance(index, str) and index.strip().lower() in ("", "none", "null")):
-        return None
-    if isinstance(index, (str, os.PathLike)):
-        from facefeat.errors import FaceIndexError
-        from facefeat.index import load_index
-
-        d = Path(index)
-        if (d / "id_map.yaml").is_file() and (d / "vector.index").is_file() and not (d / "meta.json").exists():
-            raise FaceIndexError(f"{d}: is a PaddleX index (vector.index + id_map.yaml); its features come from "
-                              "another model and alignment, so facefeat cannot search it: rebuild it with "
-                              "pipeline.build_index(...) from the same gallery")
-        return load_index(d)
-    return index
 
 
 def _is_match(metric_type: str, score: float, threshold: float) -> bool:
@@ -237,10 +221,11 @@ class FaceRecognitionPipeline:
         return out[0] if single else out
 
     def _embed_items(self, items, det_threshold, flip, batch_images: int = 8,
-                     retry: bool = False, quality: bool = False) -> Iterator[tuple[Any, list[dict]]]:
+                     retry: bool = False, quality: bool = False,
+                     failures: list | None = None) -> Iterator[tuple[Any, list[dict]]]:
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
         for chunk in iter_batches(items, batch_images):
-            imgs = [read_image(it.source, it.name) for it in chunk]
+            chunk, imgs = self._read_chunk(chunk, failures)
             per_img = [self._detect_align(img, thr, retry) for img in imgs]
             flat = [f for _, faces in per_img for f in faces]
             feats = iter(self._embed_batch(flat, flip))
@@ -260,6 +245,21 @@ class FaceRecognitionPipeline:
                         face["detected_by"] = d.detected_by
                     faces.append(face)
                 yield (it, img), faces
+
+    @staticmethod
+    def _read_chunk(chunk: list, failures: list | None) -> tuple[list, list[np.ndarray]]:
+        """Read a chunk's images; with a ``failures`` list, unreadable ones are appended to it and
+        left out (the caller reports them), else the first raises."""
+        good, imgs = [], []
+        for it in chunk:
+            try:
+                imgs.append(read_image(it.source, it.name))
+                good.append(it)
+            except InputError as exc:
+                if failures is None:
+                    raise
+                failures.append(exc)
+        return good, imgs
 
     # -- gallery -----------------------------------------------------------------------------------
     def _gallery_items(self, gallery_imgs: Any, gallery_label: Any) -> list[tuple[Any, str, str]]:
@@ -412,7 +412,8 @@ class FaceRecognitionPipeline:
     def predict(self, inputs: Any, index: Any = None, det_threshold: float | None = None,
                 rec_threshold: float | str | None = None, rec_topk: int | None = None,
                 flip: bool | None = None, far: float | None = None, fpir: float | None = None,
-                per_person: bool = False, hamming_radius: Any = None) -> Iterator[FaceRecResult]:
+                per_person: bool = False, hamming_radius: Any = None,
+                failures: list | None = None) -> Iterator[FaceRecResult]:
         """Yield a FaceRecResult per image: every face with its top-k gallery matches.
 
         ``hamming_radius`` (PaddleX's, for binary indexes) is accepted and ignored: facefeat's
@@ -422,7 +423,8 @@ class FaceRecognitionPipeline:
         point (``"auto"``: FPIR 1% at the calibrated gallery size nearest the index's; ``fpir=``
         / ``far=`` choose another); each result's ``operating_point`` says which was used.
         ``per_person=True``: the top-k *people* (each one's best sample score, with ``sample_ids``)
-        instead of the top-k gallery images.
+        instead of the top-k gallery images. ``failures``: a list that collects the InputError of
+        each unreadable input, which is then skipped (by default the first one raises).
         """
         index = self.index if index is None else resolve_index(index)
         if index is not None:
@@ -431,7 +433,8 @@ class FaceRecognitionPipeline:
         topk = self.rec_topk if rec_topk is None else int(rec_topk)
         if topk < 1:
             raise InputError(f"rec_topk must be >= 1, got {topk}")
-        for (item, img), faces in self._embed_items(expand_inputs(inputs), det_threshold, flip):
+        for (item, img), faces in self._embed_items(expand_inputs(inputs), det_threshold, flip,
+                                                     failures=failures):
             queries = [f for f in faces if f["feature"] is not None]
             search = getattr(index, "search", None)
             if per_person and index is not None:

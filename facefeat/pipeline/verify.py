@@ -70,7 +70,9 @@ def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, inde
     if person is not None:
         from facefeat.index.people import People
 
-        index = pipe.index if index is None else index
+        from facefeat.index.resolve import resolve_index
+
+        index = pipe.index if index is None else resolve_index(index)  # a directory, as predict takes
         if index is None:
             raise InputError("verify(person=...) needs a gallery index (index=...)")
         index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)

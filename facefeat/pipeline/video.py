@@ -63,7 +63,9 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
     if int(max_samples) < 1:
         raise InputError(f"max_samples must be >= 1, got {max_samples!r}")
     parse_source(source)  # a missing file fails here, at the call; a bad video at the first frame
-    index = pipe.index if index is None else index
+    from facefeat.index.resolve import resolve_index
+
+    index = pipe.index if index is None else resolve_index(index)  # a directory, as predict takes
     if index is not None:
         index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
     return _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_path, live, max_retries,

@@ -23,6 +23,11 @@ from facefeat.utils import l2_normalize
 log = logging.getLogger("facefeat")
 
 
+def img_size(aligner: Any) -> str:
+    h, w = aligner.input_size
+    return f"{w}x{h}"
+
+
 def preprocess_images(cfg: Any, imgs: Sequence[np.ndarray]) -> np.ndarray:
     """BGR uint8 images -> NCHW float32 for a model (``cfg``: a ModelSpec or ModelMeta, whose
     :class:`~facefeat.runtime.preprocess.Preprocess` does it); the predictor and the training data
@@ -123,14 +128,25 @@ class FeaturePredictor:
     # -- the module API --------------------------------------------------------------------------
     def predict(self, inputs: Any, batch_size: int | None = None, flip: bool | None = None,
                 errors: str = "auto", progress: bool = False,
-                failures: list | None = None) -> Iterator[FeatureResult]:
+                failures: list | None = None, align: str = "warn") -> Iterator[FeatureResult]:
         """Yield a FeatureResult per image of ``inputs`` (path, dir, URL, array, PIL, or a list).
 
         ``errors``: ``"raise"`` stops at the first bad input; ``"warn"`` logs it, records it and
         goes on; ``"auto"`` raises for a single input and warns otherwise. Skipped inputs'
-        InputErrors are appended to ``failures`` (a list the caller owns) and are this thread's
-        ``self.failures`` after the call.
+        InputErrors are appended to ``failures`` (a list the caller owns, and then reports: nothing
+        is logged) and are this thread's ``self.failures`` after the call.
+
+        The model embeds aligned face crops of its input size (112x112). ``align``: what to do with
+        an input of another size (a photo): ``"warn"`` (default, as PaddleX: resize it, with a loud
+        warning), ``"auto"``: detect and align its face as the pipeline does
+        (:class:`~facefeat.vision.photo.PhotoAligner`; no face is an InputError for that input),
+        ``"off"``: resize silently. An input of the model's size in which no face is found is
+        warned about (``"auto"`` checks every input, ``"warn"`` the first few of a call).
         """
+        from facefeat.vision.photo import (FACE_CHECKS_WHEN_WARNING, PhotoAligner, check_align_mode, no_face_warning,
+                                           not_aligned_warning)
+
+        check_align_mode(align)
         if errors not in ("auto", "raise", "warn"):
             raise InputError(f"errors must be 'auto', 'raise' or 'warn', got {errors!r}")
         bs = self.batch_size if batch_size is None else int(batch_size)
@@ -141,6 +157,8 @@ class FeaturePredictor:
             errors = "raise" if len(items) == 1 else "warn"
         failed: list[InputError] = [] if failures is None else failures
         self._calls.failures = failed  # the iterating thread's view of this call
+        aligner = PhotoAligner(self.meta.input_size)
+        not_aligned = face_checks = no_face = 0
         bar = None
         if progress:
             from tqdm import tqdm
@@ -151,13 +169,31 @@ class FeaturePredictor:
                 good, imgs = [], []
                 for item in chunk:
                     try:
-                        imgs.append(read_image(item.source, item.name))
+                        img = read_image(item.source, item.name)
+                        if align == "auto" and not aligner.is_aligned(img):
+                            face = aligner.face(img)
+                            if face is None:
+                                raise InputError(f"{item.name}: no face found to align (the model embeds aligned "
+                                                 f"{img_size(aligner)} face crops)")
+                            img = face
+                        elif align == "warn" and not aligner.is_aligned(img):
+                            not_aligned += 1
+                            if not_aligned == 1:
+                                log.warning("%s", not_aligned_warning(item.name or "an input", img, aligner.input_size))
+                        elif align != "off" and (align == "auto" or face_checks < FACE_CHECKS_WHEN_WARNING):
+                            face_checks += 1  # the input size, but is there a face where the template expects one?
+                            if not aligner.has_face(img):
+                                no_face += 1
+                                if no_face == 1:  # once per call, counted at the end
+                                    log.warning("%s", no_face_warning(item.name or "an input", aligner.input_size))
+                        imgs.append(img)
                         good.append(item)
                     except InputError as exc:
                         if errors == "raise":
                             raise
                         failed.append(exc)
-                        log.warning("skipped: %s", exc)
+                        if failures is None:  # a caller's list: the caller reports them
+                            log.warning("skipped: %s", exc)
                 if good:
                     feats = self.embed(imgs, flip, bs)
                     for item, feat in zip(good, feats):
@@ -167,6 +203,12 @@ class FeaturePredictor:
         finally:
             if bar is not None:
                 bar.close()
+            if no_face > 1:
+                log.warning("no face found in %d of the %d %s input(s) checked", no_face, face_checks,
+                            img_size(aligner))
+            if not_aligned > 1:
+                log.warning("%d input(s) were not aligned %s face crops (resized, not aligned; align='auto' "
+                            "aligns them)", not_aligned, img_size(aligner))
 
     __call__ = predict
 

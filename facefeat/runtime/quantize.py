@@ -51,25 +51,20 @@ def calibration_paths(calib: str | os.PathLike, limit: int) -> list[Path]:
 
 def calibration_faces(paths: list[Path], pp: Preprocess) -> tuple[list[np.ndarray], list[str]]:
     """Aligned BGR faces of ``paths`` and the names of images skipped (unreadable, no face)."""
-    from facefeat.vision.align import align
-    from facefeat.vision.detector import YuNetDetector, central_face
+    from facefeat.vision.photo import PhotoAligner
 
-    detector, faces, skipped = None, [], []
+    aligner, faces, skipped = PhotoAligner(pp.input_size), [], []
     for p in paths:
         try:
             img = read_image(str(p))
         except InputError as exc:
             skipped.append(f"{p}: {exc}")
             continue
-        if img.ndim == 3 and img.shape[:2] == tuple(pp.input_size):
-            faces.append(img)
-            continue
-        detector = detector or YuNetDetector()
-        det = central_face(detector.detect(img), img.shape[1], img.shape[0])
-        if det is None:
+        face = aligner.face(img)  # aligned crops pass as they are; photos get their subject aligned
+        if face is None:
             skipped.append(f"{p}: no face found")
             continue
-        faces.append(align(img, det, size=pp.input_size[0]))
+        faces.append(face)
     return faces, skipped
 
 

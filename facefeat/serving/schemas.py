@@ -161,7 +161,7 @@ class AddImagesToIndexResult(BaseModel):
 
 
 class RemoveImagesFromIndexRequest(_Body):
-    ids: list[Id] = Field(min_length=1, max_length=10000)
+    ids: list[Id] = Field(max_length=10000, description="ids to remove; an empty list removes nothing (200, as PaddleX)")
     indexKey: str
 
 
