@@ -340,19 +340,24 @@ def cmd_index(args: argparse.Namespace) -> int:
         if args.index_cmd == "enroll":
             from facefeat.index import create_index
 
-            exists = (Path(args.index_dir) / "meta.json").is_file()
+            from facefeat.index.persist import gallery_exists, open_index
+
+            exists = gallery_exists(args.index_dir)
             pipe = _pipeline(args)
-            people = People.load(args.index_dir) if exists else People(create_index(
+            people = People(open_index(args.index_dir)) if exists else People(create_index(
                 dim=pipe.predictor.embedding_size, metric_type="IP", index_type="Flat",
                 model_name=pipe.predictor.model_name))
             rep = pipe.enroll(args.folder, people, quality=args.quality)
-            people.save(args.index_dir)
+            people.save(args.index_dir)  # a new gallery; an existing one took each change as it came
             for r in rep["rejected"]:
                 print(f"  rejected {r['path']} ({r['label']}): {r['reason']}", file=sys.stderr)
             print(f"enrolled {len(rep['added'])} image(s) of {len({a['label'] for a in rep['added']})} people, "
-                  f"rejected {len(rep['rejected'])}; {len(people)} people in {args.index_dir}")
+                  f"rejected {len(rep['rejected'])}, duplicates {len(rep['duplicates'])}; {len(people)} people "
+                  f"in {args.index_dir}")
             return 0 if rep["added"] or not rep["rejected"] else 1
-        people = People.load(args.index_dir)
+        from facefeat.index.persist import open_index
+
+        people = People(open_index(args.index_dir))  # attached: each change is one transaction
         if args.index_cmd == "people":
             print(json.dumps([{k: v for k, v in p.items() if k != "sample_ids"} | {"sample_ids": p["sample_ids"]}
                               for p in people.list()], indent=2, ensure_ascii=False))
@@ -360,7 +365,6 @@ def cmd_index(args: argparse.Namespace) -> int:
         if args.index_cmd == "remove" and args.ids:
             raise InputError("index remove: give ids or --label NAME, not both")
         n = people.remove(args.label) if args.index_cmd == "remove" else people.rename(args.old, args.new)
-        people.save(args.index_dir)
         print(f"{'removed' if args.index_cmd == 'remove' else 'renamed'} {n} sample(s); "
               f"{len(people)} people in {args.index_dir}")
         return 0
@@ -372,7 +376,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
             raise InputError("index remove: give ids (or a file of ids), or --label NAME")
         ids = args.ids[0] if len(args.ids) == 1 and not args.ids[0].lstrip("-").isdigit() else [int(i) for i in args.ids]
-        with edit_index(args.index_dir) as index:  # under the index's lock: concurrent runs take turns
+        with edit_index(args.index_dir) as index:  # one transaction: concurrent runs all land
             before = len(index)
             FaceRecognitionPipeline.remove_index(ids, index)
             n = before - len(index)
@@ -397,10 +401,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         pipe = _pipeline(args)
         check_model(read_meta(args.index_dir), *_model_of(pipe))  # fail fast, before embedding
         g = pipe.gallery_features(args.gallery, labels, progress=True)  # the slow part, outside the lock
-        with edit_index(args.index_dir) as index:  # reload + add + save under the lock: every run lands
-            index.check_model(*_model_of(pipe))
-            ids = index.add(g.features, g.labels, g.names) if g.labels else []
-        print(f"added {len(ids)} (ids {ids[0] if ids else '-'}..{ids[-1] if ids else '-'}); {len(index)} in {args.index_dir}")
+        from facefeat.pipeline.enrol import add_gallery
+
+        with edit_index(args.index_dir) as index:  # one transaction: concurrent runs all land
+            res = add_gallery(index, g)
+        ids = res.added
+        print(f"added {len(ids)} (ids {ids[0] if ids else '-'}..{ids[-1] if ids else '-'}), duplicates "
+              f"{len(res.duplicates)}; {len(index)} in {args.index_dir}")
         return _report_rejected(g.rejected)
     pipe = _pipeline(args)
     kw = {"uri": args.milvus_uri} if args.index_backend == "milvus" and args.milvus_uri else {}

@@ -16,8 +16,9 @@ Index types (PaddleX's names):
 FAISS ids are facefeat's ids: Flat and HNSW are wrapped in ``IndexIDMap2``; IVF stores ids in
 its inverted lists itself (``IndexIDMap`` over IVF would corrupt ids on ``remove_ids``, because
 IVF does not renumber its internal ids the way Flat does). Metrics: ``IP``, ``L2``
-(squared distance) and ``COSINE`` (IP on normalised vectors). Saved as ``vectors.faiss`` beside
-``meta.json``/``labels.json``.
+(squared distance) and ``COSINE`` (IP on normalised vectors). The index is derived: built from the
+gallery's store at open and updated with each change (earlier facefeat versions saved it as
+``vectors.faiss``; :mod:`facefeat.index.legacy` reads those folders once, to migrate them).
 
 Thread-safety: concurrent :meth:`search` calls are safe (FAISS search is const and releases the
 GIL); writes (``add``/``remove``/``save``) take the index's write lock and run alone.
@@ -36,12 +37,12 @@ import numpy as np
 
 from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.base import FaceIndex, Hit
+from facefeat.index.types import DEFAULT_HNSW_M, parse_index_type as _parse
 
 VECTORS_FILE = "vectors.faiss"
 #: below this many vectors an ``IVF`` index is kept exact (Flat) - training would be meaningless
 IVF_MIN_TRAIN = 128
 IVF_MAX_NLIST = 65536
-DEFAULT_HNSW_M = 32
 DEFAULT_EF_CONSTRUCTION = 200
 DEFAULT_EF_SEARCH = 128
 
@@ -81,25 +82,9 @@ def _faiss():
 
 
 def parse_index_type(index_type: str) -> tuple[str, dict]:
-    """Canonical FAISS index type and its parameters: ``("Flat", {})``, ``("IVF", {"nlist": n|None})``,
-    ``("HNSW", {"M": 32})``. Milvus spellings (FLAT, IVF_FLAT, HNSW) are accepted too."""
-    s = str(index_type).strip()
-    u = s.upper().replace(" ", "")
-    if u in ("FLAT", "IDMAP,FLAT", "IDMAP2,FLAT"):
-        return "Flat", {}
-    if u in ("IVF", "IVF_FLAT", "IVFFLAT"):
-        return "IVF", {"nlist": None}
-    m = re.fullmatch(r"IVF(\d+)(,FLAT)?", u)
-    if m and int(m.group(1)) > 0:
-        return "IVF", {"nlist": int(m.group(1))}
-    if u == "HNSW":
-        return "HNSW", {"M": DEFAULT_HNSW_M}
-    m = re.fullmatch(r"HNSW(\d+)(,FLAT)?", u)
-    if m and int(m.group(1)) > 1:
-        return "HNSW", {"M": int(m.group(1))}
-    raise InputError(
-        f"index_type {index_type!r} is not supported by the FAISS backend; use Flat, IVF, IVF<nlist>,Flat or HNSW32"
-    )
+    """``(kind, params)`` of an index type (:func:`facefeat.index.types.parse_index_type` decides)."""
+    t = _parse(index_type)
+    return t.kind, t.params
 
 
 def _ivf_ids(ivf) -> np.ndarray:
@@ -135,10 +120,9 @@ class FaissFaceIndex(FaceIndex):
         ef_search: int = DEFAULT_EF_SEARCH,
         ef_construction: int = DEFAULT_EF_CONSTRUCTION,
     ):
-        kind, params = parse_index_type(index_type)
-        canonical = {"Flat": "Flat", "IVF": "IVF" if params.get("nlist") is None else f"IVF{params.get('nlist')},Flat",
-                     "HNSW": f"HNSW{params.get('M')}"}[kind]
-        super().__init__(dim, metric_type, canonical, model_name)
+        t = _parse(index_type)
+        kind, params = t.kind, t.params
+        super().__init__(dim, metric_type, t.faiss, model_name)
         for name, v in (("nprobe", nprobe), ("ef_search", ef_search), ("ef_construction", ef_construction)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
                 raise InputError(f"{name} must be a positive integer, got {v!r}")
@@ -282,6 +266,7 @@ class FaissFaceIndex(FaceIndex):
         return {
             "effective_index_type": self._effective_index_type(),
             "params": {
+                "centroids": self._centroids_b64(),
                 "nlist": self._nlist,
                 "nprobe": self._nprobe,
                 "ef_search": self._ef_search,
@@ -290,6 +275,31 @@ class FaissFaceIndex(FaceIndex):
                 "fallback": self._fallback,
             },
         }
+
+    def _centroids_b64(self) -> str | None:
+        """A trained IVF's coarse centroids (base64 float32), kept in the gallery's metadata so that
+        reopening reproduces the same inverted lists (and the same search results)."""
+        if self._effective_kind() != "IVF":
+            return None
+        import base64
+
+        f = _faiss()
+        c = f.rev_swig_ptr(f.downcast_index(self._index.quantizer).get_xb(), self._nlist * self._dim)
+        return base64.b64encode(np.asarray(c, np.float32).tobytes()).decode("ascii")
+
+    def _restore_ivf(self, b64: str, nlist: int) -> None:
+        import base64
+
+        f = _faiss()
+        c = np.frombuffer(base64.b64decode(b64), np.float32).reshape(int(nlist), self._dim)
+        quantizer = (f.IndexFlatL2 if self._metric == "L2" else f.IndexFlatIP)(self._dim)
+        quantizer.add(np.ascontiguousarray(c))
+        idx = f.IndexIVFFlat(quantizer, self._dim, int(nlist), self._faiss_metric)
+        idx.is_trained = True
+        idx.own_fields = True
+        quantizer.this.disown()
+        self._index, self._nlist, self._fallback = idx, int(nlist), None
+        self._apply_search_params()
 
     def _effective_index_type(self) -> str:
         k = self._effective_kind()
@@ -309,11 +319,28 @@ class FaissFaceIndex(FaceIndex):
             params = {}
         return {"effective_index_type": self._effective_index_type(), "fallback": self._fallback, "params": params}
 
-    def _backend_save(self, tmp: Path, final: Path) -> None:
-        _faiss().write_index(self._index, str(tmp / VECTORS_FILE))
+    def _backend_vectors(self, ids: np.ndarray) -> np.ndarray:
+        f = _faiss()
+        if not len(ids):
+            return np.zeros((0, self._dim), np.float32)
+        if self._effective_kind() == "IVF" and self._index.direct_map.type != f.DirectMap.Hashtable:
+            self._index.set_direct_map_type(f.DirectMap.Hashtable)
+        return np.ascontiguousarray(self._index.reconstruct_batch(np.ascontiguousarray(ids, np.int64)), np.float32)
 
     @classmethod
-    def _backend_load(cls, directory: Path, meta: dict, entries: dict, **kw: Any) -> "FaissFaceIndex":
+    def _from_meta(cls, meta: dict, **kw: Any) -> "FaissFaceIndex":
+        params = meta.get("params") or {}
+        index = cls(int(meta["dim"]), metric_type=meta["metric_type"], index_type=meta["index_type"],
+                    model_name=meta.get("model_name"), nprobe=kw.get("nprobe", params.get("nprobe")),
+                    ef_search=kw.get("ef_search", params.get("ef_search") or DEFAULT_EF_SEARCH),
+                    ef_construction=params.get("ef_construction") or DEFAULT_EF_CONSTRUCTION)
+        if index._kind == "IVF" and params.get("centroids") and params.get("nlist"):
+            index._restore_ivf(params["centroids"], params["nlist"])
+        return index
+
+    @classmethod
+    def _legacy_load(cls, directory: Path, meta: dict, entries: dict, **kw: Any) -> "FaissFaceIndex":
+        """Read a gallery folder of an earlier facefeat (``vectors.faiss``), checked against its meta.json."""
         f = _faiss()
         params = meta.get("params") or {}
         try:
@@ -367,7 +394,7 @@ class FaissFaceIndex(FaceIndex):
         index._fallback = params.get("fallback")
         index._nlist = params.get("nlist")
         index._apply_search_params()
-        index._restore(meta, entries)
+        index._entries, index._next_id = dict(entries), int(meta["next_id"])
         return index
 
 
