@@ -114,7 +114,7 @@ def edit_index(location: str | os.PathLike, **kw: Any) -> Iterator[FaceIndex]:
 
 def _fill(index: FaceIndex, store: GalleryStore) -> None:
     """Load every sample into an empty index, then replay what changed meanwhile."""
-    seq = store.counter()
+    seq, next_id = store.counter(), store.next_id()
     chunks = list(store.load()) if index._index_type.startswith("IVF") else store.load()
     if isinstance(chunks, list) and len(chunks) > 1:  # IVF trains once, on the whole gallery
         chunks = [(np.concatenate([c[0] for c in chunks]), sum((c[1] for c in chunks), []),
@@ -122,6 +122,7 @@ def _fill(index: FaceIndex, store: GalleryStore) -> None:
     for ids, labels, paths, feats in chunks:
         index._apply(Op("add", ids.tolist(), feats, labels, paths))
     index._seq = seq
+    index._next_id = max(index._next_id, next_id)
     _replay(index, store, store.changes_since(seq))
 
 

@@ -121,6 +121,21 @@ class SqliteStore(SqlStore):
             finally:
                 cur.close()
 
+    def write(self, ops, expect=None):
+        out = super().write(ops, expect)
+        if any(op.kind == "remove" for op in ops):
+            self._erase_old_frames()
+        return out
+
+    def _erase_old_frames(self) -> None:
+        """After a remove, copy the WAL into the file and truncate it, so that the removed crops'
+        old page images do not linger in the WAL (best effort: a reader mid-snapshot defers it)."""
+        try:
+            with self._lock:
+                self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+
     def exists(self) -> bool:
         if not self.path.is_file():
             return False

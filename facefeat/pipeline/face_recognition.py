@@ -80,6 +80,10 @@ def resolve_index(index: Any) -> Any:
     if isinstance(index, (str, os.PathLike)):
         from facefeat.errors import FaceIndexError
         from facefeat.index import load_index
+        from facefeat.index.store import is_store_url
+
+        if is_store_url(index):  # a gallery in PostgreSQL
+            return load_index(str(index))
 
         d = Path(index)
         if (d / "id_map.yaml").is_file() and (d / "vector.index").is_file() and not (d / "meta.json").exists():
