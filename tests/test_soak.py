@@ -92,10 +92,13 @@ def test_soak_concurrent_mutations_then_restart(lfw_dir, tmp_path):
                         t0 = time.perf_counter()
                         if roll < 0.35 or (roll < 0.55 and not mine):
                             k = rng.choice((1, 1, 2))
-                            pairs = [{"image": smalls[rng.choice(good)], "label": label} for _ in range(k)]
+                            # a new person per add, distinct photos: the same photo twice for one person
+                            # is a duplicate (reported, not added)
+                            label = f"client{n}-{len(mine) + len(removed)}"
+                            pairs = [{"image": smalls[g], "label": label} for g in rng.sample(good, k)]
                             res = _ok(c.post("/face-recognition-index-add",
                                              json={"imageLabelPairs": pairs, "indexKey": key}))
-                            assert len(res["ids"]) == k, res
+                            assert len(res["ids"]) == k and "duplicates" not in res, res
                             with lock:
                                 dup = assigned.intersection(res["ids"])
                                 assert not dup, f"ids assigned twice: {sorted(dup)}"
