@@ -28,16 +28,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import re
 import threading
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.base import FaceIndex, Hit
-from facefeat.index.types import DEFAULT_HNSW_M, parse_index_type as _parse
+from facefeat.index.types import parse_index_type as _parse
 
 VECTORS_FILE = "vectors.faiss"
 #: below this many vectors an ``IVF`` index is kept exact (Flat) - training would be meaningless
@@ -336,65 +334,6 @@ class FaissFaceIndex(FaceIndex):
                     ef_construction=params.get("ef_construction") or DEFAULT_EF_CONSTRUCTION)
         if index._kind == "IVF" and params.get("centroids") and params.get("nlist"):
             index._restore_ivf(params["centroids"], params["nlist"])
-        return index
-
-    @classmethod
-    def _legacy_load(cls, directory: Path, meta: dict, entries: dict, **kw: Any) -> "FaissFaceIndex":
-        """Read a gallery folder of an earlier facefeat (``vectors.faiss``), checked against its meta.json."""
-        f = _faiss()
-        params = meta.get("params") or {}
-        try:
-            index = cls(
-                meta["dim"],
-                metric_type=meta["metric_type"],
-                index_type=meta["index_type"],
-                model_name=meta.get("model_name"),
-                nprobe=kw.get("nprobe", params.get("nprobe")),
-                ef_search=kw.get("ef_search", params.get("ef_search") or DEFAULT_EF_SEARCH),
-                ef_construction=params.get("ef_construction") or DEFAULT_EF_CONSTRUCTION,
-            )
-        except InputError as exc:
-            raise FaceIndexError(f"{directory}: meta.json is corrupt ({exc})") from exc
-        vpath = directory / VECTORS_FILE
-        if not vpath.is_file():
-            raise FaceIndexError(f"{directory}: not a loadable FAISS index: {VECTORS_FILE} is missing")
-        try:
-            idx = f.read_index(str(vpath))
-        except RuntimeError as exc:
-            raise FaceIndexError(f"{directory}: {VECTORS_FILE} is corrupt ({str(exc).strip().splitlines()[-1]})") from exc
-        ivf = index._kind == "IVF" and not params.get("fallback")
-        if ivf and not isinstance(idx, f.IndexIVFFlat):
-            raise FaceIndexError(f"{directory}: meta.json says IVF but {VECTORS_FILE} holds no IVF index")
-        if not ivf and not isinstance(idx, f.IndexIDMap2):
-            raise FaceIndexError(f"{directory}: {VECTORS_FILE} is not an IDMap2 index (not written by facefeat)")
-        want_metric = f.METRIC_L2 if meta["metric_type"] == "L2" else f.METRIC_INNER_PRODUCT
-        if idx.metric_type != want_metric:
-            raise FaceIndexError(
-                f"{directory}: {VECTORS_FILE} uses the {'L2' if idx.metric_type == f.METRIC_L2 else 'inner-product'} "
-                f"metric but meta.json says {meta['metric_type']}; the files do not belong together")
-        inner = idx if ivf else f.downcast_index(idx.index)
-        kind = "IVF" if ivf else ("HNSW" if index._kind == "HNSW" else "Flat")
-        want_cls = {"IVF": f.IndexIVFFlat, "HNSW": f.IndexHNSW, "Flat": f.IndexFlat}[kind]
-        if not isinstance(inner, want_cls):
-            raise FaceIndexError(
-                f"{directory}: {VECTORS_FILE} holds a {type(inner).__name__} but meta.json says index type "
-                f"{meta.get('effective_index_type') or meta['index_type']}; the files do not belong together")
-        if ivf and params.get("nlist") is not None and inner.nlist != params["nlist"]:
-            raise FaceIndexError(f"{directory}: {VECTORS_FILE} has nlist {inner.nlist} but meta.json says {params['nlist']}")
-        if idx.d != meta["dim"]:
-            raise FaceIndexError(f"{directory}: {VECTORS_FILE} holds {idx.d}-d vectors but meta.json says dim {meta['dim']}")
-        if idx.ntotal != meta["count"]:
-            raise FaceIndexError(
-                f"{directory}: count mismatch: meta.json says {meta['count']} entries, {VECTORS_FILE} holds {idx.ntotal}"
-            )
-        stored = set(_ivf_ids(idx).tolist() if ivf else f.vector_to_array(idx.id_map).tolist())
-        if stored != set(entries):
-            raise FaceIndexError(f"{directory}: the ids in {VECTORS_FILE} and labels.json differ")
-        index._index = idx
-        index._fallback = params.get("fallback")
-        index._nlist = params.get("nlist")
-        index._apply_search_params()
-        index._entries, index._next_id = dict(entries), int(meta["next_id"])
         return index
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,8 +80,6 @@ def _verify_checksums(d: Path, meta: dict) -> None:
 
 def read_old(d: Path, **kw):
     """The old gallery at ``d`` as a loaded FaceIndex (checked), and its per-sample figures."""
-    from facefeat.index.base import backend_class
-
     meta = read_old_meta(d)
     _verify_checksums(d, meta)
     raw = _json(d / LABELS_FILE, d, "the id -> label map")
@@ -97,7 +96,10 @@ def read_old(d: Path, **kw):
                              f"{LABELS_FILE} holds {len(entries)}")
     if entries and max(entries) >= meta["next_id"]:
         raise FaceIndexError(f"{d}: {LABELS_FILE} holds id {max(entries)} >= next_id {meta['next_id']}")
-    index = backend_class(meta["backend"])._legacy_load(d, meta, entries, **kw)
+    if meta["backend"] == "faiss":
+        index = _load_faiss(d, meta, entries, **kw)
+    else:
+        index = _load_milvus(d, meta, entries, **kw)
     figures: dict[int, dict] = {}
     if (d / PEOPLE_FILE).is_file():
         try:
@@ -105,6 +107,139 @@ def read_old(d: Path, **kw):
         except (OSError, ValueError, AttributeError):
             figures = {}  # the old side file was never checksummed; figures are not worth refusing the gallery
     return index, figures
+
+
+def _load_faiss(directory: Path, meta: dict, entries: dict, **kw: Any):
+    """Read a gallery folder of an earlier facefeat (``vectors.faiss``), checked against its meta.json."""
+    from facefeat.errors import InputError
+    from facefeat.index.faiss_index import DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, VECTORS_FILE, _faiss, _ivf_ids
+    from facefeat.index.faiss_index import FaissFaceIndex as cls
+
+    f = _faiss()
+    params = meta.get("params") or {}
+    try:
+        index = cls(
+            meta["dim"],
+            metric_type=meta["metric_type"],
+            index_type=meta["index_type"],
+            model_name=meta.get("model_name"),
+            nprobe=kw.get("nprobe", params.get("nprobe")),
+            ef_search=kw.get("ef_search", params.get("ef_search") or DEFAULT_EF_SEARCH),
+            ef_construction=params.get("ef_construction") or DEFAULT_EF_CONSTRUCTION,
+        )
+    except InputError as exc:
+        raise FaceIndexError(f"{directory}: meta.json is corrupt ({exc})") from exc
+    vpath = directory / VECTORS_FILE
+    if not vpath.is_file():
+        raise FaceIndexError(f"{directory}: not a loadable FAISS index: {VECTORS_FILE} is missing")
+    try:
+        idx = f.read_index(str(vpath))
+    except RuntimeError as exc:
+        raise FaceIndexError(f"{directory}: {VECTORS_FILE} is corrupt ({str(exc).strip().splitlines()[-1]})") from exc
+    ivf = index._kind == "IVF" and not params.get("fallback")
+    if ivf and not isinstance(idx, f.IndexIVFFlat):
+        raise FaceIndexError(f"{directory}: meta.json says IVF but {VECTORS_FILE} holds no IVF index")
+    if not ivf and not isinstance(idx, f.IndexIDMap2):
+        raise FaceIndexError(f"{directory}: {VECTORS_FILE} is not an IDMap2 index (not written by facefeat)")
+    want_metric = f.METRIC_L2 if meta["metric_type"] == "L2" else f.METRIC_INNER_PRODUCT
+    if idx.metric_type != want_metric:
+        raise FaceIndexError(
+            f"{directory}: {VECTORS_FILE} uses the {'L2' if idx.metric_type == f.METRIC_L2 else 'inner-product'} "
+            f"metric but meta.json says {meta['metric_type']}; the files do not belong together")
+    inner = idx if ivf else f.downcast_index(idx.index)
+    kind = "IVF" if ivf else ("HNSW" if index._kind == "HNSW" else "Flat")
+    want_cls = {"IVF": f.IndexIVFFlat, "HNSW": f.IndexHNSW, "Flat": f.IndexFlat}[kind]
+    if not isinstance(inner, want_cls):
+        raise FaceIndexError(
+            f"{directory}: {VECTORS_FILE} holds a {type(inner).__name__} but meta.json says index type "
+            f"{meta.get('effective_index_type') or meta['index_type']}; the files do not belong together")
+    if ivf and params.get("nlist") is not None and inner.nlist != params["nlist"]:
+        raise FaceIndexError(f"{directory}: {VECTORS_FILE} has nlist {inner.nlist} but meta.json says {params['nlist']}")
+    if idx.d != meta["dim"]:
+        raise FaceIndexError(f"{directory}: {VECTORS_FILE} holds {idx.d}-d vectors but meta.json says dim {meta['dim']}")
+    if idx.ntotal != meta["count"]:
+        raise FaceIndexError(
+            f"{directory}: count mismatch: meta.json says {meta['count']} entries, {VECTORS_FILE} holds {idx.ntotal}"
+        )
+    stored = set(_ivf_ids(idx).tolist() if ivf else f.vector_to_array(idx.id_map).tolist())
+    if stored != set(entries):
+        raise FaceIndexError(f"{directory}: the ids in {VECTORS_FILE} and labels.json differ")
+    index._index = idx
+    index._fallback = params.get("fallback")
+    index._nlist = params.get("nlist")
+    index._apply_search_params()
+    index._entries, index._next_id = dict(entries), int(meta["next_id"])
+    return index
+
+
+def _load_milvus(directory: Path, meta: dict, entries: dict, **kw: Any):
+    """Open a gallery folder of an earlier facefeat (milvus.db or a server's collection)."""
+    import tempfile
+
+    from facefeat.errors import InputError
+    from facefeat.index.milvus_index import DB_NAME, DEFAULT_COLLECTION, _release_lite
+    from facefeat.index.milvus_index import MilvusFaceIndex as cls
+
+    embedded = bool(meta.get("embedded"))
+    collection = meta.get("collection") or DEFAULT_COLLECTION
+    owned = None
+    if embedded:
+        src = directory / DB_NAME
+        if not src.exists():
+            raise FaceIndexError(f"{directory}: not a loadable Milvus index: {DB_NAME} is missing")
+        owned = tempfile.mkdtemp(prefix="facefeat-milvus-")
+        try:
+            if src.is_dir():  # milvus-lite >= 3 keeps a directory, older ones a file
+                shutil.copytree(src, Path(owned) / DB_NAME, ignore=shutil.ignore_patterns("LOCK", "*.lock"))
+            else:
+                shutil.copy2(src, Path(owned) / DB_NAME)
+        except OSError as exc:
+            shutil.rmtree(owned, ignore_errors=True)
+            raise FaceIndexError(f"{directory}: cannot copy {DB_NAME} ({exc})") from exc
+        uri = os.path.join(owned, DB_NAME)
+    else:
+        uri = kw.get("uri") or meta.get("uri")
+        if not uri:
+            raise FaceIndexError(f"{directory}: meta.json names no Milvus uri")
+    try:
+        index = cls(
+            meta["dim"],
+            metric_type=meta["metric_type"],
+            index_type=meta["index_type"],
+            model_name=meta.get("model_name"),
+            uri=uri,
+            collection=collection,
+            token=kw.get("token"),
+            db_name=meta.get("db_name"),
+            index_params=meta.get("index_params"),
+            search_params=kw.get("search_params", meta.get("search_params")),
+            embed=embedded,
+            timeout=kw.get("timeout"),
+            _entries=entries,
+            _next_id=meta["next_id"],
+            _owned_dir=owned,
+        )
+    except InputError as exc:
+        if owned:
+            shutil.rmtree(owned, ignore_errors=True)
+        raise FaceIndexError(f"{directory}: meta.json is corrupt ({exc})") from exc
+    except FaceIndexError:
+        if owned:
+            _release_lite(uri)
+            shutil.rmtree(owned, ignore_errors=True)
+        raise
+    try:
+        index._check_collection(str(directory))
+        n = index.count_in_collection()
+        if n != meta["count"]:
+            raise FaceIndexError(
+                f"{directory}: count mismatch: meta.json says {meta['count']} entries, Milvus collection "
+                f"'{collection}' holds {n}"
+            )
+    except BaseException:
+        index.close()
+        raise
+    return index
 
 
 def migrate(d: Path, thumbs: Path | None = None) -> bool:
