@@ -200,3 +200,47 @@ def test_server_killed_mid_write_loses_no_acknowledged_change(photos, tmp_path, 
     assert not set(labels) & removed
     recs = back.store.records(back.ids())
     assert all(r.crop is not None for r in recs.values()) and set(recs) == set(labels)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    m = tmp_path / "tiny"
+    m.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(m)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.decode().strip()})")
+    try:
+        yield m
+    finally:
+        subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_answers_507_with_a_plain_message(photos, tmp_path, tiny_disk):
+    """Issue 20, item 10: 507 and a plain message (no FAISS or SQLite internals); nothing changes."""
+    srv = ProcessServer(tiny_disk / "storage", *ARGS, log_path=tmp_path / "s.log").start()
+    try:
+        c = httpx.Client(base_url=srv.url, timeout=120)
+        seed = [{"image": photos["George_W_Bush"][0], "label": "George_W_Bush"}]
+        key = _ok(c.post("/face-recognition-index-build", json={"imageLabelPairs": seed}))["indexKey"]
+        st = os.statvfs(tiny_disk)
+        filler = tiny_disk / "filler"
+        with open(filler, "wb") as f:  # leave (almost) nothing free
+            try:
+                f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - 4096))
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                pass
+        pairs = [{"image": photos["Colin_Powell"][j], "label": "Colin_Powell"} for j in range(4)]
+        r = c.post("/face-recognition-index-add", json={"indexKey": key, "imageLabelPairs": pairs})
+        assert r.status_code == 507, r.text
+        msg = r.json()["errorMsg"]
+        assert "disk is full" in msg and not any(w in msg.lower() for w in ("faiss", "sqlite", "traceback", "errno"))
+        info = _ok(c.get("/face-recognition-index-info", params={"indexKey": key}))
+        assert info["imageCount"] == 1  # the gallery is unchanged
+        filler.unlink()
+        res = _ok(c.post("/face-recognition-index-add", json={"indexKey": key, "imageLabelPairs": pairs}))
+        assert res["ids"] == [1, 2, 3, 4] and res["imageCount"] == 5
+    finally:
+        srv.stop()

@@ -79,10 +79,11 @@ ERRORS = {
     403: "the API key is read-only",
     404: "unknown indexKey, person (label) or sample thumbnail",
     409: "index/model mismatch or corrupt index",
+    507: "the disk holding the galleries is full; nothing of the change was saved",
     413: "a limit exceeded: body size, image pixels, images per request, downloaded bytes",
     422: "malformed body; errorMsg is the JSON list of problems",
     500: "internal error (no traceback is sent; the server log has it under the logId)",
-    503: "not ready (models loading) or too many image downloads at once",
+    503: "not ready (models loading), too many image downloads at once, or the gallery database unavailable",
 }
 _RESPONSES = {code: {"model": S.ErrorEnvelope, "description": text} for code, text in ERRORS.items()}
 #: documents the key in the OpenAPI document (and /docs' Authorize button); the middleware checks it
