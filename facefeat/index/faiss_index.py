@@ -10,8 +10,9 @@ Index types (PaddleX's names):
   IVF on all its vectors at the first add that brings it to enough. ``nprobe`` defaults to
   ``min(nlist, max(16, nlist // 16))``. IVF's lists are not retrained as the gallery grows.
 * ``HNSW32`` (or ``HNSW{M}``): graph index, ``efConstruction`` 200, ``efSearch`` 128 by default.
-  FAISS's HNSW cannot ``remove_ids``; :meth:`remove` rebuilds the graph from the remaining vectors
-  (read back from the HNSW's own flat storage), so batch removals rather than removing one by one.
+  FAISS's HNSW cannot ``remove_ids``: removed ids are excluded from every search by a selector
+  and the graph is rebuilt without them once they are a fifth of it (so a remove costs O(1)
+  amortised).
 
 FAISS ids are facefeat's ids: Flat and HNSW are wrapped in ``IndexIDMap2``; IVF stores ids in
 its inverted lists itself (``IndexIDMap`` over IVF would corrupt ids on ``remove_ids``, because
@@ -38,6 +39,8 @@ from facefeat.index.base import FaceIndex, Hit
 from facefeat.index.types import parse_index_type as _parse
 
 VECTORS_FILE = "vectors.faiss"
+#: HNSW rebuilds its graph without removed ids once they exceed this many and a fifth of the graph
+HNSW_REBUILD_MIN = 1000
 #: below this many vectors an ``IVF`` index is kept exact (Flat) - training would be meaningless
 IVF_MIN_TRAIN = 128
 IVF_MAX_NLIST = 65536
@@ -131,6 +134,8 @@ class FaissFaceIndex(FaceIndex):
         self._ef_construction = int(ef_construction)
         self._fallback: str | None = None
         self._nlist: int | None = None
+        self._dead: set[int] = set()  # HNSW: removed ids still in the graph (never searched)
+        self._selector: tuple | None = None
         if kind == "IVF":
             self._fallback = "untrained: no vectors yet"
             self._index = self._new_index("Flat")
@@ -202,6 +207,9 @@ class FaissFaceIndex(FaceIndex):
         if n == 0:
             return ids, np.zeros((0, self._dim), np.float32)
         vecs = f.downcast_index(self._index.index).reconstruct_n(0, n)
+        if self._dead:  # HNSW's removed-but-not-yet-rebuilt vectors
+            keep = ~np.isin(ids, np.asarray(sorted(self._dead), np.int64))
+            ids, vecs = ids[keep], vecs[keep]
         return ids, np.ascontiguousarray(vecs, dtype=np.float32)
 
     def _min_train(self) -> int:
@@ -231,23 +239,42 @@ class FaissFaceIndex(FaceIndex):
 
     def _backend_remove(self, ids: np.ndarray) -> None:
         if self._effective_kind() == "HNSW":
-            all_ids, vecs = self._all_vectors()
-            keep = ~np.isin(all_ids, ids)
-            idx = self._new_index("HNSW")
-            if keep.any():
-                idx.add_with_ids(np.ascontiguousarray(vecs[keep]), all_ids[keep])
-            self._index = idx
+            # FAISS's HNSW cannot remove: removed ids are left out of every search (a selector) and
+            # the graph is rebuilt without them only once they are a fifth of it (amortised O(1))
+            self._dead.update(int(i) for i in ids)
+            if len(self._dead) > max(HNSW_REBUILD_MIN, self._index.ntotal // 5):
+                all_ids, vecs = self._all_vectors()
+                idx = self._new_index("HNSW")
+                if len(all_ids):
+                    idx.add_with_ids(np.ascontiguousarray(vecs), all_ids)
+                self._index, self._dead = idx, set()
+            self._make_selector()
             return
         n = self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
         if n != ids.size:  # pragma: no cover - the id map and our entries disagree
             raise FaceIndexError(f"FAISS removed {n} of {ids.size} vectors; the index is inconsistent")
 
+    def _make_selector(self) -> None:
+        f = _faiss()
+        if not self._dead:
+            self._selector = None
+            return
+        batch = f.IDSelectorBatch(np.asarray(sorted(self._dead), np.int64))
+        self._selector = (batch, f.IDSelectorNot(batch))  # SWIG keeps raw pointers: hold both
+
     def _backend_search(self, q: np.ndarray, k: int) -> list[list[Hit]]:
+        kw = {}
+        if self._dead and self._selector is not None:
+            # one SearchParameters per call: IndexIDMap swaps its selector in place while searching
+            params = _faiss().SearchParametersHNSW()
+            params.sel = self._selector[1]
+            params.efSearch = self._ef_search
+            kw = {"params": params}
         if len(q) < SMALL_BATCH:
             with _single_thread():
-                scores, ids = self._index.search(q, k)
+                scores, ids = self._index.search(q, k, **kw)
         else:
-            scores, ids = self._index.search(q, k)
+            scores, ids = self._index.search(q, k, **kw)
         out: list[list[Hit]] = []
         for srow, irow in zip(scores, ids):
             hits = []
