@@ -262,3 +262,35 @@ def test_read_meta_and_info_describe_the_store(tmp_path):
     assert meta["count"] == 3 and meta["next_id"] == 3 and meta["change"] == 2 and meta["model_name"] == "m"
     info = load_index(d).info()
     assert info["store"] == os.path.realpath(d) and info["change"] == 2
+
+
+def test_a_large_hnsw_opens_from_its_snapshot_reconciled_with_the_database(tmp_path, monkeypatch):
+    from facefeat.index import snapshot
+
+    monkeypatch.setattr(snapshot, "SNAPSHOT_MIN", 100)
+    d = tmp_path / "g"
+    x = unit(300)
+    idx = create_index(dim=DIM, index_type="HNSW32", model_name="m")
+    idx.add(x, [f"p{i % 9}" for i in range(300)])
+    idx.save(d)
+    first = open_index(d)  # built from the database: writes the snapshot
+    assert (d / "gallery.hnsw").is_file() and (d / "gallery.hnsw.json").is_file()
+    first.add(unit(5, 1), ["late"] * 5)
+    first.remove([0, 1, 2])
+    first.relabel([3], "renamed")
+    builds = []
+    real = type(first)._backend_add
+    monkeypatch.setattr(type(first), "_backend_add", lambda self, ids, *a: (builds.append(len(ids)), real(self, ids, *a)))
+    again = load_index(d)
+    assert builds == [5]  # only what the snapshot lacked was added: the graph was not rebuilt
+    assert again.labels() == first.labels() and again.next_id == first.next_id
+    q = unit(20, 7)
+    assert [[h.id for h in r] for r in again.search(q, 5)] == [[h.id for h in r] for r in first.search(q, 5)]
+    assert not {0, 1, 2} & {h.id for r in again.search(x[:3], 5) for h in r}
+    # a damaged snapshot is ignored (rebuilt), never trusted
+    raw = bytearray((d / "gallery.hnsw").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (d / "gallery.hnsw").write_bytes(bytes(raw))
+    builds.clear()
+    third = load_index(d)
+    assert sum(builds) == len(third) == 302 and third.labels() == first.labels()

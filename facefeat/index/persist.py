@@ -112,8 +112,14 @@ def edit_index(location: str | os.PathLike, **kw: Any) -> Iterator[FaceIndex]:
     yield open_index(location, **kw)
 
 
-def _fill(index: FaceIndex, store: GalleryStore) -> None:
-    """Load every sample into an empty index, then replay what changed meanwhile."""
+def _fill(index: FaceIndex, store: GalleryStore, snapshots: bool = True) -> None:
+    """Load every sample into an empty index (a large HNSW from its snapshot when there is a good
+    one), then replay what changed meanwhile."""
+    from facefeat.index import snapshot
+
+    if snapshots and snapshot.read(index, store):
+        _replay(index, store, store.changes_since(index._seq))
+        return
     seq, next_id = store.counter(), store.next_id()
     chunks = list(store.load()) if index._index_type.startswith("IVF") else store.load()
     if isinstance(chunks, list) and len(chunks) > 1:  # IVF trains once, on the whole gallery
@@ -124,6 +130,8 @@ def _fill(index: FaceIndex, store: GalleryStore) -> None:
     index._seq = seq
     index._next_id = max(index._next_id, next_id)
     _replay(index, store, store.changes_since(seq))
+    if snapshots:
+        snapshot.write(index, store)
 
 
 def _replay(index: FaceIndex, store: GalleryStore, changes: Sequence[Change]) -> None:
@@ -133,7 +141,7 @@ def _replay(index: FaceIndex, store: GalleryStore, changes: Sequence[Change]) ->
             if index._entries:
                 index._apply(Op("remove", sorted(index._entries)))
             index._next_id = 0
-            _fill(index, store)
+            _fill(index, store, snapshots=False)
             continue
         if c.kind == "add":
             todo = [i for i in c.ids if i not in index._entries]

@@ -171,6 +171,18 @@ class SqlStore(GalleryStore):
             last = int(rows[-1][0])
             yield self._unpack(rows, dim)
 
+    def entries(self, chunk: int = 50000) -> Iterator[tuple[list[int], list[str], list]]:
+        """``(ids, labels, paths)`` chunks in id order, without the features (opening from a snapshot)."""
+        last = -1
+        while True:
+            with self._read() as cur:
+                rows = self._ex(cur, "SELECT id, label, source FROM samples WHERE gallery = ? AND id > ? ORDER BY id "
+                                "LIMIT ?", (self.gallery, last, int(chunk))).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield [int(r[0]) for r in rows], [str(r[1]) for r in rows], [r[2] for r in rows]
+
     def _unpack(self, rows: list, dim: int) -> tuple:
         blob = b"".join(bytes(r[3]) for r in rows)
         if len(blob) != len(rows) * dim * 4 or any(len(r[3]) != dim * 4 for r in rows):
