@@ -25,7 +25,7 @@ log = logging.getLogger("facefeat")
 
 SNAPSHOT = "gallery.hnsw"
 #: galleries smaller than this are rebuilt at open (faster than reading a snapshot)
-SNAPSHOT_MIN = 20000
+SNAPSHOT_MIN = 2000
 
 
 def _paths(store: Any) -> tuple[Path, Path] | None:
