@@ -244,3 +244,31 @@ def test_a_full_disk_answers_507_with_a_plain_message(photos, tmp_path, tiny_dis
         assert res["ids"] == [1, 2, 3, 4] and res["imageCount"] == 5
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_labels_are_one_person_over_http(photos, tmp_path):
+    """Issue 20, item 13: NFC + strip everywhere (add, rename, remove), control/bidi characters refused."""
+    import unicodedata
+
+    srv = ProcessServer(tmp_path / "storage", *ARGS, log_path=tmp_path / "s.log").start()
+    try:
+        c = httpx.Client(base_url=srv.url, timeout=120)
+        nfc, nfd = unicodedata.normalize("NFC", "Zoë"), unicodedata.normalize("NFD", "Zoë")
+        seed = [{"image": photos["George_W_Bush"][0], "label": nfd}]
+        key = _ok(c.post("/face-recognition-index-build", json={"imageLabelPairs": seed}))["indexKey"]
+        add = {"indexKey": key, "label": "  padded  ", "images": photos["Tony_Blair"][:1]}
+        assert _ok(c.post("/face-recognition-person-add", json=add))["label"] == "padded"
+        _ok(c.post("/face-recognition-person-add", json={"indexKey": key, "label": nfc,
+                                                          "images": photos["George_W_Bush"][1:2]}))
+        persons = _ok(c.get("/face-recognition-persons", params={"indexKey": key}))["persons"]
+        assert [(p["label"], p["sampleCount"]) for p in persons] == [(nfc, 2), ("padded", 1)]
+        assert _ok(c.post("/face-recognition-person-rename", json={"indexKey": key, "label": " padded",
+                                                                   "newLabel": "Tony "}))["newLabel"] == "Tony"
+        assert _ok(c.post("/face-recognition-person-remove", json={"indexKey": key, "label": nfd}))["removed"] == [0, 2]
+        for bad in ("evil\u202eexe.jpg", "two\nlines"):
+            r = c.post("/face-recognition-person-add", json={"indexKey": key, "label": bad,
+                                                             "images": photos["Colin_Powell"][:1]})
+            assert r.status_code == 400 and "control character" in r.json()["errorMsg"], r.text
+    finally:
+        srv.stop()
