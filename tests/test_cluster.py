@@ -139,7 +139,7 @@ def test_cli_cluster(library, tmp_path, capsys):
 
     out, idx = tmp_path / "c", tmp_path / "idx"
     assert main(["cluster", str(library), "--out", str(out), "--to-index", str(idx), "--no-sheets"]) == 0
-    assert "10 faces -> 4 clusters" in capsys.readouterr().out and (idx / "meta.json").is_file()
+    assert "10 faces -> 4 clusters" in capsys.readouterr().out and (idx / "gallery.db").is_file()
     assert main(["cluster", "--update", str(out), "--merge", "1", "2", "--rename", "1=Alice"]) == 0
     doc = json.loads((out / "clusters.json").read_text())
     assert doc["num_clusters"] == 3 and doc["clusters"]["1"]["name"] == "Alice"
