@@ -221,3 +221,20 @@ def test_the_store_url_never_shows_the_password(pg_server):
     assert "s3cret" not in str(e.value) and "***" in str(e.value)
     assert redact(url) == f"postgresql://facefeat:***@127.0.0.1:{pg_server.port}/nope_db"
     assert json.dumps(str(e.value))
+
+
+def test_service_storage_on_postgres(pg_url, tmp_path):
+    from facefeat.serving.storage import IndexNotFound, IndexStore
+
+    a, b = IndexStore(tmp_path / "a", store_url=pg_url), IndexStore(tmp_path / "b", store_url=pg_url)
+    idx = create_index(dim=DIM, model_name="m")
+    idx.add(unit(2), ["x", "y"], records=[SampleRecord(crop=b"jpg"), None])
+    key = a.create(a.new_key(), idx)
+    assert b.keys() == [key] and b.summary(key) == {"indexKey": key, "imageCount": 2, "model": "m"}
+    with b.people(key) as people:
+        people.rename("x", "z")
+    assert set(a.get(key).labels().values()) == {"z", "y"} and a.crop(key, 0) == (b"jpg", "jpeg")
+    b.delete(key)
+    with pytest.raises(IndexNotFound):
+        a.get(key)
+    assert a.keys() == [] and not list((tmp_path / "a").glob("indexes/*"))
