@@ -137,15 +137,18 @@ def srv_path(tmp_path: Path, key: str) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_server_killed_mid_write_loses_no_acknowledged_change(photos, tmp_path, workers):
+def test_server_killed_mid_write_loses_no_acknowledged_change(photos, tmp_path, workers, store, request):
     storage = tmp_path / "storage"
+    url = request.getfixturevalue("pg_url") if store == "postgres" else None
+    extra = ["--store", url] if url else []
     acked: dict[int, str] = {}
     removed: set[int] = set()
     tried: set[int] = set()
     key = None
     for rnd in range(3):
-        srv = ProcessServer(storage, *ARGS, "--workers", str(workers), log_path=tmp_path / "s.log").start()
+        srv = ProcessServer(storage, *ARGS, "--workers", str(workers), *extra, log_path=tmp_path / "s.log").start()
         stop = threading.Event()
         try:
             c = httpx.Client(base_url=srv.url, timeout=60)
@@ -192,7 +195,7 @@ def test_server_killed_mid_write_loses_no_acknowledged_change(photos, tmp_path, 
         finally:
             stop.set()
             srv.stop()
-    back = load_index(storage / "indexes" / key)
+    back = load_index(f"{url}?gallery={key}" if url else storage / "indexes" / key)
     labels = back.labels()
     for i, lab in acked.items():
         if i not in tried:
