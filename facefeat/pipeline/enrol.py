@@ -45,8 +45,17 @@ def folder_items(folder: str | os.PathLike) -> list[tuple[str, str]]:
 CROP_JPEG_QUALITY = 95
 
 
+def weights_hash(predictor: Any) -> str | None:
+    """The hash of the weights a predictor embeds with (what the gallery records per sample)."""
+    try:
+        info = predictor.runtime_info() if predictor is not None else {}
+    except Exception:  # noqa: BLE001 - a predictor without runtime_info
+        return None
+    return info.get("weights_sha256") or info.get("model_sha256")
+
+
 def sample_record(img: np.ndarray, face: np.ndarray, det: Any, figures: Mapping | None = None,
-                  path: Mapping | None = None, predictor: Any = None):
+                  path: Mapping | None = None, weights: str | None = None):
     """What the gallery keeps of one enrolled image: the aligned crop (JPEG), the detection, the
     content hash of the decoded image, the figures, and the hash of the weights that embed it."""
     import cv2
@@ -57,14 +66,8 @@ def sample_record(img: np.ndarray, face: np.ndarray, det: Any, figures: Mapping 
     fig = dict(figures or {})
     if path is not None and path.get("path") not in (None, "default", "none"):
         fig["detected_by"] = dict(path)
-    info = {}
-    try:
-        info = predictor.runtime_info() if predictor is not None else {}
-    except Exception:  # noqa: BLE001 - a predictor without runtime_info
-        info = {}
     return SampleRecord(crop=buf.tobytes() if ok else None, figures=fig or None, det=det.to_dict(),
-                        content_hash=content_hash(img),
-                        weights_hash=info.get("weights_sha256") or info.get("model_sha256"))
+                        content_hash=content_hash(img), weights_hash=weights)
 
 
 def add_gallery(index: Any, g: Any):
@@ -112,4 +115,4 @@ def enroll(pipe, people, items: Iterable[tuple[Any, str]], quality: str | Mappin
     return report
 
 
-__all__ = ["EnrolReport", "add_gallery", "enroll", "folder_items", "sample_record"]
+__all__ = ["EnrolReport", "add_gallery", "enroll", "folder_items", "sample_record", "weights_hash"]

@@ -298,8 +298,9 @@ class FaceRecognitionPipeline:
 
             policy = get_policy(quality)
         from facefeat.index.labels import normalize_label
-        from facefeat.pipeline.enrol import sample_record
+        from facefeat.pipeline.enrol import sample_record, weights_hash
 
+        weights = weights_hash(self.predictor)
         figures: list[dict] = []
         crops: list[np.ndarray] = []
         records: list = []
@@ -323,7 +324,7 @@ class FaceRecognitionPipeline:
             faces, keep = [], []
             for pos, (src, label, name) in chunk:
                 try:
-                    label = normalize_label(label, f"gallery label of {name}")
+                    label = normalize_label(label, f"gallery label of {name}")  # one form, everywhere
                     img = read_image(src, name)
                 except InputError as exc:
                     reject(pos, name, label, str(exc))
@@ -347,7 +348,7 @@ class FaceRecognitionPipeline:
                     fig = {"quality": q}
                     figures.append(fig)
                     crops.append(face)
-                records.append(sample_record(img, face, usable[0], fig, path, self.predictor))
+                records.append(sample_record(img, face, usable[0], fig, path, weights))
                 faces.append(face)
                 keep.append((pos, label, name))
             if faces:
