@@ -275,3 +275,29 @@ def test_labels_are_one_person_over_http(photos, tmp_path):
             assert r.status_code == 400 and "control character" in r.json()["errorMsg"], r.text
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_postgres_restarted_under_a_server(pg_server, pg_url, photos, tmp_path):
+    """While the database is down requests fail clearly (503, a plain message), afterwards they work
+    and nothing acknowledged is lost."""
+    srv = ProcessServer(tmp_path / "s", *ARGS, "--store", pg_url, log_path=tmp_path / "s.log").start()
+    try:
+        c = httpx.Client(base_url=srv.url, timeout=120)
+        seed = [{"image": photos["George_W_Bush"][0], "label": "George_W_Bush"}]
+        key = _ok(c.post("/face-recognition-index-build", json={"imageLabelPairs": seed}))["indexKey"]
+        pg_server.stop()
+        try:
+            add = {"indexKey": key, "imageLabelPairs": [{"image": photos["Tony_Blair"][0], "label": "Tony_Blair"}]}
+            r = c.post("/face-recognition-index-add", json=add)
+            assert r.status_code == 503, r.text
+            assert "unavailable" in r.json()["errorMsg"] and "Traceback" not in r.text
+            r = c.get("/face-recognition-index-info", params={"indexKey": key})
+            assert r.status_code == 503, r.text
+        finally:
+            pg_server.start()
+        assert _ok(c.post("/face-recognition-index-add", json=add))["ids"] == [1]
+        info = _ok(c.get("/face-recognition-index-info", params={"indexKey": key}))
+        assert [(e["id"], e["label"]) for e in info["entries"]] == [(0, "George_W_Bush"), (1, "Tony_Blair")]
+    finally:
+        srv.stop()
