@@ -294,3 +294,31 @@ def test_a_large_hnsw_opens_from_its_snapshot_reconciled_with_the_database(tmp_p
     builds.clear()
     third = load_index(d)
     assert sum(builds) == len(third) == 302 and third.labels() == first.labels()
+
+
+@pytest.mark.parametrize("index_type", ["Flat", "HNSW32"])
+def test_removes_leave_searches_and_compact_later(monkeypatch, index_type):
+    from facefeat.index import faiss_index
+
+    monkeypatch.setattr(faiss_index, "COMPACT_MIN", 10)
+    x = unit(200)
+    idx = create_index(dim=DIM, index_type=index_type)
+    idx.add(x, [f"p{i}" for i in range(200)])
+    ref = create_index(dim=DIM, index_type="Flat")
+    gone: list[int] = []
+    for step in range(8):  # 8 x 6 removes: kept out of searches, compacted past 10 and a fifth
+        batch = list(range(step * 6, step * 6 + 6))
+        idx.remove(batch)
+        gone += batch
+        assert len(idx._dead) <= max(10, idx._index.ntotal // 5)
+        hits = idx.search(x[:60], 5)
+        assert not {h.id for r in hits for h in r} & set(gone)
+    keep = [i for i in range(200) if i not in gone]
+    ref.add(x[keep], [f"p{i}" for i in keep])
+    q = unit(30, 4)
+    want = [[keep[h.id] for h in r] for r in ref.search(q, 3)]
+    got = [[h.id for h in r] for r in idx.search(q, 3)]
+    if index_type == "Flat":
+        assert got == want  # exact, removes or not
+    else:
+        assert sum(g[0] == w[0] for g, w in zip(got, want)) >= 28

@@ -10,9 +10,10 @@ Index types (PaddleX's names):
   IVF on all its vectors at the first add that brings it to enough. ``nprobe`` defaults to
   ``min(nlist, max(16, nlist // 16))``. IVF's lists are not retrained as the gallery grows.
 * ``HNSW32`` (or ``HNSW{M}``): graph index, ``efConstruction`` 200, ``efSearch`` 128 by default.
-  FAISS's HNSW cannot ``remove_ids``: removed ids are excluded from every search by a selector
-  and the graph is rebuilt without them once they are a fifth of it (so a remove costs O(1)
-  amortised).
+  FAISS's HNSW cannot ``remove_ids``.
+
+Removes from Flat and HNSW are O(1) amortised: removed ids are excluded from every search by a
+selector and dropped for good (HNSW: the graph rebuilt) once they are a fifth of the index.
 
 FAISS ids are facefeat's ids: Flat and HNSW are wrapped in ``IndexIDMap2``; IVF stores ids in
 its inverted lists itself (``IndexIDMap`` over IVF would corrupt ids on ``remove_ids``, because
@@ -39,8 +40,9 @@ from facefeat.index.base import FaceIndex, Hit
 from facefeat.index.types import parse_index_type as _parse
 
 VECTORS_FILE = "vectors.faiss"
-#: HNSW rebuilds its graph without removed ids once they exceed this many and a fifth of the graph
-HNSW_REBUILD_MIN = 1000
+#: removed ids are dropped from a Flat/HNSW index (HNSW: the graph rebuilt) once they exceed this
+#: many and a fifth of it; until then searches leave them out
+COMPACT_MIN = 1000
 #: below this many vectors an ``IVF`` index is kept exact (Flat) - training would be meaningless
 IVF_MIN_TRAIN = 128
 IVF_MAX_NLIST = 65536
@@ -134,7 +136,7 @@ class FaissFaceIndex(FaceIndex):
         self._ef_construction = int(ef_construction)
         self._fallback: str | None = None
         self._nlist: int | None = None
-        self._dead: set[int] = set()  # HNSW: removed ids still in the graph (never searched)
+        self._dead: set[int] = set()  # Flat/HNSW: removed ids still in the index (never searched)
         self._selector: tuple | None = None
         if kind == "IVF":
             self._fallback = "untrained: no vectors yet"
@@ -224,6 +226,7 @@ class FaissFaceIndex(FaceIndex):
         self._index = idx
         self._nlist = nlist
         self._fallback = None
+        self._dead, self._selector = set(), None  # the IVF was built from the live vectors only
         self._apply_search_params()
 
     # ------------------------------------------------------------------ hooks
@@ -238,21 +241,31 @@ class FaissFaceIndex(FaceIndex):
         self._index.add_with_ids(x, ids)
 
     def _backend_remove(self, ids: np.ndarray) -> None:
-        if self._effective_kind() == "HNSW":
-            # FAISS's HNSW cannot remove: removed ids are left out of every search (a selector) and
-            # the graph is rebuilt without them only once they are a fifth of it (amortised O(1))
+        kind = self._effective_kind()
+        if kind in ("HNSW", "Flat"):
+            # HNSW cannot remove, and Flat's remove moves every vector after the removed one: removed
+            # ids are left out of every search (a selector), and dropped from the index only once they
+            # are a fifth of it (amortised O(1) per remove)
             self._dead.update(int(i) for i in ids)
-            if len(self._dead) > max(HNSW_REBUILD_MIN, self._index.ntotal // 5):
-                all_ids, vecs = self._all_vectors()
-                idx = self._new_index("HNSW")
-                if len(all_ids):
-                    idx.add_with_ids(np.ascontiguousarray(vecs), all_ids)
-                self._index, self._dead = idx, set()
+            if len(self._dead) > max(COMPACT_MIN, self._index.ntotal // 5):
+                self._compact()
             self._make_selector()
             return
         n = self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
         if n != ids.size:  # pragma: no cover - the id map and our entries disagree
             raise FaceIndexError(f"FAISS removed {n} of {ids.size} vectors; the index is inconsistent")
+
+    def _compact(self) -> None:
+        """Drop the removed-but-kept vectors for good (HNSW: a new graph; Flat: one batch remove)."""
+        if self._effective_kind() == "HNSW":
+            all_ids, vecs = self._all_vectors()
+            idx = self._new_index("HNSW")
+            if len(all_ids):
+                idx.add_with_ids(np.ascontiguousarray(vecs), all_ids)
+            self._index = idx
+        elif self._dead:
+            self._index.remove_ids(np.asarray(sorted(self._dead), np.int64))
+        self._dead = set()
 
     def _make_selector(self) -> None:
         f = _faiss()
@@ -266,9 +279,11 @@ class FaissFaceIndex(FaceIndex):
         kw = {}
         if self._dead and self._selector is not None:
             # one SearchParameters per call: IndexIDMap swaps its selector in place while searching
-            params = _faiss().SearchParametersHNSW()
+            hnsw = self._effective_kind() == "HNSW"
+            params = _faiss().SearchParametersHNSW() if hnsw else _faiss().SearchParameters()
             params.sel = self._selector[1]
-            params.efSearch = self._ef_search
+            if hnsw:
+                params.efSearch = self._ef_search
             kw = {"params": params}
         if len(q) < SMALL_BATCH:
             with _single_thread():
