@@ -53,6 +53,9 @@ def write(index: Any, store: Any) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".gallery.", suffix=".hnsw.tmp", dir=snap.parent)
         os.close(fd)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # like gallery.db: the user's umask decides
         faiss.write_index(index._index, tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
