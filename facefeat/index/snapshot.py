@@ -49,13 +49,13 @@ def write(index: Any, store: Any) -> None:
         return
     import faiss
 
+    from facefeat.utils import current_umask
+
     snap, side = paths
     try:
         fd, tmp = tempfile.mkstemp(prefix=".gallery.", suffix=".hnsw.tmp", dir=snap.parent)
         os.close(fd)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # like gallery.db: the user's umask decides
+        os.chmod(tmp, 0o666 & ~current_umask())  # like gallery.db: the user's umask decides
         faiss.write_index(index._index, tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
