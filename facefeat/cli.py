@@ -358,20 +358,25 @@ def cmd_index(args: argparse.Namespace) -> int:
         if args.index_cmd == "enroll":
             from facefeat.index import create_index
 
-            exists = (Path(args.index_dir) / "meta.json").is_file()
+            from facefeat.index.persist import gallery_exists, open_index
+
+            exists = gallery_exists(args.index_dir)
             pipe = _pipeline(args)
-            people = People.load(args.index_dir) if exists else People(create_index(
+            people = People(open_index(args.index_dir)) if exists else People(create_index(
                 dim=pipe.predictor.embedding_size, metric_type="IP", index_type="Flat",
                 model_name=pipe.predictor.model_name))
             rep = pipe.enroll(args.folder, people, quality=args.quality)
-            people.save(args.index_dir)
+            people.save(args.index_dir)  # a new gallery; an existing one took each change as it came
             for r in rep["rejected"]:
                 out.note(f"rejected {escape(r['path'])} ({escape(r['label'])}): {escape(r['reason'])}")
             out.document(rep, escape(f"enrolled {len(rep['added'])} image(s) of "
                                      f"{len({a['label'] for a in rep['added']})} people, rejected "
-                                     f"{len(rep['rejected'])}; {len(people)} people in {args.index_dir}"))
+                                     f"{len(rep['rejected'])}, duplicates {len(rep['duplicates'])}; "
+                                     f"{len(people)} people in {args.index_dir}"))
             return 0 if rep["added"] or not rep["rejected"] else 1
-        people = People.load(args.index_dir)
+        from facefeat.index.persist import open_index
+
+        people = People(open_index(args.index_dir))  # attached: each change is one transaction
         if args.index_cmd == "people":
             rows = people.list()
             out.document(rows, "\n".join(f"{escape(p['label'])}: {p['samples']} sample(s)" for p in rows)
@@ -380,7 +385,6 @@ def cmd_index(args: argparse.Namespace) -> int:
         if args.index_cmd == "remove" and args.ids:
             raise InputError("index remove: give ids or --label NAME, not both")
         n = people.remove(args.label) if args.index_cmd == "remove" else people.rename(args.old, args.new)
-        people.save(args.index_dir)
         verb = "removed" if args.index_cmd == "remove" else "renamed"
         out.document({verb: n, "people": len(people)},
                      escape(f"{verb} {n} sample(s); {len(people)} people in {args.index_dir}"))
@@ -393,7 +397,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
             raise InputError("index remove: give ids (or a file of ids), or --label NAME")
         ids = args.ids[0] if len(args.ids) == 1 and not args.ids[0].lstrip("-").isdigit() else [int(i) for i in args.ids]
-        with edit_index(args.index_dir) as index:  # under the index's lock: concurrent runs take turns
+        with edit_index(args.index_dir) as index:  # one transaction: concurrent runs all land
             before = len(index)
             FaceRecognitionPipeline.remove_index(ids, index)
             n = before - len(index)
@@ -420,12 +424,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         pipe = _pipeline(args)
         check_model(read_meta(args.index_dir), *_model_of(pipe))  # fail fast, before embedding
         g = pipe.gallery_features(args.gallery, labels, progress=True)  # the slow part, outside the lock
-        with edit_index(args.index_dir) as index:  # reload + add + save under the lock: every run lands
-            index.check_model(*_model_of(pipe))
-            ids = index.add(g.features, g.labels, g.names) if g.labels else []
-        out.document({"added": ids, "count": len(index), "rejected": [r.to_dict() for r in g.rejected]},
-                     escape(f"added {len(ids)} (ids {ids[0] if ids else '-'}..{ids[-1] if ids else '-'}); "
-                            f"{len(index)} in {args.index_dir}"))
+        from facefeat.pipeline.enrol import add_gallery
+
+        with edit_index(args.index_dir) as index:  # one transaction: concurrent runs all land
+            res = add_gallery(index, g)
+        ids = res.added
+        out.document({"added": ids, "duplicates": res.duplicates, "count": len(index),
+                      "rejected": [r.to_dict() for r in g.rejected]},
+                     escape(f"added {len(ids)} (ids {ids[0] if ids else '-'}..{ids[-1] if ids else '-'}), "
+                            f"duplicates {len(res.duplicates)}; {len(index)} in {args.index_dir}"))
         return _report_rejected(out, g.rejected, len(ids))
     pipe = _pipeline(args)
     kw = {"uri": args.milvus_uri} if args.index_backend == "milvus" and args.milvus_uri else {}

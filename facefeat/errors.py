@@ -42,6 +42,18 @@ class FaceIndexError(FacefeatError):
     """A gallery index is missing, corrupt, or does not match the model."""
 
 
+class StorageError(FaceIndexError):
+    """The gallery's database failed (not the input's fault): see the subclasses."""
+
+
+class StorageFull(StorageError):
+    """The disk (or database quota) holding the gallery is full; nothing of the change was saved."""
+
+
+class StorageUnavailable(StorageError):
+    """The gallery's database cannot be reached right now (server down, locked too long); retry."""
+
+
 class DependencyError(FacefeatError, ImportError):
     """An optional dependency (torch, faiss, pymilvus, ...) is needed but not installed."""
 

@@ -120,6 +120,35 @@ def resolve_threshold(thresholds: Mapping | None, rec_threshold: Any = "auto", *
     return t, op
 
 
+def is_match(score: Any, threshold: float, metric_type: str = "IP") -> Any:
+    """The one match rule: a similarity (IP, COSINE) matches when ``score > threshold``, a squared
+    L2 distance when ``score < threshold`` - the comparison the thresholds were measured with
+    (:func:`_threshold_at_rate`). Works on a number or a numpy array of scores."""
+    if str(metric_type).upper() == "L2":
+        return score < threshold
+    return score > threshold
+
+
+class OperatingPoint:
+    """A decision threshold with where it came from: ``op.matches(score)`` is the one comparison.
+
+    ``threshold`` is in the index's score unit (a squared distance for ``L2`` indexes); ``info`` is
+    the operating-point dict :func:`resolve_threshold` returns (source, rate, data)."""
+
+    __slots__ = ("threshold", "metric_type", "info")
+
+    def __init__(self, threshold: float, metric_type: str = "IP", info: Mapping | None = None):
+        self.threshold = float(threshold)
+        self.metric_type = str(metric_type).upper()
+        self.info = dict(info or {"threshold": self.threshold})
+
+    def matches(self, score: Any) -> Any:
+        return is_match(score, self.threshold, self.metric_type)
+
+    def __repr__(self) -> str:
+        return f"OperatingPoint(threshold={self.threshold:g}, metric_type={self.metric_type!r})"
+
+
 def model_thresholds(predictor: Any) -> dict | None:
     """The thresholds record a predictor's model carries (its model directory's inference.yml; a
     zoo model's default weights: the registry's record, see :func:`facefeat.runtime.zoo.zoo_model_dir`)."""
@@ -128,7 +157,8 @@ def model_thresholds(predictor: Any) -> dict | None:
     return dict(rec) if isinstance(rec, Mapping) else None
 
 
-__all__ = ["FARS", "FPIRS", "far_key", "fpir_key", "model_thresholds", "resolve_threshold", "store_thresholds"]
+__all__ = ["FARS", "FPIRS", "OperatingPoint", "far_key", "fpir_key", "is_match", "model_thresholds",
+           "resolve_threshold", "store_thresholds"]
 
 
 def store_thresholds(predictor: Any, record: Mapping) -> str | None:

@@ -158,11 +158,6 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def needs_recovery(dst: str | os.PathLike) -> bool:
-    """Whether an interrupted :func:`atomic_dir` left temp or old copies beside ``dst``."""
-    return any(_leftovers(Path(dst)))
-
-
 def recover_dir(dst: str | os.PathLike) -> bool:
     """Finish what a crashed :func:`atomic_dir` left: if ``dst`` is missing but its previous
     version survives (``.<name>.*.old``), move it back; then remove the stale temp folders.
@@ -183,24 +178,6 @@ def recover_dir(dst: str | os.PathLike) -> bool:
     for p in tmps + olds:
         _remove(p)
     return True
-
-
-def recover_dirs(parent: str | os.PathLike) -> list[Path]:
-    """:func:`recover_dir` for every folder under ``parent`` that has leftovers, each under its
-    :func:`dir_lock` (start-up clean-up of a storage root); returns the folders touched."""
-    parent = Path(parent)
-    pat = re.compile(r"\.(.+)\.[a-z0-9_]{8}(\.[A-Za-z0-9_]+)?\.(tmp|old)")
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return []
-    done = []
-    for name in sorted({m.group(1) for m in map(pat.fullmatch, names) if m}):
-        dst = parent / name
-        with dir_lock(dst):
-            if recover_dir(dst):
-                done.append(dst)
-    return done
 
 
 def _replace_if_absent(tmp: Path, dst: Path) -> bool:

@@ -43,9 +43,12 @@ def _one_op(c: httpx.Client, rng: random.Random, mix: Mix, key: str, images: lis
     roll = rng.random()
     if roll < 0.35 or (roll < 0.55 and not mine):
         k = rng.choice((1, 1, 2))
-        pairs = [{"image": rng.choice(images), "label": label} for _ in range(k)]
+        # a new person per add, distinct photos: the same photo twice for one person is a duplicate
+        # (reported, not added)
+        label = f"{label}-{len(mine) + len(removed)}"
+        pairs = [{"image": img, "label": label} for img in rng.sample(images, k)]
         res = ok(c.post("/face-recognition-index-add", json={"imageLabelPairs": pairs, "indexKey": key}))
-        assert len(res["ids"]) == k, res
+        assert len(res["ids"]) == k and "duplicates" not in res, res
         with mix.lock:
             dup = mix.assigned.intersection(res["ids"])
             assert not dup, f"ids assigned twice: {sorted(dup)}"

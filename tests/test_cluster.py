@@ -141,7 +141,7 @@ def test_cli_cluster(library, tmp_path, capsys, caplog):
     # the library holds one broken.jpg: reported, the run goes on, and the exit status says so (1)
     assert main(["cluster", str(library), "--out", str(out), "--to-index", str(idx), "--no-sheets"]) == 1
     cap = capsys.readouterr()
-    assert "10 faces -> 4 clusters" in cap.out and (idx / "meta.json").is_file()
+    assert "10 faces -> 4 clusters" in cap.out and (idx / "gallery.db").is_file()
     assert "broken.jpg" in caplog.text and "1 input(s) failed" in cap.err  # reported as it was skipped
     assert main(["cluster", "--update", str(out), "--merge", "1", "2", "--rename", "1=Alice"]) == 0
     doc = json.loads((out / "clusters.json").read_text())

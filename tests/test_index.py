@@ -84,8 +84,8 @@ def test_faiss_add_search_remove_roundtrip(tmp_path, gallery, index_type, metric
     # save / load round trip
     d = tmp_path / "idx"
     idx.save(d)
-    assert {p.name for p in d.iterdir()} == {"meta.json", "labels.json", "vectors.faiss"}
-    meta = json.loads((d / "meta.json").read_text())
+    assert {p.name for p in d.iterdir()} <= {"gallery.db", "gallery.db-wal", "gallery.db-shm"}
+    meta = read_meta(d)
     assert meta["backend"] == "faiss" and meta["dim"] == DIM and meta["count"] == N - 4
     assert meta["next_id"] == N and meta["metric_type"] == metric and meta["model_name"] == "MobileFaceNet"
     back = load_index(d)
@@ -176,44 +176,85 @@ def test_ivf_falls_back_to_flat_until_enough_vectors():
     assert built.info()["effective_index_type"] == "IVF50,Flat"
 
 
-def test_atomic_save_survives_injected_failure(tmp_path, monkeypatch):
-    import faiss
+def test_a_failed_save_leaves_the_previous_one_intact(tmp_path, monkeypatch):
+    from facefeat.index.sql_store import SqlStore
 
     d = tmp_path / "gallery_index"
     idx = create_index("faiss", DIM, index_type="HNSW32")
     idx.add(unit(10), [f"p{i}" for i in range(10)])
     idx.save(d)
     idx.add(unit(5, seed=2), ["new"] * 5)
+    real = SqlStore._add
 
-    def boom(*a, **k):
+    def boom(self, cur, op, next_id, meta):
+        real(self, cur, op, next_id, meta)  # rows written inside the transaction, then the disk fails
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(faiss, "write_index", boom)
-    with pytest.raises(FaceIndexError, match="cannot save"):
+    monkeypatch.setattr(SqlStore, "_add", boom)
+    with pytest.raises(OSError):
         idx.save(d)
+    with pytest.raises(OSError):
+        idx.save(tmp_path / "copy")
     monkeypatch.undo()
     back = load_index(d)  # the previous save is intact
     assert len(back) == 10 and back.ids() == list(range(10))
-    # no temp dirs left (the folder's lock file stays beside it)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".gallery_index.lock", "gallery_index"]
-
-    # a failure while writing the metadata, too
-    import facefeat.index.base as base
-
-    real = base.write_json
-
-    def fail_meta(path, obj):
-        if Path(path).name == "meta.json":
-            raise OSError("disk yanked")
-        real(path, obj)
-
-    monkeypatch.setattr(base, "write_json", fail_meta)
-    with pytest.raises(FaceIndexError):
-        idx.save(d)
-    monkeypatch.undo()
-    assert len(load_index(d)) == 10
+    with pytest.raises(FaceIndexError, match="not a gallery"):  # the failed copy created no gallery
+        load_index(tmp_path / "copy")
     idx.save(d)
     assert len(load_index(d)) == 15
+
+
+def test_load_errors_name_the_directory_and_problem(tmp_path):
+    from legacy_gallery import write_old_gallery
+
+    with pytest.raises(FaceIndexError, match="does not exist"):
+        load_index(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FaceIndexError, match=r"empty: not a gallery: it holds no gallery\.db"):
+        load_index(tmp_path / "empty")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FaceIndexError, match="file: is not a directory"):
+        load_index(tmp_path / "file")
+
+    d = tmp_path / "garbage"
+    d.mkdir()
+    (d / "gallery.db").write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(FaceIndexError, match=r"garbage/gallery\.db: is corrupt or not a facefeat gallery database"):
+        load_index(d)
+
+    # folders of an earlier facefeat are checked as they are migrated
+    x = unit(6)
+
+    def old(name):
+        return write_old_gallery(tmp_path / name, x, list("abcdef"))
+
+    d = old("bad_json")
+    (d / "meta.json").write_text("{not json")
+    with pytest.raises(FaceIndexError, match=r"bad_json.*meta\.json is corrupt"):
+        load_index(d)
+    d = old("no_vectors")
+    (d / "vectors.faiss").unlink()
+    with pytest.raises(FaceIndexError, match=r"no_vectors.*vectors\.faiss is missing"):
+        load_index(d)
+    d = old("tampered")
+    (d / "vectors.faiss").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(FaceIndexError, match=r"tampered.*vectors\.faiss is corrupt"):
+        load_index(d)
+    d = old("count")
+    meta = json.loads((d / "meta.json").read_text())
+    meta["count"] = 7
+    (d / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(FaceIndexError, match=r"count.*count mismatch"):
+        load_index(d)
+    d = old("no_labels")
+    (d / "labels.json").unlink()
+    with pytest.raises(FaceIndexError, match=r"no_labels.*labels\.json is missing"):
+        load_index(d)
+    for name in ("bad_json", "no_vectors", "count"):
+        assert not (tmp_path / name / "gallery.db").exists()  # nothing half-migrated
+
+    d = _saved(tmp_path, "ok")
+    assert read_meta(d)["count"] == 6
 
 
 def _saved(tmp_path, name="ix") -> Path:
@@ -222,53 +263,6 @@ def _saved(tmp_path, name="ix") -> Path:
     idx.add(unit(6), list("abcdef"))
     idx.save(d)
     return d
-
-
-def test_load_errors_name_the_directory_and_problem(tmp_path):
-    with pytest.raises(FaceIndexError, match="does not exist"):
-        load_index(tmp_path / "missing")
-
-    d = _saved(tmp_path, "no_meta")
-    (d / "meta.json").unlink()
-    with pytest.raises(FaceIndexError, match=r"no_meta.*meta\.json is missing"):
-        load_index(d)
-
-    d = _saved(tmp_path, "bad_json")
-    (d / "meta.json").write_text("{not json")
-    with pytest.raises(FaceIndexError, match=r"bad_json.*meta\.json is corrupt"):
-        load_index(d)
-
-    d = _saved(tmp_path, "no_vectors")
-    (d / "vectors.faiss").unlink()
-    with pytest.raises(FaceIndexError, match=r"no_vectors.*vectors\.faiss is missing"):
-        load_index(d)
-
-    d = _saved(tmp_path, "garbage")
-    (d / "vectors.faiss").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(FaceIndexError, match=r"garbage.*vectors\.faiss is corrupt"):
-        load_index(d)
-
-    d = _saved(tmp_path, "count")
-    meta = json.loads((d / "meta.json").read_text())
-    meta["count"] = 7
-    (d / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(FaceIndexError, match=r"count.*count mismatch"):
-        load_index(d)
-
-    d = _saved(tmp_path, "no_labels")
-    (d / "labels.json").unlink()
-    with pytest.raises(FaceIndexError, match=r"no_labels.*labels\.json is missing"):
-        load_index(d)
-
-    d = _saved(tmp_path, "future")
-    meta = json.loads((d / "meta.json").read_text())
-    meta["format_version"] = 99
-    (d / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(FaceIndexError, match="format_version"):
-        load_index(d)
-
-    d = _saved(tmp_path, "ok")
-    assert read_meta(d)["count"] == 6
 
 
 def test_concurrent_searches_and_writes():
@@ -378,7 +372,7 @@ def test_milvus_add_search_remove_save_load(tmp_path, gallery, index_type):
 
         d = tmp_path / "saved"
         idx.save(d)
-        assert {p.name for p in d.iterdir()} == {"meta.json", "labels.json", "milvus.db"}
+        assert {p.name for p in d.iterdir()} <= {"gallery.db", "gallery.db-wal", "gallery.db-shm"}
         meta = read_meta(d)
         assert meta["backend"] == "milvus" and meta["collection"] == "faces" and meta["index_type"] == index_type
     finally:
@@ -426,25 +420,11 @@ def test_milvus_private_db_cleanup_and_load_errors(tmp_path):
     idx.close()
     assert not work.exists()
 
-    meta = json.loads((d / "meta.json").read_text())
-    meta["count"] = 5
-    meta.pop("checksums")  # a hand-edited index (with checksums the edit of labels.json is caught first)
-    bad = tmp_path / "bad_count"
-    import shutil
-
-    shutil.copytree(d, bad)
-    (bad / "meta.json").write_text(json.dumps(meta))
-    (bad / "labels.json").write_text(json.dumps({**json.loads((d / "labels.json").read_text()), "4": {"label": "e", "path": None}}))
-    meta["next_id"] = 5
-    (bad / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(FaceIndexError, match=r"bad_count.*count mismatch.*holds 4"):
-        load_index(bad)
-
-    nodb = tmp_path / "nodb"
-    shutil.copytree(d, nodb)
-    shutil.rmtree(nodb / "milvus.db")
-    with pytest.raises(FaceIndexError, match=r"nodb.*milvus\.db is missing"):
-        load_index(nodb)
+    back = load_index(d)  # the collection is derived from the gallery's store
+    try:
+        assert back.labels() == {0: "a", 1: "b", 2: "c", 3: "d"} and back.search(unit(4)[2], 1)[0][0].id == 2
+    finally:
+        back.close()
 
     with pytest.raises(FaceIndexError, match="not a 'faiss'"):
         FaissFaceIndex.load(d)

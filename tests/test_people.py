@@ -108,3 +108,23 @@ def test_rename_on_milvus(tmp_path):
     assert {h.label for h in people.search(x[0], 2)[0]} == {"c", "b"}
     assert people.search(x[0], 1)[0][0].label == "c"  # the label stored in the collection changed too
     index.close()
+
+
+def test_enrolment_keeps_the_crop_and_reports_duplicates(pipe, folder, tmp_path):
+    """One enrolment path: every sample keeps its aligned crop, detection, content hash and the
+    weights hash; enrolling the same folder again adds nothing and reports each image."""
+    people = People(create_index(dim=128, index_type="Flat", model_name="SFace"))
+    first = pipe.enroll(str(folder), people, quality="standard")
+    people.save(tmp_path / "g")
+    from facefeat.index import open_index
+
+    again = People(open_index(tmp_path / "g"))
+    second = pipe.enroll(str(folder), again, quality="standard")
+    assert second["added"] == [] and len(second["duplicates"]) == len(first["added"]) == 9
+    assert sorted(d["id"] for d in second["duplicates"]) == sorted(a["id"] for a in first["added"])
+    assert len(again.index) == 9
+    rec = again.index.record(first["added"][0]["id"])
+    crop = cv2.imdecode(np.frombuffer(rec.crop, np.uint8), cv2.IMREAD_COLOR)
+    assert crop.shape == (112, 112, 3) and rec.crop_format == "jpeg"
+    assert rec.content_hash.startswith("sha256:") and len(rec.det["landmarks"]) == 5 and rec.det["det_score"] > 0.5
+    assert rec.weights_hash and "sharpness" in rec.figures["quality"]

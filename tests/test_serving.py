@@ -266,9 +266,13 @@ def test_gallery_rejects_faceless_images(client, people):
                            200)["result"]
     assert info["imageCount"] == 1
     # after the refusal the next add still gets the next ids, one per pair, in order
-    r = client.post("/face-recognition-index-add", json={"imageLabelPairs": [pairs[1], pairs[1]],
-                                                         "indexKey": res["indexKey"]})
+    others = [{"image": b64_file(people["Tony_Blair"][i]), "label": "Tony"} for i in (2, 3)]
+    r = client.post("/face-recognition-index-add", json={"imageLabelPairs": others, "indexKey": res["indexKey"]})
     assert _check_envelope(r, 200)["result"]["ids"] == [1, 2]
+    # the same photos again: duplicates, reported with the ids they already have, nothing added
+    r = client.post("/face-recognition-index-add", json={"imageLabelPairs": others + [pairs[1]],
+                                                         "indexKey": res["indexKey"]})
+    assert _check_envelope(r, 200)["result"] == {"imageCount": 3, "ids": [1, 2, 0], "duplicates": [0, 1, 2]}
 
 
 def test_concurrent_adds_keep_every_id(client, people):
@@ -281,9 +285,9 @@ def test_concurrent_adds_keep_every_id(client, people):
     def worker(i):
         try:
             with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
-                body = {"imageLabelPairs": [{"image": b64_file(people["Colin_Powell"][i % 6]), "label": f"w{i}"}],
-                        "indexKey": key}
-                for _ in range(3):
+                for n in range(3):  # a new person each time: the same photo twice for one person is a duplicate
+                    body = {"imageLabelPairs": [{"image": b64_file(people["Colin_Powell"][i % 6]),
+                                                 "label": f"w{i}-{n}"}], "indexKey": key}
                     r = c.post("/face-recognition-index-add", json=body)
                     got.append(_check_envelope(r, 200)["result"]["ids"])
         except Exception as exc:  # reported below
@@ -354,13 +358,11 @@ def test_unknown_and_hostile_index_keys(client, storage, people):
                "indexKey")
         _error(client.post("/face-recognition-index-remove", json={"ids": [0], "indexKey": bad}), 400, "indexKey")
         _error(client.get("/face-recognition-index-info", params={"indexKey": bad}), 400, "indexKey")
-    # nothing was written beside the storage dir, and inside it only indexes/, locks/, thumbs/ and names/
+    # nothing was written beside the storage dir, and inside it only indexes/<key>/gallery.db*
     assert sorted(p.name for p in storage.parent.iterdir()) == before
-    assert {p.name for p in storage.iterdir()} <= {"indexes", "locks", "thumbs", "names"}
-    for p in (storage / "locks").iterdir():
-        assert len(p.stem) == 32 and p.suffix == ".lock"
-    for p in (storage / "thumbs").iterdir() if (storage / "thumbs").exists() else []:
-        assert len(p.name) == 32 and (storage / "indexes" / p.name).is_dir()
+    assert {p.name for p in storage.iterdir()} <= {"indexes"}
+    for p in (storage / "indexes").iterdir():
+        assert len(p.name) == 32 and {f.name for f in p.iterdir()} <= {"gallery.db", "gallery.db-wal", "gallery.db-shm"}
     # static files cannot be used to read outside their folder either
     r = client.get("/static/../app.py")
     assert r.status_code == 404 or "create_app" not in r.text

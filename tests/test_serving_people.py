@@ -190,10 +190,15 @@ def test_enrolment_quality_policy(server, admin, photos):
                                                          "quality": "lenient"}), 422)
     _err(admin.post("/face-recognition-person-add", json={"indexKey": k, "label": "Tony_Blair",
                                                           "images": [blurred], "quality": "strict"}), 400, "images[0]")
-    ok = _ok(admin.post("/face-recognition-index-add", json={"indexKey": k, "imageLabelPairs": pairs[:1],
+    # the same photo again for the same person is a duplicate: reported, not added
+    dup = _ok(admin.post("/face-recognition-index-add", json={"indexKey": k, "imageLabelPairs": pairs[:1],
+                                                              "quality": "standard"}))
+    assert dup["ids"] == [0] and dup["duplicates"] == [0] and dup["imageCount"] == 2
+    again = [{"image": good, "label": "Tony Blair (2)"}]
+    ok = _ok(admin.post("/face-recognition-index-add", json={"indexKey": k, "imageLabelPairs": again,
                                                              "quality": "standard"}))
-    assert ok["ids"] == [2]
-    # the quality figures are stored with each sample (people.json, kept across saves)
+    assert ok["ids"] == [2] and "duplicates" not in ok
+    # the quality figures are stored with each sample (in the gallery's database)
     samples = server.app.state.service.store.samples(k)
     assert set(samples) == {0, 1, 2} and samples[2]["policy"] == "standard"
     assert samples[1]["quality"]["sharpness"] < samples[0]["quality"]["sharpness"]
@@ -239,14 +244,17 @@ def test_cli_rec_threshold_flag():
 
 
 def test_rename_is_seen_by_another_worker(tmp_path):
-    """A rename changes no count; another process's store still notices it (the saved revision)."""
+    """A rename changes no count; another process's store still notices it (the change counter)."""
     from facefeat.index import create_index
     from facefeat.serving.storage import IndexStore
 
     a, b = IndexStore(tmp_path), IndexStore(tmp_path)
     index = create_index(dim=4, metric_type="IP", index_type="Flat", model_name="m")
-    ids = index.add(np.eye(4, dtype=np.float32)[:2], ["x", "y"])
-    key = a.create(a.new_key(), index, samples={ids[0]: {"quality": {"sharpness": 1.0}}}, thumbs={ids[0]: b"jpg"})
+    from facefeat.index import SampleRecord
+
+    index.add(np.eye(4, dtype=np.float32)[:2], ["x", "y"],
+              records=[SampleRecord(crop=b"jpg", figures={"quality": {"sharpness": 1.0}}), None])
+    key = a.create(a.new_key(), index)
     assert set(b.get(key).labels().values()) == {"x", "y"}
     with a.people(key) as people:
         people.rename("x", "z")
@@ -254,6 +262,7 @@ def test_rename_is_seen_by_another_worker(tmp_path):
     assert b.samples(key) == {0: {"quality": {"sharpness": 1.0}}}
     with b.mutate(key) as idx:  # a PaddleX-style change keeps the per-sample figures
         idx.remove([1])
-    assert a.samples(key) == {0: {"quality": {"sharpness": 1.0}}} and a.thumb_path(key, 0).read_bytes() == b"jpg"
+    assert a.samples(key) == {0: {"quality": {"sharpness": 1.0}}} and a.crop(key, 0) == (b"jpg", "jpeg")
+    assert a.crop(key, 1) is None  # removed: its crop is gone with it
     a.delete(key)
-    assert not (tmp_path / "thumbs" / key).exists()
+    assert not (tmp_path / "indexes" / key).exists()

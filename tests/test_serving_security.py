@@ -345,23 +345,26 @@ def test_slow_url_server_hits_the_total_deadline_without_starving_inference(serv
 
 
 def test_errors_never_leak_server_paths(server, admin, index_key):
+    import sqlite3
+
     storage = Path(server.app.state.settings.storage_dir)
-    labels = storage / "indexes" / index_key / "labels.json"
-    good = labels.read_text()
-    meta = storage / "indexes" / index_key / "meta.json"
-    good_meta = meta.read_text()
-    try:
-        m = json.loads(good_meta)
-        m["count"] = m["count"] + 5  # a different revision: the server reloads, and finds it corrupt
-        meta.write_text(json.dumps(m))
-        labels.write_text("{not json")
+    db = sqlite3.connect(storage / "indexes" / index_key / "gallery.db", isolation_level=None)
+    seq, nid = db.execute("SELECT seq, next_id FROM galleries").fetchone()
+    try:  # another writer's change whose feature is damaged: the server replays it and finds it corrupt
+        db.execute("INSERT INTO samples (gallery, id, label, source, feature, created) VALUES ('default', ?, 'x', "
+                   "NULL, ?, 0)", (nid, b"\0" * 7))
+        db.execute("INSERT INTO changes (gallery, seq, kind, ids, label) VALUES ('default', ?, 'add', ?, NULL)",
+                   (seq + 1, str(nid)))
+        db.execute("UPDATE galleries SET seq = ?, next_id = ?", (seq + 1, nid + 1))
         r = admin.get("/face-recognition-index-info", params={"indexKey": index_key})
         assert r.status_code in (409, 500), r.text
         msg = r.json()["errorMsg"]
-        assert str(storage) not in msg and "/tmp" not in msg and "/root" not in msg, msg
+        assert "corrupt" in msg and str(storage) not in msg and "/tmp" not in msg and "/root" not in msg, msg
     finally:
-        labels.write_text(good)
-        meta.write_text(good_meta)
+        db.execute("DELETE FROM samples WHERE id = ?", (nid,))
+        db.execute("DELETE FROM changes WHERE seq = ?", (seq + 1,))
+        db.execute("UPDATE galleries SET seq = ?, next_id = ?", (seq, nid))
+        db.close()
     assert admin.get("/face-recognition-index-info", params={"indexKey": index_key}).status_code == 200
 
 

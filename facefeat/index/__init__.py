@@ -1,42 +1,51 @@
-"""Gallery indexes: id -> (feature, label, path), searched by similarity.
+"""Galleries: people and their samples in a database (SQLite in a gallery directory, or PostgreSQL),
+searched through a vector index derived from it (FAISS in memory, or Milvus).
 
 ``create_index(backend="faiss"|"milvus", dim=..., metric_type="IP", index_type=...)`` makes an
-empty index, ``load_index(dir)`` opens a saved one of either backend, and ``load_gallery`` reads
-PaddleX gallery files (``gallery.txt``: ``relative/path.jpg label``). FAISS is imported when a
-FAISS index is made; pymilvus only when a Milvus one is (backends come from ``BACKENDS``, one
-table of ``name -> "module:class"`` imported on first use). ``edit_index(dir)`` loads, changes and
-saves under the folder's lock, so concurrent writers all land.
+empty in-memory index; ``index.save(dir_or_url)`` stores it; ``load_index(dir_or_url)`` loads a
+copy (changes stored by the next ``save``); ``edit_index(dir_or_url)`` gives an attached index
+whose every change is one transaction. ``load_gallery`` reads PaddleX gallery files
+(``gallery.txt``: ``relative/path.jpg label``). FAISS and pymilvus are imported on first use
+(backends come from ``BACKENDS``).
 """
 
 from facefeat.index.base import (
     BACKENDS,
+    AddResult,
     FaceIndex,
     Hit,
     IndexConflict,
     backend_class,
     check_model,
     create_index,
-    edit_index,
-    load_index,
-    read_meta,
 )
 from facefeat.index.gallery import load_gallery, parse_gallery_file
+from facefeat.index.labels import normalize_label
+from facefeat.index.persist import edit_index, load_index, open_index, read_meta
 from facefeat.index.resolve import resolve_index
+from facefeat.index.store import SampleRecord, open_store
+from facefeat.index.types import parse_index_type
 
 __all__ = [
+    "AddResult",
     "BACKENDS",
     "FaceIndex",
     "FaissFaceIndex",
     "Hit",
     "IndexConflict",
     "MilvusFaceIndex",
+    "SampleRecord",
     "backend_class",
     "check_model",
     "create_index",
     "edit_index",
     "load_gallery",
     "load_index",
+    "normalize_label",
+    "open_index",
+    "open_store",
     "parse_gallery_file",
+    "parse_index_type",
     "read_meta",
     "resolve_index",
 ]

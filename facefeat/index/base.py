@@ -1,259 +1,56 @@
-"""The gallery index interface shared by every backend (FAISS embedded, Milvus for scale).
+"""The gallery index interface shared by every vector engine (FAISS embedded, Milvus for scale).
 
-A :class:`FaceIndex` maps integer ids to ``(feature, label, path)``. Ids are assigned by the index,
-monotonically, and never reused (not even after a remove, nor across save/load), so an id handed
-to a client stays meaningful for the life of the index.
+A :class:`FaceIndex` maps integer ids to ``(feature, label, path)``. Ids are assigned in order and
+never reused (not even after a remove), so an id handed to a client stays meaningful for the life
+of the gallery.
 
-Scores (:class:`Hit.score`):
+Scores (:class:`Hit.score`): ``IP`` the inner product (cosine similarity for facefeat's
+L2-normalised features; higher is better), ``COSINE`` cosine similarity (inputs normalised by the
+index), ``L2`` the *squared* Euclidean distance (lower is better).
 
-* ``IP``: the inner product - cosine similarity for L2-normalised features (facefeat's features
-  are); higher is better, hits sorted descending.
-* ``COSINE``: cosine similarity (inputs are normalised by the index); higher is better.
-* ``L2``: the *squared* Euclidean distance (what FAISS and Milvus both return); lower is better,
-  hits sorted ascending.
+Where the truth lives: a gallery is stored in a database (:mod:`facefeat.index.store`: a
+``gallery.db`` SQLite file inside a gallery directory, or PostgreSQL); the FaceIndex is the
+in-memory vector index *derived* from it. Three ways to hold one:
 
-On-disk layout written by :meth:`FaceIndex.save` (atomically: a temp dir that replaces the old one
-by rename, so a crash mid-save leaves the previous index loadable)::
+* in memory (``create_index``): nothing is stored until :meth:`FaceIndex.save`;
+* a *copy* (``load_index(dir)``): changes stay in memory until ``save(dir)``, which writes them
+  in one transaction - refused with :class:`IndexConflict` when another writer changed the
+  gallery since (PaddleX's ``append_index(index=dir)`` then ``save``);
+* *attached* (``edit_index(dir)``, the service): every add/remove/relabel is one transaction,
+  durable when the call returns; :meth:`FaceIndex.refresh` replays what other writers changed.
 
-    meta.json     backend, format version, model_name, dim, metric_type, index_type, next_id, count,
-                  revision, revision_id, checksums (sha256 of every other file), ...
-    labels.json   {"<id>": {"label": ..., "path": ...}, ...}
-    <backend files>  FAISS: vectors.faiss; Milvus: milvus.db (milvus-lite) or nothing (remote server)
-
-Every writer - CLI, library, server - serialises on the index folder's lock
-(:func:`facefeat.utils.dir_lock`, a ``.<name>.lock`` file beside it) inside ``save`` and ``load``,
-which also restore the last complete version after a crashed save (:func:`facefeat.utils.recover_dir`).
-``save`` checks the revision: an index loaded from (or saved to) a folder that another writer
-has saved since is refused with :class:`IndexConflict` instead of overwriting that writer's
-changes. :func:`edit_index` holds the lock from load to save, so concurrent editors all land.
-Checksums are verified at load: a corrupted file is an FaceIndexError, never a silent wrong answer.
-
-Thread-safety: every index guards its state with a readers-writer lock: any number of concurrent
-``search``/``ids``/``labels``/``info`` calls, while ``add``/``remove``/``save`` run exclusively.
+Thread-safety: a readers-writer lock per index: concurrent ``search``/``ids``/``labels``/``info``,
+exclusive writes.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
-import json
 import os
-import threading
-import uuid
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from facefeat.errors import FaceIndexError, InputError
-from facefeat.index.integrity import (
-    META_FILE,
-    checksum,
-    checksummed_files,
-    folder_key,
-    locked,
-    peek_revision,
-    verify_checksums,
+from facefeat.errors import InputError
+from facefeat.index.common import (  # noqa: F401  (re-exported: the index's public pieces)
+    METRIC_TYPES,
+    AddResult,
+    Hit,
+    IndexConflict,
+    _check_model,
+    _per_row,
+    _short,
+    as_features,
+    check_model,
+    higher_is_better,
+    normalize_metric,
 )
+from facefeat.index.factory import BACKENDS, DEFAULT_INDEX_TYPES, backend_class, create_index  # noqa: F401
+from facefeat.index.labels import normalize_label
+from facefeat.index.rwlock import RWLock
+from facefeat.index.store import GalleryStore, Op, SampleRecord
 from facefeat.utils import l2_normalize
-
-FORMAT_NAME = "facefeat-index"
-FORMAT_VERSION = 1
-LABELS_FILE = "labels.json"
-METRIC_TYPES = ("IP", "L2", "COSINE")
-#: the one table of index backends: name -> "module:class", imported only when used
-BACKENDS = {
-    "faiss": "facefeat.index.faiss_index:FaissFaceIndex",
-    "milvus": "facefeat.index.milvus_index:MilvusFaceIndex",
-}
-#: the index types each backend takes when none is given
-DEFAULT_INDEX_TYPES = {"faiss": "Flat", "milvus": "FLAT"}
-
-
-def backend_class(backend: str) -> type["FaceIndex"]:
-    """The FaceIndex subclass of a backend name (imported on first use)."""
-    target = BACKENDS.get(str(backend).lower())
-    if target is None:
-        raise InputError(f"unknown index backend {backend!r}; use {' or '.join(repr(b) for b in BACKENDS)}")
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-class IndexConflict(FaceIndexError):
-    """Another writer saved the index since this copy was loaded; nothing was saved."""
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result: the gallery entry's id, label and path, and its score (see module doc)."""
-
-    id: int
-    label: str
-    score: float
-    path: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class _RWLock:
-    """Many readers or one writer; writers are not starved (new readers wait behind a writer)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer: int | None = None
-        self._writer_depth = 0
-        self._waiting_writers = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        me = threading.get_ident()
-        if self._writer == me:  # a writer may read its own state
-            yield
-            return
-        with self._cond:
-            while self._writer is not None or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        me = threading.get_ident()
-        with self._cond:
-            if self._writer == me:
-                self._writer_depth += 1
-            else:
-                self._waiting_writers += 1
-                while self._writer is not None or self._readers:
-                    self._cond.wait()
-                self._waiting_writers -= 1
-                self._writer = me
-                self._writer_depth = 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer_depth -= 1
-                if not self._writer_depth:
-                    self._writer = None
-                    self._cond.notify_all()
-
-
-def normalize_metric(metric_type: str) -> str:
-    m = str(metric_type).upper()
-    if m not in METRIC_TYPES:
-        raise InputError(f"metric_type {metric_type!r} is not supported; use one of {', '.join(METRIC_TYPES)}")
-    return m
-
-
-def higher_is_better(metric_type: str) -> bool:
-    return metric_type != "L2"
-
-
-def _short(items: Sequence[Any], n: int = 10) -> str:
-    s = ", ".join(str(x) for x in list(items)[:n])
-    return s + (f", ... ({len(items)} in all)" if len(items) > n else "")
-
-
-def as_features(x: Any, dim: int, what: str = "features") -> np.ndarray:
-    """Validate ``[N, D]`` (or one ``[D]`` vector) finite float features; return C-contiguous float32."""
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what}: cannot convert to a float32 array ({exc})") from exc
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise InputError(f"{what}: expected a [N, {dim}] array, got shape {tuple(arr.shape)}")
-    if arr.shape[1] != dim:
-        raise InputError(
-            f"{what}: wrong feature dimension: the index expects dim {dim}, got {arr.shape[1]} "
-            "(was the index built with another model?)"
-        )
-    bad = np.where(~np.isfinite(arr).all(axis=1))[0]
-    if bad.size:
-        raise InputError(f"{what}: rows {_short(bad.tolist())} contain NaN or infinite values")
-    return np.ascontiguousarray(arr)
-
-
-def _read_json(path: Path, directory: Path, what: str) -> Any:
-    if not path.is_file():
-        raise FaceIndexError(f"{directory}: not a loadable face index: {path.name} is missing ({what})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FaceIndexError(f"{directory}: {path.name} is corrupt ({exc})") from exc
-
-
-def read_meta(directory: str | os.PathLike) -> dict:
-    """Read and sanity-check ``meta.json``; FaceIndexError names the directory and the problem."""
-    d = Path(directory)
-    if not d.exists():
-        raise FaceIndexError(f"{d}: index directory does not exist")
-    if not d.is_dir():
-        raise FaceIndexError(f"{d}: is not a directory (an index is a directory holding {META_FILE})")
-    meta = _read_json(d / META_FILE, d, "not an index, or its save never finished")
-    if not isinstance(meta, dict):
-        raise FaceIndexError(f"{d}: {META_FILE} is corrupt (expected a JSON object)")
-    if meta.get("format") not in (None, FORMAT_NAME):
-        raise FaceIndexError(f"{d}: {META_FILE} has format {meta.get('format')!r}, not {FORMAT_NAME!r}")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise FaceIndexError(
-            f"{d}: {META_FILE} has format_version {version!r}; this facefeat reads versions up to "
-            f"{FORMAT_VERSION} (upgrade facefeat)"
-        )
-    missing = [k for k in ("backend", "dim", "metric_type", "index_type", "next_id", "count") if k not in meta]
-    if missing:
-        raise FaceIndexError(f"{d}: {META_FILE} is corrupt: missing keys {', '.join(missing)}")
-    if meta["backend"] not in BACKENDS:
-        raise FaceIndexError(f"{d}: {META_FILE} names unknown backend {meta['backend']!r}")
-    for k in ("dim", "next_id", "count"):
-        if not isinstance(meta[k], int) or meta[k] < 0 or (k == "dim" and meta[k] == 0):
-            raise FaceIndexError(f"{d}: {META_FILE} is corrupt: {k} = {meta[k]!r}")
-    if meta["metric_type"] not in METRIC_TYPES:
-        raise FaceIndexError(f"{d}: {META_FILE} is corrupt: metric_type = {meta['metric_type']!r}")
-    return meta
-
-
-def read_labels(directory: str | os.PathLike, meta: dict) -> dict[int, tuple[str, str | None]]:
-    d = Path(directory)
-    raw = _read_json(d / LABELS_FILE, d, "the id -> label map")
-    if not isinstance(raw, dict):
-        raise FaceIndexError(f"{d}: {LABELS_FILE} is corrupt (expected a JSON object)")
-    out: dict[int, tuple[str, str | None]] = {}
-    try:
-        for k, v in raw.items():
-            out[int(k)] = (str(v["label"]), v.get("path"))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise FaceIndexError(f"{d}: {LABELS_FILE} is corrupt (entry {k!r}: {exc!r})") from exc
-    if len(out) != meta["count"]:
-        raise FaceIndexError(
-            f"{d}: count mismatch: {META_FILE} says {meta['count']} entries, {LABELS_FILE} holds {len(out)}"
-        )
-    if out and max(out) >= meta["next_id"]:
-        raise FaceIndexError(f"{d}: {LABELS_FILE} holds id {max(out)} >= next_id {meta['next_id']} ({META_FILE})")
-    return out
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON into a file inside a temp dir (the directory rename is what makes it atomic)."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-
 
 class FaceIndex(abc.ABC):
     """Abstract gallery index. Subclasses implement the ``_backend_*`` hooks."""
@@ -269,10 +66,16 @@ class FaceIndex(abc.ABC):
         self._model_name = model_name
         self._entries: dict[int, tuple[str, str | None]] = {}
         self._next_id = 0
-        self._lock = _RWLock()
-        self._revision = 0
-        self._seen: dict[str, str | None] = {}  # folder -> revision_id this copy loaded or saved there
-        self._changes = 0  # add/remove calls, so edit_index knows whether to save
+        self._lock = RWLock()
+        #: the store this index came from or was last saved to, and its change counter reflected here
+        self._origin: GalleryStore | None = None
+        self._seq = 0
+        self._attached = False  # every change is written to _origin as it happens
+        self._journal: list[Op] = []  # changes since load/save, not yet in _origin (a copy)
+        self._extras: dict[int, SampleRecord] = {}  # records of samples not yet in _origin
+        #: a readable name for the gallery (the service's indexName), kept in the store's metadata
+        self.display_name: str | None = None
+        self._seen: dict[str, int] = {}  # store location -> counter when this copy last loaded/saved there
 
     # ------------------------------------------------------------------ properties
     @property
@@ -295,6 +98,11 @@ class FaceIndex(abc.ABC):
     def next_id(self) -> int:
         return self._next_id
 
+    @property
+    def store(self) -> GalleryStore | None:
+        """The database this index was loaded from, last saved to, or writes through to."""
+        return self._origin
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -304,7 +112,7 @@ class FaceIndex(abc.ABC):
             f"index_type={self._index_type!r}, model_name={self._model_name!r}, count={len(self)})"
         )
 
-    # ------------------------------------------------------------------ public API
+    # ------------------------------------------------------------------ reading
     def ids(self) -> list[int]:
         with self._lock.read():
             return sorted(self._entries)
@@ -317,72 +125,15 @@ class FaceIndex(abc.ABC):
         with self._lock.read():
             return {i: self._entries[i][1] for i in sorted(self._entries)}
 
-    def add(self, features: Any, labels: Sequence[str], paths: Sequence[str | None] | None = None) -> list[int]:
-        """Add ``[N, D]`` features with their labels (and image paths); return their new ids."""
-        x = as_features(features, self._dim)
-        if isinstance(labels, str):
-            labels = [labels]
-        labels = list(labels)
-        if len(labels) != len(x):
-            raise InputError(f"add: {len(x)} features but {len(labels)} labels; pass one label per feature")
-        for i, lab in enumerate(labels):
-            if not isinstance(lab, str) or not lab.strip():
-                raise InputError(f"add: label #{i} is {lab!r}; labels must be non-empty strings")
-        if paths is None:
-            paths = [None] * len(x)
-        else:
-            if isinstance(paths, str):
-                paths = [paths]
-            paths = [None if p is None else str(p) for p in paths]
-            if len(paths) != len(x):
-                raise InputError(f"add: {len(x)} features but {len(paths)} paths; pass one path per feature or None")
-        if len(x) == 0:
-            return []
-        if self._metric == "COSINE":
-            x = l2_normalize(x)
-        with self._lock.write():
-            ids = np.arange(self._next_id, self._next_id + len(x), dtype=np.int64)
-            self._backend_add(ids, x, labels, paths)
-            for i, lab, p in zip(ids.tolist(), labels, paths):
-                self._entries[i] = (lab, p)
-            self._next_id += len(x)
-            self._changes += 1
-            return ids.tolist()
-
-    def remove(self, ids: Iterable[int]) -> int:
-        """Remove entries by id; unknown ids raise InputError (listing them) and nothing is removed."""
-        if isinstance(ids, (int, np.integer)):
-            ids = [ids]
-        try:
-            wanted = sorted({int(i) for i in ids})
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"remove: ids must be integers ({exc})") from exc
-        if not wanted:
-            return 0
-        with self._lock.write():
-            unknown = [i for i in wanted if i not in self._entries]
-            if unknown:
-                raise InputError(f"remove: unknown ids {_short(unknown)}; nothing was removed")
-            self._backend_remove(np.asarray(wanted, dtype=np.int64))
-            for i in wanted:
-                del self._entries[i]
-            self._changes += 1
-            return len(wanted)
-
-    def relabel(self, ids: Iterable[int], label: str) -> int:
-        """Give entries a new label (rename a person); unknown ids raise and nothing changes."""
-        if not isinstance(label, str) or not label.strip():
-            raise InputError(f"relabel: label {label!r} must be a non-empty string")
-        wanted = sorted({int(i) for i in ids})
-        with self._lock.write():
-            unknown = [i for i in wanted if i not in self._entries]
-            if unknown:
-                raise InputError(f"relabel: unknown ids {_short(unknown)}; nothing was changed")
-            if wanted:
-                self._backend_relabel(np.asarray(wanted, dtype=np.int64), label)
-            for i in wanted:
-                self._entries[i] = (label, self._entries[i][1])
-            return len(wanted)
+    def record(self, sample_id: int) -> SampleRecord | None:
+        """What is kept of a sample beside its feature (crop, figures, detection), or None."""
+        with self._lock.read():
+            if int(sample_id) not in self._entries:
+                return None
+            if int(sample_id) in self._extras:
+                return self._extras[int(sample_id)]
+            origin = self._origin
+        return None if origin is None else origin.records([int(sample_id)]).get(int(sample_id))
 
     def search(self, queries: Any, topk: int = 5) -> list[list[Hit]]:
         """Top-k hits per query row, best first (see the module doc for what ``score`` means)."""
@@ -414,65 +165,190 @@ class FaceIndex(abc.ABC):
                 "count": len(self._entries),
                 "next_id": self._next_id,
                 "num_labels": len({v[0] for v in self._entries.values()}),
+                "store": None if self._origin is None else self._origin.location,
+                "change": self._seq,
+                "name": self.display_name,
             }
             d.update(self._backend_info())
             return d
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Save atomically into ``directory`` (replacing a previous save only once complete).
+    # ------------------------------------------------------------------ changing
+    def add(self, features: Any, labels: Sequence[str], paths: Sequence[str | None] | None = None,
+            records: Sequence[SampleRecord | None] | None = None) -> list[int]:
+        """Add ``[N, D]`` features with their labels (and image paths, and what to keep of each
+        sample); return their ids (see :meth:`add_samples` for duplicates)."""
+        return self.add_samples(features, labels, paths, records).ids
 
-        Holds the folder's lock; raises :class:`IndexConflict` (saving nothing) when this copy was
-        loaded from or saved to ``directory`` and another writer has saved there since.
-        """
-        from facefeat.utils import atomic_dir
+    def add_samples(self, features: Any, labels: Sequence[str], paths: Sequence[str | None] | None = None,
+                    records: Sequence[SampleRecord | None] | None = None) -> AddResult:
+        """Add samples; a sample whose record's content hash is already stored for the same person
+        (or earlier in this call) is a duplicate: not added, reported, given the existing id."""
+        x = as_features(features, self._dim)
+        if isinstance(labels, str):
+            labels = [labels]
+        labels = [normalize_label(lab, f"add: label #{i}") for i, lab in enumerate(labels)]
+        if len(labels) != len(x):
+            raise InputError(f"add: {len(x)} features but {len(labels)} labels; pass one label per feature")
+        paths = _per_row(paths, len(x), "paths", str)
+        records = _per_row(records, len(x), "records", None)
+        if len(x) == 0:
+            return AddResult([])
+        if self._metric == "COSINE":
+            x = l2_normalize(x)
+        from facefeat.index.persist import known_hashes, sync_locked
 
-        d = Path(directory)
-        key = folder_key(d)
-        with locked(d, writing=True), self._lock.write():  # the folder first: searches go on while it waits
-            exists, disk_rev = peek_revision(d)
-            if exists and key in self._seen and disk_rev != self._seen[key]:
-                raise IndexConflict(
-                    f"{d}: the index was changed by another writer since this copy was loaded (revision "
-                    f"{self._seen[key]} -> {disk_rev}); nothing was saved: load it again and redo the change "
-                    "(facefeat.index.edit_index does both under the lock)")
-            revision, revision_id = self._revision + 1, uuid.uuid4().hex
-            try:
-                with atomic_dir(d) as tmp:
-                    self._backend_save(tmp, d)
-                    write_json(tmp / LABELS_FILE, {str(i): {"label": lab, "path": p} for i, (lab, p) in sorted(self._entries.items())})
-                    meta = self._meta()
-                    meta.update(revision=revision, revision_id=revision_id,
-                                checksums={rel: checksum(tmp / rel) for rel in checksummed_files(tmp)})
-                    write_json(tmp / META_FILE, meta)  # written last: its presence marks a full save
-            except (OSError, RuntimeError) as exc:
-                raise FaceIndexError(f"{d}: cannot save the index ({exc}); the previous save, if any, is intact") from exc
-            self._revision = revision
-            self._seen[key] = revision_id
-        return d
+        with self._lock.write():
+            if self._attached:
+                sync_locked(self)
+            pairs = [(lab, r.content_hash) for lab, r in zip(labels, records) if r is not None and r.content_hash]
+            known = known_hashes(self, pairs) if pairs else {}
+            first: dict[tuple[str, str], int] = {}
+            dup: dict[int, tuple[str, str]] = {}
+            for p, (lab, r) in enumerate(zip(labels, records)):
+                key = (lab, r.content_hash) if r is not None and r.content_hash else None
+                if key is not None and (key in known or key in first):
+                    dup[p] = key
+                elif key is not None:
+                    first[key] = p
+            keep = [p for p in range(len(x)) if p not in dup]
+            new: list[int] = []
+            if keep:
+                op = Op("add", None, x[keep], [labels[p] for p in keep], [paths[p] for p in keep],
+                        [records[p] for p in keep])
+                new = self._write(op)
+            by_pos = dict(zip(keep, new))
+            ids = [by_pos[p] if p in by_pos else known.get(dup[p], by_pos.get(first.get(dup[p], -1), -1))
+                   for p in range(len(x))]
+            return AddResult(ids, sorted(dup))
+
+    def remove(self, ids: Iterable[int]) -> int:
+        """Remove entries by id; unknown ids raise InputError (listing them) and nothing is removed."""
+        if isinstance(ids, (int, np.integer)):
+            ids = [ids]
+        try:
+            wanted = sorted({int(i) for i in ids})
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"remove: ids must be integers ({exc})") from exc
+        if not wanted:
+            return 0
+        with self._lock.write():
+            self._check_known(wanted, "remove", "removed")
+            self._write(Op("remove", wanted))
+            return len(wanted)
+
+    def relabel(self, ids: Iterable[int], label: str) -> int:
+        """Give entries a new label (rename a person); unknown ids raise and nothing changes."""
+        label = normalize_label(label, "relabel: label")
+        wanted = sorted({int(i) for i in ids})
+        with self._lock.write():
+            self._check_known(wanted, "relabel", "changed")
+            if wanted:
+                self._write(Op("relabel", wanted, label=label))
+            return len(wanted)
+
+    def refresh(self) -> bool:
+        """Bring this index up to date with its store (what other writers changed); True if it changed."""
+        from facefeat.index.persist import refresh
+
+        return refresh(self)
+
+    def save(self, directory: str | os.PathLike) -> Path | str:
+        """Store the gallery at ``directory`` (a gallery directory, or a ``postgresql://`` URL).
+
+        Where it was loaded from: the changes since, in one transaction (:class:`IndexConflict`,
+        writing nothing, when another writer changed it meanwhile); anywhere else: a full copy,
+        in one transaction. An attached index is already stored: saving it there does nothing."""
+        from facefeat.index.persist import save_index
+
+        return save_index(self, directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **kw: Any) -> "FaceIndex":
-        """Load a saved index; FaceIndexError names the directory and what is wrong with it."""
-        return _load(Path(directory), cls if cls.backend else None, kw)
+        """Load a stored gallery; FaceIndexError names the location and what is wrong with it."""
+        from facefeat.index.persist import load_index
 
-    # ------------------------------------------------------------------ helpers for subclasses
+        return load_index(directory, _backend=cls.backend or None, **kw)
+
+    # ------------------------------------------------------------------ internals
+    def _check_known(self, wanted: list[int], what: str, done: str) -> None:
+        from facefeat.index.persist import sync_locked
+
+        if self._attached:
+            sync_locked(self)
+        unknown = [i for i in wanted if i not in self._entries]
+        if unknown:
+            raise InputError(f"{what}: unknown ids {_short(unknown)}; nothing was {done}")
+
+    def _write(self, op: Op) -> list[int]:
+        """Apply one change (the caller holds the write lock): through the store when attached,
+        else in memory (journalled for the next save when loaded from a store)."""
+        if self._attached:
+            from facefeat.index.persist import sync_locked
+
+            seq, (ids,) = self._origin.write([op])
+            sync_locked(self, upto=seq - 1)  # what other writers did first
+            op.ids = ids
+            self._apply(op)
+            self._seq = seq
+            self._store_meta_if_changed()
+            return ids
+        if op.kind == "add":
+            op.ids = list(range(self._next_id, self._next_id + len(op.features)))
+            for i, r in zip(op.ids, op.records or []):
+                if r is not None:
+                    self._extras[i] = r
+        elif op.kind == "remove":
+            for i in op.ids:
+                self._extras.pop(i, None)
+        self._apply(op)
+        if self._origin is not None:
+            self._journal.append(op)
+            self._store_meta_if_changed()
+        return list(op.ids)
+
+    def _store_meta_if_changed(self) -> None:
+        """Record the engine's trained state (IVF's centroids) when an add trained it."""
+        import json
+
+        meta = self._meta()
+        if self._origin is None or meta.get("params", {}).get("centroids") == \
+                self._origin.meta().get("params", {}).get("centroids"):
+            return
+        op = Op("meta", label=json.dumps(meta))
+        if self._attached:
+            self._seq, _ = self._origin.write([op])
+        elif not any(o.kind == "meta" and o.label == op.label for o in self._journal):
+            self._journal.append(op)
+
+    def _apply(self, op: Op) -> None:
+        """Change the in-memory state (entries and the vector engine) by one op with its ids."""
+        ids = np.asarray(op.ids, dtype=np.int64)
+        if op.kind == "add":
+            labels, paths = list(op.labels), list(op.paths or [None] * len(ids))
+            if len(ids):
+                self._backend_add(ids, np.ascontiguousarray(op.features, np.float32), labels, paths)
+            for i, lab, p in zip(ids.tolist(), labels, paths):
+                self._entries[i] = (lab, p)
+            if len(ids):
+                self._next_id = max(self._next_id, int(ids.max()) + 1)
+        elif op.kind == "remove":
+            if len(ids):
+                self._backend_remove(ids)
+            for i in ids.tolist():
+                del self._entries[i]
+        elif op.kind == "relabel":
+            if len(ids):
+                self._backend_relabel(ids, op.label)
+            for i in ids.tolist():
+                self._entries[i] = (op.label, self._entries[i][1])
+
     def _meta(self) -> dict:
-        return {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "backend": self.backend,
-            "model_name": self._model_name,
-            "dim": self._dim,
-            "metric_type": self._metric,
-            "index_type": self._index_type,
-            "next_id": self._next_id,
-            "count": len(self._entries),
-            **self._backend_meta(),
-        }
-
-    def _restore(self, meta: dict, entries: dict[int, tuple[str, str | None]]) -> None:
-        self._entries = dict(entries)
-        self._next_id = int(meta["next_id"])
+        """What the store keeps about the gallery itself."""
+        meta = {"backend": self.backend, "model_name": self._model_name, "dim": self._dim,
+                "metric_type": self._metric, "index_type": self._index_type, **self._backend_meta()}
+        if self.display_name:
+            meta["name"] = self.display_name
+        return meta
 
     def _hit(self, id_: int, score: float) -> Hit | None:
         e = self._entries.get(int(id_))
@@ -491,13 +367,14 @@ class FaceIndex(abc.ABC):
     def _backend_search(self, q: np.ndarray, k: int) -> list[list[Hit]]: ...
 
     @abc.abstractmethod
-    def _backend_save(self, tmp: Path, final: Path) -> None: ...
+    def _backend_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (to copy a gallery that lives only in memory)."""
 
     @classmethod
-    @abc.abstractmethod
-    def _backend_load(
-        cls, directory: Path, meta: dict, entries: dict[int, tuple[str, str | None]], **kw: Any
-    ) -> "FaceIndex": ...
+    def _from_meta(cls, meta: dict, **kw: Any) -> "FaceIndex":
+        """An empty index configured as a stored gallery's metadata says (``kw`` overrides)."""
+        return cls(int(meta["dim"]), metric_type=meta["metric_type"], index_type=meta["index_type"],
+                   model_name=meta.get("model_name"), **kw)
 
     def _backend_relabel(self, ids: np.ndarray, label: str) -> None:
         """Backends that store labels beside the vectors override this (FAISS keeps none)."""
@@ -509,95 +386,5 @@ class FaceIndex(abc.ABC):
         return {}
 
 
-def _check_model(have_name: str | None, have_dim: int, model_name: str | None, dim: int | None) -> None:
-    if dim is not None and int(dim) != have_dim:
-        raise FaceIndexError(
-            f"index holds {have_dim}-d features (model '{have_name}') but the model "
-            f"'{model_name}' gives {dim}-d ones; rebuild the index with this model"
-        )
-    if model_name and have_name and model_name != have_name:
-        raise FaceIndexError(
-            f"index was built with model '{have_name}', not '{model_name}'; features of different "
-            "models are not comparable: rebuild the index, or use the model it was built with"
-        )
-
-
-def check_model(index: "FaceIndex | dict", model_name: str | None, dim: int | None = None) -> None:
-    """Function form of :meth:`FaceIndex.check_model`; ``index`` may also be a saved index's
-    :func:`read_meta` (to check before loading it)."""
-    if isinstance(index, dict):
-        _check_model(index.get("model_name"), int(index["dim"]), model_name, dim)
-    else:
-        index.check_model(model_name, dim)
-
-
-def create_index(
-    backend: str = "faiss",
-    dim: int | None = None,
-    metric_type: str = "IP",
-    index_type: str | None = None,
-    model_name: str | None = None,
-    **kw: Any,
-) -> FaceIndex:
-    """Create an empty index. ``backend``: ``"faiss"`` (embedded, default) or ``"milvus"``.
-
-    ``index_type``: FAISS ``Flat`` | ``IVF`` | ``IVF{nlist},Flat`` | ``HNSW32``; Milvus ``FLAT`` |
-    ``IVF_FLAT`` | ``HNSW`` (the other spelling is accepted by both). Other keyword arguments go
-    to the backend's constructor (e.g. ``ef_search``, ``nprobe``; Milvus ``uri``, ``collection``).
-    """
-    if dim is None:
-        raise InputError("create_index: dim is required (the model's feature dimension)")
-    b = str(backend).lower()
-    if b not in BACKENDS:
-        raise InputError(f"create_index: unknown backend {backend!r}; use 'faiss' or 'milvus'")
-    return backend_class(b)(dim, metric_type=metric_type, index_type=index_type or DEFAULT_INDEX_TYPES[b],
-                            model_name=model_name, **kw)
-
-
-def _load(d: Path, cls: type[FaceIndex] | None, kw: dict) -> FaceIndex:
-    with locked(d, writing=False):
-        meta = read_meta(d)
-        if cls is not None and meta["backend"] != cls.backend:
-            raise FaceIndexError(f"{d}: holds a '{meta['backend']}' index, not a '{cls.backend}' one; use load_index()")
-        verify_checksums(d, meta)
-        entries = read_labels(d, meta)
-        index = backend_class(meta["backend"])._backend_load(d, meta, entries, **kw)
-    rev = meta.get("revision")
-    index._revision = rev if isinstance(rev, int) and rev >= 0 else 0
-    index._seen[folder_key(d)] = meta.get("revision_id")
-    return index
-
-
-def load_index(directory: str | os.PathLike, **kw: Any) -> FaceIndex:
-    """Load a saved index of any backend (dispatching on ``meta.json``'s ``backend``)."""
-    return _load(Path(directory), None, kw)
-
-
-@contextmanager
-def edit_index(directory: str | os.PathLike, **kw: Any) -> Iterator[FaceIndex]:
-    """Load the index at ``directory``, let the block change it, and save it if it changed - all
-    under the folder's lock, so concurrent editors (CLI runs, scripts, server workers) take turns
-    and every change lands. Do slow work (embedding) before entering."""
-    d = Path(directory)
-    with locked(d, writing=True):
-        index = load_index(d, **kw)
-        before = index._changes
-        yield index
-        if index._changes != before:
-            index.save(d)
-
-
-__all__ = [
-    "BACKENDS",
-    "FaceIndex",
-    "Hit",
-    "IndexConflict",
-    "backend_class",
-    "check_model",
-    "create_index",
-    "edit_index",
-    "load_index",
-    "read_meta",
-    "METRIC_TYPES",
-    "FORMAT_VERSION",
-]
+__all__ = ["AddResult", "BACKENDS", "FaceIndex", "Hit", "IndexConflict", "METRIC_TYPES", "as_features",
+           "backend_class", "check_model", "create_index", "higher_is_better"]

@@ -10,14 +10,17 @@ Index types (PaddleX's names):
   IVF on all its vectors at the first add that brings it to enough. ``nprobe`` defaults to
   ``min(nlist, max(16, nlist // 16))``. IVF's lists are not retrained as the gallery grows.
 * ``HNSW32`` (or ``HNSW{M}``): graph index, ``efConstruction`` 200, ``efSearch`` 128 by default.
-  FAISS's HNSW cannot ``remove_ids``; :meth:`remove` rebuilds the graph from the remaining vectors
-  (read back from the HNSW's own flat storage), so batch removals rather than removing one by one.
+  FAISS's HNSW cannot ``remove_ids``.
+
+Removes from Flat and HNSW are O(1) amortised: removed ids are excluded from every search by a
+selector and dropped for good (HNSW: the graph rebuilt) once they are a fifth of the index.
 
 FAISS ids are facefeat's ids: Flat and HNSW are wrapped in ``IndexIDMap2``; IVF stores ids in
 its inverted lists itself (``IndexIDMap`` over IVF would corrupt ids on ``remove_ids``, because
 IVF does not renumber its internal ids the way Flat does). Metrics: ``IP``, ``L2``
-(squared distance) and ``COSINE`` (IP on normalised vectors). Saved as ``vectors.faiss`` beside
-``meta.json``/``labels.json``.
+(squared distance) and ``COSINE`` (IP on normalised vectors). The index is derived: built from the
+gallery's store at open and updated with each change (earlier facefeat versions saved it as
+``vectors.faiss``; :mod:`facefeat.index.legacy` reads those folders once, to migrate them).
 
 Thread-safety: concurrent :meth:`search` calls are safe (FAISS search is const and releases the
 GIL); writes (``add``/``remove``/``save``) take the index's write lock and run alone.
@@ -27,21 +30,22 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import re
 import threading
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.base import FaceIndex, Hit
+from facefeat.index.types import parse_index_type as _parse
 
 VECTORS_FILE = "vectors.faiss"
+#: removed ids are dropped from a Flat/HNSW index (HNSW: the graph rebuilt) once they exceed this
+#: many and a fifth of it; until then searches leave them out
+COMPACT_MIN = 1000
 #: below this many vectors an ``IVF`` index is kept exact (Flat) - training would be meaningless
 IVF_MIN_TRAIN = 128
 IVF_MAX_NLIST = 65536
-DEFAULT_HNSW_M = 32
 DEFAULT_EF_CONSTRUCTION = 200
 DEFAULT_EF_SEARCH = 128
 
@@ -81,25 +85,9 @@ def _faiss():
 
 
 def parse_index_type(index_type: str) -> tuple[str, dict]:
-    """Canonical FAISS index type and its parameters: ``("Flat", {})``, ``("IVF", {"nlist": n|None})``,
-    ``("HNSW", {"M": 32})``. Milvus spellings (FLAT, IVF_FLAT, HNSW) are accepted too."""
-    s = str(index_type).strip()
-    u = s.upper().replace(" ", "")
-    if u in ("FLAT", "IDMAP,FLAT", "IDMAP2,FLAT"):
-        return "Flat", {}
-    if u in ("IVF", "IVF_FLAT", "IVFFLAT"):
-        return "IVF", {"nlist": None}
-    m = re.fullmatch(r"IVF(\d+)(,FLAT)?", u)
-    if m and int(m.group(1)) > 0:
-        return "IVF", {"nlist": int(m.group(1))}
-    if u == "HNSW":
-        return "HNSW", {"M": DEFAULT_HNSW_M}
-    m = re.fullmatch(r"HNSW(\d+)(,FLAT)?", u)
-    if m and int(m.group(1)) > 1:
-        return "HNSW", {"M": int(m.group(1))}
-    raise InputError(
-        f"index_type {index_type!r} is not supported by the FAISS backend; use Flat, IVF, IVF<nlist>,Flat or HNSW32"
-    )
+    """``(kind, params)`` of an index type (:func:`facefeat.index.types.parse_index_type` decides)."""
+    t = _parse(index_type)
+    return t.kind, t.params
 
 
 def _ivf_ids(ivf) -> np.ndarray:
@@ -135,10 +123,9 @@ class FaissFaceIndex(FaceIndex):
         ef_search: int = DEFAULT_EF_SEARCH,
         ef_construction: int = DEFAULT_EF_CONSTRUCTION,
     ):
-        kind, params = parse_index_type(index_type)
-        canonical = {"Flat": "Flat", "IVF": "IVF" if params.get("nlist") is None else f"IVF{params.get('nlist')},Flat",
-                     "HNSW": f"HNSW{params.get('M')}"}[kind]
-        super().__init__(dim, metric_type, canonical, model_name)
+        t = _parse(index_type)
+        kind, params = t.kind, t.params
+        super().__init__(dim, metric_type, t.faiss, model_name)
         for name, v in (("nprobe", nprobe), ("ef_search", ef_search), ("ef_construction", ef_construction)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
                 raise InputError(f"{name} must be a positive integer, got {v!r}")
@@ -149,6 +136,8 @@ class FaissFaceIndex(FaceIndex):
         self._ef_construction = int(ef_construction)
         self._fallback: str | None = None
         self._nlist: int | None = None
+        self._dead: set[int] = set()  # Flat/HNSW: removed ids still in the index (never searched)
+        self._selector: tuple | None = None
         if kind == "IVF":
             self._fallback = "untrained: no vectors yet"
             self._index = self._new_index("Flat")
@@ -220,6 +209,9 @@ class FaissFaceIndex(FaceIndex):
         if n == 0:
             return ids, np.zeros((0, self._dim), np.float32)
         vecs = f.downcast_index(self._index.index).reconstruct_n(0, n)
+        if self._dead:  # HNSW's removed-but-not-yet-rebuilt vectors
+            keep = ~np.isin(ids, np.asarray(sorted(self._dead), np.int64))
+            ids, vecs = ids[keep], vecs[keep]
         return ids, np.ascontiguousarray(vecs, dtype=np.float32)
 
     def _min_train(self) -> int:
@@ -234,6 +226,7 @@ class FaissFaceIndex(FaceIndex):
         self._index = idx
         self._nlist = nlist
         self._fallback = None
+        self._dead, self._selector = set(), None  # the IVF was built from the live vectors only
         self._apply_search_params()
 
     # ------------------------------------------------------------------ hooks
@@ -248,24 +241,55 @@ class FaissFaceIndex(FaceIndex):
         self._index.add_with_ids(x, ids)
 
     def _backend_remove(self, ids: np.ndarray) -> None:
-        if self._effective_kind() == "HNSW":
-            all_ids, vecs = self._all_vectors()
-            keep = ~np.isin(all_ids, ids)
-            idx = self._new_index("HNSW")
-            if keep.any():
-                idx.add_with_ids(np.ascontiguousarray(vecs[keep]), all_ids[keep])
-            self._index = idx
+        kind = self._effective_kind()
+        if kind in ("HNSW", "Flat"):
+            # HNSW cannot remove, and Flat's remove moves every vector after the removed one: removed
+            # ids are left out of every search (a selector), and dropped from the index only once they
+            # are a fifth of it (amortised O(1) per remove)
+            self._dead.update(int(i) for i in ids)
+            if len(self._dead) > max(COMPACT_MIN, self._index.ntotal // 5):
+                self._compact()
+            self._make_selector()
             return
         n = self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
         if n != ids.size:  # pragma: no cover - the id map and our entries disagree
             raise FaceIndexError(f"FAISS removed {n} of {ids.size} vectors; the index is inconsistent")
 
+    def _compact(self) -> None:
+        """Drop the removed-but-kept vectors for good (HNSW: a new graph; Flat: one batch remove)."""
+        if self._effective_kind() == "HNSW":
+            all_ids, vecs = self._all_vectors()
+            idx = self._new_index("HNSW")
+            if len(all_ids):
+                idx.add_with_ids(np.ascontiguousarray(vecs), all_ids)
+            self._index = idx
+        elif self._dead:
+            self._index.remove_ids(np.asarray(sorted(self._dead), np.int64))
+        self._dead = set()
+
+    def _make_selector(self) -> None:
+        f = _faiss()
+        if not self._dead:
+            self._selector = None
+            return
+        batch = f.IDSelectorBatch(np.asarray(sorted(self._dead), np.int64))
+        self._selector = (batch, f.IDSelectorNot(batch))  # SWIG keeps raw pointers: hold both
+
     def _backend_search(self, q: np.ndarray, k: int) -> list[list[Hit]]:
+        kw = {}
+        if self._dead and self._selector is not None:
+            # one SearchParameters per call: IndexIDMap swaps its selector in place while searching
+            hnsw = self._effective_kind() == "HNSW"
+            params = _faiss().SearchParametersHNSW() if hnsw else _faiss().SearchParameters()
+            params.sel = self._selector[1]
+            if hnsw:
+                params.efSearch = self._ef_search
+            kw = {"params": params}
         if len(q) < SMALL_BATCH:
             with _single_thread():
-                scores, ids = self._index.search(q, k)
+                scores, ids = self._index.search(q, k, **kw)
         else:
-            scores, ids = self._index.search(q, k)
+            scores, ids = self._index.search(q, k, **kw)
         out: list[list[Hit]] = []
         for srow, irow in zip(scores, ids):
             hits = []
@@ -282,6 +306,7 @@ class FaissFaceIndex(FaceIndex):
         return {
             "effective_index_type": self._effective_index_type(),
             "params": {
+                "centroids": self._centroids_b64(),
                 "nlist": self._nlist,
                 "nprobe": self._nprobe,
                 "ef_search": self._ef_search,
@@ -290,6 +315,31 @@ class FaissFaceIndex(FaceIndex):
                 "fallback": self._fallback,
             },
         }
+
+    def _centroids_b64(self) -> str | None:
+        """A trained IVF's coarse centroids (base64 float32), kept in the gallery's metadata so that
+        reopening reproduces the same inverted lists (and the same search results)."""
+        if self._effective_kind() != "IVF":
+            return None
+        import base64
+
+        f = _faiss()
+        c = f.rev_swig_ptr(f.downcast_index(self._index.quantizer).get_xb(), self._nlist * self._dim)
+        return base64.b64encode(np.asarray(c, np.float32).tobytes()).decode("ascii")
+
+    def _restore_ivf(self, b64: str, nlist: int) -> None:
+        import base64
+
+        f = _faiss()
+        c = np.frombuffer(base64.b64decode(b64), np.float32).reshape(int(nlist), self._dim)
+        quantizer = (f.IndexFlatL2 if self._metric == "L2" else f.IndexFlatIP)(self._dim)
+        quantizer.add(np.ascontiguousarray(c))
+        idx = f.IndexIVFFlat(quantizer, self._dim, int(nlist), self._faiss_metric)
+        idx.is_trained = True
+        idx.own_fields = True
+        quantizer.this.disown()
+        self._index, self._nlist, self._fallback = idx, int(nlist), None
+        self._apply_search_params()
 
     def _effective_index_type(self) -> str:
         k = self._effective_kind()
@@ -309,65 +359,23 @@ class FaissFaceIndex(FaceIndex):
             params = {}
         return {"effective_index_type": self._effective_index_type(), "fallback": self._fallback, "params": params}
 
-    def _backend_save(self, tmp: Path, final: Path) -> None:
-        _faiss().write_index(self._index, str(tmp / VECTORS_FILE))
+    def _backend_vectors(self, ids: np.ndarray) -> np.ndarray:
+        f = _faiss()
+        if not len(ids):
+            return np.zeros((0, self._dim), np.float32)
+        if self._effective_kind() == "IVF" and self._index.direct_map.type != f.DirectMap.Hashtable:
+            self._index.set_direct_map_type(f.DirectMap.Hashtable)
+        return np.ascontiguousarray(self._index.reconstruct_batch(np.ascontiguousarray(ids, np.int64)), np.float32)
 
     @classmethod
-    def _backend_load(cls, directory: Path, meta: dict, entries: dict, **kw: Any) -> "FaissFaceIndex":
-        f = _faiss()
+    def _from_meta(cls, meta: dict, **kw: Any) -> "FaissFaceIndex":
         params = meta.get("params") or {}
-        try:
-            index = cls(
-                meta["dim"],
-                metric_type=meta["metric_type"],
-                index_type=meta["index_type"],
-                model_name=meta.get("model_name"),
-                nprobe=kw.get("nprobe", params.get("nprobe")),
-                ef_search=kw.get("ef_search", params.get("ef_search") or DEFAULT_EF_SEARCH),
-                ef_construction=params.get("ef_construction") or DEFAULT_EF_CONSTRUCTION,
-            )
-        except InputError as exc:
-            raise FaceIndexError(f"{directory}: meta.json is corrupt ({exc})") from exc
-        vpath = directory / VECTORS_FILE
-        if not vpath.is_file():
-            raise FaceIndexError(f"{directory}: not a loadable FAISS index: {VECTORS_FILE} is missing")
-        try:
-            idx = f.read_index(str(vpath))
-        except RuntimeError as exc:
-            raise FaceIndexError(f"{directory}: {VECTORS_FILE} is corrupt ({str(exc).strip().splitlines()[-1]})") from exc
-        ivf = index._kind == "IVF" and not params.get("fallback")
-        if ivf and not isinstance(idx, f.IndexIVFFlat):
-            raise FaceIndexError(f"{directory}: meta.json says IVF but {VECTORS_FILE} holds no IVF index")
-        if not ivf and not isinstance(idx, f.IndexIDMap2):
-            raise FaceIndexError(f"{directory}: {VECTORS_FILE} is not an IDMap2 index (not written by facefeat)")
-        want_metric = f.METRIC_L2 if meta["metric_type"] == "L2" else f.METRIC_INNER_PRODUCT
-        if idx.metric_type != want_metric:
-            raise FaceIndexError(
-                f"{directory}: {VECTORS_FILE} uses the {'L2' if idx.metric_type == f.METRIC_L2 else 'inner-product'} "
-                f"metric but meta.json says {meta['metric_type']}; the files do not belong together")
-        inner = idx if ivf else f.downcast_index(idx.index)
-        kind = "IVF" if ivf else ("HNSW" if index._kind == "HNSW" else "Flat")
-        want_cls = {"IVF": f.IndexIVFFlat, "HNSW": f.IndexHNSW, "Flat": f.IndexFlat}[kind]
-        if not isinstance(inner, want_cls):
-            raise FaceIndexError(
-                f"{directory}: {VECTORS_FILE} holds a {type(inner).__name__} but meta.json says index type "
-                f"{meta.get('effective_index_type') or meta['index_type']}; the files do not belong together")
-        if ivf and params.get("nlist") is not None and inner.nlist != params["nlist"]:
-            raise FaceIndexError(f"{directory}: {VECTORS_FILE} has nlist {inner.nlist} but meta.json says {params['nlist']}")
-        if idx.d != meta["dim"]:
-            raise FaceIndexError(f"{directory}: {VECTORS_FILE} holds {idx.d}-d vectors but meta.json says dim {meta['dim']}")
-        if idx.ntotal != meta["count"]:
-            raise FaceIndexError(
-                f"{directory}: count mismatch: meta.json says {meta['count']} entries, {VECTORS_FILE} holds {idx.ntotal}"
-            )
-        stored = set(_ivf_ids(idx).tolist() if ivf else f.vector_to_array(idx.id_map).tolist())
-        if stored != set(entries):
-            raise FaceIndexError(f"{directory}: the ids in {VECTORS_FILE} and labels.json differ")
-        index._index = idx
-        index._fallback = params.get("fallback")
-        index._nlist = params.get("nlist")
-        index._apply_search_params()
-        index._restore(meta, entries)
+        index = cls(int(meta["dim"]), metric_type=meta["metric_type"], index_type=meta["index_type"],
+                    model_name=meta.get("model_name"), nprobe=kw.get("nprobe", params.get("nprobe")),
+                    ef_search=kw.get("ef_search", params.get("ef_search") or DEFAULT_EF_SEARCH),
+                    ef_construction=params.get("ef_construction") or DEFAULT_EF_CONSTRUCTION)
+        if index._kind == "IVF" and params.get("centroids") and params.get("nlist"):
+            index._restore_ivf(params["centroids"], params["nlist"])
         return index
 
 

@@ -72,21 +72,13 @@ def _quiet_unimplemented_rpcs() -> None:
 
 
 def parse_milvus_index_type(index_type: str) -> tuple[str, dict]:
-    """Canonical Milvus index type and build params implied by the name (``HNSW16`` -> M=16)."""
-    u = str(index_type).strip().upper().replace(" ", "")
-    if u in ("FLAT", "IDMAP2,FLAT"):
-        return "FLAT", {}
-    if u in ("IVF", "IVF_FLAT", "IVFFLAT"):
-        return "IVF_FLAT", {}
-    m = re.fullmatch(r"IVF(\d+)(,FLAT)?", u)
-    if m and int(m.group(1)) > 0:
-        return "IVF_FLAT", {"nlist": int(m.group(1))}
-    if u == "HNSW":
-        return "HNSW", {}
-    m = re.fullmatch(r"HNSW(\d+)(,FLAT)?", u)
-    if m and int(m.group(1)) > 1:
-        return "HNSW", {"M": int(m.group(1))}
-    raise InputError(f"index_type {index_type!r} is not supported by the Milvus backend; use FLAT, IVF_FLAT or HNSW")
+    """Milvus's index type and the build params implied by the name (``HNSW16`` -> M=16), from
+    :func:`facefeat.index.types.parse_index_type` (the one parser)."""
+    from facefeat.index.types import parse_index_type
+
+    t = parse_index_type(index_type)
+    implied = {"nlist": t.nlist} if t.nlist is not None else ({"M": t.M} if t.kind == "HNSW" and t.M != 32 else {})
+    return t.milvus, implied
 
 
 def is_local_uri(uri: str) -> bool:
@@ -378,100 +370,35 @@ class MilvusFaceIndex(FaceIndex):
             "search_params": dict(self._search_params),
         }
 
-    def _backend_save(self, tmp: Path, final: Path) -> None:
-        self._call("flush", self._collection)
-        if not self._embed:
-            return
-        db = tmp / DB_NAME
-        pm = _pymilvus()
-        client = pm.MilvusClient(uri=str(db))
-        try:
-            self._create_collection(client, self._collection)
-            ids = np.asarray(sorted(self._entries), dtype=np.int64)
-            step = max(1, (8 << 20) // (4 * self._dim))
-            for s in range(0, len(ids), step):
-                chunk = ids[s : s + step].tolist()
-                rows = self._call("get", self._collection, ids=chunk, output_fields=["id", "vector", "label", "path"])
-                got = {int(r["id"]): r for r in rows}
-                missing = [i for i in chunk if i not in got]
-                if missing:
-                    raise FaceIndexError(
-                        f"Milvus collection '{self._collection}' lacks ids {missing[:10]} that the index holds; "
-                        "was it changed by another client?"
-                    )
-                vecs = np.asarray([got[i]["vector"] for i in chunk], dtype=np.float32)
-                self._insert(
-                    client, self._collection, np.asarray(chunk), vecs,
-                    [got[i]["label"] for i in chunk], [got[i]["path"] or None for i in chunk],
-                )
-            client.flush(self._collection)
-        finally:
-            try:
-                client.close()
-            finally:
-                _release_lite(db)  # the temp dir is about to be renamed: stop its server first
+    def _backend_vectors(self, ids: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(ids), self._dim), np.float32)
+        step = max(1, (8 << 20) // (4 * self._dim))
+        for s in range(0, len(ids), step):
+            chunk = [int(i) for i in ids[s:s + step]]
+            got = {int(r["id"]): r["vector"] for r in self._call("get", self._collection, ids=chunk,
+                                                                  output_fields=["id", "vector"])}
+            missing = [i for i in chunk if i not in got]
+            if missing:
+                raise FaceIndexError(f"Milvus collection '{self._collection}' lacks ids {missing[:10]} that the "
+                                     "index holds; was it changed by another client?")
+            out[s:s + len(chunk)] = np.asarray([got[i] for i in chunk], np.float32)
+        return out
 
     @classmethod
-    def _backend_load(cls, directory: Path, meta: dict, entries: dict, **kw: Any) -> "MilvusFaceIndex":
-        embedded = bool(meta.get("embedded"))
-        collection = meta.get("collection") or DEFAULT_COLLECTION
-        owned = None
-        if embedded:
-            src = directory / DB_NAME
-            if not src.exists():
-                raise FaceIndexError(f"{directory}: not a loadable Milvus index: {DB_NAME} is missing")
-            owned = tempfile.mkdtemp(prefix="facefeat-milvus-")
-            try:
-                if src.is_dir():  # milvus-lite >= 3 keeps a directory, older ones a file
-                    shutil.copytree(src, Path(owned) / DB_NAME, ignore=shutil.ignore_patterns("LOCK", "*.lock"))
-                else:
-                    shutil.copy2(src, Path(owned) / DB_NAME)
-            except OSError as exc:
-                shutil.rmtree(owned, ignore_errors=True)
-                raise FaceIndexError(f"{directory}: cannot copy {DB_NAME} ({exc})") from exc
-            uri = os.path.join(owned, DB_NAME)
-        else:
-            uri = kw.get("uri") or meta.get("uri")
-            if not uri:
-                raise FaceIndexError(f"{directory}: meta.json names no Milvus uri")
-        try:
-            index = cls(
-                meta["dim"],
-                metric_type=meta["metric_type"],
-                index_type=meta["index_type"],
-                model_name=meta.get("model_name"),
-                uri=uri,
-                collection=collection,
-                token=kw.get("token"),
-                db_name=meta.get("db_name"),
-                index_params=meta.get("index_params"),
-                search_params=kw.get("search_params", meta.get("search_params")),
-                embed=embedded,
-                timeout=kw.get("timeout"),
-                _entries=entries,
-                _next_id=meta["next_id"],
-                _owned_dir=owned,
-            )
-        except InputError as exc:
-            if owned:
-                shutil.rmtree(owned, ignore_errors=True)
-            raise FaceIndexError(f"{directory}: meta.json is corrupt ({exc})") from exc
-        except FaceIndexError:
-            if owned:
-                _release_lite(uri)
-                shutil.rmtree(owned, ignore_errors=True)
-            raise
-        try:
-            index._check_collection(str(directory))
-            n = index.count_in_collection()
-            if n != meta["count"]:
-                raise FaceIndexError(
-                    f"{directory}: count mismatch: meta.json says {meta['count']} entries, Milvus collection "
-                    f"'{collection}' holds {n}"
-                )
-        except BaseException:
-            index.close()
-            raise
+    def _from_meta(cls, meta: dict, **kw: Any) -> "MilvusFaceIndex":
+        """A fresh collection derived from the gallery's store: a private milvus-lite database, or
+        ``uri=`` (a server or a local ``*.db``), where the collection is rebuilt from the store."""
+        uri = kw.get("uri") or (None if meta.get("embedded", True) else meta.get("uri"))
+        collection = kw.get("collection") or meta.get("collection") or DEFAULT_COLLECTION
+        index = cls(int(meta["dim"]), metric_type=meta["metric_type"], index_type=meta["index_type"],
+                    model_name=meta.get("model_name"), uri=uri, collection=collection, token=kw.get("token"),
+                    db_name=meta.get("db_name"), index_params=meta.get("index_params"),
+                    search_params=kw.get("search_params", meta.get("search_params")),
+                    timeout=kw.get("timeout"), exists_ok=True)
+        if index._entries:  # the store is the truth: rebuild the collection from it
+            index._call("drop_collection", collection)
+            index._create_collection(index._client, collection)
+            index._entries, index._next_id = {}, 0
         return index
 
 

@@ -4,9 +4,12 @@ and whose entries are their samples.
 * :meth:`People.search`: the top-k *people* per query, each with its best score over the person's
   samples and that sample's id (not k images of one person).
 * :meth:`People.list`, :meth:`People.add`, :meth:`People.remove`, :meth:`People.rename`.
-* Per-sample figures (e.g. the enrolment quality, where the sample came from) are kept in
-  ``people.json`` inside the index directory; :meth:`People.save` / :meth:`People.load` write and
-  read it with the index (saving the index alone keeps the vectors and labels, not these figures).
+* Per-sample figures (the enrolment quality, how the face was found) are kept with each sample
+  in the gallery's store (:class:`~facefeat.index.store.SampleRecord`), in the same transaction as
+  its vector and label; :attr:`People.samples` reads them.
+
+Labels are normalised (:func:`~facefeat.index.labels.normalize_label`: NFC, stripped) wherever a
+person is named, so add, rename and remove agree on who is who.
 """
 
 from __future__ import annotations
@@ -19,10 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from facefeat.errors import FaceIndexError, InputError
-from facefeat.index.base import FaceIndex, Hit, higher_is_better, load_index
-from facefeat.utils import atomic_write_json
-
-PEOPLE_FILE = "people.json"
+from facefeat.index.base import FaceIndex, Hit, higher_is_better
+from facefeat.index.labels import normalize_label
+from facefeat.index.store import SampleRecord
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,20 @@ class PersonHit:
 class People:
     """People (labels) of a face index, with their samples (entries)."""
 
-    def __init__(self, index: FaceIndex, samples: dict[int, dict] | None = None):
+    def __init__(self, index: FaceIndex):
         self.index = index
-        #: per-sample figures by entry id (quality, source); entries without figures are absent
-        self.samples: dict[int, dict] = dict(samples or {})
+
+    @property
+    def samples(self) -> dict[int, dict]:
+        """Per-sample figures by id (quality, enrolment policy); samples without figures are absent."""
+        live = set(self.index.ids())
+        out = {} if self.index.store is None else {i: f for i, f in self.index.store.figures().items() if i in live}
+        out.update({i: r.figures for i, r in self.index._extras.items() if r.figures and i in live})
+        return dict(sorted(out.items()))
 
     # -- reading ---------------------------------------------------------------------------------
     def sample_ids(self, label: str) -> list[int]:
+        label = normalize_label(label)
         return [i for i, lab in self.index.labels().items() if lab == label]
 
     def _ids_of(self, label: str) -> list[int]:
@@ -69,6 +78,10 @@ class People:
         return len(set(self.index.labels().values()))
 
     def __contains__(self, label: object) -> bool:
+        try:
+            label = normalize_label(label)
+        except InputError:
+            return False
         return label in set(self.index.labels().values())
 
     def search(self, queries: Any, topk: int = 5) -> list[list[PersonHit]]:
@@ -130,50 +143,30 @@ class People:
         x = np.asarray(features, np.float32)
         if x.ndim == 1:
             x = x[None]
-        ids = self.index.add(x, [label] * len(x), paths)
-        for i, fig in zip(ids, figures or []):
-            if fig:
-                self.samples[i] = dict(fig)
-        return ids
+        records = [SampleRecord(figures=dict(f)) if f else None for f in figures] if figures else None
+        return self.index.add(x, [label] * len(x), paths, records)
 
     def remove(self, label: str) -> int:
         """Remove a person (every sample); returns how many samples were removed."""
-        ids = self._ids_of(label)
-        n = self.index.remove(ids)
-        for i in ids:
-            self.samples.pop(i, None)
-        return n
+        return self.index.remove(self._ids_of(label))
 
     def remove_samples(self, ids: Sequence[int]) -> int:
-        n = self.index.remove(ids)
-        for i in ids:
-            self.samples.pop(int(i), None)
-        return n
+        return self.index.remove(ids)
 
     def rename(self, label: str, new_label: str) -> int:
         """Rename a person (merging into ``new_label`` if that person exists); returns samples renamed."""
         return self.index.relabel(self._ids_of(label), new_label)
 
     # -- persistence -----------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> Path:
-        d = self.index.save(directory)
-        live = set(self.index.ids())
-        atomic_write_json(Path(d) / PEOPLE_FILE, {str(i): v for i, v in sorted(self.samples.items()) if i in live})
-        return Path(d)
+    def save(self, directory: str | os.PathLike) -> Path | str:
+        """Store the gallery (samples with their figures and crops) - see :meth:`FaceIndex.save`."""
+        return self.index.save(directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **kw: Any) -> "People":
-        import json
+        from facefeat.index.persist import load_index
 
-        index = load_index(directory, **kw)
-        p = Path(directory) / PEOPLE_FILE
-        samples: dict[int, dict] = {}
-        if p.is_file():
-            try:
-                samples = {int(k): v for k, v in json.loads(p.read_text(encoding="utf-8")).items()}
-            except (ValueError, AttributeError) as exc:
-                raise FaceIndexError(f"{p}: corrupt per-sample figures ({exc})") from exc
-        return cls(index, samples)
+        return cls(load_index(directory, **kw))
 
 
-__all__ = ["PEOPLE_FILE", "People", "PersonHit"]
+__all__ = ["People", "PersonHit"]

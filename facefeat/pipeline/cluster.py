@@ -181,7 +181,9 @@ def _sparse(sims: np.ndarray, ids: np.ndarray, n: int, threshold: float | None, 
     s, c = sims.ravel(), ids.ravel()
     keep = c >= 0
     if threshold is not None:
-        keep &= s >= threshold
+        from facefeat.thresholds import is_match
+
+        keep &= is_match(s, threshold)
     rows, c, s = rows[keep], c[keep], s[keep]
     data = np.maximum(1.0 - s, 1e-6) if distance else np.ones_like(s)  # explicit tiny distances, not 0
     g = csr_matrix((data.astype(np.float64), (rows, c)), shape=(len(ids), n))

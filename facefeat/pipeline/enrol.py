@@ -1,7 +1,8 @@
 """Enrolment of people into a gallery, image by image, with partial success.
 
 :func:`enroll` takes ``(image, person)`` items (or :func:`folder_items` of a ``gallery/<name>/*.jpg``
-folder), and for each image: reads it, detects the face (with retries, see
+folder) through the one enrolment path (:meth:`FaceRecognitionPipeline.gallery_features`, then
+:func:`add_gallery`), and for each image: reads it, detects the face (with retries, see
 :meth:`FaceRecognitionPipeline.detect_retry`), applies the gallery rule (one face, or a face at
 least ``GALLERY_DOMINANCE`` times larger than the next), measures its quality
 (:mod:`facefeat.vision.quality`) and judges it by the policy. Accepted faces are embedded and
@@ -23,7 +24,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class EnrolReport(BaseResult):
-    """``{"policy", "added": [{"id", "label", "path", "quality"}], "rejected": [{"path", "label", "reason"}]}``."""
+    """``{"policy", "added": [{"id", "label", "path", "quality"}], "rejected": [{"path", "label", "reason"}],
+    "duplicates": [{"id", "label", "path"}]}`` (a duplicate: the same image already enrolled for that person)."""
 
     default_stem = "enrol"
 
@@ -41,64 +43,77 @@ def folder_items(folder: str | os.PathLike) -> list[tuple[str, str]]:
     return items
 
 
+CROP_JPEG_QUALITY = 95
+
+
+def weights_hash(predictor: Any) -> str | None:
+    """The hash of the weights a predictor embeds with (what the gallery records per sample)."""
+    try:
+        info = predictor.runtime_info() if predictor is not None else {}
+    except Exception:  # noqa: BLE001 - a predictor without runtime_info
+        return None
+    return info.get("weights_sha256") or info.get("model_sha256")
+
+
+def sample_record(img: np.ndarray, face: np.ndarray, det: Any, figures: Mapping | None = None,
+                  path: Mapping | None = None, weights: str | None = None):
+    """What the gallery keeps of one enrolled image: the aligned crop (JPEG), the detection, the
+    content hash of the decoded image, the figures, and the hash of the weights that embed it."""
+    import cv2
+
+    from facefeat.index.store import SampleRecord, content_hash
+
+    ok, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+    fig = dict(figures or {})
+    if path is not None and path.get("path") not in (None, "default", "none"):
+        fig["detected_by"] = dict(path)
+    return SampleRecord(crop=buf.tobytes() if ok else None, figures=fig or None, det=det.to_dict(),
+                        content_hash=content_hash(img), weights_hash=weights)
+
+
+def add_gallery(index: Any, g: Any):
+    """The one way enrolled images enter a gallery: ``g`` (a
+    :class:`~facefeat.pipeline.face_recognition.GalleryFeatures`) added to ``index`` with its
+    records; returns the :class:`~facefeat.index.base.AddResult` (duplicates reported, not added)."""
+    from facefeat.index.base import AddResult
+
+    if not g.labels:
+        return AddResult([])
+    index.check_model(*_model_of(index, g))
+    return index.add_samples(g.features, g.labels, g.names, g.records)
+
+
+def _model_of(index: Any, g: Any) -> tuple:
+    return index.model_name, int(np.asarray(g.features).shape[1])
+
+
 def enroll(pipe, people, items: Iterable[tuple[Any, str]], quality: str | Mapping | Any = "standard",
            strict: bool = False, batch: int = 16) -> EnrolReport:
-    """Enrol ``(image, person)`` items into ``people`` (a :class:`~facefeat.index.people.People`)."""
-    from facefeat.io import read_image
-    from facefeat.pipeline.face_recognition import GALLERY_DOMINANCE, _area
-    from facefeat.vision.quality import face_quality, get_policy
+    """Enrol ``(image, person)`` items into ``people`` (a :class:`~facefeat.index.people.People`):
+    :meth:`~facefeat.pipeline.face_recognition.FaceRecognitionPipeline.gallery_features` with the
+    quality policy, then :func:`add_gallery`, ``batch`` images at a time."""
+    from facefeat.vision.quality import get_policy
 
     policy = get_policy(quality)
     people.index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
-    report = EnrolReport(policy=policy.name, added=[], rejected=[])
-    pending: list[tuple[np.ndarray, str, str, dict]] = []
-
-    def reject(name: str, label: str, reason: str) -> None:
-        if strict:
-            raise InputError(f"enrolment image {name} ({label}): {reason}")
-        report["rejected"].append({"path": name, "label": label, "reason": reason})
-
-    def flush() -> None:
-        if not pending:
-            return
-        feats = pipe.predictor.embed([p[0] for p in pending], pipe.flip)
-        for f, (_, label, name, fig) in zip(feats, pending):
-            (i,) = people.add(label, f[None], [name], [fig])
-            report["added"].append({"id": i, "label": label, "path": name, **fig})
-        pending.clear()
-
-    for n, (src, label) in enumerate(items):
-        name = src if isinstance(src, str) else f"image[{n}]"
-        if not isinstance(label, str) or not label.strip():
-            reject(name, str(label), f"person label {label!r} must be a non-empty string")
-            continue
-        try:
-            img = read_image(src, name)
-        except InputError as exc:
-            reject(name, label, str(exc))
-            continue
-        dets, path = pipe.detect_retry(img)
-        usable = [d for d in dets if not d.too_small]
-        if not usable:
-            reject(name, label, "no face detected" if not dets else "face too small to align")
-            continue
-        if len(usable) > 1 and _area(usable[0].box) < GALLERY_DOMINANCE * _area(usable[1].box):
-            reject(name, label, f"{len(usable)} faces of similar size; cannot tell which is {label!r}")
-            continue
-        face = pipe.align(img, usable[0])
-        q = face_quality(face, usable[0])
-        why = policy.reasons(q)
-        if why:
-            reject(name, label, "quality: " + "; ".join(why))
-            continue
-        fig = {"quality": q}
-        if path["path"] != "default":
-            fig["detected_by"] = path
-        pending.append((face, label, name, fig))
-        if len(pending) >= batch:
-            flush()
-    flush()
+    report = EnrolReport(policy=policy.name, added=[], rejected=[], duplicates=[])
+    items = list(items)
+    for s in range(0, len(items), batch):
+        chunk = items[s:s + batch]
+        names = [src if isinstance(src, str) else f"image[{s + n}]" for n, (src, _) in enumerate(chunk)]
+        g = pipe.gallery_features([src for src, _ in chunk], [str(lab) for _, lab in chunk], strict=strict,
+                                  quality=policy)
+        for r in g.rejected:
+            report["rejected"].append({"path": names[r.index], "label": r.label, "reason": r.reason})
+        res = add_gallery(people.index, g)
+        dup = set(res.duplicates)
+        for p, (i, label, pos) in enumerate(zip(res.ids, g.labels, g.positions)):
+            row = {"id": i, "label": label, "path": names[pos]}
+            if p in dup:
+                report["duplicates"].append(row)
+            else:
+                report["added"].append({**row, **(g.figures[p] if g.figures else {})})
     return report
 
 
-__all__ = ["EnrolReport", "enroll", "folder_items"]
+__all__ = ["EnrolReport", "add_gallery", "enroll", "folder_items", "sample_record", "weights_hash"]

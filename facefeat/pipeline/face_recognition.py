@@ -59,6 +59,9 @@ class GalleryFeatures(NamedTuple):
     #: with ``quality=``: each accepted image's quality figures and aligned 112x112 face
     figures: Optional[list[dict]] = None
     faces: Optional[list[np.ndarray]] = None
+    #: what the gallery keeps of each accepted image (crop, detection, content hash, figures):
+    #: :class:`facefeat.index.store.SampleRecord`, one per row of ``features``
+    records: Optional[list] = None
 
 
 def _area(box: Sequence[float]) -> float:
@@ -72,8 +75,10 @@ def is_dominant(boxes: Sequence[Sequence[float]]) -> bool:
 
 
 def _is_match(metric_type: str, score: float, threshold: float) -> bool:
-    """IP/COSINE scores are similarities (higher is better); L2 scores are distances (lower)."""
-    return score <= threshold if str(metric_type).upper() == "L2" else score >= threshold
+    """:func:`facefeat.thresholds.is_match` (the one match rule), in this module's argument order."""
+    from facefeat.thresholds import is_match
+
+    return bool(is_match(score, threshold, metric_type))
 
 
 class FaceRecognitionPipeline:
@@ -288,8 +293,13 @@ class FaceRecognitionPipeline:
             from facefeat.vision.quality import face_quality, get_policy
 
             policy = get_policy(quality)
+        from facefeat.index.labels import normalize_label
+        from facefeat.pipeline.enrol import sample_record, weights_hash
+
+        weights = weights_hash(self.predictor)
         figures: list[dict] = []
         crops: list[np.ndarray] = []
+        records: list = []
         items = self._gallery_items(gallery_imgs, gallery_label)
         rejected: list[GalleryRejection] = []
         self._calls.rejected = rejected  # this thread's view, filled as the call goes
@@ -310,11 +320,12 @@ class FaceRecognitionPipeline:
             faces, keep = [], []
             for pos, (src, label, name) in chunk:
                 try:
+                    label = normalize_label(label, f"gallery label of {name}")  # one form, everywhere
                     img = read_image(src, name)
                 except InputError as exc:
                     reject(pos, name, label, str(exc))
                     continue
-                dets, _ = self.detect_retry(img)
+                dets, path = self.detect_retry(img)
                 usable = [d for d in dets if not d.too_small]
                 if not usable:
                     reject(pos, name, label, "no face detected" if not dets else "face too small to align")
@@ -323,14 +334,17 @@ class FaceRecognitionPipeline:
                     reject(pos, name, label, f"{len(usable)} faces of similar size; cannot tell which is {label!r}")
                     continue
                 face = self.align(img, usable[0])
+                fig: dict = {}
                 if policy is not None:
                     q = face_quality(face, usable[0])
                     why = policy.reasons(q)
                     if why:
                         reject(pos, name, label, "quality: " + "; ".join(why))
                         continue
-                    figures.append({"quality": q})
+                    fig = {"quality": q}
+                    figures.append(fig)
                     crops.append(face)
+                records.append(sample_record(img, face, usable[0], fig, path, weights))
                 faces.append(face)
                 keep.append((pos, label, name))
             if faces:
@@ -345,8 +359,8 @@ class FaceRecognitionPipeline:
         dim = self.predictor.embedding_size
         x = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
         if policy is None:
-            return GalleryFeatures(x, labels, names, positions, list(rejected))
-        return GalleryFeatures(x, labels, names, positions, list(rejected), figures, crops)
+            return GalleryFeatures(x, labels, names, positions, list(rejected), records=records)
+        return GalleryFeatures(x, labels, names, positions, list(rejected), figures, crops, records)
 
     def build_index(self, gallery_imgs: Any, gallery_label: Any, metric_type: str = "IP",
                     index_type: str = "HNSW32", backend: str = "faiss", strict: bool = False,
@@ -359,9 +373,11 @@ class FaceRecognitionPipeline:
         if len(labels) == 0:
             first = f"{g.rejected[0].name}: {g.rejected[0].reason}" if g.rejected else "none given"
             raise InputError(f"gallery has no usable face: {len(g.rejected)} image(s) rejected (first: {first})")
+        from facefeat.pipeline.enrol import add_gallery
+
         index = create_index(backend=backend, dim=self.predictor.embedding_size, metric_type=metric_type,
                              index_type=index_type, model_name=self.predictor.model_name, **backend_kwargs)
-        index.add(feats, labels, names)
+        add_gallery(index, g)
         return index
 
     def append_index(self, gallery_imgs: Any, gallery_label: Any, index, strict: bool = False,
@@ -376,8 +392,10 @@ class FaceRecognitionPipeline:
         if index is None:
             raise InputError("append_index: index is None; pass an index, or a saved index directory")
         index.check_model(self.predictor.model_name, self.predictor.embedding_size)
+        from facefeat.pipeline.enrol import add_gallery
+
         g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
-        self._calls.added_ids = index.add(g.features, g.labels, g.names) if g.labels else []
+        self._calls.added_ids = add_gallery(index, g).ids
         return index
 
     @staticmethod

@@ -85,11 +85,11 @@ def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, inde
         score = float(f1 @ f2)
         metric = "IP"
     thr, op = pipe.operating_point("verify", rec_threshold, far, None, None)
+    from facefeat.thresholds import is_match
+
     if metric.upper() == "L2":  # a person's score from an L2 index is a squared distance
         thr = 2.0 - 2.0 * thr if op["source"] != "fixed" else thr
-        verified = score <= thr
-    else:
-        verified = score > thr
+    verified = is_match(score, thr, metric)
     return VerifyResult(verified=bool(verified), score=round(score, 6), threshold=round(float(thr), 6),
                         far=(op.get("measured") or {}).get("far"), operating_point=op, faces=[d1, d2])
 

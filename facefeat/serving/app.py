@@ -81,10 +81,11 @@ ERRORS = {
     403: "the API key is read-only",
     404: "unknown indexKey, person (label) or sample thumbnail",
     409: "index/model mismatch or corrupt index",
+    507: "the disk holding the galleries is full; nothing of the change was saved",
     413: "a limit exceeded: body size, image pixels, images per request, downloaded bytes",
     422: "malformed body; errorMsg is the JSON list of problems",
     500: "internal error (no traceback is sent; the server log has it under the logId)",
-    503: "not ready (models loading) or too many image downloads at once",
+    503: "not ready (models loading), too many image downloads at once, or the gallery database unavailable",
 }
 _RESPONSES = {code: {"model": S.ErrorEnvelope, "description": text} for code, text in ERRORS.items()}
 #: documents the key in the OpenAPI document (and /docs' Authorize button); the middleware checks it
@@ -181,6 +182,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
               responses=_RESPONSES, dependencies=_KEY)
     def index_build(request: Request, body: S.BuildIndexRequest):
         from facefeat.index import create_index
+        from facefeat.pipeline.enrol import add_gallery
 
         svc.require_ready()
         ignored_fields(body)
@@ -190,12 +192,12 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         index = create_index(backend=svc.store.backend, dim=predictor.embedding_size,
                              metric_type=body.metricType or "IP", index_type=body.indexType or None,
                              model_name=predictor.model_name, **svc.store.collection_kwargs(key))
-        ids = index.add(g.features, g.labels)
-        svc.store.create(key, index, samples=dict(zip(ids, g.figures)), thumbs=dict(zip(ids, g.thumbs)),
-                         name=body.indexName)
+        res = add_gallery(index, g)
+        svc.store.create(key, index, name=body.indexName)
         events.changed(svc.events, key, (), g.labels)
-        log.info("index %s built: %d images", key, len(ids))
-        return ok(request, {"indexKey": key, "indexName": body.indexName, "imageCount": len(index), "ids": ids})
+        log.info("index %s built: %d images", key, len(res.ids))
+        return ok(request, {"indexKey": key, "indexName": body.indexName, "imageCount": len(index), "ids": res.ids,
+                            **_dups(res)})
 
     @app.post("/face-recognition-index-add", response_model=S.Envelope[S.AddImagesToIndexResult], tags=["index"],
               responses=_RESPONSES, dependencies=_KEY)
@@ -206,15 +208,15 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         svc.store.get(key)  # 404 before the (slow) embedding
         predictor = svc.predictor
         g = svc.gallery_features(body.imageLabelPairs, body.quality)
-        with svc.store.people(key) as people:
-            people.index.check_model(predictor.model_name, predictor.embedding_size)
-            before = events.labels(svc.events, people.index)
-            ids = people.index.add(g.features, g.labels)
-            people.samples.update(zip(ids, g.figures))
-            svc.store.write_thumbs(key, dict(zip(ids, g.thumbs)))
-            count = len(people.index)
+        from facefeat.pipeline.enrol import add_gallery
+
+        with svc.store.mutate(key) as index:
+            index.check_model(predictor.model_name, predictor.embedding_size)
+            before = events.labels(svc.events, index)
+            res = add_gallery(index, g)  # one transaction: vectors, labels, crops, figures
+            count = len(index)
         events.changed(svc.events, key, before, (before or set()) | set(g.labels))
-        return ok(request, {"imageCount": count, "ids": ids})
+        return ok(request, {"imageCount": count, "ids": res.ids, **_dups(res)})
 
     @app.post("/face-recognition-index-remove", response_model=S.Envelope[S.RemoveImagesFromIndexResult],
               tags=["index"], responses=_RESPONSES, dependencies=_KEY)
@@ -229,10 +231,9 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             removed = [i for i in wanted if i in present]
             missing = [i for i in wanted if i not in present]
             if removed:
-                index.remove(removed)
+                index.remove(removed)  # one transaction: the samples' crops go with them
             count = len(index)
             after = events.labels(svc.events, index)
-        svc.store.drop_thumbs(key, removed)
         events.changed(svc.events, key, before, after)
         return ok(request, {"imageCount": count, "removed": removed, "missing": missing})
 
@@ -358,44 +359,47 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         svc.store.get(key)  # 404 before the (slow) embedding
         predictor = svc.predictor
         g = svc.gallery_features([(im, body.label) for im in body.images], body.quality, field="images")
-        with svc.store.people(key) as people:
-            people.index.check_model(predictor.model_name, predictor.embedding_size)
-            before = events.labels(svc.events, people.index)
-            ids = people.add(g.labels[0], g.features, figures=g.figures)
-            svc.store.write_thumbs(key, dict(zip(ids, g.thumbs)))
-            count = len(people.index)
+        from facefeat.pipeline.enrol import add_gallery
+
+        with svc.store.mutate(key) as index:
+            index.check_model(predictor.model_name, predictor.embedding_size)
+            before = events.labels(svc.events, index)
+            res = add_gallery(index, g)
+            count = len(index)
         events.changed(svc.events, key, before, (before or set()) | {g.labels[0]})
-        return ok(request, {"label": g.labels[0], "ids": ids, "imageCount": count})
+        return ok(request, {"label": g.labels[0], "ids": res.ids, "imageCount": count, **_dups(res)})
 
     @app.post("/face-recognition-person-remove", response_model=S.Envelope[S.PersonRemoveResult], tags=["people"],
               responses=_RESPONSES, dependencies=_KEY)
     def person_remove(request: Request, body: S.PersonRemoveRequest):
         ignored_fields(body)
         key = check_key(body.indexKey)
+        from facefeat.index.labels import normalize_label
+
+        label = normalize_label(body.label)
         with svc.store.people(key) as people:
-            ids = people.sample_ids(body.label)
+            ids = people.sample_ids(label)
             if not ids:
-                raise PersonNotFound(f"no person {body.label[:64]!r} in index {key}")
-            people.remove(body.label)
+                raise PersonNotFound(f"no person {label[:64]!r} in index {key}")
+            people.index.remove(ids)  # one transaction: the samples' crops go with them
             count = len(people.index)
-        svc.store.drop_thumbs(key, ids)
-        events.changed(svc.events, key, {body.label}, ())
-        return ok(request, {"label": body.label, "removed": ids, "imageCount": count})
+        events.changed(svc.events, key, {label}, ())
+        return ok(request, {"label": label, "removed": ids, "imageCount": count})
 
     @app.post("/face-recognition-person-rename", response_model=S.Envelope[S.PersonRenameResult], tags=["people"],
               responses=_RESPONSES, dependencies=_KEY)
     def person_rename(request: Request, body: S.PersonRenameRequest):
         ignored_fields(body)
         key = check_key(body.indexKey)
-        new = body.newLabel.strip()
-        if not new:
-            raise InputError("newLabel is blank; give the person's new name")
+        from facefeat.index.labels import normalize_label
+
+        label, new = normalize_label(body.label), normalize_label(body.newLabel, "newLabel")
         with svc.store.people(key) as people:
-            if not people.sample_ids(body.label):
-                raise PersonNotFound(f"no person {body.label[:64]!r} in index {key}")
-            n = people.rename(body.label, new)
-        events.changed(svc.events, key, {body.label}, {new})
-        return ok(request, {"label": body.label, "newLabel": new, "renamed": n})
+            if not people.sample_ids(label):
+                raise PersonNotFound(f"no person {label[:64]!r} in index {key}")
+            n = people.rename(label, new)
+        events.changed(svc.events, key, {label}, {new})
+        return ok(request, {"label": label, "newLabel": new, "renamed": n})
 
     @app.get("/face-recognition-thumbnail", tags=["people"], dependencies=_KEY,
              responses={200: {"content": {"image/jpeg": {}}, "description": "the sample's aligned face (JPEG)"},
@@ -403,12 +407,10 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
     def thumbnail(indexKey: str = Query(..., description="the index key"),
                   id: int = Query(..., ge=0, le=S.MAX_ID, description="the sample id")):
         key = check_key(indexKey)
-        svc.store.get(key)
-        try:
-            data = svc.store.thumb_path(key, id).read_bytes()
-        except OSError:
-            raise NotFound(f"no thumbnail for sample {id} of index {key}") from None
-        return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        crop = svc.store.crop(key, id)  # from the gallery itself: a removed sample has none
+        if crop is None:
+            raise NotFound(f"no thumbnail for sample {id} of index {key}")
+        return Response(content=crop[0], media_type=f"image/{crop[1]}", headers={"Cache-Control": "private, no-cache"})
 
     # -- the web page --------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -417,6 +419,11 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _dups(res: Any) -> dict:
+    """``{"duplicates": [...]}`` when a request held images already enrolled (PaddleX's shape otherwise)."""
+    return {"duplicates": res.duplicates} if res.duplicates else {}
 
 
 def _load_quietly(svc: Service) -> None:

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facefeat.errors import FacefeatError
+from facefeat.errors import FacefeatError, StorageError
 from facefeat.serving.errors import ServingError, status_of
 
 log = logging.getLogger("facefeat.serving")
@@ -232,7 +232,7 @@ def install_handlers(app: FastAPI, roots: Callable[[], list[str]]) -> None:
     @app.exception_handler(FacefeatError)
     async def _facefeat(request: Request, exc: FacefeatError):
         status = status_of(exc)
-        if status >= 500 and not isinstance(exc, ServingError):
+        if status >= 500 and not isinstance(exc, (ServingError, StorageError)):  # storage: a plain message
             return internal(request, exc)
         return error(request, status, str(exc))
 

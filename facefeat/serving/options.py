@@ -63,6 +63,9 @@ class Settings:
     index_backend: str = field(default="faiss", metadata=_opt("gallery index backend: faiss or milvus"))
     milvus_uri: Optional[str] = field(default=None, metadata=_opt(
         "Milvus server URI (default: milvus-lite files under --storage)"))
+    store: Optional[str] = field(default=None, metadata=_opt(
+        "where the galleries live: a postgresql:// URL shared by several servers (default: SQLite files "
+        "under --storage)", metavar="URL"))
     max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata=_opt("largest request body"))
     max_image_pixels: int = field(default=DEFAULT_MAX_IMAGE_PIXELS, metadata=_opt("largest image (width x height)"))
     max_build_images: int = field(default=DEFAULT_MAX_BUILD_IMAGES, metadata=_opt("images per build/add request"))

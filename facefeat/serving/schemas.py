@@ -16,7 +16,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 T = TypeVar("T")
 
-#: labels are shown to people and stored in the index's labels.json
+#: positions of a request's images already enrolled for that person (not added again; their id is the existing sample's)
+_DUP_DOC = "positions (0-based) of images already in the gallery for that person: not added again, id = the existing sample"
+#: labels are shown to people and stored in the gallery
 MAX_LABEL_CHARS = 256
 MAX_INDEX_NAME_CHARS = 100
 #: index parameters a client may ask for (HNSW's M costs ~8*M bytes per face and link level)
@@ -118,7 +120,16 @@ class BuildIndexRequest(_Body):
     @field_validator("indexType")
     @classmethod
     def _index_type(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not re.fullmatch(INDEX_TYPE_PATTERN, v):
+        from facefeat.errors import InputError
+        from facefeat.index.types import parse_index_type
+
+        if v is None:
+            return v
+        try:  # the one parser of index types (the pattern above only documents it)
+            t = parse_index_type(v, max_m=MAX_HNSW_M, max_nlist=MAX_IVF_NLIST)
+        except InputError:
+            t = None
+        if t is None or (t.M is not None and t.M < 4):
             raise ValueError(f"indexType must be Flat, HNSW<M> (M 4..{MAX_HNSW_M}), IVF or IVF<nlist>[,Flat] "
                              f"(nlist 1..{MAX_IVF_NLIST}), or Milvus' FLAT, HNSW, IVF_FLAT")
         return v
@@ -147,6 +158,7 @@ class BuildIndexResult(BaseModel):
     imageCount: int = Field(description="entries in the index")
     ids: list[int] = Field(description="the id of each pair, in request order (a request with an image "
                                        "without a usable face is refused as a whole, so ids never shift)")
+    duplicates: Optional[list[int]] = Field(None, description=_DUP_DOC)
 
 
 class AddImagesToIndexRequest(_Body):
@@ -158,6 +170,7 @@ class AddImagesToIndexRequest(_Body):
 class AddImagesToIndexResult(BaseModel):
     imageCount: int = Field(description="entries in the index after the add")
     ids: list[int] = Field(description="the id of each pair, in request order")
+    duplicates: Optional[list[int]] = Field(None, description=_DUP_DOC)
 
 
 class RemoveImagesFromIndexRequest(_Body):
@@ -324,6 +337,7 @@ class PersonAddResult(BaseModel):
     label: str
     ids: list[int] = Field(description="the id of each image, in request order")
     imageCount: int
+    duplicates: Optional[list[int]] = Field(None, description=_DUP_DOC)
 
 
 class HealthResult(BaseModel):

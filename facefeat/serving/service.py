@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -39,34 +39,13 @@ def runtime_info(predictor: Any) -> dict:
     return {"backend": getattr(predictor, "backend", None) or type(runner).__name__ if runner else "unknown"}
 
 
-THUMB_JPEG_QUALITY = 80
-
-
-def thumbnail(face: np.ndarray) -> bytes:
-    """A small JPEG of an aligned face (the web page's picture of a sample)."""
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, THUMB_JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError("cannot encode a thumbnail as JPEG")
-    return buf.tobytes()
-
-
-class EnrolFeatures(NamedTuple):
-    """What :meth:`Service.gallery_features` returns, one entry per image in request order."""
-
-    features: np.ndarray
-    labels: list[str]
-    figures: list[dict]
-    thumbs: list[bytes]
-
-
 class Service:
     """Everything the endpoints use; models load once, in :meth:`load` (the app's lifespan)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.store = IndexStore(settings.storage_dir, settings.index_backend, settings.milvus_uri)
+        self.store = IndexStore(settings.storage_dir, settings.index_backend, settings.milvus_uri,
+                                getattr(settings, "store", None))
         self.ready = threading.Event()
         self.load_error: Optional[str] = None
         self.predictors: dict[str, Any] = {}
@@ -207,25 +186,24 @@ class Service:
             raise LimitError(f"{what}: image is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} pixels "
                              "(max_image_pixels)")
 
-    def gallery_features(self, pairs: list, quality: Optional[str] = None,
-                         field: str = "imageLabelPairs") -> "EnrolFeatures":
-        """Features, labels, per-sample figures and thumbnails of every pair (``.image``/``.label``
-        or ``(image, label)``), in request order - or an InputError naming every pair that has no
+    def gallery_features(self, pairs: list, quality: Optional[str] = None, field: str = "imageLabelPairs") -> Any:
+        """The pipeline's :class:`~facefeat.pipeline.face_recognition.GalleryFeatures` of every pair
+        (``.image``/``.label`` or ``(image, label)``; labels normalised), with a record per sample
+        (crop, detection, content hash, figures), in request order - or an InputError naming every pair that has no
         usable face or fails the ``quality`` policy (nothing is added then, so the ids of a request
         are always positional)."""
         limit = self.settings.max_build_images
         if len(pairs) > limit:
             raise LimitError(f"{field} holds {len(pairs)} images, above the limit of {limit} per request "
                              "(max_build_images); send them in several requests")
+        from facefeat.index.labels import normalize_label
+
         imgs, labels = [], []
         for i, p in enumerate(pairs):
             image, label = (p.image, p.label) if hasattr(p, "image") else p
-            label = label.strip()
-            if not label:
-                raise InputError(f"{field}[{i}].label is blank; give the person's name")
             where = f"{field}[{i}].image" if field == "imageLabelPairs" else f"{field}[{i}]"
+            labels.append(normalize_label(label, f"{field}[{i}].label" if field == "imageLabelPairs" else "label"))
             imgs.append(self.decode_image(image, where))
-            labels.append(label)
         with self.pipeline() as pipe:
             out, problems = self._embed_gallery(pipe, imgs, labels, quality or "off", field)
         if problems:
@@ -234,11 +212,10 @@ class Service:
                 f"have no usable face or fail the {quality!r} quality policy"
             raise InputError(f"{len(problems)} of {len(imgs)} image(s) {what}, so nothing was "
                              f"changed (each pair's id is its position): {shown}")
-        figures = list(out.figures or [{} for _ in labels])
-        for fig in figures:
+        for r in out.records or []:
             if quality:
-                fig["policy"] = quality
-        return EnrolFeatures(out.features, labels, figures, [thumbnail(f) for f in (out.faces or [])])
+                r.figures = {**(r.figures or {}), "policy": quality}
+        return out
 
     @staticmethod
     def _embed_gallery(pipe: Any, imgs: list, labels: list[str], quality: Optional[str] = None,

@@ -1,42 +1,36 @@
-"""Where the service keeps its gallery indexes: one directory per index key, under a storage root.
+"""Where the service keeps its galleries: one gallery per index key, in SQLite files under a storage
+root (default) or in one PostgreSQL database shared by several servers (``--store postgresql://...``).
 
-Layout::
+Layout (SQLite)::
 
-    <storage>/indexes/<key>/   a saved FaceIndex (meta.json, labels.json, backend files)
-    <storage>/locks/<key>.lock  the per-index lock file (shared by uvicorn worker processes)
-    <storage>/thumbs/<key>/<id>.jpg  the aligned face of each sample, a small JPEG for the web page
-    <storage>/names/<key>.txt   the gallery's readable name, when one was given at build time
+    <storage>/indexes/<key>/gallery.db   the gallery: people, samples, crops, change log
 
-Per-sample figures (enrolment quality) live in the index's ``people.json``
-(:class:`facefeat.index.people.People`), rewritten with every save of the index.
+With PostgreSQL, each key is a gallery (a ``galleries`` row) of that database. Galleries saved by
+earlier versions (``indexes/<key>/meta.json`` + ``thumbs/<key>/``) are migrated on first use.
 
 Keys are server-generated ``uuid4().hex`` strings and every key a client sends is checked against
-``^[0-9a-f]{32}$`` before it is used in a path, so no request can name a file outside the storage
-directory.
+``^[0-9a-f]{32}$`` before it is used in a path or a query.
 
-Concurrency: mutations of one index (add, remove) are serialised by a lock per key - a thread lock
-inside a process plus an ``flock`` on the key's lock file across worker processes - and each one
-ends with an atomic save (``FaceIndex.save`` writes a temp dir and renames it into place). Reads
-(search, listing) take no store lock: they use the cached index, whose own readers-writer lock lets
-any number of searches run together. A worker notices another worker's save by the index's
-revision - ``(next_id, count)`` from meta.json, which every add or remove changes - and reloads.
+Concurrency: each gallery is held in memory as an *attached* index (:func:`facefeat.index.open_index`):
+every add/remove/rename is one database transaction, and writers in other processes - other uvicorn
+workers, the CLI, replicas on other machines - are seen on the next request, which compares the
+gallery's change counter (one small query) and replays what changed. A writer waiting for another
+(SQLite's busy timeout, PostgreSQL's row lock) waits inside the server; clients never see it.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import re
+import shutil
 import threading
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from facefeat.errors import InputError
+from facefeat.errors import FaceIndexError, InputError
 from facefeat.serving.errors import NotFound
 
 log = logging.getLogger("facefeat.serving")
@@ -45,7 +39,7 @@ KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class IndexNotFound(NotFound):
-    """No index with this key in the storage directory (HTTP 404)."""
+    """No index with this key in the storage (HTTP 404)."""
 
 
 class InvalidIndexKey(InputError):
@@ -63,170 +57,140 @@ def check_key(key: Any) -> str:
     return key
 
 
-@dataclass
-class _Cached:
-    rev: tuple[int, int, int]
-    index: Any
-    sig: tuple | None = None  # (inode, mtime, size) of the meta.json the rev was last confirmed on
-    samples: dict | None = None  # per-sample figures (people.json)
-
-
-def _rev_of_meta(meta: dict) -> tuple[int, int, int]:
-    return int(meta["next_id"]), int(meta["count"]), int(meta.get("revision") or 0)
-
-
-def _rev_of_index(index: Any) -> tuple[int, int, int]:
-    return int(index.next_id), len(index), int(getattr(index, "_revision", 0) or 0)
-
-
 class IndexStore:
-    """Create, load (cached), mutate and list the indexes under ``root``.
+    """Create, open (cached, kept up to date), change and list the galleries of the service.
 
-    ``backend``: ``"faiss"`` (default) or ``"milvus"``; ``milvus_uri``: a Milvus server (or a
-    milvus-lite file path) for the Milvus backend, each index in its own collection.
+    ``backend``: the vector engine, ``"faiss"`` (default) or ``"milvus"`` (``milvus_uri``: a server
+    or a milvus-lite file); ``store_url``: a ``postgresql://`` URL holding the galleries (default:
+    SQLite files under ``root``).
     """
 
-    def __init__(self, root: str | os.PathLike, backend: str = "faiss", milvus_uri: str | None = None):
+    def __init__(self, root: str | os.PathLike, backend: str = "faiss", milvus_uri: str | None = None,
+                 store_url: str | None = None):
+        from facefeat.index.store import is_store_url
+
         backend = str(backend).lower()
         if backend not in ("faiss", "milvus"):
             raise InputError(f"index backend {backend!r} is not supported; use 'faiss' or 'milvus'")
+        if store_url is not None and not is_store_url(store_url):
+            raise InputError(f"store {str(store_url)[:80]!r} is not a postgresql:// URL (leave it unset for SQLite "
+                             "galleries in the storage directory)")
         self.root = Path(root).expanduser().resolve()
         self.backend = backend
         self.milvus_uri = milvus_uri
+        self.store_url = store_url
         self.index_root = self.root / "indexes"
-        self.lock_root = self.root / "locks"
-        self.thumb_root = self.root / "thumbs"
-        self.name_root = self.root / "names"
+        self.thumb_root = self.root / "thumbs"  # only galleries of earlier versions have one
         self.index_root.mkdir(parents=True, exist_ok=True)
-        self.lock_root.mkdir(parents=True, exist_ok=True)
-        from facefeat.utils import recover_dirs
-
-        recover_dirs(self.index_root)  # start-up: finish saves a crash interrupted, drop stale temp folders
-        self._cache: dict[str, _Cached] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._cache: dict[str, Any] = {}
         self._guard = threading.Lock()
+        self._opening: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
-        return f"IndexStore(root={str(self.root)!r}, backend={self.backend!r})"
+        return f"IndexStore(root={str(self.root)!r}, backend={self.backend!r}, store={self._where()!r})"
 
-    # -- paths and locks ---------------------------------------------------------------------------
+    def _where(self) -> str:
+        if self.store_url is None:
+            return "sqlite"
+        from facefeat.index.pg_store import redact
+
+        return redact(self.store_url)
+
+    # -- locations ---------------------------------------------------------------------------------
     def path(self, key: str) -> Path:
-        """The directory of index ``key`` (validated; always directly under ``indexes/``)."""
+        """The directory of SQLite gallery ``key`` (validated; always directly under ``indexes/``)."""
         d = self.index_root / check_key(key)
         if d.parent != self.index_root:  # belt and braces: the regex already rules this out
             raise InvalidIndexKey(f"indexKey {key!r} escapes the storage directory")
         return d
 
-    def _thread_lock(self, key: str) -> threading.Lock:
-        with self._guard:
-            lock = self._locks.get(key)
-            if lock is None:
-                lock = self._locks[key] = threading.Lock()
-            return lock
+    def location(self, key: str) -> str:
+        """Where gallery ``key`` is stored: its directory, or the PostgreSQL URL."""
+        return self.store_url if self.store_url is not None else str(self.path(key))
 
-    def _lock_file(self, key: str) -> Path:
-        return self.lock_root / f"{check_key(key)}.lock"
+    def _open_kwargs(self, key: str) -> dict:
+        kw: dict = {}
+        if self.store_url is not None:
+            kw["gallery"] = check_key(key)
+        if self.backend == "milvus":
+            kw["collection"] = f"facefeat_{key}"
+            if self.milvus_uri:
+                kw["uri"] = self.milvus_uri
+        return kw
 
-    def _require_known(self, key: str) -> None:
-        """404 for a key never created here - before any lock file is made for it, so that
-        clients cannot make the server create files by sending random keys. (An index being
-        replaced has no directory for an instant, but it has its lock file.)"""
-        if not self.path(key).exists() and not self._lock_file(key).exists():
-            raise IndexNotFound(f"indexKey {key}: no such index (build one with /face-recognition-index-build)")
+    def _exists(self, key: str) -> bool:
+        if self.store_url is not None:
+            from facefeat.index.store import open_store
 
-    @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Exclusive lock on index ``key``: across threads of this process and across processes."""
+            with open_store(self.store_url, check_key(key)) as s:
+                return s.exists()
+        d = self.path(key)
+        return (d / "gallery.db").is_file() or (d / "meta.json").is_file()
+
+    def _migrate_old(self, key: str) -> None:
+        """A gallery of an earlier version: into gallery.db, with its thumbnails as crops."""
+        from facefeat.index import legacy
+
+        d = self.path(key)
+        if self.store_url is None and legacy.is_legacy(d):
+            thumbs = self.thumb_root / key
+            if legacy.migrate(d, thumbs if thumbs.is_dir() else None):
+                shutil.rmtree(thumbs, ignore_errors=True)
+                log.info("index %s: migrated to %s", key, d / "gallery.db")
+
+    # -- reading -----------------------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        """The gallery ``key`` as an attached index, brought up to date with the database."""
         check_key(key)
-        with self._thread_lock(key):
-            fd = os.open(self._lock_file(key), os.O_RDWR | os.O_CREAT, 0o644)
+        index = self._cache.get(key)
+        if index is not None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+                index.refresh()
+                return index
+            except FaceIndexError:
+                if not self._exists(key):  # deleted by another server meanwhile
+                    self._cache.pop(key, None)
+                    raise IndexNotFound(f"indexKey {key}: no such index") from None
+                raise
+        with self._guard:
+            lock = self._opening.setdefault(key, threading.Lock())
+        with lock:  # one thread opens a gallery; the others wait for it
+            index = self._cache.get(key)
+            if index is None:
+                from facefeat.index import open_index
 
-    # -- revision and loading ----------------------------------------------------------------------
-    def _disk_rev(self, key: str) -> tuple[int, int, int] | None:
-        """``(next_id, count, revision)`` of the saved index, or None when absent (or mid-replace)."""
-        try:
-            meta = json.loads((self.path(key) / "meta.json").read_text(encoding="utf-8"))
-            return _rev_of_meta(meta)
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def _load_kwargs(self, key: str) -> dict:
-        if self.backend == "milvus" and self.milvus_uri:
-            return {"uri": self.milvus_uri}
-        return {}
-
-    def _load_locked(self, key: str) -> Any:
-        """Current index for ``key``; the caller holds ``lock(key)``."""
-        from facefeat.index import load_index
-
-        rev = self._disk_rev(key)
-        if rev is None:
-            if not self.path(key).exists():
-                raise IndexNotFound(f"indexKey {key}: no such index (build one with /face-recognition-index-build)")
-        cached = self._cache.get(key)
-        if cached is not None and cached.rev == rev:
-            return cached.index
-        index = load_index(self.path(key), **self._load_kwargs(key))
-        self._cache[key] = _Cached(_rev_of_index(index), index, samples=self._read_samples(key))
+                if not self._exists(key):
+                    raise IndexNotFound(f"indexKey {key}: no such index (build one with "
+                                        "/face-recognition-index-build)")
+                self._migrate_old(key)
+                index = self._cache[key] = open_index(self.location(key), **self._open_kwargs(key))
         return index
 
-    def _read_samples(self, key: str) -> dict:
-        from facefeat.index.people import PEOPLE_FILE
-
-        p = self.path(key) / PEOPLE_FILE
-        try:
-            return {int(k): v for k, v in json.loads(p.read_text(encoding="utf-8")).items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, AttributeError) as exc:
-            log.warning("index %s: unreadable %s (%s); per-sample figures dropped", key, PEOPLE_FILE, exc)
-            return {}
-
-    def _meta_sig(self, key: str) -> tuple | None:
-        try:
-            st = os.stat(self.path(key) / "meta.json")
-        except OSError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
-
-    def get(self, key: str) -> Any:
-        """The index ``key`` for reading (searches may run concurrently with each other).
-
-        Fast path: an unchanged meta.json (same inode, mtime and size - every save replaces the
-        directory) needs no read; otherwise its revision is read and compared."""
-        check_key(key)
-        cached = self._cache.get(key)
-        sig = self._meta_sig(key)
-        if cached is not None and sig is not None and cached.sig == sig:
-            return cached.index
-        rev = self._disk_rev(key)
-        if rev is not None and cached is not None and cached.rev == rev:
-            cached.sig = sig  # taken before the read: at worst older, which only costs a re-read
-            return cached.index
-        self._require_known(key)
-        with self.lock(key):  # absent, stale, or being replaced right now: look again under the lock
-            return self._load_locked(key)
-
     def exists(self, key: str) -> bool:
-        return self.path(key).is_dir()
+        return self._exists(key)
 
-    # -- mutations ---------------------------------------------------------------------------------
+    def crop(self, key: str, sample_id: int) -> tuple[bytes, str] | None:
+        """The stored crop of a sample (JPEG bytes, format), or None when there is none (or it was removed)."""
+        if isinstance(sample_id, bool) or not isinstance(sample_id, int) or sample_id < 0:
+            raise InputError(f"sample id must be a non-negative integer, got {sample_id!r}")
+        index = self.get(key)
+        return index.store.crop(sample_id)
+
+    def samples(self, key: str) -> dict:
+        """The per-sample figures of gallery ``key`` (by id)."""
+        from facefeat.index.people import People
+
+        return People(self.get(key)).samples
+
+    # -- changing ----------------------------------------------------------------------------------
     def new_key(self) -> str:
         while True:
             key = uuid.uuid4().hex
-            if not self.path(key).exists():
+            if not self._exists(key):
                 return key
 
     def collection_kwargs(self, key: str) -> dict:
-        """Backend keyword arguments for a new index with this key (Milvus: its own collection)."""
+        """Vector-engine keyword arguments for a new index with this key (Milvus: its own collection)."""
         if self.backend != "milvus":
             return {}
         kw: dict = {"collection": f"facefeat_{key}"}
@@ -234,144 +198,77 @@ class IndexStore:
             kw["uri"] = self.milvus_uri
         return kw
 
-    def create(self, key: str, index: Any, samples: dict | None = None,
-               thumbs: dict[int, bytes] | None = None, name: str | None = None) -> str:
-        """Save a new index under ``key`` (from :meth:`new_key`) and cache it, with its per-sample
-        figures, thumbnails (JPEG bytes by id) and readable ``name``."""
-        from facefeat.utils import atomic_write_text
-
-        with self.lock(key):
-            if self.path(key).exists():
-                raise InputError(f"indexKey {key}: already exists")
-            if name:  # before the index: a listed index never lacks the name it was built with
-                atomic_write_text(self.name_root / f"{check_key(key)}.txt", name)
-            self._save_locked(key, index, samples or {})
-            self.write_thumbs(key, thumbs or {})
+    def create(self, key: str, index: Any, name: str | None = None) -> str:
+        """Store a new in-memory index under ``key`` (from :meth:`new_key`) in one transaction,
+        with its readable ``name`` (kept in the gallery's metadata), and keep it attached."""
+        if name:
+            index.display_name = name
+        if self._exists(key):
+            raise InputError(f"indexKey {key}: already exists")
+        if self.store_url is not None:
+            index.save(self.store_url + ("&" if "?" in self.store_url else "?") + f"gallery={check_key(key)}")
+        else:
+            index.save(self.path(key))
+        index._attached = True
+        self._cache[key] = index
         return key
-
-    def name(self, key: str) -> str | None:
-        """The readable name given when index ``key`` was built, or None."""
-        try:
-            return (self.name_root / f"{check_key(key)}.txt").read_text(encoding="utf-8") or None
-        except (OSError, UnicodeDecodeError):
-            return None
-
-    def _save_locked(self, key: str, index: Any, samples: dict | None = None) -> None:
-        from facefeat.index.people import People
-
-        if samples is None:
-            cached = self._cache.get(key)
-            samples = (cached.samples if cached is not None and cached.index is index else None) or {}
-        People(index, samples).save(self.path(key))  # the index, then people.json
-        self._cache[key] = _Cached(_rev_of_index(index), index, samples=dict(samples))
 
     @contextmanager
     def people(self, key: str) -> Iterator[Any]:
-        """Hold index ``key`` exclusively as a :class:`~facefeat.index.people.People` view (with the
-        per-sample figures); it is saved after the block (renames change no count, so always)."""
+        """Gallery ``key`` as a :class:`~facefeat.index.people.People` view; each change in the
+        block is one transaction (nothing to save after)."""
         from facefeat.index.people import People
 
-        self._require_known(key)
-        with self.lock(key):
-            index = self._load_locked(key)
-            cached = self._cache.get(key)
-            view = People(index, dict(cached.samples or {}) if cached is not None else {})
-            try:
-                yield view
-                self._save_locked(key, index, view.samples)
-            except BaseException:
-                self._cache.pop(key, None)  # the next request reloads the last good save
-                raise
-
-    def samples(self, key: str) -> dict:
-        """The per-sample figures of index ``key`` (by id), as last saved."""
-        self.get(key)
-        cached = self._cache.get(key)
-        return dict(cached.samples or {}) if cached is not None else {}
-
-    # -- thumbnails --------------------------------------------------------------------------------
-    def thumb_path(self, key: str, sample_id: int) -> Path:
-        if isinstance(sample_id, bool) or not isinstance(sample_id, int) or sample_id < 0:
-            raise InputError(f"sample id must be a non-negative integer, got {sample_id!r}")
-        return self.thumb_root / check_key(key) / f"{sample_id}.jpg"
-
-    def write_thumbs(self, key: str, thumbs: dict[int, bytes]) -> None:
-        from facefeat.utils import atomic_write_bytes
-
-        for i, data in thumbs.items():
-            atomic_write_bytes(self.thumb_path(key, int(i)), data)
-
-    def drop_thumbs(self, key: str, ids: Any) -> None:
-        for i in ids:
-            try:
-                self.thumb_path(key, int(i)).unlink()
-            except OSError:
-                pass
+        yield People(self.get(key))
 
     @contextmanager
     def mutate(self, key: str) -> Iterator[Any]:
-        """Hold index ``key`` exclusively; the block changes it, and it is saved atomically after.
-
-        If the block raises after changing the index (or the save fails), the cached copy is
-        dropped, so that the next request reloads the last good save from disk.
-        """
-        self._require_known(key)
-        with self.lock(key):
-            index = self._load_locked(key)
-            before = (index.next_id, len(index))
-            try:
-                yield index
-                if (index.next_id, len(index)) != before:
-                    self._save_locked(key, index)
-            except BaseException:
-                if (index.next_id, len(index)) != before:
-                    self._cache.pop(key, None)
-                raise
-
-    def delete(self, key: str) -> None:
-        """Remove index ``key`` (its files, its Milvus collection); 404 when there is none."""
-        import shutil
-
-        self._require_known(key)
-        with self.lock(key):
-            path = self.path(key)
-            if not path.exists():
-                raise IndexNotFound(f"indexKey {key}: no such index")
-            if self.backend == "milvus":
-                try:
-                    index = self._load_locked(key)
-                    drop = getattr(index, "drop", None)
-                    if callable(drop):
-                        drop()
-                except Exception as exc:  # the files go anyway; the collection is then orphaned
-                    log.warning("index %s: dropping its Milvus collection failed: %s", key, exc)
-            self._cache.pop(key, None)
-            trash = path.with_name(f".{key}.deleted")
-            os.replace(path, trash)  # atomic: readers see the index or nothing
-            shutil.rmtree(trash, ignore_errors=True)
-            shutil.rmtree(self.thumb_root / key, ignore_errors=True)
-        from facefeat.utils import lock_path
-
-        for lock_file in (self._lock_file(key), lock_path(path), self.name_root / f"{key}.txt"):  # the server's and the index's own
-            try:
-                lock_file.unlink()
-            except OSError:
-                pass
+        """Gallery ``key`` (attached): each change in the block is one transaction."""
+        yield self.get(key)
 
     def update(self, key: str, fn: Callable[[Any], Any]) -> Any:
         with self.mutate(key) as index:
             return fn(index)
 
+    def delete(self, key: str) -> None:
+        """Remove gallery ``key`` (its database rows or directory, its Milvus collection); 404 when none."""
+        if not self._exists(key):
+            raise IndexNotFound(f"indexKey {key}: no such index")
+        index = self._cache.pop(key, None)
+        if self.backend == "milvus" and index is not None:
+            try:
+                drop = getattr(index, "drop", None)
+                if callable(drop):
+                    drop()
+            except Exception as exc:  # the gallery goes anyway; the collection is then orphaned
+                log.warning("index %s: dropping its Milvus collection failed: %s", key, exc)
+        if self.store_url is not None:
+            from facefeat.index.store import open_store
+
+            with open_store(self.store_url, key) as s:
+                s.drop()
+            return
+        if index is not None and index.store is not None:
+            index.store.close()
+        path = self.path(key)
+        trash = path.with_name(f".{key}.deleted")
+        os.replace(path, trash)  # atomic: readers see the gallery or nothing
+        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(self.thumb_root / key, ignore_errors=True)
+
     # -- listing -----------------------------------------------------------------------------------
     def keys(self) -> list[str]:
+        if self.store_url is not None:
+            from facefeat.index.pg_store import list_galleries
+
+            return sorted(k for k in list_galleries(self.store_url) if KEY_RE.fullmatch(k))
         try:
             names = os.listdir(self.index_root)
         except OSError:
             return []
-        return sorted(n for n in names if KEY_RE.fullmatch(n) and (self.index_root / n / "meta.json").is_file())
+        return sorted(n for n in names if KEY_RE.fullmatch(n) and self._exists(n))
 
     def summary(self, key: str) -> dict:
-        """Key, readable name, count and model from meta.json, without loading the index."""
-        meta = json.loads((self.path(key) / "meta.json").read_text(encoding="utf-8"))
-        return {"indexKey": key, "indexName": self.name(key), "imageCount": int(meta.get("count", 0)),
-                "model": meta.get("model_name")}
+        """Key, readable name, count and model of a gallery."""
+        index = self.get(key)
+        return {"indexKey": key, "indexName": index.display_name, "imageCount": len(index), "model": index.model_name}
