@@ -230,7 +230,7 @@ def test_service_storage_on_postgres(pg_url, tmp_path):
     idx = create_index(dim=DIM, model_name="m")
     idx.add(unit(2), ["x", "y"], records=[SampleRecord(crop=b"jpg"), None])
     key = a.create(a.new_key(), idx)
-    assert b.keys() == [key] and b.summary(key) == {"indexKey": key, "imageCount": 2, "model": "m"}
+    assert b.keys() == [key] and b.summary(key) == {"indexKey": key, "indexName": None, "imageCount": 2, "model": "m"}
     with b.people(key) as people:
         people.rename("x", "z")
     assert set(a.get(key).labels().values()) == {"z", "y"} and a.crop(key, 0) == (b"jpg", "jpeg")

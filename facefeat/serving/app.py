@@ -292,7 +292,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         index = svc.store.get(key)
         info = index.info()
         entries = [{"id": i, "label": lab} for i, lab in index.labels().items()]
-        return ok(request, {"indexKey": key, "indexName": svc.store.name(key), "imageCount": len(entries),
+        return ok(request, {"indexKey": key, "indexName": index.display_name, "imageCount": len(entries),
                             "model": info.get("model_name"),
                             "dim": int(info["dim"]), "backend": info["backend"], "metricType": info["metric_type"],
                             "indexType": info["index_type"], "entries": entries})
