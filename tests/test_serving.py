@@ -230,7 +230,7 @@ def test_add_info_remove(client, people):
 
 def test_index_name(client, people, storage):
     """A gallery built with ``indexName`` is listed and described by it (the web page shows it
-    instead of the key); blank or control-character names are 422; deleting the index drops it."""
+    instead of the key), kept in the gallery's metadata; blank or control-character names are 422."""
     pairs = [{"image": b64_file(people["Tony_Blair"][0]), "label": "Tony_Blair"}]
     res = _check_envelope(client.post("/face-recognition-index-build",
                                       json={"imageLabelPairs": pairs, "indexName": "  Front door "}), 200)["result"]
@@ -243,9 +243,12 @@ def test_index_name(client, people, storage):
     for bad in ("   ", "a\nb", "x" * 101, 7):
         _error(client.post("/face-recognition-index-build", json={"imageLabelPairs": pairs, "indexName": bad}),
                422, "indexName")
-    assert (storage / "names" / f"{key}.txt").read_text(encoding="utf-8") == "Front door"
+    from facefeat.index import open_store
+
+    with open_store(storage / "indexes" / key) as st:  # kept in the gallery's own metadata
+        assert st.meta()["name"] == "Front door"
     _check_envelope(client.post("/face-recognition-index-delete", json={"indexKey": key}), 200)
-    assert not (storage / "names" / f"{key}.txt").exists()
+    assert not (storage / "indexes" / key).exists()
 
 
 def test_gallery_rejects_faceless_images(client, people):
