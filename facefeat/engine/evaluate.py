@@ -31,6 +31,7 @@ from facefeat.data.formats import PairSet, read_pairs
 from facefeat.data.layout import DatasetLayout
 from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png, stratified_folds
 from facefeat.errors import ConfigError, DatasetError, InputError
+from facefeat.io.image import read_image
 from facefeat.utils import atomic_write_json, json_safe, l2_normalize
 
 log = logging.getLogger("facefeat")
@@ -60,21 +61,8 @@ KFOLD_MIN_PAIRS = 100
 # images -> features
 
 
-def _read_bgr(path: str) -> np.ndarray:
-    import cv2
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise DatasetError(f"{path}: not a decodable image")
-    return img
-
-
 def _read_chunk(paths: Sequence[str], idx: Sequence[int]) -> list[np.ndarray]:
-    return [_read_bgr(paths[i]) for i in idx]
+    return [read_image(paths[i]) for i in idx]
 
 
 def _as_predictor(model: Any, spec: Any = None, device: str = "cpu", batch_size: int = 64):

@@ -52,9 +52,10 @@ from facefeat.engine.checkpoint import (
     seed_all,
 )
 from facefeat.engine.distributed import DistContext, all_gather_object, barrier, parse_device, setup, teardown
-from facefeat.engine.evaluate import _read_bgr, embed_images, pair_scores, quick_verification
+from facefeat.engine.evaluate import embed_images, pair_scores, quick_verification
 from facefeat.engine.optim import WarmupCosine, build_optimizer, param_groups
 from facefeat.errors import ConfigError, DatasetError, WeightsError
+from facefeat.io.image import read_image
 from facefeat.models.heads import build_head
 from facefeat.registry import ModelSpec, get_spec
 from facefeat.runtime.model_dir import ModelMeta
@@ -108,7 +109,7 @@ class FaceTrainDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        x = preprocess_for_spec(self.spec, _read_bgr(self.paths[i]))
+        x = preprocess_for_spec(self.spec, read_image(self.paths[i]))
         return torch.from_numpy(x), self.labels[i]
 
 
@@ -282,7 +283,7 @@ def imprint_head(backbone: nn.Module, head: nn.Module, samples: Sequence[Sample]
     was_training = backbone.training
     try:
         pred = _predictor(backbone, spec, device, batch_size)
-        feats = np.concatenate([pred.embed([_read_bgr(p) for p in paths[i: i + batch_size]])
+        feats = np.concatenate([pred.embed([read_image(p) for p in paths[i: i + batch_size]])
                                 for i in range(0, len(paths), batch_size)])
     finally:
         backbone.train(was_training)

@@ -3,7 +3,6 @@ folder lock (with crash recovery under it) that every load and save of an index 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from facefeat.errors import FaceIndexError
+from facefeat.io.files import file_sha256
 from facefeat.utils import LockTimeout, dir_lock, needs_recovery, recover_dir
 
 #: the file whose presence marks a complete save (it holds the others' checksums)
@@ -18,8 +18,7 @@ META_FILE = "meta.json"
 
 
 def checksum(path: Path) -> str:
-    with open(path, "rb") as f:
-        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    return "sha256:" + file_sha256(path)
 
 
 def checksummed_files(directory: Path) -> list[str]:
