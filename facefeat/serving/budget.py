@@ -3,9 +3,11 @@
 Every request that decodes images gets a :class:`RequestBudget`: the total decoded pixels of all
 its images (checked from the headers before anything is decoded, 413) and a deadline (waiting for
 a pipeline past it is a 503, work that runs past it a 504). Decoding and inference happen while
-holding one of the service's pipelines, handed out by :class:`FairSlots`: one client (API key, or
-address without keys) holds at most ``per_client`` of them at once, and a freed pipeline goes to
-the waiting client that holds fewest, so a few heavy requests cannot starve a normal one.
+holding one of the service's pipelines, handed out by :class:`FairSlots`: a freed pipeline goes to
+the waiting client (API key, or address without keys) that holds fewest, so a few heavy requests
+of one client cannot starve another client's normal one (it waits for the first pipeline to free
+up, not for the heavy queue); optionally one client holds at most ``per_client`` at once. A lone
+client still gets every pipeline (the sharing costs nothing when nobody waits).
 """
 
 from __future__ import annotations

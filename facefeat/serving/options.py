@@ -86,7 +86,8 @@ class Settings:
     body_timeout_s: float = field(default=30.0, metadata=_opt(
         "a request body not received within this many seconds is a 408"))
     client_slots: int = field(default=0, metadata=_opt(
-        "pipelines one client (API key, or address) may hold at once (0: all but one)"))
+        "pipelines one client (API key, or address) may hold at once (0: no cap; a freed pipeline still goes "
+        "first to the waiting client holding fewest)"))
     feature_models: list = field(default_factory=list, metadata=_opt(
         "another zoo model for /face-feature-infer (repeatable)", flag="--feature-model", metavar="NAME"))
     det_threshold: Optional[float] = field(default=None, metadata=_opt("default detection threshold"))

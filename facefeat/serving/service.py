@@ -111,7 +111,7 @@ class Service:
                 p.detector.max_faces = s.max_faces
                 list(p.predict(np.zeros((64, 64, 3), np.uint8)))
                 self._pool.put(p)
-            self._slots = FairSlots(len(pipes), s.client_slots or max(1, len(pipes) - 1))
+            self._slots = FairSlots(len(pipes), s.client_slots or len(pipes))
         except Exception as exc:
             self.load_error = type(exc).__name__
             log.exception("facefeat serve: loading the models failed")
