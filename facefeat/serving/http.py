@@ -232,8 +232,10 @@ class RequestContextMiddleware:
                 return await self._send_json(send, 400, envelope(log_id, 400, "invalid Content-Length header"),
                                              log_id)
         if length is not None and length > self.max_body:
+            # a client that waits for "100 Continue" has sent no body: nothing to drain
+            expects = (_header(scope, b"expect") or "").lower() == "100-continue"
             return await self._send_json(send, 413, envelope(log_id, 413, self._too_large_msg(length)), log_id,
-                                         then_drain=receive)
+                                         then_drain=None if expects else receive)
 
         received = 0
         body_done = False
