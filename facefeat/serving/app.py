@@ -62,7 +62,7 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 from facefeat.serving import schemas as S  # noqa: E402
 from facefeat.results import _jsonable  # noqa: E402
 from facefeat.serving.errors import NotFound, PersonNotFound, ServingError  # noqa: E402
-from facefeat.serving.budget import client_id  # noqa: E402
+from facefeat.serving.budget import request_client  # noqa: E402
 from facefeat.serving.docs_page import install_docs  # noqa: E402
 from facefeat.serving.http import KeyRing, RequestContextMiddleware, UnknownFields, install_handlers, ok  # noqa: E402
 from facefeat.serving.options import Settings  # noqa: E402
@@ -152,10 +152,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         unknown.note(type(body).__name__, names)
 
     def budget(request: Request):
-        """The request's budget; fairness by API key, else by client address."""
-        auth = request.headers.get("authorization") or ""
-        key = request.headers.get("x-api-key") or (auth[7:].strip() if auth[:7].lower() == "bearer " else None)
-        return svc.budget(client_id(key, request.client.host if request.client else None))
+        return svc.budget(request_client(request))
 
     # -- endpoints ---------------------------------------------------------------------------------
     @app.get("/health", response_model=S.Envelope[S.HealthResult], tags=["service"], responses=_RESPONSES)

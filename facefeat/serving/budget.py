@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from facefeat.errors import LimitError
 from facefeat.serving.errors import ServiceBusy, ServingError
@@ -62,6 +62,13 @@ def client_id(api_key: str | None, address: str | None) -> str:
     if api_key:
         return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
     return "addr:" + (address or "?")
+
+
+def request_client(request: Any) -> str:
+    """:func:`client_id` of a Starlette request: its API key (``X-API-Key`` or bearer), else its address."""
+    auth = request.headers.get("authorization") or ""
+    key = request.headers.get("x-api-key") or (auth[7:].strip() if auth[:7].lower() == "bearer " else None)
+    return client_id(key, request.client.host if request.client else None)
 
 
 class FairSlots:
