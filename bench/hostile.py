@@ -102,9 +102,9 @@ def scan_bomb(side: int, repeats: int) -> bytes:
 
 
 def faceless(side: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    small = (rng.random((side // 50, side // 50, 3)) * 255).astype(np.uint8)
-    return png(cv2.resize(small, (side, side), interpolation=cv2.INTER_LINEAR))
+    rng = np.random.default_rng(seed)  # flat blocks: a few hundred KB as PNG, full size when decoded
+    small = (rng.random((side // 100, side // 100, 3)) * 255).astype(np.uint8)
+    return png(cv2.resize(small, (side, side), interpolation=cv2.INTER_NEAREST))
 
 
 def collage(side: int, n: int) -> bytes:
