@@ -6,7 +6,6 @@ and workers that leave with their master."""
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import os
@@ -14,7 +13,6 @@ import re
 import signal
 import socket
 import threading
-import time
 
 import cv2
 import httpx
