@@ -410,7 +410,7 @@ def test_internal_errors_are_500_without_traceback(server, client, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("secret detail from deep inside")
 
-    monkeypatch.setattr(svc, "decode_image", boom)
+    monkeypatch.setattr(svc, "image_bytes", boom)
     msg = _error(client.post("/face-recognition-infer", json={"image": "AAAA"}), 500, "internal server error")
     assert "secret" not in msg
 

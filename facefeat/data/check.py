@@ -32,6 +32,8 @@ import numpy as np
 
 from facefeat.data.formats import Problem, parse_label_file, parse_pair_label_file
 from facefeat.data.layout import DatasetLayout
+from facefeat.errors import InputError
+from facefeat.io.image import decode_image_bytes, image_header, read_image, read_image_file
 from facefeat.utils import atomic_dir, atomic_write_json
 
 __all__ = ["check_dataset", "inspect_image", "draw_histogram"]
@@ -44,39 +46,23 @@ STATS_SAMPLE = 256  # images decoded for pixel mean/std
 
 
 def inspect_image(path: str, full_decode: bool = False) -> dict:
-    """Open an image's header (PIL) - or decode it fully - and return size/mode or an error."""
-    from PIL import Image, UnidentifiedImageError
-
+    """An image's size and mode from its header (:func:`facefeat.io.image_header`) - and, with
+    ``full_decode``, a full decode by the one reader - or an error."""
     p = Path(path)
     if not p.exists():
         return {"error": "image not found"}
     if p.is_dir():
         return {"error": "is a directory, not an image"}
     try:
-        if full_decode:
-            import cv2
-
-            data = np.fromfile(str(p), dtype=np.uint8)
-            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-            if img is None:
-                return {"error": "cannot decode image (corrupt or not an image)"}
-            h, w = img.shape[:2]
-            ch = 1 if img.ndim == 2 else img.shape[2]
-            mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(ch, f"{ch}ch")
-            return {"width": int(w), "height": int(h), "mode": mode}
-        with Image.open(p) as im:
-            w, h = im.size
-            mode = im.mode
-            fmt = im.format
-            if fmt == "PNG":
-                im.verify()  # CRC checks; cheap for PNG
+        data = read_image_file(p, p.name)
+        w, h, mode = image_header(data, p.name)
         if w <= 0 or h <= 0:
             return {"error": f"image has an empty size {w}x{h}"}
-        return {"width": int(w), "height": int(h), "mode": mode}
-    except UnidentifiedImageError:
-        return {"error": "not an image file (unrecognised format)"}
-    except Exception as exc:  # truncated headers, PIL decompression-bomb errors, ...
-        return {"error": f"unreadable image ({type(exc).__name__}: {exc})"}
+        if full_decode:
+            decode_image_bytes(data, p.name)
+    except InputError as exc:
+        return {"error": str(exc).removeprefix(f"{p.name}: ")}
+    return {"width": int(w), "height": int(h), "mode": mode or "unknown"}
 
 
 def _inspect_all(paths: list[str], full_decode: bool, workers: int) -> dict[str, dict]:
@@ -90,16 +76,15 @@ def _inspect_all(paths: list[str], full_decode: bool, workers: int) -> dict[str,
 
 def _pixel_stats(paths: list[str]) -> dict | None:
     """Per-channel mean/std (RGB order, 0..255) over up to STATS_SAMPLE decoded images."""
-    import cv2
-
     sums = np.zeros(3)
     sqs = np.zeros(3)
     n = 0
     used = 0
     gray = 0  # images whose three channels are identical (grey stored as colour)
     for p in paths:
-        img = cv2.imdecode(np.fromfile(p, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
+        try:
+            img = read_image(p)
+        except InputError:
             continue
         if np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
             gray += 1

@@ -72,7 +72,7 @@ def _model_identity(model: str | None, weights: Any, model_dir: Any, backend: st
     """Load the model once in the driver (CPU): canonical name, dim and a hash of its weights.
     This also fills the model cache before workers start, so they do not convert it concurrently."""
     from facefeat.predict.predictor import create_model
-    from facefeat.weights.sources import file_sha256
+    from facefeat.io.files import file_sha256
 
     pred = create_model(model if model_dir is None else None, weights, model_dir=model_dir, backend=backend,
                         precision=precision or "auto", device="cpu", num_threads=1)

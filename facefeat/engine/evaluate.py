@@ -35,6 +35,7 @@ from facefeat.engine.calibration import calibrate_pairs
 from facefeat.engine.distributed import single_device
 from facefeat.engine.verification import best_threshold, evaluate_pairs, save_roc_png, stratified_folds
 from facefeat.errors import ConfigError, DatasetError, InputError
+from facefeat.io.image import read_image
 from facefeat.predict.predictor import FeaturePredictor, create_model
 from facefeat.registry import get_spec, list_models
 from facefeat.runtime.model_dir import ModelMeta
@@ -70,22 +71,9 @@ KFOLD_MIN_PAIRS = 100
 # images -> features
 
 
-def _read_bgr(path: str) -> np.ndarray:
-    import cv2
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise DatasetError(f"{path}: not a decodable image")
-    return img
-
-
 def _read_chunk(paths: Sequence[str], idx: Sequence[int], aligner: Any = None,
                 stats: dict | None = None) -> list[np.ndarray]:
-    imgs = [_read_bgr(paths[i]) for i in idx]
+    imgs = [read_image(paths[i]) for i in idx]
     if aligner is None:
         return imgs
     out, aligned, missing = [], 0, []
@@ -287,7 +275,7 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
         from facefeat.vision.photo import PhotoAligner, not_aligned_warning
 
         size = getattr(getattr(predictor, "meta", None), "input_size", (112, 112))
-        first = _read_bgr(images[0])
+        first = read_image(images[0])
         if not PhotoAligner(size).is_aligned(first):
             log.warning("%s", not_aligned_warning(str(images[0]), first, size, len(images)))
     labels = ps.labels

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from facefeat.data.formats import Sample
-from facefeat.engine.evaluate import _read_bgr
+from facefeat.io.image import read_image
 from facefeat.engine.train_data import backbone_predictor
 from facefeat.registry import ModelSpec
 from facefeat.weights import resolver
@@ -68,7 +68,7 @@ def imprint_head(backbone: nn.Module, head: nn.Module, samples: Sequence[Sample]
     was_training = backbone.training
     try:
         pred = backbone_predictor(backbone, spec, device, batch_size)
-        feats = np.concatenate([pred.embed([_read_bgr(p) for p in paths[i: i + batch_size]])
+        feats = np.concatenate([pred.embed([read_image(p) for p in paths[i: i + batch_size]])
                                 for i in range(0, len(paths), batch_size)])
     finally:
         backbone.train(was_training)

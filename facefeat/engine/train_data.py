@@ -15,7 +15,7 @@ from facefeat.config import Config
 from facefeat.data.formats import PairSet, Sample, read_label_file, read_pairs
 from facefeat.data.layout import DatasetLayout
 from facefeat.engine.distributed import DistContext
-from facefeat.engine.evaluate import _read_bgr
+from facefeat.io.image import read_image
 from facefeat.errors import ConfigError, DatasetError
 from facefeat.predict.predictor import FeaturePredictor, preprocess_images
 from facefeat.registry import ModelSpec
@@ -42,7 +42,7 @@ class FaceTrainDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        x = preprocess_for_spec(self.spec, _read_bgr(self.paths[i]))
+        x = preprocess_for_spec(self.spec, read_image(self.paths[i]))
         return torch.from_numpy(x), self.labels[i]
 
 

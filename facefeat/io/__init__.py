@@ -3,9 +3,12 @@
 from facefeat.io.image import (
     IMAGE_EXTENSIONS,
     MAX_IMAGE_PIXELS,
+    MAX_JPEG_SCANS,
     ImageItem,
+    as_bgr,
     decode_image_bytes,
     expand_inputs,
+    image_size,
     iter_images,
     read_image,
 )
@@ -13,9 +16,12 @@ from facefeat.io.image import (
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS",
+    "MAX_JPEG_SCANS",
     "ImageItem",
+    "as_bgr",
     "decode_image_bytes",
     "expand_inputs",
+    "image_size",
     "iter_images",
     "read_image",
 ]

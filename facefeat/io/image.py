@@ -5,7 +5,9 @@ a name for results (``input_path``). Errors are :class:`~facefeat.errors.InputEr
 input that failed and why. Memory is bounded before anything is decoded: the format is sniffed as
 OpenCV will pick it and the size read from its header (:func:`image_size`); an unknown format, a
 header without a size, or a size over ``max_pixels`` is refused (:class:`~facefeat.errors.LimitError`
-for limits), as are files over :data:`MAX_IMAGE_FILE_BYTES`.
+for limits), as are files over :data:`MAX_IMAGE_FILE_BYTES` and JPEGs with more than
+:data:`MAX_JPEG_SCANS` scans (a "scan bomb": a small progressive JPEG whose scans repeat costs
+seconds per repeat to decode). Every decoder failure is an InputError naming the input.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".
 MAX_IMAGE_PIXELS = int(os.environ.get("FACEFEAT_MAX_IMAGE_PIXELS", 64_000_000))
 #: image files larger than this many bytes are refused before being read (override by env var)
 MAX_IMAGE_FILE_BYTES = int(os.environ.get("FACEFEAT_MAX_IMAGE_FILE_BYTES", 512 * 1024 * 1024))
+#: a JPEG with more scans (SOS markers) than this is refused before decoding; a progressive JPEG
+#: has about 10, a baseline one 1 (override by env var)
+MAX_JPEG_SCANS = int(os.environ.get("FACEFEAT_MAX_JPEG_SCANS", 64))
 URL_TIMEOUT_S = 20.0
 MAX_URL_BYTES = 50 * 1024 * 1024
 
@@ -102,7 +107,8 @@ def _netpbm_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _pam_size(data: bytes) -> tuple[int, int] | None:
-    head = data[:4096].split(b"ENDHDR")[0]
+    """``P7`` header: ``WIDTH``/``HEIGHT`` lines up to ``ENDHDR`` (``#`` comments are not read)."""
+    head = re.sub(rb"#[^\n]*", b" ", data[:4096].split(b"ENDHDR")[0])
     w = re.search(rb"\bWIDTH\s+(\d+)", head)
     h = re.search(rb"\bHEIGHT\s+(\d+)", head)
     return (int(w.group(1)), int(h.group(1))) if w and h else None
@@ -118,8 +124,52 @@ def _hdr_size(data: bytes) -> tuple[int, int] | None:
     return (b, a) if m.group(2) == b"Y" else (a, b)
 
 
-def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int]:
-    """``(width, height)`` from the header alone, for every format OpenCV decodes (bomb guard).
+#: a JPEG marker inside entropy-coded data: 0xFF then neither a stuffed 0x00, a fill 0xFF nor RSTn
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_scan_count(data: bytes, stop_after: int | None = None) -> int:
+    """Number of scans (SOS segments) in a JPEG stream, walking its segments as a decoder does
+    (an EXIF thumbnail inside APP1 is not counted). Stops counting at ``stop_after``."""
+    pos, n, size = 2, 0, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            m = _JPEG_MARKER.search(data, pos)
+            if m is None:
+                break
+            pos = m.start()
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill bytes before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length field
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        pos += 2 + length
+        if marker == 0xDA:  # SOS: header, then entropy-coded data up to the next marker
+            n += 1
+            if stop_after is not None and n >= stop_after:
+                break
+            m = _JPEG_MARKER.search(data, pos)
+            if m is None:
+                break
+            pos = m.start()
+    return n
+
+
+def _check_jpeg_scans(data: bytes, name: str) -> None:
+    n = jpeg_scan_count(data, stop_after=MAX_JPEG_SCANS + 1)
+    if n > MAX_JPEG_SCANS:
+        raise LimitError(f"{name}: JPEG has more than {MAX_JPEG_SCANS} scans (a normal progressive JPEG has "
+                         "about 10); refused as a decoding-cost bomb (FACEFEAT_MAX_JPEG_SCANS)")
+
+
+def image_header(data: bytes, name: str = "<bytes>") -> tuple[int, int, str | None]:
+    """``(width, height, mode)`` from the header alone, for every format OpenCV decodes (bomb
+    guard); ``mode`` is Pillow's (``"RGB"``, ``"L"``, ...) where Pillow reads the header, else None.
 
     Raises InputError when the bytes are no known image format or the header does not give the
     size, and LimitError when Pillow's own decompression-bomb check trips.
@@ -128,14 +178,14 @@ def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int]:
 
     fmt = sniff_format(data)
     if fmt is None:
-        raise InputError(f"{name}: cannot decode as an image: unknown format (not JPEG, PNG, BMP, WebP, TIFF, GIF, ...)")
-    size = None
+        raise InputError(f"{name}: cannot decode as an image: unknown format, not an image (not JPEG, PNG, BMP, WebP, TIFF, GIF, ...)")
+    size, mode = None, None
     if fmt in _PIL_FORMATS:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # bomb warnings (we check the size), corrupt-EXIF notes
                 with Image.open(io.BytesIO(data), formats=_PIL_FORMATS[fmt]) as im:
-                    size = tuple(im.size)
+                    size, mode = tuple(im.size), im.mode
         except Image.DecompressionBombError as exc:
             raise LimitError(f"{name}: image is far above the pixel limit ({exc})") from None
         except Exception:  # Pillow cannot parse this variant: fall back to the simple headers below
@@ -157,26 +207,39 @@ def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int]:
             size = None
     if size is None:
         raise InputError(f"{name}: cannot decode as an image: its {fmt} header is corrupt or truncated (no image size)")
-    return int(size[0]), int(size[1])
+    return int(size[0]), int(size[1]), mode
+
+
+def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int]:
+    """``(width, height)`` from the header alone (see :func:`image_header`)."""
+    w, h, _mode = image_header(data, name)
+    return w, h
 
 
 def decode_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int | None = None) -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, ...) to BGR uint8, refusing non-images and bombs:
-    the size is read from the header and checked before anything is decoded."""
+    the size is read from the header and checked (and a JPEG's scans counted) before anything is
+    decoded; a decoder failure is an InputError naming ``name``."""
     if not data:
         raise InputError(f"{name}: empty data, not an image")
     w, h = image_size(data, name)
     _check_pixels(h, w, name, max_pixels)
+    if data[:3] == b"\xff\xd8\xff":
+        _check_jpeg_scans(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a truncated PFM, a netpbm comment OpenCV cannot parse
+        msg = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name}: cannot decode as an image: the decoder failed ({msg})") from None
     if img is None:
         raise InputError(f"{name}: cannot decode as an image (not an image file, or corrupt)")
     _check_pixels(img.shape[0], img.shape[1], name, max_pixels)
     return img
 
 
-def _from_array(arr: np.ndarray, name: str, max_pixels: int | None = None) -> np.ndarray:
-    """Any image-like array -> contiguous uint8 BGR. Floats in 0..1 are scaled to 0..255 (floats
+def as_bgr(arr: np.ndarray, name: str = "<ndarray>", max_pixels: int | None = None) -> np.ndarray:
+    """Any image-like array -> contiguous uint8 BGR (the one array check of every reader). Floats in 0..1 are scaled to 0..255 (floats
     above 1 are taken as 0..255); integers must lie in 0..255. Gray and BGRA are converted."""
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{name}: expected a numpy array, got {type(arr).__name__}")
@@ -219,10 +282,28 @@ def _from_pil(img: Any, name: str, max_pixels: int | None = None) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
+def read_image_file(path: str | os.PathLike, name: str | None = None) -> bytes:
+    """The bytes of an image file: a regular file (a FIFO, socket or device is refused without
+    blocking, a symlink loop named as one), at most :data:`MAX_IMAGE_FILE_BYTES` (checked before
+    reading)."""
+    label = name or str(path)
+    problem = file_problem(Path(path))  # before opening: a FIFO would block forever
+    if problem:
+        raise InputError(f"{label}: {problem}")
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise LimitError(f"{label}: file is {size:,} bytes, above the limit of {MAX_IMAGE_FILE_BYTES:,} "
+                         "for an image file (FACEFEAT_MAX_IMAGE_FILE_BYTES)")
+    return read_regular_file(path, MAX_IMAGE_FILE_BYTES, label)  # non-blocking: a swapped-in FIFO cannot hang
+
+
 def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Read one image (path, URL, bytes, ndarray or PIL image) as a BGR uint8 array."""
     if isinstance(x, np.ndarray):
-        return _from_array(x, name or "<ndarray>", max_pixels)
+        return as_bgr(x, name or "<ndarray>", max_pixels)
     if isinstance(x, (bytes, bytearray, memoryview)):
         return decode_image_bytes(bytes(x), name or "<bytes>", max_pixels)
     if _is_url(x):
@@ -233,20 +314,9 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)
         label = name or str(x)
-        problem = file_problem(path)  # before opening: a FIFO would block forever
-        if problem == "is a directory":
+        if file_problem(path) == "is a directory":
             raise InputError(f"{label}: is a directory; pass it to predict() to read every image in it")
-        if problem:
-            raise InputError(f"{label}: {problem}")
-        try:
-            size = path.stat().st_size
-            if size > MAX_IMAGE_FILE_BYTES:
-                raise LimitError(f"{label}: file is {size:,} bytes, above the limit of {MAX_IMAGE_FILE_BYTES:,} "
-                                 "for an image file (FACEFEAT_MAX_IMAGE_FILE_BYTES)")
-        except OSError as exc:
-            raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from exc
-        data = read_regular_file(path, MAX_IMAGE_FILE_BYTES, label)  # non-blocking: a swapped-in FIFO cannot hang
-        return decode_image_bytes(data, label, max_pixels)
+        return decode_image_bytes(read_image_file(path, label), label, max_pixels)
     if type(x).__module__.startswith("PIL."):
         return _from_pil(x, name or "<PIL.Image>", max_pixels)
     raise InputError(

@@ -15,6 +15,7 @@ from facefeat.io import expand_inputs, read_image
 from facefeat.io.image import iter_batches
 from facefeat.predict.result import FeatureResult
 from facefeat.registry import get_spec
+from facefeat.runtime.compiled_cache import degenerate_reason
 from facefeat.runtime.model_dir import ModelMeta, read_model_dir
 from facefeat.runtime.runners import create_runner, resolve_runtime
 from facefeat.runtime.torch_runner import TorchRunner  # noqa: F401 - moved to facefeat.runtime; kept importable
@@ -108,9 +109,10 @@ class FeaturePredictor:
         bs = batch_size or self.batch_size
         outs = [self.runner(self.preprocess(chunk)) for chunk in iter_batches(imgs, bs)]
         feats = np.concatenate(outs) if outs else np.zeros((0, self.embedding_size), np.float32)
-        if not np.isfinite(feats).all():
+        reason = degenerate_reason(feats)
+        if reason is not None:
             where = self.model_dir or self.model_name
-            raise WeightsError(f"{where}: the model produced NaN/inf features (corrupted weights?); "
+            raise WeightsError(f"{where}: the model produced {reason} (corrupted weights?); "
                                "re-export or re-download the model")
         return feats
 

@@ -80,7 +80,7 @@ class ModelMeta(HasPreprocess):
 
 @lru_cache(maxsize=64)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    from facefeat.weights.sources import file_sha256
+    from facefeat.io.files import file_sha256
 
     return file_sha256(path)
 

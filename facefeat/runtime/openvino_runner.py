@@ -1,7 +1,8 @@
 """OpenVINO runner: the cached ``inference.onnx`` compiled for the CPU in fp32, bf16 or int8.
 
 Compiled models are kept in OpenVINO's model cache (``$FACEFEAT_HOME/openvino/<onnx sha256>``),
-so a restart loads the compiled blob instead of compiling again. Each thread gets its own infer
+so a restart loads the compiled blob instead of compiling again; the cache is verified (checksums
+and a reference feature, :mod:`facefeat.runtime.compiled_cache`). Each thread gets its own infer
 request, so one runner may be shared by many threads.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from facefeat.errors import WeightsError
+from facefeat.runtime.compiled_cache import probe_input, verified_compile
 from facefeat.runtime.devices import DeviceSpec
 from facefeat.runtime.onnx_runner import default_threads
 from facefeat.runtime.sigstack import keep_sigaltstack
@@ -24,6 +26,16 @@ INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 def openvino_cache_dir(key: str) -> Path:
     return cache_dir() / "openvino" / key
+
+
+def _probe(compiled) -> np.ndarray:
+    """Raw features of a compiled model for the fixed probe input (batch 1)."""
+    shape = [1 if d.is_dynamic else d.get_length() for d in compiled.input(0).get_partial_shape()]
+    with keep_sigaltstack():
+        req = compiled.create_infer_request()
+        out = req.infer({0: probe_input(tuple(shape))})
+    res = out[0] if not hasattr(out, "to_tuple") else out.to_tuple()[0]
+    return np.asarray(res).reshape(1, -1).copy()
 
 
 class OpenVINORunner:
@@ -47,13 +59,18 @@ class OpenVINORunner:
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
         }
-        if cache:
-            # one cache folder per ONNX content: a re-exported file at the same path never meets a stale blob
-            key = (cache_key or onnx_sha256(self.path))[:16]
-            config["CACHE_DIR"] = str(openvino_cache_dir(key))
-        try:
+        def compile_model():
             with keep_sigaltstack():  # see facefeat.runtime.sigstack
-                self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+                return ov.Core().compile_model(str(self.path), "CPU", config)
+
+        try:
+            if cache:
+                # one cache folder per ONNX content: a re-exported file at the same path never meets a stale blob
+                folder = openvino_cache_dir((cache_key or onnx_sha256(self.path))[:16])
+                config["CACHE_DIR"] = str(folder)
+                self.compiled = verified_compile(folder, compile_model, _probe, str(self.path))
+            else:
+                self.compiled = compile_model()
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WeightsError(f"{self.path}: OpenVINO cannot read or compile this model ({first[:300]})") from exc

@@ -11,8 +11,8 @@ from facefeat.errors import InputError, WeightsError
 from facefeat.registry import ModelSpec
 from facefeat.runtime.model_dir import MODEL_FILE, META_FILE, ModelMeta, read_model_dir, write_model_meta
 from facefeat.utils import atomic_dir, cache_dir
+from facefeat.io.files import file_sha256
 from facefeat.weights.ref import WeightsRef
-from facefeat.weights.sources import file_sha256
 
 log = logging.getLogger("facefeat")
 

@@ -63,11 +63,14 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 from facefeat.serving import schemas as S  # noqa: E402
 from facefeat.results import _jsonable  # noqa: E402
 from facefeat.serving.errors import NotFound, PersonNotFound, ServingError  # noqa: E402
-from facefeat.serving.http import KeyRing, RequestContextMiddleware, install_handlers, ok  # noqa: E402
+from facefeat.serving.budget import request_client  # noqa: E402
+from facefeat.serving.docs_page import install_docs  # noqa: E402
+from facefeat.serving.http import KeyRing, RequestContextMiddleware, UnknownFields, install_handlers, ok  # noqa: E402
 from facefeat.serving.options import Settings  # noqa: E402
 from facefeat.serving.service import Service  # noqa: E402
 from facefeat.serving.storage import check_key  # noqa: E402
 from facefeat.events import serving as events  # noqa: E402
+from facefeat.serving.workers import PROTOCOL, exit_with_parent, set_header_timeout  # noqa: E402
 
 log = logging.getLogger("facefeat.serving")
 
@@ -81,11 +84,14 @@ ERRORS = {
     403: "the API key is read-only",
     404: "unknown indexKey, person (label) or sample thumbnail",
     409: "index/model mismatch or corrupt index",
-    507: "the disk holding the galleries is full; nothing of the change was saved",
-    413: "a limit exceeded: body size, image pixels, images per request, downloaded bytes",
-    422: "malformed body; errorMsg is the JSON list of problems",
+    408: "the request body was not received within body_timeout_s",
+    413: "a limit exceeded: body size, image pixels (per image, per request), images per request, downloaded bytes",
+    422: "malformed body (errorMsg is the JSON list of problems), or too many unknown fields",
     500: "internal error (no traceback is sent; the server log has it under the logId)",
-    503: "not ready (models loading), too many image downloads at once, or the gallery database unavailable",
+    503: "not ready (models loading), too many image downloads at once, no pipeline free before the deadline, "
+         "or the gallery database unavailable",
+    504: "the request's work ran past request_timeout_s",
+    507: "the disk holding the galleries is full; nothing of the change was saved",
 }
 _RESPONSES = {code: {"model": S.ErrorEnvelope, "description": text} for code, text in ERRORS.items()}
 #: documents the key in the OpenAPI document (and /docs' Authorize button); the middleware checks it
@@ -117,8 +123,8 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
     settings = settings.resolved()
     svc = Service(settings)
     keys = KeyRing(settings.keys())
-    seen_extra: set[str] = set()
-    extra_lock = threading.Lock()
+    unknown = UnknownFields(settings.max_unknown_fields)
+    set_header_timeout(settings.header_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -131,25 +137,26 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
 
     app = FastAPI(title="facefeat face recognition service", version=_version(), lifespan=lifespan,
                   description="PaddleX-compatible face recognition pipeline: face features, gallery indexes, "
-                              "recognition. Errors: the envelope with errorCode = HTTP status.")
+                              "recognition. Errors: the envelope with errorCode = HTTP status.",
+                  docs_url=None, redoc_url=None)
     app.state.service = svc
     app.state.settings = settings
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,
-                       allowed_hosts=settings.allowed_hosts, keys=keys, required_role=required_role)
+                       allowed_hosts=settings.allowed_hosts, keys=keys, required_role=required_role,
+                       body_timeout_s=settings.body_timeout_s)
     install_handlers(app, lambda: [str(svc.store.root), str(Path(settings.storage_dir))])
 
     def ignored_fields(body: Any, where: str = "") -> None:
-        """Unknown (and documented-unused) fields are ignored; each name is logged once."""
+        """Unknown (and documented-unused) fields are ignored (:class:`~facefeat.serving.http.UnknownFields`)."""
         names = [where + k for k in (body.model_extra or {})]
         if getattr(body, "hammingRadius", None) is not None:
             names.append("hammingRadius")
         for p in getattr(body, "imageLabelPairs", None) or []:
             names += [f"imageLabelPairs[].{k}" for k in (p.model_extra or {})]
-        with extra_lock:
-            new = [n for n in names if n not in seen_extra]
-            seen_extra.update(new)
-        if new:
-            log.warning("%s: ignoring fields facefeat does not use: %s", type(body).__name__, ", ".join(new[:10]))
+        unknown.note(type(body).__name__, names)
+
+    def budget(request: Request):
+        return svc.budget(request_client(request))
 
     # -- endpoints ---------------------------------------------------------------------------------
     @app.get("/health", response_model=S.Envelope[S.HealthResult], tags=["service"], responses=_RESPONSES)
@@ -173,8 +180,10 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
             if predictor is None:
                 raise ServingError(f"model {name[:64]!r} is not loaded on this server; loaded: "
                                    f"{', '.join(svc.predictors)}")
-        img = svc.decode_image(body.image, "image")
-        feat = predictor.embed([img], flip=body.flip)[0]
+        bud = budget(request)
+        data = svc.image_bytes(body.image, "image", bud)
+        with svc.pipeline(bud):
+            feat = predictor.embed([svc.decode(data, "image")], flip=body.flip)[0]
         return ok(request, {"feature": feat.tolist(), "model": predictor.model_name,
                             "dim": int(predictor.embedding_size)})
 
@@ -187,7 +196,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         svc.require_ready()
         ignored_fields(body)
         predictor = svc.predictor
-        g = svc.gallery_features(body.imageLabelPairs, body.quality)
+        g = svc.gallery_features(body.imageLabelPairs, body.quality, budget=budget(request))
         key = svc.store.new_key()
         index = create_index(backend=svc.store.backend, dim=predictor.embedding_size,
                              metric_type=body.metricType or "IP", index_type=body.indexType or None,
@@ -207,7 +216,7 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         key = check_key(body.indexKey)
         svc.store.get(key)  # 404 before the (slow) embedding
         predictor = svc.predictor
-        g = svc.gallery_features(body.imageLabelPairs, body.quality)
+        g = svc.gallery_features(body.imageLabelPairs, body.quality, budget=budget(request))
         from facefeat.pipeline.enrol import add_gallery
 
         with svc.store.mutate(key) as index:
@@ -256,10 +265,12 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         svc.require_ready()
         ignored_fields(body)
         index = svc.store.get(check_key(body.indexKey)) if body.indexKey is not None else None
-        img = svc.decode_image(body.image, "image")
+        bud = budget(request)
+        data = svc.image_bytes(body.image, "image", bud)
         # detectors are cached per threshold: round it so that clients cannot grow the cache unboundedly
         det_thr = None if body.detThreshold is None else round(float(body.detThreshold), 2)
-        with svc.pipeline() as pipe:
+        with svc.pipeline(bud) as pipe:
+            img = svc.decode(data, "image")
             res = next(iter(pipe.predict(img, index=index, det_threshold=det_thr,
                                          rec_threshold=body.recThreshold, rec_topk=body.topk,
                                          far=body.far, fpir=body.fpir, per_person=bool(body.perPerson))))
@@ -276,7 +287,9 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
                 face["sampleIds"] = [int(i) for i in b.get("sample_ids") or []]
             faces.append(face)
         op = _jsonable(res.get("operating_point") or {})
-        out: dict = {"faces": faces, "image": None, "threshold": op.get("threshold"), "operatingPoint": op}
+        bud.check("while recognising the faces")
+        out: dict = {"faces": faces, "image": None, "threshold": op.get("threshold"), "operatingPoint": op,
+                     "facesCapped": len(faces) >= settings.max_faces}
         events.recognized(svc.events, request, body.indexKey, faces, img, op)
         if vis is not None:
             okk, buf = cv2.imencode(".jpg", vis, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -325,12 +338,16 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
 
             if body.label not in People(index):
                 raise PersonNotFound(f"no person {body.label[:64]!r} in index {body.indexKey}")
-        img1 = svc.decode_image(body.image1, "image1")
-        img2 = svc.decode_image(body.image2, "image2") if body.image2 is not None else None
+        bud = budget(request)
+        data1 = svc.image_bytes(body.image1, "image1", bud)
+        data2 = svc.image_bytes(body.image2, "image2", bud) if body.image2 is not None else None
         det_thr = None if body.detThreshold is None else round(float(body.detThreshold), 2)
-        with svc.pipeline() as pipe:
+        with svc.pipeline(bud) as pipe:
+            img1 = svc.decode(data1, "image1")
+            img2 = svc.decode(data2, "image2") if data2 is not None else None
             res = pipe.verify(img1, img2, person=body.label, index=index, rec_threshold=body.recThreshold,
                               far=body.far, det_threshold=det_thr, names=("image1", "image2"))
+        bud.check("while verifying")
         r = _jsonable(dict(res))
         for side, what in zip(r["faces"], ("image1", "image2")):
             if side.get("input") not in ("feature", "person"):
@@ -358,7 +375,8 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         key = check_key(body.indexKey)
         svc.store.get(key)  # 404 before the (slow) embedding
         predictor = svc.predictor
-        g = svc.gallery_features([(im, body.label) for im in body.images], body.quality, field="images")
+        g = svc.gallery_features([(im, body.label) for im in body.images], body.quality, field="images",
+                                 budget=budget(request))
         from facefeat.pipeline.enrol import add_gallery
 
         with svc.store.mutate(key) as index:
@@ -413,6 +431,8 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         return Response(content=crop[0], media_type=f"image/{crop[1]}", headers={"Cache-Control": "private, no-cache"})
 
     # -- the web page --------------------------------------------------------------------------------
+    install_docs(app, app.title)
+
     @app.get("/", include_in_schema=False)
     def index_page():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
@@ -450,6 +470,7 @@ def create_app_from_env() -> FastAPI:
     raw = os.environ.get(ENV_CONFIG)
     if not raw:
         raise InputError(f"${ENV_CONFIG} is not set; it holds the serve Settings as JSON")
+    exit_with_parent()  # a worker process: leave with the master (kill -9 of the master included)
     return create_app(Settings.from_json(raw))
 
 
@@ -483,12 +504,12 @@ def serve(settings: Settings | None = None, **fields: Any) -> None:
         log.warning(msg)
         print(msg, file=sys.stderr, flush=True)
     if s.workers == 1:
-        uvicorn.run(create_app(s), host=s.host, port=int(s.port), log_level=s.log_level)
+        uvicorn.run(create_app(s), host=s.host, port=int(s.port), log_level=s.log_level, http=PROTOCOL)
         return
     events.check_targets(s)  # bad event URLs / credentials fail here, once, not in every worker
     os.environ[ENV_CONFIG] = s.to_json()
     uvicorn.run("facefeat.serving.app:create_app_from_env", factory=True, host=s.host, port=int(s.port),
-                workers=s.workers, log_level=s.log_level)
+                workers=s.workers, log_level=s.log_level, http=PROTOCOL)
 
 
 def main(argv: list[str] | None = None) -> int:

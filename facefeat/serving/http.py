@@ -1,13 +1,15 @@
 """HTTP plumbing of the service: the PaddleX envelope, the request middleware (logId, trusted
-hosts, API keys, body limit) and the exception handlers (status by exception type, never a
-traceback, never an absolute server path)."""
+hosts, API keys, body limit and body read timeout, HEAD on GET routes, framing headers) and the
+exception handlers (status by exception type, never a traceback, never an absolute server path)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import re
+import threading
 import uuid
 from typing import Any, Callable, Iterable, Optional
 
@@ -24,6 +26,11 @@ log = logging.getLogger("facefeat.serving")
 #: a request over the body limit is read (and discarded) up to this much more, so that the client,
 #: which is still sending, gets to read the 413 instead of a reset connection
 DRAIN_BYTES = 32 * 1024 * 1024
+#: ... and for at most this long, after the 413 has been sent
+DRAIN_SECONDS = 2.0
+#: on every response: no framing by other sites (clickjacking), no content-type sniffing
+SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
+                    (b"x-content-type-options", b"nosniff")]
 _ABS_PATH = re.compile(r"(?<![\w.:/~-])(?:/[^\s'\"():,;/]+){2,}/?")
 
 
@@ -62,6 +69,55 @@ class KeyRing:
         return found
 
 
+class TooManyFields(ServingError):
+    """A request body with an absurd number of unknown fields."""
+
+    status = 422
+
+
+def log_safe(text: str, limit: int = 64) -> str:
+    """``text`` for a log line: control characters and non-ASCII escaped (no forged lines or
+    terminal escapes), at most ``limit`` characters of it."""
+    cut = text[:limit]
+    return cut.encode("unicode_escape").decode("ascii") + ("..." if len(text) > limit else "")
+
+
+class UnknownFields:
+    """Unknown request fields are ignored and each name is logged once, escaped; the names kept
+    for "once" are bounded (:attr:`REMEMBERED`), and a body with more than ``limit`` unknown
+    fields is refused (422) - they cost memory to parse and are no client's honest mistake."""
+
+    REMEMBERED = 1024
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._full_noted = False
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def note(self, what: str, names: list[str]) -> None:
+        if len(names) > self.limit:
+            raise TooManyFields(f"the request body has {len(names):,} unknown fields, above the limit of "
+                                f"{self.limit} (max_unknown_fields); send only the documented fields")
+        with self._lock:
+            new = [n for n in dict.fromkeys(names) if n not in self._seen]
+            room = self.REMEMBERED - len(self._seen)
+            self._seen.update(new[:max(room, 0)])
+            full = room < len(new) and not self._full_noted
+            self._full_noted = self._full_noted or full
+            if room <= 0:
+                new = []  # memory full: no longer logged, or every request would log again
+        if new:
+            log.warning("%s: ignoring fields facefeat does not use: %s", what,
+                        ", ".join(log_safe(n) for n in new[:10]) + (", ..." if len(new) > 10 else ""))
+        if full:
+            log.warning("%s: %d unknown field names logged; further ones are ignored without a log line",
+                        what, self.REMEMBERED)
+
+
 def _header(scope, name: bytes) -> Optional[str]:
     for k, v in scope.get("headers", []):
         if k == name:
@@ -78,16 +134,19 @@ def _host_of(value: str) -> str:
 
 class RequestContextMiddleware:
     """Per request: a logId (``X-Log-Id`` header too), the trusted-host check (DNS rebinding),
-    the API key check (before any body is read) and the body size limit.
+    the API key check (before any body is read), the body size limit and read timeout, HEAD
+    answered as GET without a body, and :data:`SECURITY_HEADERS` on every response.
 
-    The limit is checked on ``Content-Length`` before anything is read and on the bytes actually
-    received (chunked bodies, lying headers). A refused body is drained (up to DRAIN_BYTES more) so
-    the client reads the 413 envelope rather than a reset connection.
+    The limit is checked on ``Content-Length`` before anything is read (the 413 is sent at once)
+    and on the bytes actually received (chunked bodies, lying headers). A refused body is drained
+    afterwards (at most DRAIN_BYTES, DRAIN_SECONDS) so that a client still sending can read the
+    413 rather than a reset connection. A body not received within ``body_timeout_s`` is a 408.
     """
 
     def __init__(self, app, max_body_bytes: int, allowed_hosts: list[str], keys: KeyRing,
-                 required_role: Callable[[str, str], Optional[str]]):
+                 required_role: Callable[[str, str], Optional[str]], body_timeout_s: float = 30.0):
         self.app = app
+        self.body_timeout = float(body_timeout_s)
         self.max_body = int(max_body_bytes)
         self.any_host = "*" in allowed_hosts
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
@@ -100,23 +159,35 @@ class RequestContextMiddleware:
                 "send smaller images or fewer per request")
 
     async def _send_json(self, send, status: int, body: dict, log_id: str, close: bool = True,
-                         extra: list | None = None) -> None:
+                         extra: list | None = None, then_drain=None) -> None:
+        """The envelope as a response; ``then_drain`` (receive) reads the rest of the body after the
+        response has gone out and before it is completed (so the client has it at once)."""
         data = json.dumps(body).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                   (b"x-log-id", log_id.encode()), *(extra or [])]
+                   (b"x-log-id", log_id.encode()), *SECURITY_HEADERS, *(extra or [])]
         if close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
+        await send({"type": "http.response.body", "body": data, "more_body": then_drain is not None})
+        if then_drain is not None:
+            await self._drain(then_drain, DRAIN_BYTES)
+            await send({"type": "http.response.body", "body": b""})
 
-    async def _drain(self, receive, budget: int) -> None:
-        while budget > 0:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return
-            budget -= len(msg.get("body", b""))
-            if not msg.get("more_body", False):
-                return
+    async def _drain(self, receive, budget: int, seconds: float = DRAIN_SECONDS) -> None:
+        async def drain() -> None:
+            left = budget
+            while left > 0:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return
+                left -= len(msg.get("body", b""))
+                if not msg.get("more_body", False):
+                    return
+
+        try:
+            await asyncio.wait_for(drain(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
     def _auth_error(self, scope) -> Optional[tuple[int, str]]:
         need = self.required_role(scope.get("method", "GET"), scope.get("path", "/"))
@@ -161,33 +232,55 @@ class RequestContextMiddleware:
                 return await self._send_json(send, 400, envelope(log_id, 400, "invalid Content-Length header"),
                                              log_id)
         if length is not None and length > self.max_body:
-            await self._drain(receive, DRAIN_BYTES)
-            return await self._send_json(send, 413, envelope(log_id, 413, self._too_large_msg(length)), log_id)
+            # a client that waits for "100 Continue" has sent no body: nothing to drain
+            expects = (_header(scope, b"expect") or "").lower() == "100-continue"
+            return await self._send_json(send, 413, envelope(log_id, 413, self._too_large_msg(length)), log_id,
+                                         then_drain=None if expects else receive)
 
         received = 0
+        body_done = False
         max_body = self.max_body
         too_large_msg = self._too_large_msg
         drain = self._drain
+        body_deadline = asyncio.get_running_loop().time() + self.body_timeout
+        body_timeout = self.body_timeout
 
         async def limited_receive():
-            nonlocal received
-            msg = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body: disconnect notices, no deadline
+                return await receive()
+            left = body_deadline - asyncio.get_running_loop().time()
+            try:
+                msg = await asyncio.wait_for(receive(), max(left, 0.001))
+            except asyncio.TimeoutError:
+                raise StarletteHTTPException(status_code=408, detail=(
+                    f"request body not received within {body_timeout:g} s (body_timeout_s); "
+                    "send the whole body promptly"), headers={"Connection": "close"}) from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
+                body_done = not msg.get("more_body", False)
                 if received > max_body:
                     if msg.get("more_body", False):
                         await drain(receive, DRAIN_BYTES)
                     # an HTTPException passes through FastAPI's body parsing untouched
                     raise StarletteHTTPException(status_code=413, detail=too_large_msg(None))
+            else:
+                body_done = True
             return msg
 
         started = False
+        head = scope.get("method") == "HEAD"
+        if head:  # HEAD on a GET route: the GET answer's status and headers, no body
+            scope = {**scope, "method": "GET"}
 
         async def send_with_id(message):
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message = {**message, "headers": [*message.get("headers", []), (b"x-log-id", log_id.encode())]}
+                message = {**message, "headers": [*message.get("headers", []), (b"x-log-id", log_id.encode()),
+                                                  *SECURITY_HEADERS]}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -21,8 +22,14 @@ from facefeat.errors import InputError
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 25_000_000  # 5000 x 5000
 DEFAULT_MAX_BUILD_IMAGES = 64
+DEFAULT_MAX_REQUEST_PIXELS = 100_000_000  # all images of one request: 4 of the largest, 300 MB decoded
+DEFAULT_MAX_FACES = 100
+DEFAULT_MAX_UNKNOWN_FIELDS = 64
 ENV_API_KEYS = "FACEFEAT_API_KEYS"
+ENV_API_KEY_FILE = "FACEFEAT_API_KEY_FILE"
 ROLES = ("admin", "read")
+#: what a role prefix looks like: ``Read:KEY``, ``ro:KEY`` are refused, not taken as admin keys
+_ROLE_LIKE = re.compile(r"[A-Za-z][A-Za-z_-]{0,15}")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 log = logging.getLogger("facefeat.serving")
@@ -69,6 +76,21 @@ class Settings:
     max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata=_opt("largest request body"))
     max_image_pixels: int = field(default=DEFAULT_MAX_IMAGE_PIXELS, metadata=_opt("largest image (width x height)"))
     max_build_images: int = field(default=DEFAULT_MAX_BUILD_IMAGES, metadata=_opt("images per build/add request"))
+    max_request_pixels: int = field(default=DEFAULT_MAX_REQUEST_PIXELS, metadata=_opt(
+        "decoded pixels of all images of one request together (checked from the headers, before decoding)"))
+    max_faces: int = field(default=DEFAULT_MAX_FACES, metadata=_opt(
+        "faces processed per image, the largest first; results say facesCapped when an image has more"))
+    max_unknown_fields: int = field(default=DEFAULT_MAX_UNKNOWN_FIELDS, metadata=_opt(
+        "unknown JSON fields a request body may carry (ignored); more is a 422"))
+    request_timeout_s: float = field(default=60.0, metadata=_opt(
+        "deadline of one request's work (s): waiting for a pipeline past it is a 503, work past it a 504"))
+    header_timeout_s: float = field(default=10.0, metadata=_opt(
+        "a connection whose request headers are not all received within this many seconds is closed"))
+    body_timeout_s: float = field(default=30.0, metadata=_opt(
+        "a request body not received within this many seconds is a 408"))
+    client_slots: int = field(default=0, metadata=_opt(
+        "pipelines one client (API key, or address) may hold at once (0: no cap; a freed pipeline still goes "
+        "first to the waiting client holding fewest)"))
     feature_models: list = field(default_factory=list, metadata=_opt(
         "another zoo model for /face-feature-infer (repeatable)", flag="--feature-model", metavar="NAME"))
     det_threshold: Optional[float] = field(default=None, metadata=_opt("default detection threshold"))
@@ -90,6 +112,9 @@ class Settings:
         f"API key: KEY or admin:KEY (every operation), read:KEY (no index changes); repeatable; also "
         f"${ENV_API_KEYS} (comma-separated). With keys set every endpoint but /health and the page needs one",
         flag="--api-key", metavar="KEY"))
+    api_key_file: Optional[str] = field(default=None, metadata=_opt(
+        f"file of API keys, one [admin:|read:]KEY per line (# comments); keeps keys out of the process list; "
+        f"also ${ENV_API_KEY_FILE}", metavar="FILE"))
     allowed_hosts: list = field(default_factory=list, metadata=_opt(
         "Host header values accepted (repeatable, * for any); default: the bind address and localhost",
         flag="--allowed-host", metavar="HOST"))
@@ -121,6 +146,10 @@ class Settings:
         s.storage_dir = str(Path(s.storage_dir).expanduser().resolve())
         env = os.environ.get(ENV_API_KEYS, "")
         s.api_keys += [k.strip() for k in env.split(",") if k.strip() and k.strip() not in s.api_keys]
+        s.api_key_file = s.api_key_file or os.environ.get(ENV_API_KEY_FILE) or None
+        if s.api_key_file:
+            s.api_keys += [k for k in read_key_file(s.api_key_file) if k not in s.api_keys]
+            s.api_key_file = None  # read once; workers get the keys themselves
         if not s.allowed_hosts:
             s.allowed_hosts = ["*"] if s.host in ("0.0.0.0", "::", "") else sorted({s.host, *LOOPBACK_NAMES})
         if not s.url_max_bytes:
@@ -129,15 +158,23 @@ class Settings:
         return s
 
     def keys(self) -> list[tuple[str, str]]:
-        """``(key, role)`` pairs; a bare key is an admin key."""
+        """``(key, role)`` pairs; a bare key is an admin key. An unknown role prefix (``Read:``,
+        ``ro:``, ``readonly:``) is refused rather than taken as part of an admin key."""
         out = []
         for k in self.api_keys:
             role, sep, rest = str(k).partition(":")
-            out.append((rest, role) if sep and role in ROLES and rest else (str(k), "admin"))
+            if sep and role in ROLES and rest:
+                out.append((rest, role))
+            elif sep and _ROLE_LIKE.fullmatch(role):
+                raise InputError(f"API key with unknown role {role!r}: roles are {', '.join(ROLES)} (lower case), "
+                                 "as admin:KEY or read:KEY; a key that itself holds ':' is given as admin:KEY")
+            else:
+                out.append((str(k), "admin"))
         return out
 
     def check(self) -> None:
-        for name in ("max_body_bytes", "max_image_pixels", "max_build_images", "url_fetch_concurrency", "workers"):
+        for name in ("max_body_bytes", "max_image_pixels", "max_build_images", "url_fetch_concurrency", "workers",
+                     "max_request_pixels", "max_faces", "max_unknown_fields"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"{name} must be a positive integer, got {v!r}")
@@ -150,6 +187,12 @@ class Settings:
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= 1):
                 raise InputError(f"{name} must be a number in [0, 1]" + (" or 'auto'" if name == "rec_threshold" else "")
                              + f", got {v!r}")
+        if isinstance(self.client_slots, bool) or not isinstance(self.client_slots, int) or self.client_slots < 0:
+            raise InputError(f"client_slots must be 0 (auto) or a positive integer, got {self.client_slots!r}")
+        for name in ("request_timeout_s", "header_timeout_s", "body_timeout_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v <= 3600):
+                raise InputError(f"{name} must be in (0, 3600] seconds, got {v!r}")
         if not (isinstance(self.url_timeout_s, (int, float)) and 0 < self.url_timeout_s <= 300):
             raise InputError(f"url_timeout_s must be in (0, 300] seconds, got {self.url_timeout_s!r}")
         if self.url_max_bytes and not 0 < self.url_max_bytes <= self.max_body_bytes:
@@ -179,6 +222,23 @@ class Settings:
         if unknown:
             raise InputError(f"unknown serve settings: {', '.join(unknown)}")
         return cls(**data)
+
+
+def read_key_file(path: str | os.PathLike) -> list[str]:
+    """The keys of an API key file: one ``[role:]KEY`` per line; blank lines and ``#`` comments
+    are skipped. A file others may read is used, with a warning."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+        mode = p.stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"API key file {str(p)!r}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if mode & 0o077:
+        log.warning("API key file %s can be read by other users (mode %o); chmod 600 it", p, mode & 0o777)
+    keys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not keys:
+        raise InputError(f"API key file {str(p)!r} holds no keys (one [admin:|read:]KEY per line)")
+    return keys
 
 
 # -- the CLI, generated from the fields ---------------------------------------------------------------

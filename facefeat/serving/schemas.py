@@ -261,6 +261,8 @@ class InferResult(BaseModel):
     operatingPoint: Optional[dict[str, Any]] = Field(None, description=(
         "which threshold was used: source (fixed | calibrated | uncalibrated default), operating_point "
         "(fixed, far_1e-03, fpir_1e-02, ...), the measured rates and the data they came from"))
+    facesCapped: bool = Field(False, description=(
+        "the image has at least max_faces faces: only the largest max_faces were processed"))
 
 
 # -- verification -------------------------------------------------------------------------------

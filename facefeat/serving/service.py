@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import logging
 import os
 import queue
@@ -18,6 +17,8 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from facefeat.errors import InputError, LimitError
+from facefeat.io.image import decode_image_bytes, image_size
+from facefeat.serving.budget import FairSlots, RequestBudget
 from facefeat.serving.errors import NotReady, ServiceBusy
 from facefeat.serving.options import Settings
 from facefeat.serving.storage import IndexStore
@@ -51,6 +52,7 @@ class Service:
         self.predictors: dict[str, Any] = {}
         self.default_model: Optional[str] = None
         self._pool: "queue.Queue[Any]" = queue.Queue()
+        self._slots = FairSlots(1, 1)  # sized in load()
         self._fetch_slots = threading.BoundedSemaphore(settings.url_fetch_concurrency)
         self.started = time.time()
         from facefeat.events.serving import open_for_service
@@ -88,8 +90,10 @@ class Service:
             for m in self.predictors.values():
                 m.embed([blank])
             for p in pipes:
+                p.detector.max_faces = s.max_faces
                 list(p.predict(np.zeros((64, 64, 3), np.uint8)))
                 self._pool.put(p)
+            self._slots = FairSlots(len(pipes), s.client_slots or len(pipes))
         except Exception as exc:
             self.load_error = type(exc).__name__
             log.exception("facefeat serve: loading the models failed")
@@ -105,15 +109,24 @@ class Service:
                 msg = f"service is not ready: loading the models failed ({self.load_error}; see the server log)"
             raise NotReady(msg)
 
+    def budget(self, client: str = "-") -> RequestBudget:
+        """A new request's budget (pixels, deadline) from the settings."""
+        s = self.settings
+        return RequestBudget(s.max_request_pixels, s.request_timeout_s, client)
+
     @contextmanager
-    def pipeline(self) -> Iterator[Any]:
-        """A pipeline of the pool (each has its own detector; the feature model is shared)."""
+    def pipeline(self, budget: Optional[RequestBudget] = None) -> Iterator[Any]:
+        """A pipeline of the pool (each has its own detector; the feature model is shared), shared
+        fairly between clients (:class:`~facefeat.serving.budget.FairSlots`); waiting for one past
+        the budget's deadline is a 503."""
         self.require_ready()
-        p = self._pool.get()
-        try:
-            yield p
-        finally:
-            self._pool.put(p)
+        budget = budget or self.budget()
+        with self._slots.slot(budget.client, budget.remaining()):
+            p = self._pool.get()
+            try:
+                yield p
+            finally:
+                self._pool.put(p)
 
     @property
     def predictor(self):
@@ -142,10 +155,9 @@ class Service:
         finally:
             self._fetch_slots.release()
 
-    def decode_image(self, value: str, what: str) -> np.ndarray:
-        """A base64 string, data URL or http(s) URL -> BGR image, with the pixel limit applied."""
-        from facefeat.io import decode_image_bytes
-
+    def image_bytes(self, value: str, what: str, budget: Optional[RequestBudget] = None) -> bytes:
+        """A base64 string, data URL or http(s) URL -> the encoded image, its size read from the
+        header and checked (``max_image_pixels``, and the request's pixel budget) before decoding."""
         if not isinstance(value, str) or not value.strip():
             raise InputError(f"{what}: empty; expected a base64-encoded image or an http(s) URL")
         v = value.strip()
@@ -167,26 +179,27 @@ class Service:
                         data = base64.b64decode(v, validate=True)
                 except (binascii.Error, ValueError):
                     raise InputError(f"{what}: not valid base64 (nor an http(s) URL)") from None
-        self._check_pixels(data, what)
-        return decode_image_bytes(data, what, max_pixels=self.settings.max_image_pixels)
-
-    def _check_pixels(self, data: bytes, what: str) -> None:
-        """Decompression-bomb guard on the header alone, so it is a clean 413 before any decode."""
+        if not data:
+            raise InputError(f"{what}: empty data, not an image")
+        w, h = image_size(data, what)
         limit = self.settings.max_image_pixels
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-        except Image.DecompressionBombError:  # PIL's own guard (far above ours by default)
-            raise LimitError(f"{what}: image is above the limit of {limit:,} pixels (max_image_pixels)") from None
-        except Exception:
-            return  # not readable by PIL: decode_image_bytes will judge (and refuse non-images)
         if w * h > limit:
             raise LimitError(f"{what}: image is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} pixels "
                              "(max_image_pixels)")
+        if budget is not None:
+            budget.charge(w, h, what)
+        return data
 
-    def gallery_features(self, pairs: list, quality: Optional[str] = None, field: str = "imageLabelPairs") -> Any:
+    def decode(self, data: bytes, what: str) -> np.ndarray:
+        """Encoded image bytes (checked by :meth:`image_bytes`) -> BGR, by the one reader."""
+        return decode_image_bytes(data, what, max_pixels=self.settings.max_image_pixels)
+
+    def decode_image(self, value: str, what: str, budget: Optional[RequestBudget] = None) -> np.ndarray:
+        """:meth:`image_bytes` then :meth:`decode`."""
+        return self.decode(self.image_bytes(value, what, budget), what)
+
+    def gallery_features(self, pairs: list, quality: Optional[str] = None,
+                         field: str = "imageLabelPairs", budget: Optional[RequestBudget] = None) -> Any:
         """The pipeline's :class:`~facefeat.pipeline.face_recognition.GalleryFeatures` of every pair
         (``.image``/``.label`` or ``(image, label)``; labels normalised), with a record per sample
         (crop, detection, content hash, figures), in request order - or an InputError naming every pair that has no
@@ -198,19 +211,26 @@ class Service:
                              "(max_build_images); send them in several requests")
         from facefeat.index.labels import normalize_label
 
-        imgs, labels = [], []
-        for i, p in enumerate(pairs):
+        budget = budget or self.budget()
+        encoded, labels, names = [], [], []
+        for i, p in enumerate(pairs):  # every header checked before anything is decoded
             image, label = (p.image, p.label) if hasattr(p, "image") else p
             where = f"{field}[{i}].image" if field == "imageLabelPairs" else f"{field}[{i}]"
             labels.append(normalize_label(label, f"{field}[{i}].label" if field == "imageLabelPairs" else "label"))
-            imgs.append(self.decode_image(image, where))
-        with self.pipeline() as pipe:
+            encoded.append(self.image_bytes(image, where, budget))
+            names.append(where)
+        with self.pipeline(budget) as pipe:
+            imgs = [self.decode(data, where) for data, where in zip(encoded, names)]
+            del encoded
+            budget.check("while decoding the images")
             out, problems = self._embed_gallery(pipe, imgs, labels, quality or "off", field)
+            del imgs
+        budget.check("while detecting and embedding the faces")
         if problems:
             shown = "; ".join(problems[:20]) + ("; ..." if len(problems) > 20 else "")
             what = "have no usable face" if not quality or quality == "off" else \
                 f"have no usable face or fail the {quality!r} quality policy"
-            raise InputError(f"{len(problems)} of {len(imgs)} image(s) {what}, so nothing was "
+            raise InputError(f"{len(problems)} of {len(labels)} image(s) {what}, so nothing was "
                              f"changed (each pair's id is its position): {shown}")
         for r in out.records or []:
             if quality:

