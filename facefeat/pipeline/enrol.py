@@ -44,7 +44,7 @@ def enroll(pipe, people, items: Iterable[tuple[Any, str]], quality: str | Mappin
            strict: bool = False, batch: int = 16) -> EnrolReport:
     """Enrol ``(image, person)`` items into ``people`` (a :class:`~facefeat.index.people.People`)."""
     from facefeat.io import read_image
-    from facefeat.pipeline.face_recognition import GALLERY_DOMINANCE, _area
+    from facefeat.pipeline.face_recognition import is_dominant
     from facefeat.vision.quality import face_quality, get_policy
 
     policy = get_policy(quality)
@@ -81,7 +81,7 @@ def enroll(pipe, people, items: Iterable[tuple[Any, str]], quality: str | Mappin
         if not usable:
             reject(name, label, "no face detected" if not dets else "face too small to align")
             continue
-        if len(usable) > 1 and _area(usable[0].box) < GALLERY_DOMINANCE * _area(usable[1].box):
+        if not is_dominant([d.box for d in usable]):  # usable[0]: the subject (vision.choice)
             reject(name, label, f"{len(usable)} faces of similar size; cannot tell which is {label!r}")
             continue
         face = pipe.align(img, usable[0])

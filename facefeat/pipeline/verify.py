@@ -48,7 +48,7 @@ def _side(pipe, x: Any, what: str, det_threshold: float | None, flip: bool | Non
     if not usable:
         why = "no face detected" if not faces else f"{len(faces)} face(s), all too small to align"
         raise InputError(f"{what} ({name}): {why}; use a photo with a visible face")
-    face = usable[0]  # largest first
+    face = usable[0]  # the photo's subject (facefeat.vision.choice)
     desc = {"input": name, "coordinate": face["coordinate"], "det_score": face["det_score"],
             "landmarks": face["landmarks"],
             "other_faces": [{"coordinate": f["coordinate"], "det_score": f["det_score"]} for f in faces if f is not face]}

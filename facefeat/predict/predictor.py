@@ -213,8 +213,14 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
 
         model_name = resolve_model_name(model_name, ref.path)
     spec = get_spec(model_name or ref.model_name or "SFace")
+    if str(precision).lower() == "int8":
+        from facefeat.runtime.zoo import no_int8_build
+
+        raise InputError(no_int8_build(spec))
     be, prec, dev = resolve_runtime(backend, precision, device)
     if be == "torch":
+        if not spec.arch:
+            raise InputError(f"backend='torch': {spec.name} has no PyTorch definition; use backend='openvino' or 'auto'")
         from facefeat.runtime.torch_build import build_torch_model
 
         return FeaturePredictor(TorchRunner(build_torch_model(spec, ref.path, ref.format), dev, num_threads),

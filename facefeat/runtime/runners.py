@@ -91,7 +91,12 @@ def resolve_runtime(backend: str = "auto", precision: str = "auto", device: "str
 
 def create_runner(onnx_path: str | Path, backend: str, precision: str, device: DeviceSpec,
                   num_threads: int | None = None, cache_key: str | None = None) -> Runner:
-    """A runner for an ONNX file, for an already resolved ``(backend, precision, device)``."""
+    """A runner for an ONNX file (or OpenVINO IR ``.xml``), for a resolved ``(backend, precision, device)``."""
+    if Path(onnx_path).suffix == ".xml" and backend != "openvino":
+        raise DependencyError(
+            f"{onnx_path} is an OpenVINO IR model (converted from another framework, e.g. FaceNet's TensorFlow "
+            f"graph): it runs on backend='openvino' only, not {backend!r}; install OpenVINO (pip install openvino) "
+            "and use backend='openvino' or 'auto' on a CPU")
     if backend == "openvino":
         from facefeat.runtime.openvino_runner import OpenVINORunner
 

