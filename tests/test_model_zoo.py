@@ -132,3 +132,15 @@ def test_fused_model_cosine_is_the_fused_score_of_its_parts():
     k1, k2 = fusion_scales(fused.meta.extra["fusion"])
     np.testing.assert_allclose(f, np.concatenate([k1 * u1, k2 * u2], axis=1), atol=2e-4)
     np.testing.assert_allclose(f @ f.T, fused_cosine(fused.meta.extra["fusion"], u1 @ u1.T, u2 @ u2.T), atol=5e-4)
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_preprocessing_in_the_compiled_graph_equals_numpy_preprocessing(name):
+    """OpenVINO runs each zoo model on uint8 BGR pixels, its Preprocess compiled into the graph; a
+    float batch prepared in numpy by the same Preprocess gives the same features."""
+    m = create_model(name, backend="openvino", precision="fp32", num_threads=1)
+    assert m.runner.takes_pixels
+    faces = _faces(m.meta, 3) + [np.full((50, 40, 3), 128, np.uint8)]  # one not at the input size
+    pix = m.runner(m.meta.preprocess.pixels(faces))
+    flt = m.runner(m.meta.preprocess(faces))
+    np.testing.assert_allclose(pix, flt, rtol=1e-3, atol=1e-3 * float(np.abs(flt).max()))

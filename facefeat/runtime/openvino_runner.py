@@ -1,5 +1,10 @@
 """OpenVINO runner: the cached ``inference.onnx`` compiled for the CPU in fp32, bf16 or int8.
 
+Given the model's :class:`~facefeat.runtime.preprocess.Preprocess`, the compiled graph also does the
+preprocessing (OpenVINO's PrePostProcessor: uint8 BGR NHWC in, u8 -> f32, channel order, mean/std,
+NHWC -> NCHW), so callers hand it ``Preprocess.pixels`` (``takes_pixels``) and no float copy of the
+batch is made in numpy.
+
 Compiled models are kept in OpenVINO's model cache (``$FACEFEAT_HOME/openvino/<onnx sha256>``),
 so a restart loads the compiled blob instead of compiling again. Each thread gets its own infer
 request, so one runner may be shared by many threads.
@@ -15,6 +20,7 @@ import numpy as np
 from facefeat.errors import WeightsError
 from facefeat.runtime.devices import DeviceSpec
 from facefeat.runtime.onnx_runner import default_threads
+from facefeat.runtime.preprocess import Preprocess
 from facefeat.runtime.sigstack import keep_sigaltstack
 from facefeat.utils import cache_dir
 
@@ -26,13 +32,34 @@ def openvino_cache_dir(key: str) -> Path:
     return cache_dir() / "openvino" / key
 
 
+def with_preprocess(model, pp: Preprocess):
+    """``model`` (an ``ov.Model`` taking ``[N, 3, H, W]`` float) taking ``[N, H, W, 3]`` uint8 BGR,
+    preprocessed as ``pp`` says inside the graph."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    inp = ppp.input(0)
+    inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    inp.model().set_layout(ov.Layout("NCHW"))
+    steps = inp.preprocess()
+    steps.convert_element_type(ov.Type.f32)
+    if pp.channel_order == "RGB":
+        steps.convert_color(ColorFormat.RGB)
+    if any(m != 0.0 for m in pp.mean):
+        steps.mean(list(pp.mean))
+    if any(sd != 1.0 for sd in pp.std):
+        steps.scale(list(pp.std))
+    return ppp.build()
+
+
 class OpenVINORunner:
     """Runs an ONNX model (dynamic batch) with OpenVINO on the CPU."""
 
     backend = "openvino"
 
     def __init__(self, onnx_path: str | Path, precision: str = "fp32", num_threads: int | None = None,
-                 cache_key: str | None = None, cache: bool = True):
+                 cache_key: str | None = None, cache: bool = True, preprocess: Preprocess | None = None):
         import openvino as ov
 
         from facefeat.runtime.model_dir import onnx_sha256
@@ -51,21 +78,48 @@ class OpenVINORunner:
             # one cache folder per ONNX content: a re-exported file at the same path never meets a stale blob
             key = (cache_key or onnx_sha256(self.path))[:16]
             config["CACHE_DIR"] = str(openvino_cache_dir(key))
+        self._config = config
+        #: True: ``__call__`` takes ``Preprocess.pixels`` (uint8 NHWC BGR) as well as float NCHW batches
+        self.takes_pixels = preprocess is not None
+        self.version = ov.get_version()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.compiled = self.compiled_pixels = None
+        if preprocess is None:
+            self.compiled = self._compile(None)
+        else:
+            self.compiled_pixels = self._compile(preprocess)
+
+    def _compile(self, preprocess: Preprocess | None):
+        import openvino as ov
+
         try:
             with keep_sigaltstack():  # see facefeat.runtime.sigstack
-                self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+                core = ov.Core()
+                if preprocess is None:
+                    return core.compile_model(str(self.path), "CPU", self._config)
+                return core.compile_model(with_preprocess(core.read_model(str(self.path)), preprocess), "CPU",
+                                          self._config)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WeightsError(f"{self.path}: OpenVINO cannot read or compile this model ({first[:300]})") from exc
-        self.version = ov.get_version()
-        self._local = threading.local()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        req = getattr(self._local, "req", None)
+        """Raw features of a float ``[N, 3, H, W]`` batch, or (``takes_pixels``) of uint8 ``[N, H, W, 3]``
+        BGR pixels, preprocessed in the graph."""
+        pixels = self.takes_pixels and batch.dtype == np.uint8
+        if not pixels and self.compiled is None:
+            with self._lock:  # a float batch on a pixels runner: the plain graph, compiled once
+                if self.compiled is None:
+                    self.compiled = self._compile(None)
+        name = "req_pixels" if pixels else "req"
+        req = getattr(self._local, name, None)
         with keep_sigaltstack():
             if req is None:
-                req = self._local.req = self.compiled.create_infer_request()
-            out = req.infer({0: np.ascontiguousarray(batch, np.float32)}, share_inputs=True)
+                req = (self.compiled_pixels if pixels else self.compiled).create_infer_request()
+                setattr(self._local, name, req)
+            x = np.ascontiguousarray(batch, np.uint8 if pixels else np.float32)
+            out = req.infer({0: x}, share_inputs=True)
         res = out[0] if not hasattr(out, "to_tuple") else out.to_tuple()[0]
         return np.asarray(res).reshape(len(batch), -1)
 
@@ -74,6 +128,6 @@ class OpenVINORunner:
         try:
             with keep_sigaltstack():
                 self._local = None
-                self.compiled = None
+                self.compiled = self.compiled_pixels = None
         except Exception:  # pragma: no cover - interpreter shutdown
             pass

@@ -60,6 +60,18 @@ class Preprocess:
         x *= 1.0 / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
+    def pixels(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 images -> ``[N, H, W, 3]`` uint8 BGR at ``input_size`` (bilinear), for a runner
+        that does the rest in its compiled graph (:func:`facefeat.runtime.openvino_runner.with_preprocess`)."""
+        import cv2
+
+        h, w = self.input_size
+        out = np.empty((len(imgs), h, w, 3), np.uint8)
+        for i, im in enumerate(imgs):
+            im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else im
+            out[i] = im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"input_size": list(self.input_size), "channel_order": self.channel_order,
                 "mean": list(self.mean), "std": list(self.std),

@@ -90,8 +90,9 @@ def resolve_runtime(backend: str = "auto", precision: str = "auto", device: "str
 
 
 def create_runner(onnx_path: str | Path, backend: str, precision: str, device: DeviceSpec,
-                  num_threads: int | None = None, cache_key: str | None = None) -> Runner:
-    """A runner for an ONNX file (or OpenVINO IR ``.xml``), for a resolved ``(backend, precision, device)``."""
+                  num_threads: int | None = None, cache_key: str | None = None, preprocess=None) -> Runner:
+    """A runner for an ONNX file (or OpenVINO IR ``.xml``), for a resolved ``(backend, precision, device)``;
+    with ``preprocess`` (a Preprocess) OpenVINO compiles it into the graph (the runner ``takes_pixels``)."""
     if Path(onnx_path).suffix == ".xml" and backend != "openvino":
         raise DependencyError(
             f"{onnx_path} is an OpenVINO IR model (converted from another framework, e.g. FaceNet's TensorFlow "
@@ -100,7 +101,8 @@ def create_runner(onnx_path: str | Path, backend: str, precision: str, device: D
     if backend == "openvino":
         from facefeat.runtime.openvino_runner import OpenVINORunner
 
-        return OpenVINORunner(onnx_path, precision=precision, num_threads=num_threads, cache_key=cache_key)
+        return OpenVINORunner(onnx_path, precision=precision, num_threads=num_threads, cache_key=cache_key,
+                              preprocess=preprocess)
     if backend == "onnxruntime":
         from facefeat.runtime.onnx_runner import OrtRunner
 
