@@ -145,6 +145,30 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_model_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.weights.import_model import PRESETS
+
+    p.add_argument("onnx", help="the ONNX face-embedding model to import")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="colour order and normalisation")
+    p.add_argument("--check", default=None, metavar="DIR",
+                   help="face photos: without --preset, the normalisation is found by a check on them")
+    p.add_argument("--name", default=None, help="model name (default: the file's stem)")
+    p.add_argument("--license", default=None, help="the weights' licence, recorded in the directory")
+
+
+@command("import-model", "bring your own ONNX model: write a model directory (facefeat.weights.import_model)",
+         _import_model_args)
+def cmd_import_model(args: argparse.Namespace) -> int:
+    import json
+
+    from facefeat.weights.import_model import import_model
+
+    print(json.dumps(import_model(args.onnx, args.out, preset=args.preset, check=args.check, name=args.name,
+                                  license=args.license), indent=2))
+    return 0
+
+
 # -- pipeline: detect, align, embed, index, recognize ------------------------------------------------
 def _pipeline_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     if inputs:
