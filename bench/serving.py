@@ -10,6 +10,8 @@ Prints requests/s, p50/p90/p99 latency and the top-1 accuracy of the answers, th
     python bench/serving.py --workers 1 --concurrency 4 --duration 10
     python bench/serving.py --baseline /work/main  # the same run against another checkout too (ratio)
     python bench/serving.py --rss-images 14 --duration 0   # memory: large images, varying thresholds
+    python bench/serving.py --infer-concurrency 4 --batch-window-ms 2   # batching: detect in 4 threads, embed together
+    python bench/serving.py --infer-concurrency 4 --batch-window-ms 0   # the same without batching
 
 ``--rss-images N`` sends N large (4900x4900, under the pixel limit) PNGs with varying
 ``detThreshold`` after the load and prints the server's peak RSS (all worker processes together)
@@ -55,6 +57,10 @@ def start_server(storage: str, port: int, args: argparse.Namespace, log, repo: P
            "--infer-concurrency", str(args.infer_concurrency)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.batch_window_ms is not None:  # serving.batching (only given when asked: older checkouts lack it)
+        cmd += ["--batch-window-ms", str(args.batch_window_ms), "--batch-max", str(args.batch_max)]
+    if args.model:
+        cmd += ["--model", args.model]
     env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(cmd, cwd=str(repo), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -167,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--infer-concurrency", type=int, default=1, help="pipelines per worker")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker (0: its default)")
     ap.add_argument("--visualize", action="store_true", help="ask for the annotated image (PaddleX's default)")
+    ap.add_argument("--batch-window-ms", type=float, default=None,
+                    help="the server's batching window (0: off; default: the server's own)")
+    ap.add_argument("--batch-max", type=int, default=32, help="with --batch-window-ms: most faces per batch")
+    ap.add_argument("--model", default=None, help="the server's feature model (default SFace)")
     ap.add_argument("--baseline", default=None, help="another checkout to measure in the same run (ratio)")
     ap.add_argument("--rss-images", type=int, default=0, help="large images for the memory figure (0: none)")
     ap.add_argument("--rss-bound-gb", type=float, default=1.5, help="stated RSS bound for the server")
