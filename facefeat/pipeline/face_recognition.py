@@ -202,6 +202,13 @@ class FaceRecognitionPipeline:
             return model_crop(img, detection, face_crop)
         return align_face(img, detection, mode=self.align_mode)
 
+    def face_view(self, face: np.ndarray) -> np.ndarray:
+        """The 5-point aligned face inside what :meth:`align` returned (the same image for most
+        models; a fused model's canvas holds several crops): for quality figures and thumbnails."""
+        from facefeat.vision.crops import face_view
+
+        return face_view(face, self.predictor.meta.extra.get("face_crop"))
+
     def detect_retry(self, img: np.ndarray, det_threshold: float | None = None) -> tuple[list, dict]:
         """Detect, and when no usable face is found retry on padded / rotated copies and at a lower
         threshold (:class:`~facefeat.vision.retry.RetryDetector`); returns ``(faces, path)``."""
@@ -266,7 +273,7 @@ class FaceRecognitionPipeline:
                     if quality and a is not None:
                         from facefeat.vision.quality import face_quality
 
-                        face["quality"] = face_quality(a, d)
+                        face["quality"] = face_quality(self.face_view(a), d)
                     feat = next(feats)
                     face["feature"] = None if feat is None else feat.tolist()
                     if d.too_small:
@@ -339,13 +346,13 @@ class FaceRecognitionPipeline:
                     continue
                 face = self.align(img, usable[0])
                 if policy is not None:
-                    q = face_quality(face, usable[0])
+                    q = face_quality(self.face_view(face), usable[0])
                     why = policy.reasons(q)
                     if why:
                         reject(pos, name, label, "quality: " + "; ".join(why))
                         continue
                     figures.append({"quality": q})
-                    crops.append(face)
+                    crops.append(self.face_view(face))
                 faces.append(face)
                 keep.append((pos, label, name))
             if faces:

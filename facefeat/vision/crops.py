@@ -90,4 +90,14 @@ def model_crop(img: np.ndarray, detection: Any, face_crop: Mapping[str, Any]) ->
     return canvas
 
 
-__all__ = ["REGION_KINDS", "box_crop", "check_face_crop", "model_crop"]
+def face_view(canvas: np.ndarray, face_crop: Mapping[str, Any] | None) -> np.ndarray:
+    """The 5-point aligned face inside a model's canvas (for quality figures and thumbnails), or
+    the canvas itself where the crop has no aligned region."""
+    for r in (face_crop or {}).get("regions", ()):
+        if r["kind"] == "align":
+            (y, x), (h, w) = r.get("at", (0, 0)), _hw(r["size"], "region")
+            return canvas[y:y + h, x:x + w]
+    return canvas
+
+
+__all__ = ["REGION_KINDS", "box_crop", "check_face_crop", "face_view", "model_crop"]
