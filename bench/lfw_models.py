@@ -44,13 +44,16 @@ def fallback_face(w: int, h: int) -> dict:
     return {"coordinate": [x0, y0, x0 + s, y0 + s], "landmarks": lms.tolist()}
 
 
-def detections(pipe, paths: list[str], cache: Path | None) -> list[dict]:
-    f = cache / "detections.json" if cache else None
+def detections(pipe, paths: list[str], cache: Path | None, retry: bool = False) -> list[dict]:
+    """The subject of each photo: the plain detector (pipe.embed's path), or with ``retry`` the
+    retrying detector of verify and enrolment (pipe.detect_retry)."""
+    f = cache / ("detections-retry.json" if retry else "detections.json") if cache else None
     known = json.loads(f.read_text()) if f and f.is_file() else {}
     todo = [p for p in paths if p not in known]
     for n, p in enumerate(todo, 1):
         img = read_image(p)
-        d = choose_face(pipe.detector.detect(img), img.shape[1], img.shape[0])
+        found = pipe.detect_retry(img)[0] if retry else pipe.detector.detect(img)
+        d = choose_face(found, img.shape[1], img.shape[0])
         known[p] = fallback_face(img.shape[1], img.shape[0]) | {"none": True} if d is None else \
             {"coordinate": [float(v) for v in d.box], "landmarks": np.asarray(d.landmarks).tolist()}
         if n % 500 == 0:
@@ -112,6 +115,7 @@ def main() -> None:
     ap.add_argument("--fuse", default=None, help="two models of --models: their fused score, fold-honest")
     ap.add_argument("--grow", default=None, help="FaceNet: these box growths instead of the registry's")
     ap.add_argument("--flip", action="store_true", help="the flip test (mean of the crop and its mirror)")
+    ap.add_argument("--retry", action="store_true", help="detect as verify/enrolment do (the retrying detector)")
     ap.add_argument("--limit", type=int, default=None, help="about this many pairs, balanced over folds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=None, help="detections and features cached here across runs")
@@ -139,7 +143,7 @@ def main() -> None:
     dets = None
     for name in args.models.split(","):
         pipe = FaceRecognitionPipeline(model=name, batch_size=64, num_threads=args.threads)
-        dets = dets or detections(pipe, paths, cache)
+        dets = dets or detections(pipe, paths, cache, args.retry)
         res["no_face"] = sum(1 for d in dets if d.get("none"))
         variants = {name: None}
         if args.grow:
@@ -148,7 +152,7 @@ def main() -> None:
             if grow is not None:
                 fc = pipe.predictor.meta.extra["face_crop"]
                 fc["regions"][-1]["grow"] = grow
-            x = features(pipe, label, paths, dets, cache, args.flip)
+            x = features(pipe, label + ("-retry" if args.retry else ""), paths, dets, cache, args.flip)
             c = np.sum(x[li] * x[ri], axis=1)
             cos[label], xs[label] = c, x
             m = evaluate_pairs(c, y, fold_ids=folds)
