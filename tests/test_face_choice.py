@@ -101,3 +101,14 @@ def test_retry_detector_leaves_a_profile_alone_and_checks_a_frontal_face():
     frontal = _Counting(_det(100, 100, 200, 200))
     RetryDetector(frontal, 0.5).detect_with_path(img)
     assert frontal.calls > 1  # the orientation check ran
+
+
+def test_verify_uses_the_flip_test_between_two_images(lfw_dir):
+    from facefeat import create_pipeline
+
+    pipe = create_pipeline("face_recognition")
+    a, b = (str(p) for p in sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:2])
+    flipped = [np.asarray(pipe.embed(x, flip=True, retry=True)[0]["feature"]) for x in (a, b)]
+    plain = [np.asarray(pipe.embed(x, flip=False, retry=True)[0]["feature"]) for x in (a, b)]
+    assert pipe.verify(a, b).json["res"]["score"] == pytest.approx(float(flipped[0] @ flipped[1]), abs=1e-5)
+    assert pipe.verify(a, b, flip=False).json["res"]["score"] == pytest.approx(float(plain[0] @ plain[1]), abs=1e-5)

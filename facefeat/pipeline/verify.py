@@ -3,7 +3,16 @@
 Each side is an image (anything :func:`facefeat.io.read_image` reads), a face feature (a 1-D
 vector of the model's dimension), or, for the second side, a person of a gallery index
 (``person="label"``: the best score over that person's samples). In an image with several faces
-the largest is used and the others are reported. The threshold is the model's calibrated 1:1
+the photo's subject is used (:mod:`facefeat.vision.choice`) and the others are reported.
+
+The flip test (each face's feature is the mean of the crop's and its mirror's) is on by default
+between two images (:data:`VERIFY_FLIP`): measured on LFW's 6,000 pairs with SFace it gives 99.15 %
+instead of 99.03 %, for two more embeddings per call, and leaves the impostor scores' distribution as
+it was (mean 0.079, deviation 0.091), so the calibrated thresholds hold. Against a gallery person it
+follows the pipeline's ``flip`` (galleries are enrolled without it; a flipped probe against plain
+samples measured 99.00 %, no gain). Searching (``predict``, video, clustering) and enrolment keep
+``flip=False`` by default: flipping one side gains nothing and flipping both doubles the cost of
+every query. ``flip=False`` / ``True`` on the call decides it explicitly. The threshold is the model's calibrated 1:1
 operating point (``far=1e-3`` by default, see :mod:`facefeat.thresholds`) unless a number is given.
 """
 
@@ -15,6 +24,10 @@ import numpy as np
 
 from facefeat.errors import InputError
 from facefeat.results import BaseResult
+
+
+#: the flip test between two images (see the module doc); None on a call means this
+VERIFY_FLIP = True
 
 
 class VerifyResult(BaseResult):
@@ -66,6 +79,8 @@ def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, inde
     errors call the two sides (e.g. a service's request fields)."""
     if (img2 is None) == (person is None):
         raise InputError("verify: give a second image/feature, or person= (a label in the gallery index), not both")
+    if flip is None and person is None:
+        flip = VERIFY_FLIP
     f1, d1 = _side(pipe, img1, names[0], det_threshold, flip)
     if person is not None:
         from facefeat.index.people import People
@@ -92,4 +107,4 @@ def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, inde
                         far=(op.get("measured") or {}).get("far"), operating_point=op, faces=[d1, d2])
 
 
-__all__ = ["VerifyResult", "verify"]
+__all__ = ["VERIFY_FLIP", "VerifyResult", "verify"]
