@@ -26,7 +26,7 @@ IR_FILE = "inference.xml"
 
 def _openvino():
     try:
-        return require("openvino", "openvino", "converting FaceNet's TensorFlow graph")
+        return require("openvino", "facenet", "converting FaceNet's TensorFlow graph")
     except DependencyError as exc:
         raise DependencyError(f"{exc} (or: pip install openvino)") from exc
 
