@@ -47,12 +47,18 @@ def fallback_face(w: int, h: int) -> dict:
 def detections(pipe, paths: list[str], cache: Path | None, retry: bool = False) -> list[dict]:
     """The subject of each photo: the plain detector (pipe.embed's path), or with ``retry`` the
     retrying detector of verify and enrolment (pipe.detect_retry)."""
-    f = cache / ("detections-retry.json" if retry else "detections.json") if cache else None
+    f = cache / (f"detections-{retry}.json" if retry else "detections.json") if cache else None
     known = json.loads(f.read_text()) if f and f.is_file() else {}
     todo = [p for p in paths if p not in known]
     for n, p in enumerate(todo, 1):
         img = read_image(p)
-        found = pipe.detect_retry(img)[0] if retry else pipe.detector.detect(img)
+        if retry == "retry-old":  # before: the orientation check and de-roll applied to profiles too
+            from facefeat.vision.retry import RetryDetector
+
+            found = RetryDetector(pipe.detector, pipe.det_threshold, lower_thresholds=(min(0.3, pipe.det_threshold),),
+                                  keep_profiles=False).detect(img)
+        else:
+            found = pipe.detect_retry(img)[0] if retry else pipe.detector.detect(img)
         d = choose_face(found, img.shape[1], img.shape[0])
         known[p] = fallback_face(img.shape[1], img.shape[0]) | {"none": True} if d is None else \
             {"coordinate": [float(v) for v in d.box], "landmarks": np.asarray(d.landmarks).tolist()}
@@ -116,6 +122,8 @@ def main() -> None:
     ap.add_argument("--grow", default=None, help="FaceNet: these box growths instead of the registry's")
     ap.add_argument("--flip", action="store_true", help="the flip test (mean of the crop and its mirror)")
     ap.add_argument("--retry", action="store_true", help="detect as verify/enrolment do (the retrying detector)")
+    ap.add_argument("--retry-old", action="store_true",
+                    help="the retrying detector as it was: orientation check and de-roll on profiles too")
     ap.add_argument("--limit", type=int, default=None, help="about this many pairs, balanced over folds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=None, help="detections and features cached here across runs")
@@ -143,7 +151,8 @@ def main() -> None:
     dets = None
     for name in args.models.split(","):
         pipe = FaceRecognitionPipeline(model=name, batch_size=64, num_threads=args.threads)
-        dets = dets or detections(pipe, paths, cache, args.retry)
+        retry = "retry-old" if args.retry_old else "retry" if args.retry else None
+        dets = dets or detections(pipe, paths, cache, retry)
         res["no_face"] = sum(1 for d in dets if d.get("none"))
         variants = {name: None}
         if args.grow:
@@ -152,7 +161,7 @@ def main() -> None:
             if grow is not None:
                 fc = pipe.predictor.meta.extra["face_crop"]
                 fc["regions"][-1]["grow"] = grow
-            x = features(pipe, label + ("-retry" if args.retry else ""), paths, dets, cache, args.flip)
+            x = features(pipe, label + (f"-{retry}" if retry else ""), paths, dets, cache, args.flip)
             c = np.sum(x[li] * x[ri], axis=1)
             cos[label], xs[label] = c, x
             m = evaluate_pairs(c, y, fold_ids=folds)

@@ -134,7 +134,7 @@ class RetryDetector:
                  lower_thresholds: Sequence[float] = (0.3,), pad: float = 0.25,
                  angles: Sequence[float] = DEFAULT_ANGLES, min_face_size: float | None = None,
                  check_orientation: bool = True, orientation_margin: float = 0.02,
-                 roll_refine: float | None = 8.0):
+                 roll_refine: float | None = 8.0, keep_profiles: bool = True):
         self.detector = detector
         self.score_threshold = float(score_threshold)
         self.lower_thresholds = [float(t) for t in lower_thresholds if float(t) < self.score_threshold]
@@ -143,6 +143,8 @@ class RetryDetector:
         self.check_orientation = bool(check_orientation)
         self.orientation_margin = float(orientation_margin)
         self.roll_refine = None if roll_refine is None else float(roll_refine)
+        #: leave a profile found by the plain pass as it is (False: check it like any face, as before)
+        self.keep_profiles = bool(keep_profiles)
         self.min_face_size = float(getattr(detector, "min_face_size", 0.0)
                                    if min_face_size is None else min_face_size)
 
@@ -224,7 +226,7 @@ class RetryDetector:
         dets = base.detect(img_bgr)
         if any(not d.too_small for d in dets):
             path = {"path": "default", "score_threshold": self.score_threshold}
-            if is_profile(next(d for d in dets if not d.too_small)):
+            if self.keep_profiles and is_profile(next(d for d in dets if not d.too_small)):
                 return dets, path  # a profile's landmarks stay as the plain pass found them
             return self._orient(img, dets, path)
         first = dets
