@@ -112,3 +112,28 @@ def test_verify_uses_the_flip_test_between_two_images(lfw_dir):
     plain = [np.asarray(pipe.embed(x, flip=False, retry=True)[0]["feature"]) for x in (a, b)]
     assert pipe.verify(a, b).json["res"]["score"] == pytest.approx(float(flipped[0] @ flipped[1]), abs=1e-5)
     assert pipe.verify(a, b, flip=False).json["res"]["score"] == pytest.approx(float(plain[0] @ plain[1]), abs=1e-5)
+
+
+def test_model_crops_and_their_checks():
+    from facefeat.errors import InputError
+    from facefeat.registry import get_spec
+    from facefeat.vision.crops import box_crop, check_face_crop, face_view, model_crop
+
+    fc = check_face_crop(get_spec("SFace+FaceNet").face_crop)
+    img = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    det = _det(150, 100, 250, 220)
+    canvas = model_crop(img, det, fc)
+    assert canvas.shape == (272, 160, 3)
+    np.testing.assert_array_equal(canvas[112:], box_crop(img, det.box, (160, 160), fc["regions"][1]["grow"]))
+    assert face_view(canvas, fc).shape == (112, 112, 3) and face_view(canvas, None) is canvas
+    # the canvas is mirror-safe: each region is centred on its vertical axis
+    for r in fc["regions"]:
+        assert r["at"][1] * 2 + r["size"][1] == fc["size"][1]
+    # a box grown by 1.0 is the box itself, stretched
+    crop = box_crop(img, [100, 50, 200, 150], (100, 100), 1.0)
+    assert np.abs(crop[5:-5, 5:-5].astype(int) - img[55:145, 105:195].astype(int)).max() <= 1
+    for bad in ({"size": [100, 100], "regions": [{"kind": "align", "size": 112, "at": [0, 0]}]},
+                {"size": [112, 112], "regions": [{"kind": "warp", "size": 112}]},
+                {"size": [112, 112], "regions": [{"kind": "box", "size": 112, "grow": 9}]}, "x"):
+        with pytest.raises(InputError):
+            check_face_crop(bad)

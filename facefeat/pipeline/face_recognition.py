@@ -112,6 +112,10 @@ class FaceRecognitionPipeline:
                                                    model_dir=model_dir, device=device,
                                                    batch_size=batch_size, num_threads=num_threads,
                                                    backend=backend, precision=precision)
+        if self.predictor.meta.extra.get("face_crop"):  # a model directory's own crop, checked once here
+            from facefeat.vision.crops import check_face_crop
+
+            self.predictor.meta.extra["face_crop"] = check_face_crop(self.predictor.meta.extra["face_crop"])
         self.det_threshold = float(det_threshold)
         self.nms_threshold = float(nms_threshold)
         self.min_face_size = int(min_face_size)
