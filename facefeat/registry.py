@@ -220,8 +220,8 @@ register(
 )
 
 #: FaceNet's crop: the YuNet box grown by FACENET_GROW about its centre, stretched to 160x160, no
-#: rotation (measured with bench/lfw_fusion.py; the 5-point warp onto a scaled ArcFace template
-#: loses about a point)
+#: rotation. Measured with ``bench/lfw_models.py --models FaceNet --grow 1.15,1.25,1.35 --limit 1200``
+#: (1,200 LFW pairs, 10-fold): 97.83 / 97.92 / 97.75 %; on all 6,000 pairs 1.25 gives 98.47 %.
 FACENET_GROW = 1.25
 FACENET_CROP: dict[str, Any] = {
     "size": [160, 160], "regions": [{"kind": "box", "size": [160, 160], "at": [0, 0], "grow": FACENET_GROW}]}
