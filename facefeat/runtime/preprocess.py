@@ -42,6 +42,13 @@ class Preprocess:
                      ("normalize_in_graph", bool(self.normalize_in_graph))):
             object.__setattr__(self, k, v)
 
+    @property
+    def single_pass(self) -> bool:
+        """True when one OpenCV pass (``cv2.dnn.blobFromImages``) prepares a batch: the same mean and
+        std for every channel (every zoo model). Otherwise numpy does it in several passes, and an
+        OpenVINO runner compiles it into the graph instead (:func:`facefeat.runtime.runners.create_runner`)."""
+        return len(set(self.mean)) == 1 and len(set(self.std)) == 1
+
     def __call__(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 images (gray ones are converted) -> ``[N, 3, H, W]`` float32."""
         import cv2
@@ -49,7 +56,7 @@ class Preprocess:
         h, w = self.input_size
         imgs = [cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else im for im in imgs]
         swap = self.channel_order == "RGB"
-        if len(set(self.mean)) == 1 and len(set(self.std)) == 1:
+        if self.single_pass:
             # one OpenCV pass (resize, channel swap, scale, NCHW) when mean/std are the same per channel
             m, sd = self.mean[0], self.std[0]
             return cv2.dnn.blobFromImages(imgs, 1.0 / sd, (w, h), (m, m, m), swapRB=swap, crop=False)
