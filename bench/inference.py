@@ -42,7 +42,7 @@ PDX_MODELS = os.environ.get("PDX_MODELS", "/tmp/pdx-models")
 
 
 def weights_for(name: str) -> str | None:
-    if name == "SFace":
+    if get_spec(name).weights.kind != "url":  # SFace, FaceNet, SFace+FaceNet: weights in installed packages
         return None
     return str(PADDLE_PEERS / name / "model.pdparams")
 
@@ -55,6 +55,8 @@ def gflops(name: str) -> float | None:
 
         from facefeat.runtime.torch_build import build_torch_model
     except ImportError:
+        return None
+    if not get_spec(name).arch:  # FaceNet, SFace+FaceNet: no PyTorch definition
         return None
     model = build_torch_model(get_spec(name))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -91,7 +93,7 @@ class RawOpenVINO:
         cfg = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision], "INFERENCE_NUM_THREADS": THREADS,
                "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         self.req = ov.Core().compile_model(str(model.runner.path), "CPU", cfg).create_infer_request()
-        pp = model.meta.preprocess
+        pp = model.meta.preprocess  # uniform mean/std in every zoo model: one OpenCV blob does it
         self.scale, self.mean = 1.0 / pp.std[0], tuple(pp.mean)
         self.size, self.swap = (pp.input_size[1], pp.input_size[0]), pp.channel_order == "RGB"
 
@@ -152,6 +154,8 @@ def main() -> None:
     rows = [["model", "runner", "bs", "ms/img", "img/s", "GFLOP/s", "auto/raw", "PaddleX ms/img", "PaddleX/ours"]]
     for name in args.models:
         macs = gflops(name)
+        h, w = get_spec(name).input_size  # images at each model's own input size (FaceNet 160, fused 272x160)
+        imgs = [rng.randint(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(args.n)]
         times: dict[tuple[str, int], float] = {}
         for run in args.runs:
             try:
@@ -172,7 +176,7 @@ def main() -> None:
                              f"{ref:.2f}" if ref else "-", f"{ref / ms:.2f}x" if ref else "-"])
                 print(" ".join(rows[-1]), flush=True)
     print()
-    print(f"{THREADS} threads, {args.n} random 112x112 BGR images per pass, median of {args.reps}; "
+    print(f"{THREADS} threads, {args.n} random BGR images at each model's input size per pass, median of {args.reps}; "
           "GFLOP/s counts 2 FLOP per multiply-add; auto/raw = raw OpenVINO ms / facefeat auto ms "
           "(1.00x: the wrapper costs nothing); PaddleX/ours = PaddleX ms / facefeat ms")
     print_table(rows)

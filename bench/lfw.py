@@ -79,6 +79,16 @@ class Embedder:
         self.t_flip = 0.0  # the flip test's extra cost on the align path
         self.n_e2e = 0
 
+    def crop(self, img: np.ndarray, det, mode: str) -> np.ndarray:
+        """The face as the pipeline gives it to the model: its own face crop where it has one
+        (FaceNet, SFace+FaceNet; facefeat.vision.crops), else ``mode``."""
+        fc = self.model.meta.extra.get("face_crop")
+        if fc and mode == "align":
+            from facefeat.vision.crops import model_crop
+
+            return model_crop(img, det, fc)
+        return align(img, det, mode=mode)
+
     def run(self, paths: list[str], only_align: bool = False) -> dict[tuple[str, bool], np.ndarray]:
         """Features per (mode, flip); ``only_align``: just ("align", False), the pipeline's default."""
         modes = ("align",) if only_align else MODES
@@ -93,7 +103,7 @@ class Embedder:
                 if det is None:
                     self.no_face.append(p)
                 for m in modes:
-                    faces[m].append(center_crop(img) if det is None else align(img, det, mode=m))
+                    faces[m].append(center_crop(img) if det is None else self.crop(img, det, m))
             raw = self.model.raw_features(faces["align"])
             self.t_e2e += time.perf_counter() - t0  # read + detect + align + embed (align mode, no flip)
             self.n_e2e += len(chunk)
@@ -255,7 +265,9 @@ def calibrate(emb: Embedder, pairs, pair_index: dict, model: str, cache: str | N
                  "accuracy_pairs": "LFW pairs.txt (6,000)",
                  "identification": "gallery: first image of each person with >= 2 images (or a random 100 of "
                  "them); genuine probes: their other images; strangers: the 4,069 single-image people"},
-        "source": f"bench/lfw.py --calibrate (YuNet score 0.5, 5-point align, no flip, {model})",
+        "source": f"bench/lfw.py --calibrate (YuNet score 0.5, "
+                  f"{'the model face crop' if emb.model.meta.extra.get('face_crop') else '5-point align'}, "
+                  f"no flip, {model})",
     }
     return {"thresholds": record, "identification_detail": ident,
             "verification_accuracy": {k: (v or {}).get("accuracy") for k, v in ver.items()}}

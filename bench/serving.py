@@ -10,6 +10,9 @@ Prints requests/s, p50/p90/p99 latency and the top-1 accuracy of the answers, th
     python bench/serving.py --workers 1 --concurrency 4 --duration 10
     python bench/serving.py --baseline /work/main  # the same run against another checkout too (ratio)
     python bench/serving.py --rss-images 14 --duration 0   # memory: large images, varying thresholds
+    python bench/serving.py --infer-concurrency 4 --batch-window-ms 2   # batching: detect in 4 threads, embed together
+    python bench/serving.py --infer-concurrency 4 --batch-window-ms 0   # the same without batching
+    python bench/serving.py --infer-concurrency 4 --batch-window-ms 2 --inprocess   # + ratio to pipe.embed
 
 ``--rss-images N`` sends N large (4900x4900, under the pixel limit) PNGs with varying
 ``detThreshold`` after the load and prints the server's peak RSS (all worker processes together)
@@ -55,6 +58,10 @@ def start_server(storage: str, port: int, args: argparse.Namespace, log, repo: P
            "--infer-concurrency", str(args.infer_concurrency)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.batch_window_ms is not None:  # serving.batching (only given when asked: older checkouts lack it)
+        cmd += ["--batch-window-ms", str(args.batch_window_ms), "--batch-max", str(args.batch_max)]
+    if args.model:
+        cmd += ["--model", args.model]
     env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(cmd, cwd=str(repo), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -167,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--infer-concurrency", type=int, default=1, help="pipelines per worker")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker (0: its default)")
     ap.add_argument("--visualize", action="store_true", help="ask for the annotated image (PaddleX's default)")
+    ap.add_argument("--batch-window-ms", type=float, default=None,
+                    help="the server's batching window (0: off; default: the server's own)")
+    ap.add_argument("--batch-max", type=int, default=32, help="with --batch-window-ms: most faces per batch")
+    ap.add_argument("--model", default=None, help="the server's feature model (default SFace)")
+    ap.add_argument("--inprocess", action="store_true",
+                    help="also measure pipe.embed in one process on the same probes (the service's yardstick)")
     ap.add_argument("--baseline", default=None, help="another checkout to measure in the same run (ratio)")
     ap.add_argument("--rss-images", type=int, default=0, help="large images for the memory figure (0: none)")
     ap.add_argument("--rss-bound-gb", type=float, default=1.5, help="stated RSS bound for the server")
@@ -192,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         if base is not None and base["req_per_s"]:
             row["x_baseline"] = round(row["req_per_s"] / base["req_per_s"], 2)
+    if args.inprocess:
+        ref = inprocess_rate(probes, args)
+        print(f"in-process pipe.embed on the same probes (one process, {args.threads or 'default'} threads): "
+              f"{ref:.1f} img/s; the service reaches {rows[0]['req_per_s'] / ref:.2f}x of it")
     print(f"POST /face-recognition-infer  (LFW 250x250 probes, gallery {len(gallery)} photos of "
           f"{args.people} people, {os.cpu_count()} CPUs, visualize={args.visualize}, load average "
           f"{os.getloadavg()[0]:.1f})")
@@ -208,6 +225,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows))
     return 0 if not errors else 1
+
+
+def inprocess_rate(probes: list, args: argparse.Namespace) -> float:
+    """Images per second of ``pipe.embed`` in this process on the probe files (read + detect + align +
+    embed + the subject's feature), for ``--duration`` seconds (at least one pass): the service's yardstick."""
+    from facefeat import create_pipeline
+
+    kw = {"model": args.model} if args.model else {}
+    pipe = create_pipeline("face_recognition", num_threads=args.threads or None, **kw)
+    pipe.embed(str(probes[0][0]))  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while n < len(probes) or time.perf_counter() - t0 < args.duration:
+        pipe.embed(str(probes[n % len(probes)][0]))
+        n += 1
+    return n / (time.perf_counter() - t0)
 
 
 def measure(name: str, repo: Path, args: argparse.Namespace, gallery: list, probe_b64: list) -> dict:

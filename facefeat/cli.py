@@ -85,11 +85,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         Output(True).document([s.to_dict() for s in specs], "")
         return 0
-    rows = [("model", "dim", "input", "weights", "licence", "reported accuracy")]
+    rows = [("model", "dim", "input", "weights", "licence", "training data", "reported accuracy")]
     for s in specs:
         acc = ", ".join(f"{k} {v}" for k, v in s.accuracy.items() if k != "source")
         src = s.weights.kind + ":" + s.weights.filename
-        rows.append((s.name, str(s.embedding_size), "x".join(map(str, s.input_size)), src, s.license, acc))
+        rows.append((s.name, str(s.embedding_size), "x".join(map(str, s.input_size)), src, s.license,
+                     s.training_data or "-", acc))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, r in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -139,6 +140,30 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     doc = quantize_model(args.model, args.weights, model_dir=args.model_dir, calib=args.calib,
                          out_dir=args.out, max_images=args.max_images)
     Output.of(args).document(doc, f"int8 model -> {escape(args.out)} (--json for the details)")
+    return 0
+
+
+def _import_model_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.weights.import_model import PRESETS
+
+    p.add_argument("onnx", help="the ONNX face-embedding model to import")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="colour order and normalisation")
+    p.add_argument("--check", default=None, metavar="DIR",
+                   help="face photos: without --preset, the normalisation is found by a check on them")
+    p.add_argument("--name", default=None, help="model name (default: the file's stem)")
+    p.add_argument("--license", default=None, help="the weights' licence, recorded in the directory")
+
+
+@command("import-model", "bring your own ONNX model: write a model directory (facefeat.weights.import_model)",
+         _import_model_args)
+def cmd_import_model(args: argparse.Namespace) -> int:
+    import json
+
+    from facefeat.weights.import_model import import_model
+
+    print(json.dumps(import_model(args.onnx, args.out, preset=args.preset, check=args.check, name=args.name,
+                                  license=args.license), indent=2))
     return 0
 
 

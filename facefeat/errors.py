@@ -58,6 +58,10 @@ class DependencyError(FacefeatError, ImportError):
     """An optional dependency (torch, faiss, pymilvus, ...) is needed but not installed."""
 
 
+class MissingPackageError(WeightsError, DependencyError):
+    """A model's weights ship in a Python package that is not installed."""
+
+
 def require(module: str, extra: str, purpose: str):
     """Import an optional dependency or raise a DependencyError that says how to install it."""
     import importlib

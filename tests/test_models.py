@@ -13,7 +13,7 @@ from facefeat.registry import get_spec, list_models
 
 torch = pytest.importorskip("torch")
 
-MODELS = list_models()
+MODELS = [m for m in list_models() if get_spec(m).arch]  # the zoo models with a PyTorch definition
 
 
 @pytest.fixture(scope="module", params=MODELS)

@@ -76,8 +76,11 @@ def test_zoo_records():
     assert sface["data"]["name"] == "LFW" and "bench/lfw.py --calibrate" in sface["source"]
     assert all(sface["verification"][k] for k in ("far=1e-2", "far=1e-3", "far=1e-4", "best_accuracy"))
     for name in list_models():
-        if name != "SFace":  # official PaddleX weights are not reachable offline: not measured
-            assert get_spec(name).thresholds is None
+        spec = get_spec(name)
+        if spec.weights.kind == "url":  # official PaddleX weights are not reachable offline: not measured
+            assert spec.thresholds is None
+        else:  # the offline models (SFace, FaceNet, SFace+FaceNet): measured on LFW
+            assert spec.thresholds["data"]["name"] == "LFW" and "bench/lfw.py --calibrate" in spec.thresholds["source"]
 
 
 def test_pipeline_uses_the_calibrated_threshold_and_says_so():

