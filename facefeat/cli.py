@@ -322,6 +322,9 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     en.add_argument("--folder", required=True, help="a folder with one sub-folder of images per person")
     en.add_argument("--quality", default="standard", choices=["off", "standard", "strict"])
     _pipeline_args(en, inputs=False)
+    from facefeat import cli_gallery
+
+    cli_gallery.add_actions(sub)  # health, export, import, migrate, person
 
 
 @command("index", "build, extend, shrink or describe a gallery index", _index_args)
@@ -330,6 +333,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     from facefeat.index import check_model, edit_index, load_index, read_meta
 
+    from facefeat import cli_gallery
+
+    if args.index_cmd in cli_gallery.ACTIONS:
+        return cli_gallery.run(args)
     if args.index_cmd == "info":
         print(json.dumps(load_index(args.index_dir).info(), indent=2))
         return 0
