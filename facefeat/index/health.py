@@ -5,6 +5,8 @@ gallery's operating point (the model's calibrated 1:N threshold for the gallery'
 resolved by :func:`facefeat.thresholds.resolve_threshold`, compared with the one match rule
 :func:`facefeat.thresholds.is_match`):
 
+(A model calibrated only for 1:1 gives its ``far=1e-3`` point.)
+
 * **outliers**: a sample of a person with three or more samples that does not match the mean of the
   person's other samples, or matches another person's mean better than its own (a mislabelled photo:
   it lets that other person be recognised under this name); of a person with two samples that do
@@ -84,8 +86,10 @@ def gallery_health(store: Any, thresholds: Mapping | None = None, policy: Any = 
     ids, labels, x, recs = read_gallery(store)
     x = _unit(x)  # scores are cosines (an L2 gallery holds unit vectors: the same order)
     people = sorted(set(labels))
-    t, op = resolve_threshold(gallery_thresholds(meta, thresholds), rec_threshold, task="identify",
-                              gallery_size=len(people), metric_type="IP")
+    rec = gallery_thresholds(meta, thresholds)
+    t, op = resolve_threshold(rec, rec_threshold, task="identify", gallery_size=len(people), metric_type="IP")
+    if op["source"] == "uncalibrated default" and (rec or {}).get("verification"):
+        t, op = resolve_threshold(rec, rec_threshold, task="verify", metric_type="IP")  # only 1:1 calibrated
     by: dict[str, list[int]] = {}
     for p, lab in enumerate(labels):
         by.setdefault(lab, []).append(p)
