@@ -24,7 +24,7 @@ def crop_image(rng: np.random.Generator) -> np.ndarray:
 def record(img: np.ndarray, figures: dict | None = None) -> SampleRecord:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok
-    return SampleRecord(crop=buf.tobytes(), figures=dict(GOOD_FIGURES if figures is None else figures),
+    return SampleRecord(crop=buf.tobytes(), figures={"quality": dict(GOOD_FIGURES if figures is None else figures)},
                         det={"score": 0.95, "box": [0, 0, 112, 112], "landmarks": [[38, 51], [73, 51], [56, 71],
                                                                                    [41, 92], [70, 92]]},
                         content_hash=content_hash(img))

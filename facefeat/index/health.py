@@ -151,8 +151,8 @@ def gallery_health(store: Any, thresholds: Mapping | None = None, policy: Any = 
     for p, i in enumerate(ids.tolist()):
         r = recs.get(i)
         fig = (r.figures if r is not None else None) or {}
-        try:
-            why = pol.reasons(fig)
+        try:  # enrolment stores {"quality": {...figures}, "detected_by": ...}
+            why = pol.reasons(fig.get("quality", fig))
         except (KeyError, TypeError):
             why, no_figures = [], no_figures + 1
         if why:
