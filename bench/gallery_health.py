@@ -88,14 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     gallery_people = sorted(many[: a.people] if a.people else many)
     strangers = [n for n, ps in folders.items() if n not in set(gallery_people) and len(ps) >= 2]
     rng.shuffle(strangers)
-    strangers = strangers[: a.inject]
-    victims = list(rng.choice(gallery_people, size=len(strangers), replace=False))
+    strangers = strangers[: 2 * a.inject]  # spares: a stranger needs a usable photo and a probe
     paths = [p for n in gallery_people for p in folders[n][: a.per]]
     paths += [p for n in strangers for p in folders[n][: 1 + a.probes]]
     pipe = create_pipeline("face_recognition", model=a.model)
     t0 = time.perf_counter()
     items = embed_cached(pipe, paths, a.model)
     embed_s = time.perf_counter() - t0
+    strangers = [n for n in strangers if sum(items.get(p) is not None for p in folders[n][: 1 + a.probes]) >= 2
+                 and items.get(folders[n][0]) is not None][: a.inject]
+    victims = list(rng.choice(gallery_people, size=len(strangers), replace=False))
 
     feats, labels, recs, injected = [], [], [], set()
     for n in gallery_people:
@@ -106,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 recs.append(SampleRecord(figures=it["figures"], det=it["det"], content_hash=it["hash"]))
     probes = []
     for stranger, victim in zip(strangers, victims):
-        first, *rest = [p for p in folders[stranger][: 1 + a.probes] if items.get(p) is not None] or [None]
-        if first is None or not rest:
-            continue
+        first, *rest = [p for p in folders[stranger][: 1 + a.probes] if items.get(p) is not None]
         injected.add(len(feats))
         it = items[first]
         feats.append(it["feature"]), labels.append(victim)
