@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-ACTIONS = ("health", "export", "import", "migrate", "person")
+ACTIONS = ("health", "export", "import", "migrate", "person", "correct", "corrections")
 
 
 def add_actions(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +45,22 @@ def add_actions(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="the person's label")
     p.add_argument("--forget", action="store_true",
                    help="delete the person's samples, crops, vectors and figures everywhere the gallery keeps them")
+    c = sub.add_parser("correct", help="'this is not NAME' (--not: a negative sample) or 'this is NAME' (--is: "
+                                       "enrolled through the quality policy); undo with 'corrections --undo ID'")
+    c.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    c.add_argument("image", help="an image holding the face (one face, or one clearly the largest)")
+    who = c.add_mutually_exclusive_group(required=True)
+    who.add_argument("--not", dest="not_label", metavar="NAME", help="the face is not this person")
+    who.add_argument("--is", dest="is_label", metavar="NAME", help="the face is this person: add it as a sample")
+    c.add_argument("--quality", default="standard", choices=["off", "standard", "strict"],
+                   help="--is: the enrolment quality policy (default standard)")
+    c.add_argument("--model", default=None, help="the gallery's model (default: the one it was built with)")
+    c.add_argument("--model-dir", default=None, help="the gallery's model directory")
+    c.add_argument("--device", default="cpu")
+    cs = sub.add_parser("corrections", help="list a gallery's corrections, or undo one (--undo ID)")
+    cs.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    cs.add_argument("--label", default=None, help="only this person's")
+    cs.add_argument("--undo", type=int, default=None, metavar="ID", help="take correction ID back")
 
 
 def _print(obj: dict) -> None:
@@ -104,7 +120,34 @@ def run(args: argparse.Namespace) -> int:
 
         _print(forget_person(args.index_dir, args.name) if args.forget else person_report(args.index_dir, args.name))
         return 0
+    if args.index_cmd in ("correct", "corrections"):
+        return _corrections(args)
     raise InputError(f"unknown index action {args.index_cmd!r}")  # pragma: no cover - argparse guards it
+
+
+def _corrections(args: argparse.Namespace) -> int:
+    from facefeat.index import corrections as C
+    from facefeat.index.persist import open_index
+
+    index = open_index(args.index_dir)  # attached: each change is one transaction
+    if args.index_cmd == "corrections":
+        if args.undo is not None:
+            _print(C.undo(index, args.undo))
+        else:
+            print(json.dumps(C.list_corrections(index, args.label), indent=2, ensure_ascii=False))
+        return 0
+    from facefeat.pipeline import create_pipeline
+
+    pipe = create_pipeline("face_recognition", model=None if args.model_dir else (args.model or index.model_name),
+                           model_dir=args.model_dir, device=args.device)
+    index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
+    if args.is_label is not None:
+        _print(C.confirm_match(pipe, index, args.image, args.is_label, quality=args.quality, source=args.image))
+        return 0
+    g = pipe.gallery_features([args.image], [args.not_label], strict=True, quality="off")
+    cid = C.reject_match(index, args.not_label, g.features[0], crop=g.records[0].crop, source=args.image)
+    _print({"correction": cid, "kind": "not", "label": args.not_label})
+    return 0
 
 
 __all__ = ["ACTIONS", "add_actions", "run"]

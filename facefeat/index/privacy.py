@@ -56,8 +56,11 @@ def person_report(location: str | os.PathLike, label: str, gallery: str | None =
                             "figures": r.figures if r else None,
                             "crop": {"format": r.crop_format, "bytes": len(r.crop)} if r and r.crop else None})
         pending = _pending_vectors(store, ids)
+        from facefeat.index.corrections import list_corrections
+
+        corrections = list_corrections(store, label)
         return PersonReport(gallery=store.location, label=label, created=person["created"], samples=samples,
-                            pending_migration_vectors=pending,
+                            pending_migration_vectors=pending, corrections=corrections,
                             stored_in=["persons", "samples (feature, figures, detection, hash)", "crops"]
                             + (["migrations (an unfinished model migration)"] if pending else []))
     finally:
@@ -101,6 +104,8 @@ def forget_person(location: str | os.PathLike, label: str, gallery: str | None =
                     store._ex(cur, f"DELETE FROM migrations WHERE gallery = ? AND id IN ({','.join('?' * len(part))})",
                               (store.gallery, *part))
             store._ex(cur, "UPDATE changes SET label = '' WHERE gallery = ? AND label = ?", (store.gallery, label))
+            if report["corrections"]:  # negative samples and confirmations naming the person
+                store._ex(cur, "DELETE FROM corrections WHERE gallery = ? AND label = ?", (store.gallery, label))
         db = getattr(store, "_db", None)
         if db is not None:  # SQLite: no removed page stays in the write-ahead log
             busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]

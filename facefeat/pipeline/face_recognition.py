@@ -455,7 +455,9 @@ class FaceRecognitionPipeline:
                 from facefeat.index.people import People
 
                 search = People(index).search
-            hits = search(np.asarray([f["feature"] for f in queries], np.float32), topk) \
+            from facefeat.index.corrections import veto_search  # "not X" corrections veto a name
+
+            hits = veto_search(index, search, np.asarray([f["feature"] for f in queries], np.float32), topk) \
                 if index is not None and queries and len(index) else [[] for _ in queries]
             hits_iter = iter(hits)
             boxes = []
