@@ -111,3 +111,36 @@ def test_person_listing_forgetting_and_migration(admin, reader, archive):
     info = _ok(reader.get("/face-recognition-index-info", params={"indexKey": key}))
     assert info["imageCount"] == 10
     assert _ok(admin.post("/face-recognition-index-migrate", json={"indexKey": key}))["embedded"] == 0
+
+
+def test_corrections_over_http(admin, reader, lfw_dir):
+    from serving_fixtures import b64_file, lfw_images
+
+    bush, powell, blair = ([b64_file(p) for p in lfw_images(lfw_dir, n, 3)]
+                           for n in ("George_W_Bush", "Colin_Powell", "Tony_Blair"))
+    pairs = [{"image": im, "label": n} for n, ims in (("George_W_Bush", bush[:2]), ("Colin_Powell", powell[:2]))
+             for im in ims]
+    key = _ok(admin.post("/face-recognition-index-build", json={"imageLabelPairs": pairs, "quality": "off"}))["indexKey"]
+
+    def top():
+        res = _ok(reader.post("/face-recognition-infer", json={"image": blair[0], "indexKey": key,
+                                                               "recThreshold": 0.0, "topk": 2}))
+        return res["faces"][0]["recResults"][0]["label"]
+
+    first = top()
+    body = {"indexKey": key, "image": blair[0], "label": first, "kind": "not"}
+    _err(reader.post("/face-recognition-correct", json=body), 403)
+    cid = _ok(admin.post("/face-recognition-correct", json=body))["correctionId"]
+    assert top() != first
+    listed = _ok(reader.get("/face-recognition-corrections", params={"indexKey": key}))["corrections"]
+    assert [(c["id"], c["kind"], c["label"]) for c in listed] == [(cid, "not", first)]
+    assert _ok(admin.post("/face-recognition-correct-undo", json={"indexKey": key, "correctionId": cid}))["kind"] == "not"
+    assert top() == first
+    _err(admin.post("/face-recognition-correct-undo", json={"indexKey": key, "correctionId": cid}), 400, "already undone")
+    _err(admin.post("/face-recognition-correct", json={**body, "label": "Nobody"}), 404, "Nobody")
+    yes = _ok(admin.post("/face-recognition-correct", json={"indexKey": key, "image": bush[2], "label": "George_W_Bush",
+                                                            "kind": "is", "quality": "off"}))
+    assert yes["sampleId"] == 4
+    undone = _ok(admin.post("/face-recognition-correct-undo", json={"indexKey": key, "correctionId": yes["correctionId"]}))
+    assert undone["removedSample"] == 4
+    _err(admin.post("/face-recognition-correct", json={**body, "kind": "maybe"}), 422)

@@ -101,11 +101,19 @@ def confirm_match(pipe: Any, index: Any, image: Any, label: str, quality: Any = 
                   source: str | None = None) -> dict:
     """"This face is ``label``": enrol ``image`` (one face) into that person through the enrolment
     path and its quality policy; returns ``{"correction", "sample_id", "duplicate"}``."""
+    label = _check_person(_store_of(index), label)
+    return confirm_features(index, pipe.gallery_features([image], [label], strict=True, quality=quality), source)
+
+
+def confirm_features(index: Any, g: Any, source: str | None = None) -> dict:
+    """:func:`confirm_match` for a face already through the enrolment path: ``g`` the one-image
+    :class:`~facefeat.pipeline.face_recognition.GalleryFeatures` labelled with the person."""
     from facefeat.pipeline.enrol import add_gallery
 
     store = _store_of(index)
-    label = _check_person(store, label)
-    g = pipe.gallery_features([image], [label], strict=True, quality=quality)
+    if len(g.labels) != 1:
+        raise InputError(f"a confirmation takes one face, got {len(g.labels)}")
+    label = _check_person(store, g.labels[0])
     res = add_gallery(index, g)
     sid = int(res.ids[0])
     dup = bool(res.duplicates)
@@ -223,4 +231,4 @@ def veto_search(index: Any, search: Any, queries: np.ndarray, topk: int) -> list
     return [row[:topk] for row in veto(index, queries, search(queries, topk + VETO_EXTRA))]
 
 
-__all__ = ["confirm_match", "veto_search", "ensure_table", "list_corrections", "negatives", "reject_match", "undo", "veto"]
+__all__ = ["confirm_features", "confirm_match", "veto_search", "ensure_table", "list_corrections", "negatives", "reject_match", "undo", "veto"]

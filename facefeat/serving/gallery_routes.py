@@ -7,6 +7,9 @@
     POST /face-recognition-index-migrate {indexKey}     -> re-embed with the server's model            (admin)
     GET  /face-recognition-person?indexKey=...&label=...  -> everything stored about one person         (admin)
     POST /face-recognition-person-forget {indexKey, label} -> delete all of it, everywhere              (admin)
+    POST /face-recognition-correct {indexKey, image, label, kind: not|is, quality?} -> {correctionId, ...} (admin)
+    POST /face-recognition-correct-undo {indexKey, correctionId}                   -> what was undone     (admin)
+    GET  /face-recognition-corrections?indexKey=...&label=...                      -> the corrections     (read)
 
 The work is done in :mod:`facefeat.index.health`, :mod:`~facefeat.index.archive`,
 :mod:`~facefeat.index.migrate` and :mod:`~facefeat.index.privacy`.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse
@@ -29,7 +32,7 @@ from facefeat.serving.http import ok
 from facefeat.serving.storage import check_key
 
 #: endpoints that need an admin key
-ADMIN_PATHS = ("/face-recognition-index-export", "/face-recognition-index-import", "/face-recognition-index-migrate",
+ADMIN_PATHS = ("/face-recognition-correct", "/face-recognition-correct-undo", "/face-recognition-index-export", "/face-recognition-index-import", "/face-recognition-index-migrate",
                "/face-recognition-person", "/face-recognition-person-forget")
 ARCHIVE_TYPE = "application/x-tar"
 
@@ -43,12 +46,26 @@ class PersonForgetRequest(S._Body):
     label: str = Field(min_length=1, max_length=S.MAX_LABEL_CHARS)
 
 
+class CorrectRequest(S._Body):
+    indexKey: str
+    image: str = Field(description="the face: base64 (or a data URL) or an http(s) URL; one face (or one clearly largest)")
+    label: str = Field(min_length=1, max_length=S.MAX_LABEL_CHARS, description="the person the correction names")
+    kind: Literal["not", "is"] = Field(description="'not': the face is not this person; 'is': it is (a new sample)")
+    quality: Optional[S.QualityPolicyName] = Field("standard", description="'is': the enrolment quality policy")
+
+
+class UndoRequest(S._Body):
+    indexKey: str
+    correctionId: S.Id
+
+
 def _gallery_kw(svc: Any, key: str) -> dict:
     return {"gallery": key} if svc.store.store_url is not None else {}
 
 
 def add_routes(app: FastAPI, svc: Any, responses: dict, key_dep: list) -> None:
     """Register the endpoints above on ``app`` (``svc``: the :class:`~facefeat.serving.service.Service`)."""
+    add_correction_routes(app, svc, responses, key_dep)
 
     @app.get("/face-recognition-index-health", response_model=S.Envelope[dict], tags=["index"], responses=responses,
              dependencies=key_dep)
@@ -150,4 +167,46 @@ def add_routes(app: FastAPI, svc: Any, responses: dict, key_dep: list) -> None:
                             "imageCount": len(index)})
 
 
-__all__ = ["ADMIN_PATHS", "add_routes"]
+def add_correction_routes(app: FastAPI, svc: Any, responses: dict, key_dep: list) -> None:
+    """``POST /face-recognition-correct {indexKey, image, label, kind: not|is, quality?}`` (admin),
+    ``POST /face-recognition-correct-undo {indexKey, correctionId}`` (admin),
+    ``GET /face-recognition-corrections?indexKey=...&label=...`` (read): see :mod:`facefeat.index.corrections`."""
+    from facefeat.index import corrections as C
+    from facefeat.index.privacy import UnknownPerson
+
+    @app.post("/face-recognition-correct", response_model=S.Envelope[dict], tags=["people"], responses=responses,
+              dependencies=key_dep)
+    def correct(request: Request, body: CorrectRequest):
+        svc.require_ready()
+        key = check_key(body.indexKey)
+        index = svc.store.get(key)
+        try:
+            C._check_person(index.store, body.label)  # 404 before the (slow) embedding
+            g = svc.gallery_features([(body.image, body.label)], body.quality if body.kind == "is" else None,
+                                     field="image")
+            if body.kind == "is":
+                out = C.confirm_features(index, g)
+                return ok(request, {"correctionId": out["correction"], "kind": "is", "label": g.labels[0],
+                                    "sampleId": out["sample_id"], "duplicate": out["duplicate"]})
+            cid = C.reject_match(index, g.labels[0], g.features[0], crop=g.records[0].crop)
+        except UnknownPerson as exc:
+            raise PersonNotFound(f"{exc} (index {key})") from None
+        return ok(request, {"correctionId": cid, "kind": "not", "label": g.labels[0]})
+
+    @app.post("/face-recognition-correct-undo", response_model=S.Envelope[dict], tags=["people"],
+              responses=responses, dependencies=key_dep)
+    def correct_undo(request: Request, body: UndoRequest):
+        key = check_key(body.indexKey)
+        out = C.undo(svc.store.get(key), body.correctionId)
+        return ok(request, {"correctionId": out["correction"], "kind": out["kind"], "label": out["label"],
+                            "removedSample": out["removed_sample"]})
+
+    @app.get("/face-recognition-corrections", response_model=S.Envelope[dict], tags=["people"], responses=responses,
+             dependencies=key_dep)
+    def corrections(request: Request, indexKey: str = Query(..., description="the index key"),
+                    label: Optional[str] = Query(None, max_length=S.MAX_LABEL_CHARS)):
+        key = check_key(indexKey)
+        return ok(request, {"indexKey": key, "corrections": C.list_corrections(svc.store.get(key), label)})
+
+
+__all__ = ["ADMIN_PATHS", "add_correction_routes", "add_routes"]
