@@ -62,9 +62,22 @@ def test_migrate_keeps_every_name_and_follows_the_new_calibration(tmp_path, mfn_
     g = tmp_path / "g"
     _gallery(g)
     before = _state(g)
+    from facefeat.index import corrections as C
+    from facefeat.index.persist import open_index
+    idx = open_index(g)
+    neg_crop = before["rows"][0]["crop"]
+    with_crop = C.reject_match(idx, "person_001", before["rows"][0]["feature"], crop=neg_crop)
+    without = C.reject_match(idx, "person_002", before["rows"][1]["feature"])
+    idx.store.close()
     assert cli_main(["index", "migrate", str(g), "--model", str(mfn_dir), "--batch", "5"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["from"] == "SFace" and rep["to"] == "MobileFaceNet" and rep["embedded"] == 18
+    assert rep["negatives_reembedded"] == 1 and rep["negatives_dropped"] == 1
+    with open_store(g) as s:
+        neg = C.negatives(s)
+        assert list(neg) == ["person_001"]
+        assert [c["undone"] is not None for c in C.list_corrections(s)] == [False, True]
+        assert (with_crop, without) == (0, 1)
     after = _state(g)
     assert after["meta"]["model_name"] == "MobileFaceNet" and after["meta"]["migrated_from"]["model_name"] == "SFace"
     assert after["meta"]["thresholds"]["source"] == "migration test"
@@ -76,6 +89,8 @@ def test_migrate_keeps_every_name_and_follows_the_new_calibration(tmp_path, mfn_
                {k: b[k] for k in ("label", "source", "crop", "figures", "det", "hash")}
         face = cv2.imdecode(np.frombuffer(a["crop"], np.uint8), cv2.IMREAD_COLOR)
         np.testing.assert_allclose(a["feature"], pred.embed([face], False)[0], atol=1e-5)
+    face0 = cv2.imdecode(np.frombuffer(neg_crop, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_allclose(neg["person_001"][0], pred.embed([face0], False)[0], atol=1e-5)
     # the gallery now answers for the new model only: an SFace enrolment is refused
     from facefeat.index import load_index
     with pytest.raises(FaceIndexError):

@@ -8,7 +8,9 @@ the new model's calibration (``thresholds``, so operating points follow the new 
 together, ids, labels, sources, figures and crops stay, and a ``reset`` change tells every reader
 to reload. A gallery therefore never mixes models; a migration interrupted (kill -9, power loss)
 resumes where its last batch ended when run again with the same model, and the side table is
-emptied by the swap (or when a different model is asked for).
+emptied by the swap (or when a different model is asked for). "Not X" corrections are re-embedded
+from their crops in the same swap (one without a crop is dropped: an old-model feature would veto
+wrongly).
 
 Samples enrolled by an earlier facefeat have no stored crop and cannot be re-embedded: the
 migration refuses the gallery, naming them (re-enrol or remove them first).
@@ -146,18 +148,42 @@ def migrate_gallery(location: str | os.PathLike, predictor: Any, batch: int = BA
                 embedded += len(part)
                 if progress is not None:
                     progress(len(done) + s + len(part), total)
-            if _swap(store, meta, predictor, target, model_thresholds(predictor)):
+            negs = _negatives(store, predictor)
+            if _swap(store, meta, predictor, target, model_thresholds(predictor), negs):
                 break
         else:
             raise FaceIndexError(f"{store.location}: samples kept being added during the migration; retry when quieter")
         return MigrationReport(gallery=store.location, **{"from": meta.get("model_name"), "to": predictor.model_name},
                                samples=len(_sample_ids(store)), people=len(store.persons()), embedded=embedded,
-                               resumed=resumed, seconds=round(time.time() - t0, 2))
+                               resumed=resumed, negatives_reembedded=len(negs[0]), negatives_dropped=len(negs[1]),
+                               seconds=round(time.time() - t0, 2))
     finally:
         store.close()
 
 
-def _swap(store: Any, old: dict, predictor: Any, target: str, thresholds: dict | None) -> bool:
+def _negatives(store: Any, predictor: Any) -> tuple[list[tuple[int, bytes]], list[int]]:
+    """The gallery's active "not X" corrections re-embedded from their crops (``(id, feature)``),
+    and those without a crop (dropped by the swap: their old-model feature would veto wrongly)."""
+    import cv2
+
+    from facefeat.index.corrections import _rows
+
+    rows = _rows(store, "SELECT id, crop FROM corrections WHERE gallery = ? AND kind = 'not' AND undone IS NULL "
+                 "AND feature IS NOT NULL ORDER BY id", (store.gallery,))
+    keep, faces, drop = [], [], []
+    for i, crop in rows:
+        img = None if crop is None else cv2.imdecode(np.frombuffer(bytes(crop), np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            drop.append(int(i))
+        else:
+            keep.append(int(i))
+            faces.append(img)
+    x = np.ascontiguousarray(predictor.embed(faces, False), np.float32) if faces else []
+    return [(i, f.tobytes()) for i, f in zip(keep, x)], drop
+
+
+def _swap(store: Any, old: dict, predictor: Any, target: str, thresholds: dict | None,
+          negs: tuple[list, list] = ([], [])) -> bool:
     """Put the new features in place in one transaction; False when some sample still lacks one."""
     import json
 
@@ -187,6 +213,11 @@ def _swap(store: Any, old: dict, predictor: Any, target: str, thresholds: dict |
         store._ex(cur, "INSERT INTO changes (gallery, seq, kind, ids, label) VALUES (?, ?, 'reset', '', NULL)",
                   (store.gallery, seq + 1))
         store._ex(cur, "DELETE FROM migrations WHERE gallery = ?", (store.gallery,))
+        for i, f in negs[0]:  # corrections follow the model too
+            store._ex(cur, "UPDATE corrections SET feature = ? WHERE gallery = ? AND id = ?", (f, store.gallery, i))
+        for i in negs[1]:
+            store._ex(cur, "UPDATE corrections SET undone = ?, feature = NULL WHERE gallery = ? AND id = ?",
+                      (time.time(), store.gallery, i))
     store._meta = None
     return True
 
