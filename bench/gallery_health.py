@@ -40,7 +40,6 @@ CACHE = Path(os.environ.get("FACEFEAT_BENCH_CACHE", "/tmp/facefeat_bench"))
 
 def embed_cached(pipe, paths: list[str], model: str) -> dict[str, dict]:
     """``path -> {"feature", "figures", "crop", "hash"}`` for every image with one usable face."""
-    from facefeat.pipeline.enrol import sample_record  # noqa: F401 - the records come from gallery_features
 
     CACHE.mkdir(parents=True, exist_ok=True)
     cache = CACHE / f"gallery_health_{model}.npz"

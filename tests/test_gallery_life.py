@@ -22,7 +22,7 @@ from facefeat.cli import main as cli_main
 from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.archive import ARCHIVE_VERSION, export_archive, import_archive
 from facefeat.index.health import gallery_health
-from facefeat.index.privacy import UnknownPerson, forget_person, person_report
+from facefeat.index.privacy import UnknownPerson, person_report
 from facefeat.index.store import open_store
 
 
