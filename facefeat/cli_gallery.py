@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-ACTIONS = ("health", "export", "import", "migrate", "person", "correct", "corrections")
+ACTIONS = ("health", "export", "import", "migrate", "person", "correct", "corrections", "sightings")
 
 
 def add_actions(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +61,23 @@ def add_actions(sub: argparse._SubParsersAction) -> None:
     cs.add_argument("index_dir", help="gallery directory or postgresql:// URL")
     cs.add_argument("--label", default=None, help="only this person's")
     cs.add_argument("--undo", type=int, default=None, metavar="ID", help="take correction ID back")
+    si = sub.add_parser("sightings", help="where faces were seen (opt-in: --record/--keep-unknown): search by person, "
+                                          "time or probe face; group, name or dismiss unknown faces; sweep")
+    si.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    si.add_argument("--record", choices=["on", "off"], help="record recognised faces")
+    si.add_argument("--keep-unknown", choices=["on", "off"], help="keep faces that were not named")
+    si.add_argument("--retention-days", type=float, default=None, help="how long sightings are kept (> 0)")
+    si.add_argument("--person", default=None, help="sightings of this person")
+    si.add_argument("--unknown", action="store_true", help="unknown faces only")
+    si.add_argument("--since", type=float, default=None, help="from this Unix time")
+    si.add_argument("--until", type=float, default=None, help="up to this Unix time")
+    si.add_argument("--probe", default=None, metavar="IMAGE", help="sightings of the face in this image")
+    si.add_argument("--limit", type=int, default=100)
+    si.add_argument("--groups", action="store_true", help="the unknown faces grouped into candidate people")
+    si.add_argument("--name", default=None, metavar="IDS", help="comma-separated sighting ids to name (with --as)")
+    si.add_argument("--as", dest="as_label", default=None, metavar="NAME", help="the name for --name")
+    si.add_argument("--dismiss", default=None, metavar="IDS", help="comma-separated sighting ids to delete")
+    si.add_argument("--sweep", action="store_true", help="delete the sightings past the retention period now")
 
 
 def _print(obj: dict) -> None:
@@ -122,7 +139,56 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.index_cmd in ("correct", "corrections"):
         return _corrections(args)
+    if args.index_cmd == "sightings":
+        return _sightings(args)
     raise InputError(f"unknown index action {args.index_cmd!r}")  # pragma: no cover - argparse guards it
+
+
+def _ids(text: str, what: str) -> list[int]:
+    from facefeat.errors import InputError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{what}: give comma-separated sighting ids, got {text!r}") from None
+
+
+def _sightings(args: argparse.Namespace) -> int:
+    from facefeat.errors import InputError
+    from facefeat.index import sightings as S
+    from facefeat.index.persist import open_index
+
+    index = open_index(args.index_dir)
+    if args.record or args.keep_unknown or args.retention_days is not None:
+        _print(S.configure(index, record=None if args.record is None else args.record == "on",
+                           keep_unknown=None if args.keep_unknown is None else args.keep_unknown == "on",
+                           retention_days=args.retention_days))
+        return 0
+    if args.sweep:
+        _print({"deleted": S.sweep(index)})
+        return 0
+    if args.dismiss:
+        _print({"deleted": S.dismiss(index, _ids(args.dismiss, "--dismiss"))})
+        return 0
+    if args.name or args.as_label:
+        if not (args.name and args.as_label):
+            raise InputError("--name IDS and --as NAME go together")
+        _print(S.name_sightings(index, _ids(args.name, "--name"), args.as_label))
+        return 0
+    if args.groups:
+        print(json.dumps(S.unknown_groups(index), indent=2))
+        return 0
+    probe = None
+    if args.probe:
+        from facefeat.pipeline import create_pipeline
+
+        pipe = create_pipeline("face_recognition", model=index.model_name)
+        g = pipe.gallery_features([args.probe], ["probe"], strict=True, quality="off")
+        probe = g.features[0]
+    rows = S.search(index, label=args.person, since=args.since, until=args.until, probe=probe, unknown=args.unknown,
+                    limit=args.limit)
+    print(json.dumps(rows, indent=2, ensure_ascii=False))
+    return 0
 
 
 def _corrections(args: argparse.Namespace) -> int:

@@ -59,8 +59,11 @@ def person_report(location: str | os.PathLike, label: str, gallery: str | None =
         from facefeat.index.corrections import list_corrections
 
         corrections = list_corrections(store, label)
+        from facefeat.index.sightings import search
+
+        seen = search(store, label=label, limit=10 ** 9)
         return PersonReport(gallery=store.location, label=label, created=person["created"], samples=samples,
-                            pending_migration_vectors=pending, corrections=corrections,
+                            pending_migration_vectors=pending, corrections=corrections, sightings=seen,
                             stored_in=["persons", "samples (feature, figures, detection, hash)", "crops"]
                             + (["migrations (an unfinished model migration)"] if pending else []))
     finally:
@@ -79,6 +82,19 @@ def _pending_vectors(store: Any, ids: list[int]) -> int:
             n += int(store._ex(cur, f"SELECT COUNT(*) FROM migrations WHERE gallery = ? AND id IN "
                                f"({','.join('?' * len(part))})", (store.gallery, *part)).fetchone()[0])
     return n
+
+
+def scrub_log(store: Any) -> bool:
+    """SQLite: checkpoint and empty the write-ahead log, so that no deleted page stays in a side file
+    (the database overwrites deleted content itself). False when a reader holds the log (the next
+    checkpoint clears it); True for PostgreSQL (its own storage rules apply)."""
+    import sqlite3
+
+    db = getattr(store, "_db", None)
+    if not isinstance(db, sqlite3.Connection):
+        return True
+    with store._lock:
+        return not db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
 
 
 def forget_person(location: str | os.PathLike, label: str, gallery: str | None = None) -> PersonReport:
@@ -106,14 +122,13 @@ def forget_person(location: str | os.PathLike, label: str, gallery: str | None =
             store._ex(cur, "UPDATE changes SET label = '' WHERE gallery = ? AND label = ?", (store.gallery, label))
             if report["corrections"]:  # negative samples and confirmations naming the person
                 store._ex(cur, "DELETE FROM corrections WHERE gallery = ? AND label = ?", (store.gallery, label))
-        db = getattr(store, "_db", None)
-        if db is not None:  # SQLite: no removed page stays in the write-ahead log
-            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            report["log_checkpointed"] = not busy  # busy: a reader holds the log; the next checkpoint clears it
+            if report["sightings"]:  # where the person was seen
+                store._ex(cur, "DELETE FROM sightings WHERE gallery = ? AND label = ?", (store.gallery, label))
+        report["log_checkpointed"] = scrub_log(store)
         report["removed"] = True
         return report
     finally:
         store.close()
 
 
-__all__ = ["PersonReport", "UnknownPerson", "forget_person", "person_report"]
+__all__ = ["PersonReport", "UnknownPerson", "scrub_log", "forget_person", "person_report"]

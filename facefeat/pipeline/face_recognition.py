@@ -474,6 +474,10 @@ class FaceRecognitionPipeline:
                         if per_person:
                             box["sample_ids"] = [x.sample_id for x in h]
                 boxes.append(box)
+            if index is not None:  # opt-in per gallery: recognitions and unknown faces kept (sightings)
+                from facefeat.index.sightings import record as record_sightings
+
+                record_sightings(index, item.name, img, faces, boxes)
             yield FaceRecResult(input_path=item.name, boxes=boxes, operating_point=op, _img=img)
 
     __call__ = predict
