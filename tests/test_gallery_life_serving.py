@@ -144,3 +144,32 @@ def test_corrections_over_http(admin, reader, lfw_dir):
     undone = _ok(admin.post("/face-recognition-correct-undo", json={"indexKey": key, "correctionId": yes["correctionId"]}))
     assert undone["removedSample"] == 4
     _err(admin.post("/face-recognition-correct", json={**body, "kind": "maybe"}), 422)
+
+
+def test_sightings_over_http(admin, reader, lfw_dir):
+    from serving_fixtures import b64_file, lfw_images
+
+    bush, blair = ([b64_file(p) for p in lfw_images(lfw_dir, n, 4)] for n in ("George_W_Bush", "Tony_Blair"))
+    pairs = [{"image": im, "label": "George_W_Bush"} for im in bush[:2]]
+    key = _ok(admin.post("/face-recognition-index-build", json={"imageLabelPairs": pairs, "quality": "off"}))["indexKey"]
+    _err(reader.post("/face-recognition-sightings-config", json={"indexKey": key, "record": True}), 403)
+    _err(admin.post("/face-recognition-sightings-config", json={"indexKey": key, "retentionDays": 0}), 400, "retention")
+    cfg = _ok(admin.post("/face-recognition-sightings-config",
+                         json={"indexKey": key, "record": True, "keepUnknown": True, "retentionDays": 3}))
+    assert cfg == {"indexKey": key, "record": True, "keepUnknown": True, "retentionDays": 3.0}
+    for im in (bush[2], *blair[:3]):
+        _ok(reader.post("/face-recognition-infer", json={"image": im, "indexKey": key}))
+    seen = _ok(admin.get("/face-recognition-sightings", params={"indexKey": key, "label": "George_W_Bush"}))
+    assert len(seen["sightings"]) == 1
+    _err(reader.get("/face-recognition-sightings", params={"indexKey": key}), 403)
+    found = _ok(admin.post("/face-recognition-sightings-search", json={"indexKey": key, "image": blair[3]}))["sightings"]
+    assert len(found) == 3 and all(r["label"] is None for r in found)
+    groups = _ok(admin.get("/face-recognition-unknown-groups", params={"indexKey": key}))["groups"]
+    assert len(groups) == 1 and groups[0]["size"] == 3
+    named = _ok(admin.post("/face-recognition-unknown-name",
+                           json={"indexKey": key, "sightingIds": groups[0]["ids"], "label": "Tony_Blair"}))
+    assert len(named["sampleIds"]) == 3
+    res = _ok(reader.post("/face-recognition-infer", json={"image": blair[3], "indexKey": key}))
+    assert res["faces"][0]["recResults"][0]["label"] == "Tony_Blair"
+    gone = _ok(admin.post("/face-recognition-sightings-dismiss", json={"indexKey": key, "sightingIds": groups[0]["ids"]}))
+    assert gone["deleted"] == 3

@@ -29,11 +29,12 @@ from starlette.background import BackgroundTask
 from facefeat.serving import schemas as S
 from facefeat.serving.errors import PersonNotFound
 from facefeat.serving.http import ok
+from facefeat.serving.sighting_routes import ADMIN_PATHS as SIGHTING_ADMIN, add_sighting_routes
 from facefeat.serving.storage import check_key
 
 #: endpoints that need an admin key
 ADMIN_PATHS = ("/face-recognition-correct", "/face-recognition-correct-undo", "/face-recognition-index-export", "/face-recognition-index-import", "/face-recognition-index-migrate",
-               "/face-recognition-person", "/face-recognition-person-forget")
+               "/face-recognition-person", "/face-recognition-person-forget") + SIGHTING_ADMIN
 ARCHIVE_TYPE = "application/x-tar"
 
 
@@ -66,6 +67,7 @@ def _gallery_kw(svc: Any, key: str) -> dict:
 def add_routes(app: FastAPI, svc: Any, responses: dict, key_dep: list) -> None:
     """Register the endpoints above on ``app`` (``svc``: the :class:`~facefeat.serving.service.Service`)."""
     add_correction_routes(app, svc, responses, key_dep)
+    add_sighting_routes(app, svc, responses, key_dep)  # sightings and unknown faces (sighting_routes)
 
     @app.get("/face-recognition-index-health", response_model=S.Envelope[dict], tags=["index"], responses=responses,
              dependencies=key_dep)
