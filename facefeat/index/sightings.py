@@ -9,7 +9,7 @@ deleted for real afterwards by :func:`sweep` (run at every recording, and by the
 * :func:`search` - by person, time range, unknown only, or a probe face (1:1 at the model's
   calibrated ``far=1e-3`` point), including faces that were unknown when seen;
 * :func:`unknown_groups` - the unknown faces grouped into candidate people with the existing
-  clustering (:func:`facefeat.pipeline.cluster.cluster_features`);
+  clustering (:func:`facefeat.pipeline.cluster.cluster_features` at its default threshold);
 * :func:`name_sightings` - name a group: its faces join (or become) a person as samples and the
   past sightings take the name; :func:`dismiss` deletes sightings.
 """
@@ -215,7 +215,8 @@ def search(index_or_store: Any, label: str | None = None, since: float | None = 
 def unknown_groups(index_or_store: Any, threshold: float | None = None, min_samples: int = 2) -> list[dict]:
     """The unknown sightings grouped into candidate people, largest first: ``[{"group", "ids",
     "size"}]`` (faces in no group are left out)."""
-    from facefeat.pipeline.cluster import cluster_features
+    from facefeat.index.health import gallery_thresholds
+    from facefeat.pipeline.cluster import cluster_features, default_threshold
 
     store = _store(index_or_store)
     rows = _rows(store, "SELECT id, feature FROM sightings WHERE gallery = ? AND label IS NULL ORDER BY id",
@@ -223,7 +224,8 @@ def unknown_groups(index_or_store: Any, threshold: float | None = None, min_samp
     if not rows:
         return []
     x = np.stack([np.frombuffer(bytes(f), np.float32) for _, f in rows])
-    lab = cluster_features(x, threshold=_threshold(store) if threshold is None else float(threshold),
+    thr = default_threshold(gallery_thresholds(store.meta()))[0] if threshold is None else float(threshold)
+    lab = cluster_features(x, threshold=thr,
                            min_samples=min_samples)
     groups: dict[int, list[int]] = {}
     for (i, _), g in zip(rows, lab.tolist()):
