@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from gallery_samples import cluster_features, make_stored_gallery
+from pg_server import pg_server, pg_url  # noqa: F401
 
 from facefeat.cli import main as cli_main
 from facefeat.errors import FaceIndexError
@@ -150,3 +151,30 @@ def test_kill9_during_migration_resumes(tmp_path, mfn_dir):
     assert {i: r["label"] for i, r in after["rows"].items()} == {i: r["label"] for i, r in before["rows"].items()}
     with open_store(g) as s:
         assert pending_migration(s) == {}
+
+
+def test_postgresql_migration_corrections_and_sightings(tmp_path, mfn_dir, pg_url):  # noqa: F811
+    """The side tables (migrations, corrections, sightings) on a real PostgreSQL server."""
+    from facefeat.index import corrections as C
+    from facefeat.index import sightings as SG
+    from facefeat.index.archive import export_archive, import_archive
+    from facefeat.index.persist import open_index
+
+    _gallery(tmp_path / "g")
+    export_archive(tmp_path / "g", tmp_path / "g.tar")
+    import_archive(tmp_path / "g.tar", pg_url, gallery="pg")
+    url = pg_url + "?gallery=pg"
+    index = open_index(url)
+    feat = next(iter(index.store.load([0])))[3][0]
+    cid = C.reject_match(index, "person_001", feat, crop=_state(tmp_path / "g")["rows"][0]["crop"])
+    SG.configure(index, keep_unknown=True, retention_days=1)
+    face = {"feature": feat.tolist(), "landmarks": [[38, 51], [73, 51], [56, 71], [41, 92], [70, 92]],
+            "coordinate": [0, 0, 112, 112]}
+    assert SG.record(index, "cam1", np.zeros((112, 112, 3), np.uint8), [face], [{"labels": None}]) == 1
+    assert [r["source"] for r in SG.search(index, probe=feat)] == ["cam1"]
+    rep = migrate_gallery(url, resolve_predictor(str(mfn_dir)), batch=7)
+    assert rep["embedded"] == 18 and rep["negatives_reembedded"] == 1
+    with open_store(pg_url, "pg") as s:
+        assert s.meta()["model_name"] == "MobileFaceNet" and pending_migration(s) == {}
+        assert {p["label"] for p in s.persons()} == {f"person_{i:03d}" for i in range(6)}
+    assert C.undo(open_index(url), cid)["kind"] == "not"
