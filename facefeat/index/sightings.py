@@ -261,6 +261,13 @@ def name_sightings(index: Any, ids: Sequence[int], label: str) -> dict:
     return {"label": label, "sightings": want, "sample_ids": res.added, "duplicates": len(res.duplicates)}
 
 
+def sighting_crop(index_or_store: Any, sighting_id: int) -> bytes | None:
+    """The aligned face (JPEG) kept with a sighting, or None."""
+    store = _store(index_or_store)
+    rows = _rows(store, "SELECT crop FROM sightings WHERE gallery = ? AND id = ?", (store.gallery, int(sighting_id)))
+    return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
 def dismiss(index_or_store: Any, ids: Sequence[int]) -> int:
     """Delete sightings (crop and feature included); returns how many."""
     store = _store(index_or_store)
@@ -279,5 +286,5 @@ def dismiss(index_or_store: Any, ids: Sequence[int]) -> int:
     return n
 
 
-__all__ = ["configure", "dismiss", "name_sightings", "record", "search", "settings", "sweep",
+__all__ = ["configure", "dismiss", "name_sightings", "record", "search", "settings", "sighting_crop", "sweep",
            "unknown_groups"]

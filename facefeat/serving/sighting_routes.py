@@ -6,6 +6,7 @@
     GET  /face-recognition-unknown-groups?indexKey=...                  -> {groups: [{group, ids, size}]}
     POST /face-recognition-unknown-name      {indexKey, sightingIds, label} -> the faces join/become the person
     POST /face-recognition-sightings-dismiss {indexKey, sightingIds}    -> {deleted}
+    GET  /face-recognition-sighting-crop?indexKey=...&id=...            -> image/jpeg: the face kept
 
 See :mod:`facefeat.index.sightings`; recognition (``/face-recognition-infer``) records when enabled.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
 from pydantic import Field
 
 from facefeat.serving import schemas as S
@@ -23,7 +25,7 @@ from facefeat.serving.storage import check_key
 
 ADMIN_PATHS = ("/face-recognition-sightings-config", "/face-recognition-sightings", "/face-recognition-sightings-search",
                "/face-recognition-unknown-groups", "/face-recognition-unknown-name",
-               "/face-recognition-sightings-dismiss")
+               "/face-recognition-sightings-dismiss", "/face-recognition-sighting-crop")
 
 
 class ConfigRequest(S._Body):
@@ -94,6 +96,19 @@ def add_sighting_routes(app: FastAPI, svc: Any, responses: dict, key_dep: list) 
         out = SG.name_sightings(svc.store.get(key), body.sightingIds, body.label)
         return ok(request, {"indexKey": key, "label": out["label"], "sightingIds": out["sightings"],
                             "sampleIds": out["sample_ids"], "duplicates": out["duplicates"]})
+
+    @app.get("/face-recognition-sighting-crop", tags=["sightings"], dependencies=key_dep,
+             responses={200: {"content": {"image/jpeg": {}}, "description": "the face kept with a sighting"},
+                        **responses})
+    def sighting_crop(indexKey: str = Query(..., description="the index key"),
+                      id: int = Query(..., ge=0, le=S.MAX_ID, description="the sighting id")):
+        from facefeat.serving.errors import NotFound
+
+        key = check_key(indexKey)
+        crop = SG.sighting_crop(svc.store.get(key), id)
+        if crop is None:
+            raise NotFound(f"no face kept for sighting {id} of index {key}")
+        return Response(content=crop, media_type="image/jpeg", headers={"Cache-Control": "private, no-cache"})
 
     @app.post("/face-recognition-sightings-dismiss", response_model=S.Envelope[dict], tags=["sightings"],
               responses=responses, dependencies=key_dep)
