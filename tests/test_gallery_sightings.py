@@ -77,6 +77,9 @@ def test_sightings_search_groups_naming_and_retention(setup, pipe, capsys):
     assert len(S.search(index, label="Tony_Blair")) == 4  # the past sightings took the name
     with pytest.raises(InputError, match="no sighting"):
         S.name_sightings(index, [999], "X")
+    from facefeat.index import load_index
+    with pytest.raises(InputError, match="open_index"):
+        S.name_sightings(load_index(g), [bush[0]["id"]], "X")
     assert S.dismiss(index, [bush[0]["id"]]) == 1
     # the sweep deletes what is past the retention period, crops included
     assert S.sweep(index, now=time.time() + 8 * 86400) == 4

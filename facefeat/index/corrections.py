@@ -111,6 +111,7 @@ def confirm_features(index: Any, g: Any, source: str | None = None) -> dict:
     from facefeat.pipeline.enrol import add_gallery
 
     store = _store_of(index)
+    require_attached(index, "a confirmation")
     if len(g.labels) != 1:
         raise InputError(f"a confirmation takes one face, got {len(g.labels)}")
     label = _check_person(store, g.labels[0])
@@ -137,6 +138,7 @@ def undo(index: Any, correction_id: int) -> dict:
         raise InputError(f"correction {correction_id} was already undone")
     removed = None
     if kind == "is" and sid is not None and int(sid) in index.labels():
+        require_attached(index, "undoing a confirmation")
         index.remove([int(sid)])
         removed = int(sid)
     with store._write_tx() as cur:
@@ -162,6 +164,13 @@ def _store_of(x: Any) -> Any:
     if store is None or not hasattr(store, "_write_tx"):
         raise InputError("corrections need a stored gallery (a directory or postgresql:// URL), not an in-memory index")
     return store
+
+
+def require_attached(index: Any, what: str) -> None:
+    """Changes to samples must reach the database at once: an index opened with ``open_index``."""
+    if not getattr(index, "_attached", False):
+        raise InputError(f"{what} changes the gallery's samples: open it with facefeat.index.open_index (attached), "
+                         "not load_index (a copy whose changes wait for save)")
 
 
 # -- the match path -------------------------------------------------------------------------------

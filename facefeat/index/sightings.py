@@ -240,7 +240,10 @@ def name_sightings(index: Any, ids: Sequence[int], label: str) -> dict:
     from facefeat.index.labels import normalize_label
     from facefeat.index.store import SampleRecord, content_hash
 
+    from facefeat.index.corrections import require_attached
+
     store = _store(index)
+    require_attached(index, "naming sightings")
     label = normalize_label(label)
     want = sorted({int(i) for i in ids})
     if not want:
