@@ -276,3 +276,10 @@ def test_person_listing_and_forgetting_removes_everything(gallery, capsys):
         person_report(gallery, "person_002")
     assert cli_main(["index", "person", str(gallery), "person_002"]) == 2
     assert "no person 'person_002'" in capsys.readouterr().err
+
+
+def test_gallery_life_modules_are_torch_free():
+    code = ("import sys, facefeat.index.health, facefeat.index.archive, facefeat.index.migrate, "
+            "facefeat.index.privacy, facefeat.index.corrections, facefeat.index.sightings, facefeat.cli_gallery, "
+            "facefeat.serving.gallery_routes; assert 'torch' not in sys.modules, 'imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
