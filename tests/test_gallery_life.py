@@ -263,8 +263,10 @@ def test_person_listing_and_forgetting_removes_everything(gallery, capsys):
         feats = next(iter(s.load([6, 7, 8])))[3]
     secrets = [recs[i].crop[-200:-136] for i in (6, 7, 8)] + [f.tobytes()[:64] for f in feats]
     before = _dump(gallery)
+    (gallery / "gallery.hnsw").write_bytes(b"".join(secrets))  # a derived graph snapshot holding the vectors
     assert cli_main(["index", "person", str(gallery), "person_002", "--forget"]) == 0
-    assert json.loads(capsys.readouterr().out)["removed"] is True
+    out = json.loads(capsys.readouterr().out)
+    assert out["removed"] is True and out["derived_files_removed"] == [str(gallery / "gallery.hnsw")]
     after = _dump(gallery)
     assert {i for i in before["rows"] if before["rows"][i][0] != "person_002"} == set(after["rows"])
     assert "person_002" not in [p[0] for p in after["persons"]]

@@ -150,6 +150,9 @@ def migrate_gallery(location: str | os.PathLike, predictor: Any, batch: int = BA
                     progress(len(done) + s + len(part), total)
             negs = _negatives(store, predictor)
             if _swap(store, meta, predictor, target, model_thresholds(predictor), negs):
+                from facefeat.index.privacy import drop_derived
+
+                drop_derived(store)  # a graph snapshot of the old features: rebuilt at the next open
                 break
         else:
             raise FaceIndexError(f"{store.location}: samples kept being added during the migration; retry when quieter")

@@ -97,6 +97,25 @@ def scrub_log(store: Any) -> bool:
         return not db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
 
 
+#: derived files beside gallery.db that may hold vectors (the HNSW graph snapshot of
+#: facefeat.index.snapshot): a missing one only costs a rebuild at the next open
+DERIVED_FILES = ("gallery.hnsw", "gallery.hnsw.json")
+
+
+def drop_derived(store: Any) -> list[str]:
+    """Delete the derived vector files beside a SQLite gallery (they are rebuilt from the database)."""
+    from pathlib import Path
+
+    d = getattr(store, "directory", None)
+    gone = []
+    for name in DERIVED_FILES if d is not None else ():
+        p = Path(d) / name
+        if p.exists():
+            p.unlink()
+            gone.append(str(p))
+    return gone
+
+
 def forget_person(location: str | os.PathLike, label: str, gallery: str | None = None) -> PersonReport:
     """Remove everything stored about ``label`` (see the module doc); returns what was removed."""
     from facefeat.index.labels import normalize_label
@@ -125,10 +144,11 @@ def forget_person(location: str | os.PathLike, label: str, gallery: str | None =
             if report["sightings"]:  # where the person was seen
                 store._ex(cur, "DELETE FROM sightings WHERE gallery = ? AND label = ?", (store.gallery, label))
         report["log_checkpointed"] = scrub_log(store)
+        report["derived_files_removed"] = drop_derived(store)  # a graph snapshot may hold the vectors
         report["removed"] = True
         return report
     finally:
         store.close()
 
 
-__all__ = ["PersonReport", "UnknownPerson", "scrub_log", "forget_person", "person_report"]
+__all__ = ["DERIVED_FILES", "PersonReport", "UnknownPerson", "drop_derived", "scrub_log", "forget_person", "person_report"]
