@@ -363,11 +363,19 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     en.add_argument("--folder", required=True, help="a folder with one sub-folder of images per person")
     en.add_argument("--quality", default="standard", choices=["off", "standard", "strict"])
     _pipeline_args(en, inputs=False)
+    from facefeat import cli_gallery
+
+    cli_gallery.add_actions(sub)  # health, export, import, migrate, person
 
 
 @command("index", "build, extend, shrink or describe a gallery index", _index_args)
 def cmd_index(args: argparse.Namespace) -> int:
     from facefeat.index import check_model, edit_index, load_index, read_meta
+
+    from facefeat import cli_gallery
+
+    if args.index_cmd in cli_gallery.ACTIONS:
+        return cli_gallery.run(args)
 
     out = Output.of(args)
     if args.index_cmd == "info":

@@ -486,7 +486,9 @@ class FaceRecognitionPipeline:
                 from facefeat.index.people import People
 
                 search = People(index).search
-            hits = search(np.asarray([f["feature"] for f in queries], np.float32), topk) \
+            from facefeat.index.corrections import veto_search  # "not X" corrections veto a name
+
+            hits = veto_search(index, search, np.asarray([f["feature"] for f in queries], np.float32), topk) \
                 if index is not None and queries and len(index) else [[] for _ in queries]
             hits_iter = iter(hits)
             boxes = []
@@ -503,6 +505,10 @@ class FaceRecognitionPipeline:
                         if per_person:
                             box["sample_ids"] = [x.sample_id for x in h]
                 boxes.append(box)
+            if index is not None:  # opt-in per gallery: recognitions and unknown faces kept (sightings)
+                from facefeat.index.sightings import record as record_sightings
+
+                record_sightings(index, item.name, img, faces, boxes)
             yield FaceRecResult(input_path=item.name, boxes=boxes, operating_point=op, _img=img)
 
     __call__ = predict

@@ -106,7 +106,10 @@ def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_pat
                         todo.append((track, q, pipe.align(frame, d)))
                 if todo:
                     feats = pipe.predictor.embed([f for _, _, f in todo], pipe.flip)
-                    hits = index.search(feats, 1) if index is not None and len(index) else [[] for _ in todo]
+                    from facefeat.index.corrections import veto_search  # "not X" corrections apply here too
+
+                    hits = veto_search(index, index.search, feats, 1) if index is not None and len(index) \
+                        else [[] for _ in todo]
                     for (track, q, _), h in zip(todo, hits):
                         best = h[0] if h else None
                         known = best is not None and _is_match(index.metric_type, best.score, thr)

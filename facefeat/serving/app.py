@@ -65,6 +65,7 @@ from facefeat.results import _jsonable  # noqa: E402
 from facefeat.serving.errors import NotFound, PersonNotFound, ServingError  # noqa: E402
 from facefeat.serving.budget import request_client  # noqa: E402
 from facefeat.serving.docs_page import install_docs  # noqa: E402
+from facefeat.serving.gallery_routes import ADMIN_PATHS as GALLERY_ADMIN, add_routes as add_gallery_routes  # noqa: E402
 from facefeat.serving.http import KeyRing, RequestContextMiddleware, UnknownFields, install_handlers, ok  # noqa: E402
 from facefeat.serving.options import Settings  # noqa: E402
 from facefeat.serving.service import Service  # noqa: E402
@@ -100,7 +101,7 @@ _KEY = [Depends(APIKeyHeader(name="X-API-Key", auto_error=False,
 _PUBLIC = ("/health", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 _ADMIN = ("/face-recognition-index-build", "/face-recognition-index-add", "/face-recognition-index-remove",
           "/face-recognition-index-delete", "/face-recognition-person-add", "/face-recognition-person-remove",
-          "/face-recognition-person-rename")
+          "/face-recognition-person-rename") + GALLERY_ADMIN
 
 
 def required_role(method: str, path: str) -> Optional[str]:
@@ -429,6 +430,8 @@ def create_app(settings: Settings | str | os.PathLike | None = None, **fields: A
         if crop is None:
             raise NotFound(f"no thumbnail for sample {id} of index {key}")
         return Response(content=crop[0], media_type=f"image/{crop[1]}", headers={"Cache-Control": "private, no-cache"})
+
+    add_gallery_routes(app, svc, _RESPONSES, _KEY)  # health, export, import, migrate, person (gallery_routes)
 
     # -- the web page --------------------------------------------------------------------------------
     install_docs(app, app.title)

@@ -430,6 +430,7 @@ async function recogniseImage(fillCanvas) {
       li.appendChild(document.createTextNode(
         top ? top.label + " (" + top.score.toFixed(2) + ")" : "Unknown"));
       list.appendChild(li);
+      if (top && window.correctionButtons) window.correctionButtons(li, f, canvas, top.label); // gallery-life.js
     }
     const n = res.faces.length;
     const named = res.faces.filter((f) => f.recResults.length).map((f) => f.recResults[0].label);

@@ -1,0 +1,219 @@
+"""``facefeat index health | export | import | migrate | person``: living with a gallery.
+
+Wired into ``facefeat index`` by :func:`add_actions` (the parsers) and :func:`run` (the actions);
+the work is done in :mod:`facefeat.index.health`, :mod:`~facefeat.index.archive`,
+:mod:`~facefeat.index.migrate` and :mod:`~facefeat.index.privacy`. Each prints JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+ACTIONS = ("health", "export", "import", "migrate", "person", "correct", "corrections", "sightings")
+
+
+def add_actions(sub: argparse._SubParsersAction) -> None:
+    """Add the gallery-life actions to the ``facefeat index`` sub-parsers."""
+    h = sub.add_parser("health", help="per-person health of a gallery: outliers, confusable people, poor and "
+                                      "duplicate samples, a score per person and a short list of fixes (JSON)")
+    h.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    h.add_argument("--quality", default="standard", choices=["off", "standard", "strict"],
+                   help="quality policy the stored figures are judged by (default standard)")
+    h.add_argument("--rec-threshold", default="auto",
+                   help="operating point: 'auto' (the model's calibrated 1:N threshold) or a number")
+    h.add_argument("--max-fixes", type=int, default=20, help="fixes listed (default 20)")
+    h.add_argument("--people", action="store_true", help="list every person (default: only those with findings)")
+    e = sub.add_parser("export", help="write a gallery to one archive file (people, samples, crops, features, "
+                                      "model info, checksums)")
+    e.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    e.add_argument("--out", required=True, help="archive file to write (e.g. gallery.tar)")
+    i = sub.add_parser("import", help="restore an archive into a new gallery, or merge it by person into an "
+                                      "existing one")
+    i.add_argument("archive", help="archive file written by 'facefeat index export'")
+    i.add_argument("--out", required=True, help="gallery directory or postgresql:// URL")
+    i.add_argument("--gallery", default=None, help="PostgreSQL: the gallery's name (default 'default')")
+    m = sub.add_parser("migrate", help="re-embed every stored face with another model, keeping people and ids "
+                                       "(resumable)")
+    m.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    m.add_argument("--model", required=True, help="zoo model name, weights file or model directory")
+    m.add_argument("--device", default="cpu")
+    m.add_argument("--batch", type=int, default=64, help="faces embedded (and saved) per step (default 64)")
+    p = sub.add_parser("person", help="list everything the gallery stores about one person (--forget: delete it)")
+    p.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    p.add_argument("name", help="the person's label")
+    p.add_argument("--forget", action="store_true",
+                   help="delete the person's samples, crops, vectors and figures everywhere the gallery keeps them")
+    c = sub.add_parser("correct", help="'this is not NAME' (--not: a negative sample) or 'this is NAME' (--is: "
+                                       "enrolled through the quality policy); undo with 'corrections --undo ID'")
+    c.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    c.add_argument("image", help="an image holding the face (one face, or one clearly the largest)")
+    who = c.add_mutually_exclusive_group(required=True)
+    who.add_argument("--not", dest="not_label", metavar="NAME", help="the face is not this person")
+    who.add_argument("--is", dest="is_label", metavar="NAME", help="the face is this person: add it as a sample")
+    c.add_argument("--quality", default="standard", choices=["off", "standard", "strict"],
+                   help="--is: the enrolment quality policy (default standard)")
+    c.add_argument("--model", default=None, help="the gallery's model (default: the one it was built with)")
+    c.add_argument("--model-dir", default=None, help="the gallery's model directory")
+    c.add_argument("--device", default="cpu")
+    cs = sub.add_parser("corrections", help="list a gallery's corrections, or undo one (--undo ID)")
+    cs.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    cs.add_argument("--label", default=None, help="only this person's")
+    cs.add_argument("--undo", type=int, default=None, metavar="ID", help="take correction ID back")
+    si = sub.add_parser("sightings", help="where faces were seen (opt-in: --record/--keep-unknown): search by person, "
+                                          "time or probe face; group, name or dismiss unknown faces; sweep")
+    si.add_argument("index_dir", help="gallery directory or postgresql:// URL")
+    si.add_argument("--record", choices=["on", "off"], help="record recognised faces")
+    si.add_argument("--keep-unknown", choices=["on", "off"], help="keep faces that were not named")
+    si.add_argument("--retention-days", type=float, default=None, help="how long sightings are kept (> 0)")
+    si.add_argument("--person", default=None, help="sightings of this person")
+    si.add_argument("--unknown", action="store_true", help="unknown faces only")
+    si.add_argument("--since", type=float, default=None, help="from this Unix time")
+    si.add_argument("--until", type=float, default=None, help="up to this Unix time")
+    si.add_argument("--probe", default=None, metavar="IMAGE", help="sightings of the face in this image")
+    si.add_argument("--limit", type=int, default=100)
+    si.add_argument("--groups", action="store_true", help="the unknown faces grouped into candidate people")
+    si.add_argument("--name", default=None, metavar="IDS", help="comma-separated sighting ids to name (with --as)")
+    si.add_argument("--as", dest="as_label", default=None, metavar="NAME", help="the name for --name")
+    si.add_argument("--dismiss", default=None, metavar="IDS", help="comma-separated sighting ids to delete")
+    si.add_argument("--sweep", action="store_true", help="delete the sightings past the retention period now")
+
+
+def _print(obj: dict) -> None:
+    from facefeat.results import _jsonable
+
+    print(json.dumps(_jsonable(dict(obj)), indent=2, ensure_ascii=False))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one of :data:`ACTIONS`."""
+    from facefeat.errors import InputError
+
+    if args.index_cmd == "health":
+        from facefeat.index.health import gallery_health
+        from facefeat.index.persist import open_existing_store
+
+        thr = args.rec_threshold
+        if thr not in ("auto", "best_accuracy"):
+            try:
+                thr = float(thr)
+            except ValueError:
+                raise InputError(f"--rec-threshold must be 'auto' or a number, got {thr!r}") from None
+        store = open_existing_store(args.index_dir)
+        try:
+            rep = gallery_health(store, policy=args.quality, rec_threshold=thr, max_fixes=args.max_fixes)
+        finally:
+            store.close()
+        if not args.people:
+            rep["persons"] = [r for r in rep["persons"] if r["score"] < 100]
+        _print(rep)
+        return 0
+    if args.index_cmd == "export":
+        from facefeat.index.archive import export_archive
+
+        _print(export_archive(args.index_dir, args.out))
+        return 0
+    if args.index_cmd == "import":
+        from facefeat.index.archive import import_archive
+
+        rep = import_archive(args.archive, args.out, gallery=args.gallery)
+        _print(rep)
+        return 1 if rep.get("conflicts") else 0
+    if args.index_cmd == "migrate":
+        from facefeat.index.migrate import migrate_gallery, resolve_predictor
+
+        pred = resolve_predictor(args.model, device=args.device, batch_size=max(1, args.batch))
+
+        def progress(done: int, total: int) -> None:
+            print(f"\rre-embedded {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        rep = migrate_gallery(args.index_dir, pred, batch=args.batch, progress=progress)
+        print(file=sys.stderr)
+        _print(rep)
+        return 0
+    if args.index_cmd == "person":
+        from facefeat.index.privacy import forget_person, person_report
+
+        _print(forget_person(args.index_dir, args.name) if args.forget else person_report(args.index_dir, args.name))
+        return 0
+    if args.index_cmd in ("correct", "corrections"):
+        return _corrections(args)
+    if args.index_cmd == "sightings":
+        return _sightings(args)
+    raise InputError(f"unknown index action {args.index_cmd!r}")  # pragma: no cover - argparse guards it
+
+
+def _ids(text: str, what: str) -> list[int]:
+    from facefeat.errors import InputError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{what}: give comma-separated sighting ids, got {text!r}") from None
+
+
+def _sightings(args: argparse.Namespace) -> int:
+    from facefeat.errors import InputError
+    from facefeat.index import sightings as S
+    from facefeat.index.persist import open_index
+
+    index = open_index(args.index_dir)
+    if args.record or args.keep_unknown or args.retention_days is not None:
+        _print(S.configure(index, record=None if args.record is None else args.record == "on",
+                           keep_unknown=None if args.keep_unknown is None else args.keep_unknown == "on",
+                           retention_days=args.retention_days))
+        return 0
+    if args.sweep:
+        _print({"deleted": S.sweep(index)})
+        return 0
+    if args.dismiss:
+        _print({"deleted": S.dismiss(index, _ids(args.dismiss, "--dismiss"))})
+        return 0
+    if args.name or args.as_label:
+        if not (args.name and args.as_label):
+            raise InputError("--name IDS and --as NAME go together")
+        _print(S.name_sightings(index, _ids(args.name, "--name"), args.as_label))
+        return 0
+    if args.groups:
+        print(json.dumps(S.unknown_groups(index), indent=2))
+        return 0
+    probe = None
+    if args.probe:
+        from facefeat.pipeline import create_pipeline
+
+        pipe = create_pipeline("face_recognition", model=index.model_name)
+        g = pipe.gallery_features([args.probe], ["probe"], strict=True, quality="off")
+        probe = g.features[0]
+    rows = S.search(index, label=args.person, since=args.since, until=args.until, probe=probe, unknown=args.unknown,
+                    limit=args.limit)
+    print(json.dumps(rows, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _corrections(args: argparse.Namespace) -> int:
+    from facefeat.index import corrections as C
+    from facefeat.index.persist import open_index
+
+    index = open_index(args.index_dir)  # attached: each change is one transaction
+    if args.index_cmd == "corrections":
+        if args.undo is not None:
+            _print(C.undo(index, args.undo))
+        else:
+            print(json.dumps(C.list_corrections(index, args.label), indent=2, ensure_ascii=False))
+        return 0
+    from facefeat.pipeline import create_pipeline
+
+    pipe = create_pipeline("face_recognition", model=None if args.model_dir else (args.model or index.model_name),
+                           model_dir=args.model_dir, device=args.device)
+    index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
+    if args.is_label is not None:
+        _print(C.confirm_match(pipe, index, args.image, args.is_label, quality=args.quality, source=args.image))
+        return 0
+    g = pipe.gallery_features([args.image], [args.not_label], strict=True, quality="off")
+    cid = C.reject_match(index, args.not_label, g.features[0], crop=g.records[0].crop, source=args.image)
+    _print({"correction": cid, "kind": "not", "label": args.not_label})
+    return 0
+
+
+__all__ = ["ACTIONS", "add_actions", "run"]
