@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         stream_s = time.perf_counter() - t0
         unknown = S.search(index, unknown=True, limit=10 ** 9)
         t1 = time.perf_counter()
-        groups = S.unknown_groups(index)
+        from facefeat.pipeline.unknown import unknown_groups
+
+        groups = unknown_groups(index)
         group_s = time.perf_counter() - t1
     truth = {}
     for r in unknown:

@@ -176,7 +176,9 @@ def _sightings(args: argparse.Namespace) -> int:
         _print(S.name_sightings(index, _ids(args.name, "--name"), args.as_label))
         return 0
     if args.groups:
-        print(json.dumps(S.unknown_groups(index), indent=2))
+        from facefeat.pipeline.unknown import unknown_groups
+
+        print(json.dumps(unknown_groups(index), indent=2))
         return 0
     probe = None
     if args.probe:

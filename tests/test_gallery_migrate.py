@@ -31,7 +31,8 @@ def mfn_dir(tmp_path_factory) -> Path:
     from facefeat.registry import get_spec
     from facefeat.runtime.model_dir import ModelMeta
     from facefeat.runtime.torch_build import build_torch_model, export_onnx
-    from facefeat.thresholds import calibrate_pairs, store_thresholds
+    from facefeat.engine.calibration import calibrate_pairs
+    from facefeat.thresholds import store_thresholds
 
     spec = get_spec("MobileFaceNet")
     torch.manual_seed(0)

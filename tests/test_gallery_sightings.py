@@ -13,6 +13,7 @@ import pytest
 from facefeat.cli import main as cli_main
 from facefeat.errors import InputError
 from facefeat.index import sightings as S
+from facefeat.pipeline.unknown import unknown_groups
 from facefeat.index.persist import open_index
 
 
@@ -41,7 +42,7 @@ def test_nothing_is_recorded_until_turned_on(setup, pipe):
     g, index, photos = setup
     list(pipe.predict(photos["Tony_Blair"][0], index=index))
     assert S.settings(index.store) == {"record": False, "keep_unknown": False, "retention_days": 30.0}
-    assert S.search(index) == [] and S.unknown_groups(index) == []
+    assert S.search(index) == [] and unknown_groups(index) == []
     for bad in (0, -3, float("nan"), "week"):
         with pytest.raises(InputError, match="retention_days"):
             S.configure(index, record=True, retention_days=bad)
@@ -65,7 +66,7 @@ def test_sightings_search_groups_naming_and_retention(setup, pipe, capsys):
     probe = pipe.gallery_features([photos["Tony_Blair"][3]], ["probe"], strict=True, quality="off").features[0]
     found = S.search(index, probe=probe)
     assert {r["id"] for r in found} == {r["id"] for r in unknown}
-    groups = S.unknown_groups(index)
+    groups = unknown_groups(index)
     assert [sorted(gr["ids"]) for gr in groups] == [sorted(r["id"] for r in unknown)]
     assert cli_main(["index", "sightings", str(g), "--name", ",".join(map(str, groups[0]["ids"])),
                      "--as", "Tony_Blair"]) == 0

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.index.lifecycle_common import require_attached  # noqa: F401  (re-exported)
 
 CORRECTIONS_TABLE = ("CREATE TABLE IF NOT EXISTS corrections (gallery TEXT NOT NULL, id BIGINT NOT NULL, "
                      "kind TEXT NOT NULL, label TEXT NOT NULL, sample_id BIGINT, feature {blob}, crop {blob}, "
@@ -61,7 +62,7 @@ def _has_table(store: Any) -> bool:
 
 def _check_person(store: Any, label: str) -> str:
     from facefeat.index.labels import normalize_label
-    from facefeat.index.privacy import UnknownPerson
+    from facefeat.index.lifecycle_common import UnknownPerson
 
     label = normalize_label(label)
     if label not in {p["label"] for p in store.persons()}:
@@ -108,7 +109,7 @@ def confirm_match(pipe: Any, index: Any, image: Any, label: str, quality: Any = 
 def confirm_features(index: Any, g: Any, source: str | None = None) -> dict:
     """:func:`confirm_match` for a face already through the enrolment path: ``g`` the one-image
     :class:`~facefeat.pipeline.face_recognition.GalleryFeatures` labelled with the person."""
-    from facefeat.pipeline.enrol import add_gallery
+    from facefeat.index.enrolment import add_gallery
 
     store = _store_of(index)
     require_attached(index, "a confirmation")
@@ -164,13 +165,6 @@ def _store_of(x: Any) -> Any:
     if store is None or not hasattr(store, "_write_tx"):
         raise InputError("corrections need a stored gallery (a directory or postgresql:// URL), not an in-memory index")
     return store
-
-
-def require_attached(index: Any, what: str) -> None:
-    """Changes to samples must reach the database at once: an index opened with ``open_index``."""
-    if not getattr(index, "_attached", False):
-        raise InputError(f"{what} changes the gallery's samples: open it with facefeat.index.open_index (attached), "
-                         "not load_index (a copy whose changes wait for save)")
 
 
 # -- the match path -------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def resolve_predictor(model: str, device: str = "cpu", **kw: Any) -> Any:
     """A predictor for what the user named: a model directory, a weights file, or a zoo name."""
     from pathlib import Path
 
-    from facefeat import create_model
+    from facefeat.predict.predictor import create_model
 
     p = Path(str(model)).expanduser()
     if p.is_dir():
@@ -150,7 +150,7 @@ def migrate_gallery(location: str | os.PathLike, predictor: Any, batch: int = BA
                     progress(len(done) + s + len(part), total)
             negs = _negatives(store, predictor)
             if _swap(store, meta, predictor, target, model_thresholds(predictor), negs):
-                from facefeat.index.privacy import drop_derived
+                from facefeat.index.lifecycle_common import drop_derived
 
                 drop_derived(store)  # a graph snapshot of the old features: rebuilt at the next open
                 break

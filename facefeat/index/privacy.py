@@ -13,7 +13,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from facefeat.errors import InputError
+from facefeat.index.lifecycle_common import (  # noqa: F401  (re-exported)
+    DERIVED_FILES,
+    UnknownPerson,
+    drop_derived,
+    scrub_log,
+)
 from facefeat.results import BaseResult
 
 
@@ -21,10 +26,6 @@ class PersonReport(BaseResult):
     """``{"gallery", "label", "created", "samples": [...], "pending_migration_vectors", "stored_in"}``."""
 
     default_stem = "person"
-
-
-class UnknownPerson(InputError, LookupError):
-    """No person with this label in the gallery."""
 
 
 def _person_not_found(store: Any, label: str) -> Exception:
@@ -82,38 +83,6 @@ def _pending_vectors(store: Any, ids: list[int]) -> int:
             n += int(store._ex(cur, f"SELECT COUNT(*) FROM migrations WHERE gallery = ? AND id IN "
                                f"({','.join('?' * len(part))})", (store.gallery, *part)).fetchone()[0])
     return n
-
-
-def scrub_log(store: Any) -> bool:
-    """SQLite: checkpoint and empty the write-ahead log, so that no deleted page stays in a side file
-    (the database overwrites deleted content itself). False when a reader holds the log (the next
-    checkpoint clears it); True for PostgreSQL (its own storage rules apply)."""
-    import sqlite3
-
-    db = getattr(store, "_db", None)
-    if not isinstance(db, sqlite3.Connection):
-        return True
-    with store._lock:
-        return not db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-
-
-#: derived files beside gallery.db that may hold vectors (the HNSW graph snapshot of
-#: facefeat.index.snapshot): a missing one only costs a rebuild at the next open
-DERIVED_FILES = ("gallery.hnsw", "gallery.hnsw.json")
-
-
-def drop_derived(store: Any) -> list[str]:
-    """Delete the derived vector files beside a SQLite gallery (they are rebuilt from the database)."""
-    from pathlib import Path
-
-    d = getattr(store, "directory", None)
-    gone = []
-    for name in DERIVED_FILES if d is not None else ():
-        p = Path(d) / name
-        if p.exists():
-            p.unlink()
-            gone.append(str(p))
-    return gone
 
 
 def forget_person(location: str | os.PathLike, label: str, gallery: str | None = None) -> PersonReport:

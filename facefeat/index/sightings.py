@@ -8,7 +8,7 @@ deleted for real afterwards by :func:`sweep` (run at every recording, and by the
 * :func:`record` - called by the recognition path (``pipeline.predict``) for every face;
 * :func:`search` - by person, time range, unknown only, or a probe face (1:1 at the model's
   calibrated ``far=1e-3`` point), including faces that were unknown when seen;
-* :func:`unknown_groups` - the unknown faces grouped into candidate people with the existing
+* :func:`facefeat.pipeline.unknown.unknown_groups` - the unknown faces grouped into candidate people with the existing
   clustering (:func:`facefeat.pipeline.cluster.cluster_features` at its default threshold);
 * :func:`name_sightings` - name a group: its faces join (or become) a person as samples and the
   past sightings take the name; :func:`dismiss` deletes sightings.
@@ -165,7 +165,7 @@ def sweep(index_or_store: Any, now: float | None = None) -> int:
     with store._write_tx() as cur:
         store._ex(cur, "DELETE FROM sightings WHERE gallery = ? AND created < ?", (store.gallery, cutoff))
     if n:
-        from facefeat.index.privacy import scrub_log
+        from facefeat.index.lifecycle_common import scrub_log
 
         scrub_log(store)
     return n
@@ -212,35 +212,13 @@ def search(index_or_store: Any, label: str | None = None, since: float | None = 
     return out
 
 
-def unknown_groups(index_or_store: Any, threshold: float | None = None, min_samples: int = 2) -> list[dict]:
-    """The unknown sightings grouped into candidate people, largest first: ``[{"group", "ids",
-    "size"}]`` (faces in no group are left out)."""
-    from facefeat.index.health import gallery_thresholds
-    from facefeat.pipeline.cluster import cluster_features, default_threshold
-
-    store = _store(index_or_store)
-    rows = _rows(store, "SELECT id, feature FROM sightings WHERE gallery = ? AND label IS NULL ORDER BY id",
-                 (store.gallery,))
-    if not rows:
-        return []
-    x = np.stack([np.frombuffer(bytes(f), np.float32) for _, f in rows])
-    thr = default_threshold(gallery_thresholds(store.meta()))[0] if threshold is None else float(threshold)
-    lab = cluster_features(x, threshold=thr,
-                           min_samples=min_samples)
-    groups: dict[int, list[int]] = {}
-    for (i, _), g in zip(rows, lab.tolist()):
-        if g >= 0:
-            groups.setdefault(g, []).append(int(i))
-    return [{"group": g, "ids": ids, "size": len(ids)} for g, ids in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
-
-
 def name_sightings(index: Any, ids: Sequence[int], label: str) -> dict:
     """Name sightings (a group): their faces become samples of ``label`` (a new person, or joining
     one) through the gallery's duplicate rule, and the sightings take the name."""
     from facefeat.index.labels import normalize_label
     from facefeat.index.store import SampleRecord, content_hash
 
-    from facefeat.index.corrections import require_attached
+    from facefeat.index.lifecycle_common import require_attached
 
     store = _store(index)
     require_attached(index, "naming sightings")
@@ -283,11 +261,10 @@ def dismiss(index_or_store: Any, ids: Sequence[int]) -> int:
     with store._write_tx() as cur:
         store._ex(cur, f"DELETE FROM sightings WHERE gallery = ? AND id IN ({marks})", (store.gallery, *want))
     if n:
-        from facefeat.index.privacy import scrub_log
+        from facefeat.index.lifecycle_common import scrub_log
 
         scrub_log(store)
     return n
 
 
-__all__ = ["configure", "dismiss", "name_sightings", "record", "search", "settings", "sighting_crop", "sweep",
-           "unknown_groups"]
+__all__ = ["configure", "dismiss", "name_sightings", "record", "search", "settings", "sighting_crop", "sweep"]

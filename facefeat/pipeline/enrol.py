@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.index.enrolment import add_gallery
 from facefeat.results import BaseResult
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -69,22 +70,6 @@ def sample_record(img: np.ndarray, face: np.ndarray, det: Any, figures: Mapping 
         fig["detected_by"] = dict(path)
     return SampleRecord(crop=buf.tobytes() if ok else None, figures=fig or None, det=det.to_dict(),
                         content_hash=content_hash(img), weights_hash=weights)
-
-
-def add_gallery(index: Any, g: Any):
-    """The one way enrolled images enter a gallery: ``g`` (a
-    :class:`~facefeat.pipeline.face_recognition.GalleryFeatures`) added to ``index`` with its
-    records; returns the :class:`~facefeat.index.base.AddResult` (duplicates reported, not added)."""
-    from facefeat.index.base import AddResult
-
-    if not g.labels:
-        return AddResult([])
-    index.check_model(*_model_of(index, g))
-    return index.add_samples(g.features, g.labels, g.names, g.records)
-
-
-def _model_of(index: Any, g: Any) -> tuple:
-    return index.model_name, int(np.asarray(g.features).shape[1])
 
 
 def enroll(pipe, people, items: Iterable[tuple[Any, str]], quality: str | Mapping | Any = "standard",

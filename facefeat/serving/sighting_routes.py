@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from facefeat.serving import schemas as S
+from facefeat.pipeline.unknown import unknown_groups as group_unknown
 from facefeat.serving.http import ok
 from facefeat.serving.storage import check_key
 
@@ -87,7 +88,7 @@ def add_sighting_routes(app: FastAPI, svc: Any, responses: dict, key_dep: list) 
              responses=responses, dependencies=key_dep)
     def unknown_groups(request: Request, indexKey: str = Query(..., description="the index key")):
         key = check_key(indexKey)
-        return ok(request, {"indexKey": key, "groups": SG.unknown_groups(svc.store.get(key))})
+        return ok(request, {"indexKey": key, "groups": group_unknown(svc.store.get(key))})
 
     @app.post("/face-recognition-unknown-name", response_model=S.Envelope[dict], tags=["sightings"],
               responses=responses, dependencies=key_dep)
