@@ -8,8 +8,8 @@ the work is done in :mod:`facefeat.index.health`, :mod:`~facefeat.index.archive`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
 
 ACTIONS = ("health", "export", "import", "migrate", "person", "correct", "corrections", "sightings")
 
@@ -80,10 +80,20 @@ def add_actions(sub: argparse._SubParsersAction) -> None:
     si.add_argument("--sweep", action="store_true", help="delete the sightings past the retention period now")
 
 
-def _print(obj: dict) -> None:
+def _print(args: argparse.Namespace, obj: Any) -> None:
+    """The CLI's one output convention (facefeat.cli_output): a one-line summary of ``obj``'s top-level
+    figures by default, the whole document with ``--json``."""
+    from facefeat.cli_output import Output, escape
     from facefeat.results import _jsonable
 
-    print(json.dumps(_jsonable(dict(obj)), indent=2, ensure_ascii=False))
+    doc = _jsonable(dict(obj) if isinstance(obj, dict) else obj)
+    if isinstance(doc, dict):
+        parts = [f"{k} {v}" if not isinstance(v, (list, dict)) else f"{k} {len(v)}" for k, v in doc.items()
+                 if v is not None and not (isinstance(v, dict) and len(v) > 3)]
+        text = f"index {args.index_cmd}: " + ", ".join(parts)
+    else:
+        text = f"index {args.index_cmd}: {len(doc)} item(s)"
+    Output.of(args).document(doc, escape(text) + " (--json for everything)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,18 +117,18 @@ def run(args: argparse.Namespace) -> int:
             store.close()
         if not args.people:
             rep["persons"] = [r for r in rep["persons"] if r["score"] < 100]
-        _print(rep)
+        _print(args, rep)
         return 0
     if args.index_cmd == "export":
         from facefeat.index.archive import export_archive
 
-        _print(export_archive(args.index_dir, args.out))
+        _print(args, export_archive(args.index_dir, args.out))
         return 0
     if args.index_cmd == "import":
         from facefeat.index.archive import import_archive
 
         rep = import_archive(args.archive, args.out, gallery=args.gallery)
-        _print(rep)
+        _print(args, rep)
         return 1 if rep.get("conflicts") else 0
     if args.index_cmd == "migrate":
         from facefeat.index.migrate import migrate_gallery, resolve_predictor
@@ -130,12 +140,12 @@ def run(args: argparse.Namespace) -> int:
 
         rep = migrate_gallery(args.index_dir, pred, batch=args.batch, progress=progress)
         print(file=sys.stderr)
-        _print(rep)
+        _print(args, rep)
         return 0
     if args.index_cmd == "person":
         from facefeat.index.privacy import forget_person, person_report
 
-        _print(forget_person(args.index_dir, args.name) if args.forget else person_report(args.index_dir, args.name))
+        _print(args, forget_person(args.index_dir, args.name) if args.forget else person_report(args.index_dir, args.name))
         return 0
     if args.index_cmd in ("correct", "corrections"):
         return _corrections(args)
@@ -160,25 +170,25 @@ def _sightings(args: argparse.Namespace) -> int:
 
     index = open_index(args.index_dir)
     if args.record or args.keep_unknown or args.retention_days is not None:
-        _print(S.configure(index, record=None if args.record is None else args.record == "on",
+        _print(args, S.configure(index, record=None if args.record is None else args.record == "on",
                            keep_unknown=None if args.keep_unknown is None else args.keep_unknown == "on",
                            retention_days=args.retention_days))
         return 0
     if args.sweep:
-        _print({"deleted": S.sweep(index)})
+        _print(args, {"deleted": S.sweep(index)})
         return 0
     if args.dismiss:
-        _print({"deleted": S.dismiss(index, _ids(args.dismiss, "--dismiss"))})
+        _print(args, {"deleted": S.dismiss(index, _ids(args.dismiss, "--dismiss"))})
         return 0
     if args.name or args.as_label:
         if not (args.name and args.as_label):
             raise InputError("--name IDS and --as NAME go together")
-        _print(S.name_sightings(index, _ids(args.name, "--name"), args.as_label))
+        _print(args, S.name_sightings(index, _ids(args.name, "--name"), args.as_label))
         return 0
     if args.groups:
         from facefeat.pipeline.unknown import unknown_groups
 
-        print(json.dumps(unknown_groups(index), indent=2))
+        _print(args, unknown_groups(index))
         return 0
     probe = None
     if args.probe:
@@ -189,7 +199,7 @@ def _sightings(args: argparse.Namespace) -> int:
         probe = g.features[0]
     rows = S.search(index, label=args.person, since=args.since, until=args.until, probe=probe, unknown=args.unknown,
                     limit=args.limit)
-    print(json.dumps(rows, indent=2, ensure_ascii=False))
+    _print(args, rows)
     return 0
 
 
@@ -200,9 +210,9 @@ def _corrections(args: argparse.Namespace) -> int:
     index = open_index(args.index_dir)  # attached: each change is one transaction
     if args.index_cmd == "corrections":
         if args.undo is not None:
-            _print(C.undo(index, args.undo))
+            _print(args, C.undo(index, args.undo))
         else:
-            print(json.dumps(C.list_corrections(index, args.label), indent=2, ensure_ascii=False))
+            _print(args, C.list_corrections(index, args.label))
         return 0
     from facefeat.pipeline import create_pipeline
 
@@ -210,11 +220,11 @@ def _corrections(args: argparse.Namespace) -> int:
                            model_dir=args.model_dir, device=args.device)
     index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
     if args.is_label is not None:
-        _print(C.confirm_match(pipe, index, args.image, args.is_label, quality=args.quality, source=args.image))
+        _print(args, C.confirm_match(pipe, index, args.image, args.is_label, quality=args.quality, source=args.image))
         return 0
     g = pipe.gallery_features([args.image], [args.not_label], strict=True, quality="off")
     cid = C.reject_match(index, args.not_label, g.features[0], crop=g.records[0].crop, source=args.image)
-    _print({"correction": cid, "kind": "not", "label": args.not_label})
+    _print(args, {"correction": cid, "kind": "not", "label": args.not_label})
     return 0
 
 

@@ -226,7 +226,8 @@ def recognition_line(res: Any) -> str:
 
 
 def verify_line(res: Any) -> str:
-    """``same person: score 0.674 >= threshold 0.365 (FAR 1e-3)`` or ``different people: ...``."""
+    """``same person: score 0.674 > threshold 0.365 (FAR 1e-3)`` or ``different people: ...`` (the
+    comparison is the one match rule's, :func:`facefeat.thresholds.is_match`)."""
     op = res.get("operating_point") or {}
     if op.get("source") == "fixed":
         point = "fixed threshold"
@@ -236,7 +237,7 @@ def verify_line(res: Any) -> str:
         point = escape(op.get("source") or "calibrated")
     l2 = str(op.get("metric_type") or "").upper() == "L2"
     same = bool(res["verified"])
-    rel = ("<=" if same else ">") if l2 else (">=" if same else "<=")
+    rel = ("<" if same else ">=") if l2 else (">" if same else "<=")
     verdict = "same person" if same else "different people"
     return f"{verdict}: score {float(res['score']):.3f} {rel} threshold {float(res['threshold']):.3f} ({point})"
 

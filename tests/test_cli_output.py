@@ -123,7 +123,7 @@ def test_verify_prints_one_line_and_exits_1_when_different(lfw_dir, capsys):
     a, b, c = _img(lfw_dir, "Tony_Blair", 0), _img(lfw_dir, "Tony_Blair", 3), _img(lfw_dir, "Colin_Powell")
     assert main(["verify", a, b]) == 0
     out = capsys.readouterr().out
-    assert re.fullmatch(r"same person: score 0\.\d{3} >= threshold 0\.\d{3} \(FAR 1e-3\)\n", out), out
+    assert re.fullmatch(r"same person: score 0\.\d{3} > threshold 0\.\d{3} \(FAR 1e-3\)\n", out), out
     assert main(["verify", a, c, "--far", "1e-2"]) == 1
     out = capsys.readouterr().out
     assert re.fullmatch(r"different people: score -?0\.\d{3} <= threshold 0\.\d{3} \(FAR 1e-2\)\n", out), out
@@ -137,7 +137,7 @@ def test_verify_prints_one_line_and_exits_1_when_different(lfw_dir, capsys):
 def test_verify_line_of_a_result():
     res = {"verified": True, "score": 0.6741, "threshold": 0.3652, "far": 0.001,
            "operating_point": {"source": "calibrated"}}
-    assert verify_line(res) == "same person: score 0.674 >= threshold 0.365 (FAR 1e-3)"
+    assert verify_line(res) == "same person: score 0.674 > threshold 0.365 (FAR 1e-3)"
 
 
 def test_fifo_never_hangs_predict_or_embed_dataset(tmp_path, lfw_dir):
