@@ -83,13 +83,13 @@ def test_corrections_in_the_pipeline_and_cli(tmp_path, lfw_dir, pipe, capsys):
     first = res["boxes"][0]["labels"][0]
     other = ({"George_W_Bush", "Colin_Powell"} - {first}).pop()
     # the operator says "this is not <first>" through the CLI
-    assert cli_main(["index", "correct", str(g), str(blair[0]), "--not", first]) == 0
+    assert cli_main(["index", "correct", str(g), str(blair[0]), "--not", first, "--json"]) == 0
     cid = json.loads(capsys.readouterr().out)["correction"]
     (res,) = list(pipe.predict(str(blair[0]), index=index, rec_threshold=-1.0, rec_topk=2))
     assert res["boxes"][0]["labels"][0] == other
     (res,) = list(pipe.predict(str(blair[0]), index=index))  # at the calibrated threshold: unknown
     assert res["boxes"][0]["labels"] is None
-    assert cli_main(["index", "corrections", str(g), "--undo", str(cid)]) == 0
+    assert cli_main(["index", "corrections", str(g), "--undo", str(cid), "--json"]) == 0
     capsys.readouterr()
     (res,) = list(pipe.predict(str(blair[0]), index=index, rec_threshold=-1.0, rec_topk=2))
     assert res["boxes"][0]["labels"][0] == first

@@ -99,12 +99,12 @@ def test_health_cli_prints_json(tmp_path, capsys):
     rng = np.random.default_rng(3)
     x, labels, _ = cluster_features(rng, 3, 3)
     make_stored_gallery(tmp_path / "g", x, labels)
-    assert cli_main(["index", "health", str(tmp_path / "g"), "--people"]) == 0
+    assert cli_main(["index", "health", str(tmp_path / "g"), "--people", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["people"] == 3 and len(rep["persons"]) == 3 and rep["fixes"] == []
-    assert cli_main(["index", "health", str(tmp_path / "nothing")]) == 2
+    assert cli_main(["index", "health", str(tmp_path / "nothing"), "--json"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli_main(["index", "health", str(tmp_path / "g"), "--rec-threshold", "high"]) == 2
+    assert cli_main(["index", "health", str(tmp_path / "g"), "--rec-threshold", "high", "--json"]) == 2
 
 
 # -- export / import ------------------------------------------------------------------------------
@@ -121,13 +121,13 @@ def gallery(tmp_path) -> Path:
 
 def test_export_import_restores_exactly(gallery, tmp_path, capsys):
     arc = tmp_path / "g.tar"
-    assert cli_main(["index", "export", str(gallery), "--out", str(arc)]) == 0
+    assert cli_main(["index", "export", str(gallery), "--out", str(arc), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["samples"] == 14 and out["people"] == 5 and out["crops"] == 14
     with tarfile.open(arc) as t:
         names = t.getnames()
     assert names[-1] == "manifest.json" and {"people.json", "samples.jsonl", "features.f32"} <= set(names)
-    assert cli_main(["index", "import", str(arc), "--out", str(tmp_path / "copy")]) == 0
+    assert cli_main(["index", "import", str(arc), "--out", str(tmp_path / "copy"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mode"] == "restored"
     assert _dump(tmp_path / "copy") == _dump(gallery)
 
@@ -145,7 +145,7 @@ def test_import_merges_by_person_and_reports_conflicts(gallery, tmp_path, capsys
     with open_store(tmp_path / "dst") as d:
         feat0 = next(iter(open_store(gallery).load([0])))[3]
         d.write([Op("add", None, feat0, ["someone_else"], [None], [rec0])])
-    assert cli_main(["index", "import", str(arc), "--out", str(tmp_path / "dst")]) == 1  # conflicts: rc 1
+    assert cli_main(["index", "import", str(arc), "--out", str(tmp_path / "dst"), "--json"]) == 1  # conflicts: rc 1
     rep = json.loads(capsys.readouterr().out)
     assert rep["mode"] == "merged"
     assert [(c["archive_id"], c["existing_label"]) for c in rep["conflicts"]] == [(0, "someone_else")]
@@ -256,7 +256,7 @@ def test_person_listing_and_forgetting_removes_everything(gallery, capsys):
     rep = person_report(gallery, " person_002 ")
     assert rep["label"] == "person_002" and [s["id"] for s in rep["samples"]] == [6, 7, 8]
     assert all(s["crop"]["bytes"] > 0 and s["figures"] and s["content_hash"] for s in rep["samples"])
-    assert cli_main(["index", "person", str(gallery), "person_002"]) == 0
+    assert cli_main(["index", "person", str(gallery), "person_002", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"][0]["id"] == 6
     with open_store(gallery) as s:
         recs = s.records([6, 7, 8])
@@ -264,7 +264,7 @@ def test_person_listing_and_forgetting_removes_everything(gallery, capsys):
     secrets = [recs[i].crop[-200:-136] for i in (6, 7, 8)] + [f.tobytes()[:64] for f in feats]
     before = _dump(gallery)
     (gallery / "gallery.hnsw").write_bytes(b"".join(secrets))  # a derived graph snapshot holding the vectors
-    assert cli_main(["index", "person", str(gallery), "person_002", "--forget"]) == 0
+    assert cli_main(["index", "person", str(gallery), "person_002", "--forget", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["removed"] is True and out["derived_files_removed"] == [str(gallery / "gallery.hnsw")]
     after = _dump(gallery)
@@ -276,7 +276,7 @@ def test_person_listing_and_forgetting_removes_everything(gallery, capsys):
     assert b"person_002" not in raw
     with pytest.raises(UnknownPerson):
         person_report(gallery, "person_002")
-    assert cli_main(["index", "person", str(gallery), "person_002"]) == 2
+    assert cli_main(["index", "person", str(gallery), "person_002", "--json"]) == 2
     assert "no person 'person_002'" in capsys.readouterr().err
 
 

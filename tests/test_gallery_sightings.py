@@ -52,7 +52,7 @@ def test_nothing_is_recorded_until_turned_on(setup, pipe):
 def test_sightings_search_groups_naming_and_retention(setup, pipe, capsys):
     g, index, photos = setup
     assert cli_main(["index", "sightings", str(g), "--record", "on", "--keep-unknown", "on",
-                     "--retention-days", "7"]) == 0
+                     "--retention-days", "7", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"record": True, "keep_unknown": True, "retention_days": 7.0}
     t0 = time.time()
     for p in [photos["George_W_Bush"][2], *photos["Tony_Blair"][:3]]:
@@ -69,7 +69,7 @@ def test_sightings_search_groups_naming_and_retention(setup, pipe, capsys):
     groups = unknown_groups(index)
     assert [sorted(gr["ids"]) for gr in groups] == [sorted(r["id"] for r in unknown)]
     assert cli_main(["index", "sightings", str(g), "--name", ",".join(map(str, groups[0]["ids"])),
-                     "--as", "Tony_Blair"]) == 0
+                     "--as", "Tony_Blair", "--json"]) == 0
     named = json.loads(capsys.readouterr().out)
     assert named["label"] == "Tony_Blair" and len(named["sample_ids"]) == 3
     index.refresh()
