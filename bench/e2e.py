@@ -32,6 +32,7 @@ from facefeat.registry import get_spec  # noqa: E402
 from facefeat.runtime.model_dir import MODEL_FILE  # noqa: E402
 from facefeat.runtime.zoo import prepare_model_dir  # noqa: E402
 from facefeat.vision.detector import yunet_model_path  # noqa: E402
+from facefeat.weights.resolver import resolve  # noqa: E402
 
 
 class HandWritten:
@@ -40,7 +41,7 @@ class HandWritten:
     def __init__(self):
         cv2.setNumThreads(THREADS)
         self.det = cv2.FaceDetectorYN.create(str(yunet_model_path()), "", (320, 320), 0.5, 0.3, 5000)
-        self.rec = cv2.FaceRecognizerSF.create(str(prepare_model_dir(get_spec("SFace")) / MODEL_FILE), "")
+        self.rec = cv2.FaceRecognizerSF.create(str(prepare_model_dir(get_spec("SFace"), resolve(None, "SFace")) / MODEL_FILE), "")
 
     def __call__(self, path: str):
         img = cv2.imread(path)

@@ -221,7 +221,7 @@ def write_video(path: Path, lfw_dir: Path, people, frames_each: int = 6, gap: in
         img = cv2.imread(str(Path(lfw_dir) / name / f"{name}_0002.jpg"))
         for f in range(frames_each):
             frame = np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)
-            x, y = 20 + 12 * f, 30 + 6 * f
+            x, y = 20 + (12 * f) % 200, 30 + (6 * f) % 80  # moving across, wrapping within the frame
             frame[y:y + 250, x:x + 250] = img
             w.write(frame)
         for _ in range(gap):
