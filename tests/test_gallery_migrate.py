@@ -71,7 +71,7 @@ def test_migrate_keeps_every_name_and_follows_the_new_calibration(tmp_path, mfn_
     with_crop = C.reject_match(idx, "person_001", before["rows"][0]["feature"], crop=neg_crop)
     without = C.reject_match(idx, "person_002", before["rows"][1]["feature"])
     idx.store.close()
-    assert cli_main(["index", "migrate", str(g), "--model", str(mfn_dir), "--batch", "5"]) == 0
+    assert cli_main(["index", "migrate", str(g), "--model", str(mfn_dir), "--batch", "5", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["from"] == "SFace" and rep["to"] == "MobileFaceNet" and rep["embedded"] == 18
     assert rep["negatives_reembedded"] == 1 and rep["negatives_dropped"] == 1
