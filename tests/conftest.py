@@ -63,3 +63,12 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session shares one facefeat cache outside the user's home."""
     cache = tmp_path_factory.getbasetemp() / "facefeat-cache"
     monkeypatch.setenv("FACEFEAT_HOME", str(cache))
+
+
+def zoo_params(names):
+    """Zoo model names as test parameters, as timm's tests derive them from the registry; the 512-d
+    PyTorch backbones (ResNet50_face) take seconds per test, so their cases run in the slow lane."""
+    from facefeat.registry import get_spec
+
+    heavy = {n for n in names if get_spec(n).arch and get_spec(n).embedding_size >= 512}
+    return [pytest.param(n, marks=pytest.mark.slow, id=n) if n in heavy else n for n in names]

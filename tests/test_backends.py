@@ -25,6 +25,7 @@ from facefeat.runtime import cpu as cpu_mod
 from facefeat.runtime import runners
 from facefeat.runtime.devices import DeviceSpec, parse_device
 from facefeat.runtime.runners import openvino_available, resolve_runtime
+from conftest import zoo_params
 
 N_FACES = 24
 CALIB_FACES = 24
@@ -102,7 +103,7 @@ def torch_ref():
 
 
 @pytest.mark.parametrize("backend,precision", _combos())
-@pytest.mark.parametrize("name", [m for m in list_models() if get_spec(m).arch])  # torch reference needed
+@pytest.mark.parametrize("name", zoo_params([m for m in list_models() if get_spec(m).arch]))  # torch reference needed
 def test_backend_matches_torch_fp32(name, backend, precision, faces, torch_ref, calib_dir, tmp_path_factory):
     test = faces[:N_FACES]
     ref = torch_ref(name, test)
@@ -245,6 +246,7 @@ def test_openvino_compiled_model_cache(faces):
     assert np.abs(again.embed(faces[:2]) - model.embed(faces[:2])).max() < 1e-6
 
 
+@pytest.mark.slow  # runs NNCF quantisation in a subprocess
 def test_cli_info_and_quantize_errors(tmp_path):
     import json
     import subprocess

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+#: building the site takes seconds; .ci/run builds it again with --strict after the tests
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

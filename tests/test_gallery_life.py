@@ -215,6 +215,7 @@ def test_damaged_tampered_and_newer_archives_are_refused(gallery, tmp_path):
 _IMPORT = "import sys; from facefeat.index.archive import import_archive; import_archive(sys.argv[1], sys.argv[2])"
 
 
+@pytest.mark.slow  # kill -9 rounds in child processes
 def test_kill9_during_import_never_leaves_half_a_gallery(tmp_path):
     rng = np.random.default_rng(6)
     x, labels, _ = cluster_features(rng, 300, 8, dim=512)

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from facefeat.registry import get_spec, list_models
+from conftest import zoo_params
 
 torch = pytest.importorskip("torch")
 
 MODELS = [m for m in list_models() if get_spec(m).arch]  # the zoo models with a PyTorch definition
 
 
-@pytest.fixture(scope="module", params=MODELS)
+@pytest.fixture(scope="module", params=zoo_params(MODELS))
 def built(request):
     from facefeat.runtime.torch_build import build_torch_model
 

@@ -12,6 +12,7 @@ from facefeat.errors import InputError
 from facefeat.registry import get_spec
 from facefeat.runtime import read_model_dir
 from facefeat.runtime.graph_opt import optimized_model_bytes, rewrite_prelu
+from conftest import zoo_params
 
 
 def _session(model):
@@ -20,7 +21,7 @@ def _session(model):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", zoo_params(list_models()))
 def test_prelu_rewrite_is_exact_and_removes_prelu(name):
     spec = get_spec(name)
     offline = spec.weights.kind == "package"  # the zoo's own weights ship in a package (SFace)

@@ -12,6 +12,7 @@ from facefeat import create_model
 from facefeat.runtime import sigstack
 
 
+@pytest.mark.slow  # compiles several OpenVINO models
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack is read through libc on Linux")
 def test_openvino_runners_keep_the_signal_stack():
     before = sigstack.current()
