@@ -53,9 +53,6 @@ ALLOWED_CYCLES: list[frozenset[str]] = [
     # serving.app's main() builds Settings from serving.options, which imports the app back (the
     # service-routers split deletes app.main). Rewritten concurrently; remove after merge.
     frozenset({"facefeat.serving.app", "facefeat.serving.options", "facefeat.serving.service"}),
-    # FaceRecognitionPipeline imports enrol/video at function level, and they import the pipeline
-    # module (the pipeline split). Rewritten concurrently; remove after merge.
-    frozenset({"facefeat.pipeline.enrol", "facefeat.pipeline.face_recognition", "facefeat.pipeline.video"}),
     # the gallery database (issue 17): FaceIndex.save/load/refresh delegate to index.persist at function
     # level, open_store picks its SQLite/PostgreSQL class, legacy migration builds FAISS/Milvus indexes,
     # and the SQL stores raise base.IndexConflict. To be layered as store -> engines -> persist.

@@ -26,6 +26,7 @@ from facefeat.index.resolve import resolve_index  # noqa: F401 - re-exported: in
 from facefeat.io.image import iter_batches
 from facefeat.pipeline.result import FaceRecResult
 from facefeat.predict.predictor import FeaturePredictor, create_model
+from facefeat.thresholds import is_match
 
 log = logging.getLogger("facefeat")
 
@@ -73,13 +74,6 @@ def is_dominant(boxes: Sequence[Sequence[float]]) -> bool:
     :mod:`facefeat.vision.choice`) stands for the photo when it is alone or at least
     ``GALLERY_DOMINANCE`` times the area of every other one."""
     return len(boxes) == 1 or _area(boxes[0]) >= GALLERY_DOMINANCE * max(_area(b) for b in boxes[1:])
-
-
-def _is_match(metric_type: str, score: float, threshold: float) -> bool:
-    """:func:`facefeat.thresholds.is_match` (the one match rule), in this module's argument order."""
-    from facefeat.thresholds import is_match
-
-    return bool(is_match(score, threshold, metric_type))
 
 
 class FaceRecognitionPipeline:
@@ -396,8 +390,7 @@ class FaceRecognitionPipeline:
         from facefeat.index import create_index
 
         g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
-        feats, labels, names = g.features, g.labels, g.names
-        if len(labels) == 0:
+        if len(g.labels) == 0:
             first = f"{g.rejected[0].name}: {g.rejected[0].reason}" if g.rejected else "none given"
             raise InputError(f"gallery has no usable face: {len(g.rejected)} image(s) rejected (first: {first})")
         from facefeat.pipeline.enrol import add_gallery
@@ -499,7 +492,7 @@ class FaceRecognitionPipeline:
                     box["too_small"] = True
                 else:
                     h = next(hits_iter)
-                    if h and _is_match(index.metric_type, h[0].score, thr):
+                    if h and is_match(h[0].score, thr, index.metric_type):
                         box["labels"] = [x.label for x in h]
                         box["rec_scores"] = [round(float(x.score), 6) for x in h]
                         if per_person:

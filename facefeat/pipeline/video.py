@@ -75,7 +75,7 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
 def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_path, live, max_retries, retry_delay,
             iou_threshold, max_missed, max_samples, queue_size, max_frames, hub=None) -> Iterator[dict]:
     from facefeat.io.video import VideoReader, VideoWriter
-    from facefeat.pipeline.face_recognition import _is_match
+    from facefeat.thresholds import is_match
     from facefeat.vision.draw import draw_faces
     from facefeat.vision.tracking import IoUTracker, face_quality
 
@@ -112,7 +112,7 @@ def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_pat
                         else [[] for _ in todo]
                     for (track, q, _), h in zip(todo, hits):
                         best = h[0] if h else None
-                        known = best is not None and _is_match(index.metric_type, best.score, thr)
+                        known = best is not None and bool(is_match(best.score, thr, index.metric_type))
                         track.add_sample(q, best.label if known else None,
                                          float(best.score) if best is not None else 0.0, max_samples)
             n_proc += 1
