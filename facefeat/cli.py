@@ -771,7 +771,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 @command("serve", "run the HTTP service (FastAPI + uvicorn) with the web page", _serve_args)
 def cmd_serve(args: argparse.Namespace) -> int:
-    from facefeat.serving.options import run_cli
+    from facefeat.serving.app import run_cli
 
     return run_cli(args)
 

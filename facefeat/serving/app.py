@@ -515,11 +515,22 @@ def serve(settings: Settings | None = None, **fields: Any) -> None:
                 workers=s.workers, log_level=s.log_level, http=PROTOCOL)
 
 
+def run_cli(a: Any) -> int:
+    """``facefeat serve``: the parsed flags (:func:`facefeat.serving.options.configure_cli`) -> :func:`serve`."""
+    from facefeat.serving.options import settings_from_args
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    s = settings_from_args(a).resolved()
+    print(f"facefeat serve: storage {s.storage_dir}", file=sys.stderr, flush=True)
+    serve(s)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m facefeat.serving.app [--storage DIR --host --port --workers --model ...]``."""
     import argparse
 
-    from facefeat.serving.options import configure_cli, run_cli
+    from facefeat.serving.options import configure_cli
 
     p = argparse.ArgumentParser(prog="facefeat serve", description="Run the face recognition HTTP service.")
     configure_cli(p)

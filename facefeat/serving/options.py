@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import re
-import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,13 +278,3 @@ def configure_cli(p: argparse.ArgumentParser) -> None:
 def settings_from_args(a: argparse.Namespace) -> Settings:
     kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Settings) if hasattr(a, f.name)}
     return Settings(**kw)
-
-
-def run_cli(a: argparse.Namespace) -> int:
-    from facefeat.serving.app import serve
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    s = settings_from_args(a).resolved()
-    print(f"facefeat serve: storage {s.storage_dir}", file=sys.stderr, flush=True)
-    serve(s)
-    return 0
