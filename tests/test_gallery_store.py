@@ -244,14 +244,14 @@ def test_the_index_type_is_parsed_once():
 
 
 def test_one_match_rule():
-    from facefeat.pipeline.face_recognition import _is_match
+    from facefeat.pipeline import face_recognition
     from facefeat.thresholds import OperatingPoint, is_match
 
     op = OperatingPoint(0.5)
     assert op.matches(0.51) and not op.matches(0.5) and not op.matches(0.49)
     assert OperatingPoint(0.8, "L2").matches(0.79) and not OperatingPoint(0.8, "L2").matches(0.8)
     assert list(is_match(np.array([0.4, 0.5, 0.6]), 0.5)) == [False, False, True]
-    assert _is_match("IP", 0.5, 0.5) == op.matches(0.5)
+    assert face_recognition.is_match is is_match  # the pipeline decides with the one rule, no wrapper of its own
 
 
 def test_read_meta_and_info_describe_the_store(tmp_path):
