@@ -305,3 +305,21 @@ def _flock(fd: int, deadline: float | None, what: Any) -> None:
                 raise LockTimeout(f"{what}: still locked by another process (its lock file is {lock_path(what)})") from None
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+def sqlite_wal(db: Any, timeout_s: float) -> None:
+    """Put SQLite connection ``db`` in WAL mode. Two processes creating the same database at once can
+    get SQLITE_BUSY from this pragma without SQLite asking its busy handler, so it is retried for up
+    to ``timeout_s`` seconds (the connection's own busy timeout covers every other statement)."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

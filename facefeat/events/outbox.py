@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from facefeat.errors import ConfigError
+from facefeat.utils import sqlite_wal
 
 log = logging.getLogger("facefeat.events")
 
@@ -67,7 +68,7 @@ class Outbox:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            sqlite_wal(self._db, 30.0)
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.executescript(SCHEMA)

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from facefeat.errors import FaceIndexError, StorageError, StorageFull, StorageUnavailable
 from facefeat.index.sql_store import SqlStore
 from facefeat.index.store import DB_FILE, DEFAULT_GALLERY
+from facefeat.utils import sqlite_wal
 
 BUSY_TIMEOUT_S = 30.0
 _FULL = {13}  # SQLITE_FULL
@@ -75,7 +76,8 @@ class SqliteStore(SqlStore):
             db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                  check_same_thread=False)
             try:
-                for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON",
+                sqlite_wal(db, BUSY_TIMEOUT_S)
+                for pragma in ("synchronous=FULL", "secure_delete=ON",
                                f"busy_timeout={int(BUSY_TIMEOUT_S * 1000)}"):
                     db.execute(f"PRAGMA {pragma}")
                 self._schema(db.cursor())
