@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from facefeat.cli import main
-from facefeat.cli_output import Output, dumps, escape, format_far, verify_line
+from facefeat.cli.output import Output, dumps, escape, format_far, verify_line
 from facefeat.errors import InputError
 from facefeat.io import IMAGE_EXTENSIONS, read_image
 from facefeat.io.walk import file_problem, list_image_files

@@ -13,7 +13,9 @@ import pytest
 import torch
 import yaml
 
+from facefeat.cli import engine as cli_engine
 from facefeat.cli import main as cli_main
+from facefeat.cli.table import COMMANDS
 from facefeat.engine import runner
 from facefeat.engine.evaluate import evaluate_pairs_file, find_pairs_file, pair_scores, stratified_folds
 from facefeat.engine.train import preprocess_for_spec, save_checkpoint
@@ -198,7 +200,7 @@ def test_evaluate_lfw_pairs_txt_directly(lfw_dir, tmp_path):
     # the subcommand (SFace by default); LFW paths resolve under the pair file's folder: lfw/<name>/...
     (tmp_path / "lfw").symlink_to(lfw_dir)
     args = _parse("evaluate", [str(pairs), "--output", str(out), "--quiet", "--batch-size", "8"])
-    assert runner.cmd_evaluate(args) == 0
+    assert cli_engine.cmd_evaluate(args) == 0
     doc = json.loads((out / "evaluate_result.json").read_text())
     assert doc["pairs_format"] == "lfw" and doc["num_pairs"] == 12 and doc["model_name"] == "SFace"
     assert doc["flip"]["kfold"]["folds"] == 2 and doc["flip"]["kfold"]["fold_sizes"] == [6, 6]
@@ -292,7 +294,7 @@ def test_check_dataset_mode_and_subcommand(pairs_ds, tmp_path):
     assert (out / "config.yaml").is_file()
     (ds / "train" / "label.txt").write_text("images/0.jpg 0\nimages/9.jpg 1\n")
     args = _parse("check-dataset", [str(ds), "--output", str(tmp_path / "out2"), "--quiet"])
-    assert runner.cmd_check_dataset(args) == 1
+    assert cli_engine.cmd_check_dataset(args) == 1
     assert not json.loads((tmp_path / "out2" / "check_dataset_result.json").read_text())["check_pass"]
 
 
@@ -301,7 +303,7 @@ def test_check_dataset_mode_and_subcommand(pairs_ds, tmp_path):
 
 
 def _parse(name: str, argv: list[str]) -> argparse.Namespace:
-    _, configure, fn = runner.COMMANDS[name]
+    _, configure, fn = COMMANDS[name]
     p = argparse.ArgumentParser(prog=f"facefeat {name}")
     configure(p)
     args = p.parse_args(argv)
@@ -309,18 +311,11 @@ def _parse(name: str, argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def test_register_commands_with_the_cli_decorator():
-    seen = {}
-
-    def command(name, help, configure):
-        def deco(fn):
-            seen[name] = (help, configure, fn)
-            return fn
-        return deco
-
-    runner.register_commands(command)
-    assert set(seen) == {"check-dataset", "train", "evaluate", "export"}
-    assert seen["train"][2] is runner.cmd_train and seen["export"][1] is runner.configure_export
+def test_engine_commands_are_in_the_one_command_table():
+    """check-dataset, train, evaluate and export register with the CLI's @command like every command."""
+    assert {"check-dataset", "train", "evaluate", "export"} <= set(COMMANDS)
+    assert COMMANDS["train"][2] is cli_engine.cmd_train and COMMANDS["export"][1] is cli_engine.configure_export
+    assert not hasattr(runner, "COMMANDS") and not hasattr(runner, "register_commands")
 
 
 def test_export_subcommand(tmp_path):
@@ -330,10 +325,10 @@ def test_export_subcommand(tmp_path):
 
 def test_train_subcommand_builds_the_config(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(runner, "run_config", lambda cfg, quiet=False: seen.setdefault("cfg", cfg) and 0)
+    monkeypatch.setattr(cli_engine, "run_config", lambda cfg, quiet=False: seen.setdefault("cfg", cfg) and 0)
     args = _parse("train", [str(tmp_path), "--epochs", "3", "--pretrain", "none", "--batch-size", "16",
                             "--loss", "CosMargin", "--output", str(tmp_path / "o"), "-o", "Train.seed=7"])
-    runner.cmd_train(args)
+    cli_engine.cmd_train(args)
     cfg = seen["cfg"]
     assert cfg.Global.mode == "train" and cfg.Global.dataset_dir == str(tmp_path)
     assert cfg.Train.epochs_iters == 3 and cfg.Train.pretrain_weight_path is None

@@ -171,6 +171,12 @@ class Output:
         return 1
 
 
+def drain(out: Output, failures: list) -> None:
+    """Report the failures a streaming call appended to ``failures`` since the last look (each once)."""
+    while len(out.failed) < len(failures):
+        out.fail(failures[len(out.failed)])
+
+
 class _EscapingFormatter(logging.Formatter):
     """Log lines with the message escaped (file names in messages cannot forge lines)."""
 
@@ -284,6 +290,6 @@ def video_line(ev: dict) -> str | None:
     return None
 
 
-__all__ = ["Output", "dumps", "escape", "faces_line", "feature_line", "format_far", "index_line", "info_line",
+__all__ = ["Output", "drain", "dumps", "escape", "faces_line", "feature_line", "format_far", "index_line", "info_line",
            "install_log_escaping", "positive_int", "recognition_line", "report_doc", "stats_line", "video_line",
            "verify_line"]
