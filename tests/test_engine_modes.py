@@ -325,7 +325,7 @@ def test_export_subcommand(tmp_path):
 
 def test_train_subcommand_builds_the_config(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(cli_engine, "run_config", lambda cfg, quiet=False: seen.setdefault("cfg", cfg) and 0)
+    monkeypatch.setattr(runner, "run_config", lambda cfg, quiet=False: seen.setdefault("cfg", cfg) and 0)
     args = _parse("train", [str(tmp_path), "--epochs", "3", "--pretrain", "none", "--batch-size", "16",
                             "--loss", "CosMargin", "--output", str(tmp_path / "o"), "-o", "Train.seed=7"])
     cli_engine.cmd_train(args)

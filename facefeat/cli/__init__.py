@@ -4,6 +4,10 @@ and ``--pipeline NAME --input ...``.
 Each module of this package holds one group of commands and registers them in the one command
 table (:data:`facefeat.cli.table.COMMANDS`) with ``@command``; :func:`build_parser` turns the table
 into the parser and :func:`main` runs it, with :func:`_guard` as the one failure reporter.
+
+The CLI is lazy: a command's library modules (and the library constants its choices come from) are
+imported by its configure function and its handler, and :func:`main` configures only the command it
+runs, so ``facefeat --help`` and light commands load no pipeline, index, torch, FAISS or OpenVINO.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Container, Sequence
 
 # the command modules, in the order of `facefeat --help`; importing one registers its commands
 from facefeat.cli import embed, models, gallery, gallery_life, recognize, paddlex, serve, engine  # noqa: F401, I001
@@ -25,16 +29,17 @@ from facefeat.errors import FacefeatError
 _NO_JSON = {"serve", "events"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``facefeat`` parser: one sub-parser per entry of the command table, each with ``--json``."""
+def build_parser(only: Container[str] | None = None) -> argparse.ArgumentParser:
+    """The ``facefeat`` parser: one sub-parser per entry of the command table, each with ``--json``;
+    ``only``: configure only these commands' arguments (the others are listed, not configured)."""
     parser = argparse.ArgumentParser(
         prog="facefeat",
         description="Face features: embeddings, training, evaluation, export, recognition, serving.",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, p in COMMANDS.add_parsers(sub).items():
-        if name not in _NO_JSON:
+    for name, p in COMMANDS.add_parsers(sub, only=only).items():
+        if name not in _NO_JSON and (only is None or name in only):
             _add_json_flag(p)
         p.set_defaults(func=COMMANDS[name][2])
     return parser
@@ -64,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guard(lambda: main_config(argv))
     if is_paddlex_pipeline_cli(argv):
         return _guard(lambda: paddlex_pipeline_main(argv))
-    parser = build_parser()
+    name = next((a for a in rest if not a.startswith("-")), None)  # the command (top-level options take no value)
+    parser = build_parser(only=(name,) if name in COMMANDS else ())
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -9,12 +9,11 @@ from pathlib import Path
 from facefeat.cli.options import inputs_of, model_args, pipeline_args, pipeline_of
 from facefeat.cli.output import Output, drain, escape, faces_line, feature_line, positive_int, report_doc
 from facefeat.cli.table import command
-from facefeat.distributed.embed import ENGINES
-from facefeat.vision.align import ALIGN_MODES
-from facefeat.vision.photo import ALIGN_MODES as PHOTO_ALIGN_MODES
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.vision.photo import ALIGN_MODES as PHOTO_ALIGN_MODES
+
     p.add_argument("inputs", nargs="+", help="image files, directories or http(s) URLs")
     model_args(p)
     p.add_argument("--batch-size", type=positive_int, default=1)
@@ -71,6 +70,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _embed_dataset_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.distributed.embed import ENGINES
+
     p.add_argument("input", help="a directory tree, a text file of paths/URLs, or a Parquet/CSV table with a path column")
     p.add_argument("--out", required=True, help="output directory (Parquet shards + manifest); re-run to resume")
     p.add_argument("--engine", default="local", choices=list(ENGINES))
@@ -136,6 +137,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _align_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.vision.align import ALIGN_MODES
+
     _detect_args(p)
     p.add_argument("--out", required=True, help="directory for the 112x112 faces")
     p.add_argument("--mode", default="align", choices=list(ALIGN_MODES))

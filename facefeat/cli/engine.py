@@ -1,7 +1,8 @@
 """The engine's command lines: PaddleX's ``facefeat -c CONFIG.yaml -o Section.key=value ...`` (the
 mode runner, :func:`main_config`) and the subcommands ``check-dataset``, ``train``, ``evaluate`` and
 ``export``, which build the same config from flags and run it with
-:func:`facefeat.engine.runner.run_config` (torch is imported per mode, when it runs)."""
+:func:`facefeat.engine.runner.run_config` (the config's YAML and the engine are imported when a command
+runs, torch per mode)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ from typing import Sequence
 
 from facefeat.cli.output import Output
 from facefeat.cli.table import command
-from facefeat.config import load_config
-from facefeat.engine.runner import run_check_dataset, run_config
-from facefeat.models.margins import LOSSES
 
 
 def _flatten(overrides: Sequence[Sequence[str]] | None) -> list[str]:
@@ -31,11 +29,16 @@ def main_config(argv: Sequence[str]) -> int:
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--quiet", action="store_true", help="no progress bars or per-image prints")
     args = ap.parse_args(argv)
+    from facefeat.config import load_config
+    from facefeat.engine.runner import run_config
+
     cfg = load_config(args.config, _flatten(args.override))
     return run_config(cfg, quiet=args.quiet)
 
 
 def _config_from_args(args: argparse.Namespace, mode: str, overrides: list[str]):
+    from facefeat.config import load_config
+
     base = getattr(args, "config", None)
     model = getattr(args, "model", None)
     if base is None:
@@ -73,6 +76,9 @@ def configure_check_dataset(p: argparse.ArgumentParser) -> None:
 @command("check-dataset", "check a PaddleX face dataset (train/label.txt, val/pair_label.txt)",
          configure_check_dataset)
 def cmd_check_dataset(args: argparse.Namespace) -> int:
+    from facefeat.config import load_config
+    from facefeat.engine.runner import run_check_dataset
+
     ovr = ["Global.mode=check_dataset", f"Global.dataset_dir={args.dataset_dir}", f"Global.output={args.output}"]
     _opt(ovr, "CheckDataset.sample_num", args.sample_num)
     if args.full_decode:
@@ -97,6 +103,8 @@ def _output_of(cfg) -> Path:
 
 
 def configure_train(p: argparse.ArgumentParser) -> None:
+    from facefeat.models.margins import LOSSES
+
     p.add_argument("dataset_dir", help="PaddleX face dataset: train/label.txt (+ val/pair_label.txt)")
     _common(p)
     p.add_argument("--epochs", type=int, default=None, help="Train.epochs_iters")
@@ -114,6 +122,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
 @command("train", "train a face feature model (ArcMargin/CosMargin) on a PaddleX face dataset",
          configure_train)
 def cmd_train(args: argparse.Namespace) -> int:
+    from facefeat.engine.runner import run_config
+
     ovr = [f"Global.dataset_dir={args.dataset_dir}"]
     _opt(ovr, "Global.output", args.output)
     _opt(ovr, "Global.device", args.device)
@@ -144,6 +154,8 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
 @command("evaluate", "face verification on a pair list: 10-fold accuracy, ROC AUC, EER, TAR@FAR",
          configure_evaluate)
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from facefeat.engine.runner import run_config
+
     ovr = [f"Global.dataset_dir={args.pairs}"]
     _opt(ovr, "Global.output", args.output)
     _opt(ovr, "Global.device", args.device)
@@ -170,6 +182,8 @@ def configure_export(p: argparse.ArgumentParser) -> None:
 @command("export", "export a model to ONNX (inference.onnx + inference.yml)",
          configure_export)
 def cmd_export(args: argparse.Namespace) -> int:
+    from facefeat.engine.runner import run_config
+
     ovr: list[str] = []
     _opt(ovr, "Global.output", args.output)
     _opt(ovr, "Export.weight_path", args.weights)

@@ -13,11 +13,7 @@ from pathlib import Path
 from facefeat.cli.options import pipeline_args, pipeline_of
 from facefeat.cli.output import Output, escape, index_line, stats_line
 from facefeat.cli.table import INDEX_ACTIONS, command, index_action
-from facefeat.distributed.bulk import FACE_MODES
 from facefeat.errors import InputError
-from facefeat.index import BACKENDS as INDEX_BACKENDS
-from facefeat.index.common import METRIC_TYPES
-from facefeat.vision.quality import POLICIES
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:
@@ -32,6 +28,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 # -- build -------------------------------------------------------------------------------------------
 def _build_args(b: argparse.ArgumentParser) -> None:
+    from facefeat.distributed.bulk import FACE_MODES
+    from facefeat.index import BACKENDS as INDEX_BACKENDS
+    from facefeat.index.common import METRIC_TYPES
+
     b.add_argument("--gallery", default=None, help="gallery root directory")
     b.add_argument("--from-parquet", default=None, metavar="DIR",
                    help="bulk-load 'facefeat embed-dataset' output instead of embedding a gallery")
@@ -199,6 +199,8 @@ def _rename(args: argparse.Namespace) -> int:
 
 
 def _enroll_args(en: argparse.ArgumentParser) -> None:
+    from facefeat.vision.quality import POLICIES
+
     en.add_argument("index_dir")
     en.add_argument("--folder", required=True, help="a folder with one sub-folder of images per person")
     en.add_argument("--quality", default="standard", choices=list(POLICIES))

@@ -15,7 +15,6 @@ from typing import Any
 from facefeat.cli.output import Output, escape
 from facefeat.cli.table import index_action
 from facefeat.errors import InputError
-from facefeat.vision.quality import POLICIES
 
 _GALLERY_HELP = "gallery directory or postgresql:// URL"
 
@@ -36,6 +35,8 @@ def _print(args: argparse.Namespace, obj: Any) -> None:
 
 
 def _health_args(h: argparse.ArgumentParser) -> None:
+    from facefeat.vision.quality import POLICIES
+
     h.add_argument("index_dir", help=_GALLERY_HELP)
     h.add_argument("--quality", default="standard", choices=list(POLICIES),
                    help="quality policy the stored figures are judged by (default standard)")
@@ -137,6 +138,8 @@ def _person(args: argparse.Namespace) -> int:
 
 
 def _correct_args(c: argparse.ArgumentParser) -> None:
+    from facefeat.vision.quality import POLICIES
+
     c.add_argument("index_dir", help=_GALLERY_HELP)
     c.add_argument("image", help="an image holding the face (one face, or one clearly the largest)")
     who = c.add_mutually_exclusive_group(required=True)

@@ -8,7 +8,6 @@ import argparse
 from facefeat.cli.options import model_args
 from facefeat.cli.output import Output, escape, info_line, positive_int
 from facefeat.cli.table import command
-from facefeat.engine.import_model import PRESETS
 
 
 @command("models", "list the model zoo", lambda p: None)
@@ -78,6 +77,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _import_model_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.engine.import_model import PRESETS
+
     p.add_argument("onnx", help="the ONNX face-embedding model to import")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="colour order and normalisation")
@@ -97,7 +98,6 @@ def cmd_import_model(args: argparse.Namespace) -> int:
     print(json.dumps(import_model(args.onnx, args.out, preset=args.preset, check=args.check, name=args.name,
                                   license=args.license), indent=2))
     return 0
-
 
 
 __all__ = ["cmd_import_model", "cmd_info", "cmd_models", "cmd_quantize"]

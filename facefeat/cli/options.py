@@ -7,12 +7,12 @@ import argparse
 from typing import Any
 
 from facefeat.cli.output import positive_int
-from facefeat.runtime.runners import BACKENDS, PRECISIONS
-from facefeat.vision.align import ALIGN_MODES
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
     """``--model --weights --model-dir --backend --precision --device --threads``."""
+    from facefeat.runtime.runners import BACKENDS, PRECISIONS
+
     p.add_argument("--model", default=None, help="zoo model name (default SFace); see 'facefeat models'")
     p.add_argument("--weights", default=None,
                    help="weights: a file (.pdparams, .onnx, .pt), a URL, a checkpoint folder or a zoo name")
@@ -26,6 +26,8 @@ def model_args(p: argparse.ArgumentParser) -> None:
 
 def pipeline_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     """The face recognition pipeline's options (and ``inputs``, unless ``inputs=False``)."""
+    from facefeat.vision.align import ALIGN_MODES
+
     if inputs:
         p.add_argument("inputs", nargs="+", help="images, directories or URLs")
     model_args(p)

@@ -9,9 +9,7 @@ from typing import Sequence
 
 from facefeat.cli.output import Output, drain, escape, positive_int
 from facefeat.cli.table import COMMANDS, command
-from facefeat.config import pipeline_config_path
 from facefeat.errors import ConfigError, FacefeatError, InputError
-from facefeat.utils import atomic_write_text
 
 
 def _get_pipeline_config_args(p: argparse.ArgumentParser) -> None:
@@ -24,6 +22,9 @@ def _get_pipeline_config_args(p: argparse.ArgumentParser) -> None:
 @command("get-pipeline-config", "write a pipeline's config YAML to edit (PaddleX --get_pipeline_config)",
          _get_pipeline_config_args)
 def cmd_get_pipeline_config(args: argparse.Namespace) -> int:
+    from facefeat.config import pipeline_config_path
+    from facefeat.utils import atomic_write_text
+
     src = pipeline_config_path(args.pipeline)
     if src is None:
         raise ConfigError(f"unknown pipeline {args.pipeline!r}; available: face_recognition")

@@ -9,8 +9,6 @@ from pathlib import Path
 from facefeat.cli.options import inputs_of, pipeline_args, pipeline_of
 from facefeat.cli.output import Output, drain, escape, positive_int, recognition_line, verify_line, video_line
 from facefeat.cli.table import command
-from facefeat.events.cli import add_event_flags
-from facefeat.pipeline.cluster import METHODS
 
 
 def _recognize_args(p: argparse.ArgumentParser) -> None:
@@ -25,6 +23,8 @@ def _recognize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--every-n", type=positive_int, default=1, help="video: detect every N-th frame, track in between")
     p.add_argument("--video-out", default=None, help="video: write the annotated video here (.mp4/.avi)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="video: stop after N processed frames")
+    from facefeat.events.cli import add_event_flags
+
     add_event_flags(p)
 
 
@@ -115,6 +115,8 @@ def _recognize_video(args: argparse.Namespace, pipe, index, hub=None) -> int:
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.pipeline.cluster import METHODS
+
     p.add_argument("inputs", nargs="*", help="images or directories (walked recursively)")
     pipeline_args(p, inputs=False)
     g = p.add_mutually_exclusive_group(required=True)

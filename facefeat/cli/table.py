@@ -4,7 +4,7 @@ module's :func:`command` decorator; ``facefeat index ACTION`` is a table of the 
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import Callable, Container
 
 #: adds a command's arguments to its parser
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -26,12 +26,16 @@ class CommandTable(dict):
 
         return deco
 
-    def add_parsers(self, sub: argparse._SubParsersAction, describe: bool = True) -> dict[str, argparse.ArgumentParser]:
-        """One configured sub-parser per entry (``describe``: the help is also its description)."""
+    def add_parsers(self, sub: argparse._SubParsersAction, describe: bool = True,
+                    only: Container[str] | None = None) -> dict[str, argparse.ArgumentParser]:
+        """One sub-parser per entry (``describe``: the help is also its description), configured
+        with its arguments - all of them, or ``only`` those named (the others stay empty, which is
+        enough for the list of commands: a command's modules are imported when it is configured)."""
         out = {}
         for name, (help_, configure, _) in self.items():
             p = sub.add_parser(name, help=help_, **({"description": help_} if describe else {}))
-            configure(p)
+            if only is None or name in only:
+                configure(p)
             out[name] = p
         return out
 
