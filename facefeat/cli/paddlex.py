@@ -27,7 +27,9 @@ def cmd_get_pipeline_config(args: argparse.Namespace) -> int:
 
     src = pipeline_config_path(args.pipeline)
     if src is None:
-        raise ConfigError(f"unknown pipeline {args.pipeline!r}; available: face_recognition")
+        from facefeat.pipeline import PIPELINES
+
+        raise ConfigError(f"unknown pipeline {args.pipeline!r}; available: {', '.join(PIPELINES)}")
     target = Path(args.save_path)
     if target.suffix.lower() not in (".yaml", ".yml"):
         target = target / src.name
