@@ -1,6 +1,6 @@
 """Throughput and latency of ``POST /face-recognition-infer`` on LFW photos, served by uvicorn workers.
 
-Starts ``facefeat serve`` (``python -m facefeat.serving.app``) on a free 127.0.0.1 port with
+Starts ``facefeat serve`` (``python -m facefeat serve``) on a free 127.0.0.1 port with
 ``--workers`` processes and a temporary storage directory, builds a gallery from a few LFW people
 over HTTP, then runs ``--concurrency`` client threads for ``--duration`` seconds (and at most
 ``--max-requests`` requests), each sending LFW probe photos (not in the gallery) with the index key.
@@ -53,7 +53,7 @@ PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Ger
 
 
 def start_server(storage: str, port: int, args: argparse.Namespace, log, repo: Path = REPO) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "facefeat.serving.app", "--storage", storage, "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "facefeat", "serve", "--storage", storage, "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
            "--infer-concurrency", str(args.infer_concurrency)]
     if args.threads:
