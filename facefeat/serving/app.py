@@ -31,9 +31,9 @@ facefeat's own endpoints (same envelope, limits and key roles)::
     GET  /                                                                     the web page (enrol, gallery, recognise)
     GET  /docs, /openapi.json                                                  FastAPI's generated API docs
 
-``errorCode`` is 0 on success, else the HTTP status (see :data:`~facefeat.serving.routers.common.ERRORS`). With API keys set
-(``--api-key``/``$FACEFEAT_API_KEYS``) every endpoint but ``/health``, the page and the docs
-needs a key; build/add/remove/delete and the person writes need an admin key. This module is the app
+``errorCode`` is 0 on success, else the HTTP status (see :data:`~facefeat.serving.routers.common.ERRORS`).
+With API keys set (``--api-key``/``$FACEFEAT_API_KEYS``) every endpoint but ``/health``, the page and
+the docs needs a key; build/add/remove/delete and the person writes need an admin key. This module is the app
 factory (settings, lifespan, middleware, routers, static files) and the runner (``serve``). Modules:
 :mod:`.options` (settings, CLI), :mod:`.routers` (one router per OpenAPI tag), :mod:`.operations` (each
 endpoint's work and answer), :mod:`.service` (models, inputs), :mod:`.http` (envelope, middleware,

@@ -10,6 +10,7 @@ from facefeat.serving.service import Service
 
 
 def feature(svc: Service, body: Any, client: str) -> dict:
+    """``POST /face-feature-infer``: the unit feature of the image (a face) by the asked model."""
     predictor = svc.feature_model(body.model)
     bud = svc.budget(client)
     data = svc.image_bytes(body.image, "image", bud)

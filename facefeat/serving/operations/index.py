@@ -33,6 +33,7 @@ def gallery_kw(svc: Service, key: str) -> dict:
 
 
 def build(svc: Service, body: Any, client: str) -> dict:
+    """``POST /face-recognition-index-build``: a new gallery of the pairs (all or nothing)."""
     predictor = svc.predictor
     g = svc.gallery_features(body.imageLabelPairs, body.quality, budget=svc.budget(client))
     key = svc.store.new_key()
@@ -47,6 +48,7 @@ def build(svc: Service, body: Any, client: str) -> dict:
 
 
 def add(svc: Service, body: Any, client: str) -> dict:
+    """``POST /face-recognition-index-add``: the pairs added in one transaction."""
     key = check_key(body.indexKey)
     svc.store.get(key)  # 404 before the (slow) embedding
     predictor = svc.predictor
@@ -61,6 +63,7 @@ def add(svc: Service, body: Any, client: str) -> dict:
 
 
 def remove(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-index-remove``: the ids present removed; the others listed as missing."""
     key = check_key(body.indexKey)
     with svc.store.mutate(key) as index:
         before = events.labels(svc.events, index)
@@ -77,6 +80,7 @@ def remove(svc: Service, body: Any) -> dict:
 
 
 def delete(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-index-delete``."""
     key = check_key(body.indexKey)
     before = events.gallery_labels(svc.store, key) if svc.events is not None else None
     svc.store.delete(key)
@@ -86,6 +90,7 @@ def delete(svc: Service, body: Any) -> dict:
 
 
 def info(svc: Service, index_key: str) -> dict:
+    """``GET /face-recognition-index-info``: the gallery's model, metric, type and entries."""
     key = check_key(index_key)
     index = svc.store.get(key)
     meta = index.info()
@@ -96,6 +101,7 @@ def info(svc: Service, index_key: str) -> dict:
 
 
 def listing(svc: Service) -> dict:
+    """``GET /face-recognition-index-list``: every readable gallery's summary."""
     out = []
     for key in svc.store.keys():
         try:
@@ -106,6 +112,7 @@ def listing(svc: Service) -> dict:
 
 
 def health(svc: Service, index_key: str, quality: str, max_fixes: int) -> dict:
+    """``GET /face-recognition-index-health``: the health report (:func:`facefeat.index.health.gallery_health`)."""
     key = check_key(index_key)
     index = svc.store.get(key)  # 404 when unknown; brought up to date
     rep = gallery_health(index.store, policy=quality, max_fixes=max_fixes)
@@ -151,6 +158,7 @@ def import_(svc: Service, key: str, archive: bytes) -> dict:
 
 
 def migrate(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-index-migrate``: re-embed the gallery with the server's model."""
     key = check_key(body.indexKey)
     svc.store.get(key)
     with svc.pipeline() as pipe:

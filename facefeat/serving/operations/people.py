@@ -19,6 +19,7 @@ from facefeat.serving.storage import check_key
 
 
 def persons(svc: Service, index_key: str) -> dict:
+    """``GET /face-recognition-persons``: every person with their sample ids."""
     key = check_key(index_key)
     index = svc.store.get(key)
     rows = People(index).list()
@@ -28,6 +29,7 @@ def persons(svc: Service, index_key: str) -> dict:
 
 
 def add(svc: Service, body: Any, client: str) -> dict:
+    """``POST /face-recognition-person-add``: the images enrolled as one person."""
     key = check_key(body.indexKey)
     svc.store.get(key)  # 404 before the (slow) embedding
     predictor = svc.predictor
@@ -43,6 +45,7 @@ def add(svc: Service, body: Any, client: str) -> dict:
 
 
 def remove(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-person-remove``: every sample of the person (404 if none)."""
     key = check_key(body.indexKey)
     label = normalize_label(body.label)
     with svc.store.people(key) as people:
@@ -56,6 +59,7 @@ def remove(svc: Service, body: Any) -> dict:
 
 
 def rename(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-person-rename`` (merged when the new label exists)."""
     key = check_key(body.indexKey)
     label, new = normalize_label(body.label), normalize_label(body.newLabel, "newLabel")
     with svc.store.people(key) as people:
@@ -76,6 +80,7 @@ def thumbnail(svc: Service, index_key: str, sample_id: int) -> tuple[bytes, str]
 
 
 def report(svc: Service, index_key: str, label: str) -> dict:
+    """``GET /face-recognition-person``: everything stored about one person."""
     key = check_key(index_key)
     svc.store.get(key)
     try:
@@ -86,6 +91,7 @@ def report(svc: Service, index_key: str, label: str) -> dict:
 
 
 def forget(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-person-forget``: all of it deleted, everywhere."""
     key = check_key(body.indexKey)
     index = svc.store.get(key)
     try:
@@ -98,6 +104,7 @@ def forget(svc: Service, body: Any) -> dict:
 
 
 def correct(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-correct``: ``kind`` "is" adds the face as a sample, "not" records a rejection."""
     key = check_key(body.indexKey)
     index = svc.store.get(key)
     try:
@@ -115,6 +122,7 @@ def correct(svc: Service, body: Any) -> dict:
 
 
 def undo_correction(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-correct-undo``."""
     key = check_key(body.indexKey)
     out = C.undo(svc.store.get(key), body.correctionId)
     return {"correctionId": out["correction"], "kind": out["kind"], "label": out["label"],
@@ -122,6 +130,7 @@ def undo_correction(svc: Service, body: Any) -> dict:
 
 
 def corrections(svc: Service, index_key: str, label: Optional[str]) -> dict:
+    """``GET /face-recognition-corrections``, of one person or all."""
     key = check_key(index_key)
     return {"indexKey": key, "corrections": C.list_corrections(svc.store.get(key), label)}
 

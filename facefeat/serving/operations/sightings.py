@@ -13,6 +13,7 @@ from facefeat.serving.storage import check_key
 
 
 def configure(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-sightings-config``: the gallery's sighting settings after the change."""
     key = check_key(body.indexKey)
     out = SG.configure(svc.store.get(key), body.record, body.keepUnknown, body.retentionDays)
     return {"indexKey": key, "record": out["record"], "keepUnknown": out["keep_unknown"],
@@ -21,6 +22,7 @@ def configure(svc: Service, body: Any) -> dict:
 
 def search(svc: Service, index_key: str, label: Optional[str], since: Optional[float], until: Optional[float],
            unknown: bool, limit: int) -> dict:
+    """``GET /face-recognition-sightings``: sightings by person, time and unknown-ness."""
 
     key = check_key(index_key)
     rows = SG.search(svc.store.get(key), label=label, since=since, until=until, unknown=unknown, limit=limit)
@@ -28,6 +30,7 @@ def search(svc: Service, index_key: str, label: Optional[str], since: Optional[f
 
 
 def search_face(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-sightings-search``: sightings of the face in the image, best first."""
     key = check_key(body.indexKey)
     index = svc.store.get(key)
     g = svc.gallery_features([(body.image, "probe")], None, field="image")
@@ -35,11 +38,13 @@ def search_face(svc: Service, body: Any) -> dict:
 
 
 def unknown_groups(svc: Service, index_key: str) -> dict:
+    """``GET /face-recognition-unknown-groups``: the unknown faces grouped by likeness."""
     key = check_key(index_key)
     return {"indexKey": key, "groups": group_unknown(svc.store.get(key))}
 
 
 def name_unknown(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-unknown-name``: the sightings' faces join (or become) the person."""
     key = check_key(body.indexKey)
     out = SG.name_sightings(svc.store.get(key), body.sightingIds, body.label)
     return {"indexKey": key, "label": out["label"], "sightingIds": out["sightings"],
@@ -56,6 +61,7 @@ def crop(svc: Service, index_key: str, sighting_id: int) -> bytes:
 
 
 def dismiss(svc: Service, body: Any) -> dict:
+    """``POST /face-recognition-sightings-dismiss``."""
     key = check_key(body.indexKey)
     return {"indexKey": key, "deleted": SG.dismiss(svc.store.get(key), body.sightingIds)}
 
