@@ -1,7 +1,7 @@
 """Hostile loads against ``facefeat serve`` (issue #20): seconds, statuses and the server's peak
 memory, so that the service's memory bound can be stated and checked.
 
-Starts ``python -m facefeat.serving.app`` (one worker, default settings but ``--infer-concurrency``)
+Starts ``python -m facefeat serve`` (one worker, default settings but ``--infer-concurrency``)
 from a checkout (``--repo``, default this one: run it once with ``--repo /path/to/old/checkout``
 for the "before" numbers), then runs, each bounded in time and count:
 
@@ -157,7 +157,7 @@ def main() -> int:
     port = free_port()
     log = open(Path(storage) / "server.log", "wb")
     env = dict(os.environ, PYTHONPATH=args.repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "facefeat.serving.app", "--storage", storage, "--host",
+    proc = subprocess.Popen([sys.executable, "-m", "facefeat", "serve", "--storage", storage, "--host",
                              "127.0.0.1", "--port", str(port), "--log-level", "warning", "--infer-concurrency",
                              str(args.infer_concurrency), "--api-key", HEAVY, "--api-key", NORMAL], cwd=args.repo, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,6 +1,7 @@
-"""Throughput and latency of ``POST /face-recognition-infer`` on LFW photos, served by uvicorn workers.
+"""Throughput and latency of ``POST /face-recognition-infer`` (or ``/face-feature-infer``) on LFW photos,
+served by uvicorn workers.
 
-Starts ``facefeat serve`` (``python -m facefeat.serving.app``) on a free 127.0.0.1 port with
+Starts ``facefeat serve`` (``python -m facefeat serve``) on a free 127.0.0.1 port with
 ``--workers`` processes and a temporary storage directory, builds a gallery from a few LFW people
 over HTTP, then runs ``--concurrency`` client threads for ``--duration`` seconds (and at most
 ``--max-requests`` requests), each sending LFW probe photos (not in the gallery) with the index key.
@@ -13,6 +14,12 @@ Prints requests/s, p50/p90/p99 latency and the top-1 accuracy of the answers, th
     python bench/serving.py --infer-concurrency 4 --batch-window-ms 2   # batching: detect in 4 threads, embed together
     python bench/serving.py --infer-concurrency 4 --batch-window-ms 0   # the same without batching
     python bench/serving.py --infer-concurrency 4 --batch-window-ms 2 --inprocess   # + ratio to pipe.embed
+    python bench/serving.py --route feature --infer-concurrency 4 --batch-window-ms 2 --inprocess
+                                        # /face-feature-infer (face crops) + ratio to the model's embed
+
+``--route feature`` drives PaddleX's ``/face-feature-infer`` instead: each request is one face crop
+(the central 112x112 of an LFW photo, where LFW's subject is, as JPEG); no gallery is built and no
+accuracy is reported; ``--inprocess`` compares with decode + ``model.embed`` of one crop at a time.
 
 ``--rss-images N`` sends N large (4900x4900, under the pixel limit) PNGs with varying
 ``detThreshold`` after the load and prints the server's peak RSS (all worker processes together)
@@ -48,12 +55,14 @@ from serving_fixtures import b64_file as b64, free_port  # noqa: E402
 
 from facefeat.utils import shared_dir  # noqa: E402
 
+#: --route -> the endpoint driven
+ROUTES = {"recognition": "/face-recognition-infer", "feature": "/face-feature-infer"}
 PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder",
           "Ariel_Sharon", "Hugo_Chavez", "Junichiro_Koizumi", "Jean_Chretien", "John_Ashcroft"]
 
 
 def start_server(storage: str, port: int, args: argparse.Namespace, log, repo: Path = REPO) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "facefeat.serving.app", "--storage", storage, "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "facefeat", "serve", "--storage", storage, "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
            "--infer-concurrency", str(args.infer_concurrency)]
     if args.threads:
@@ -178,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the server's batching window (0: off; default: the server's own)")
     ap.add_argument("--batch-max", type=int, default=32, help="with --batch-window-ms: most faces per batch")
     ap.add_argument("--model", default=None, help="the server's feature model (default SFace)")
+    ap.add_argument("--route", choices=list(ROUTES), default="recognition",
+                    help="the endpoint driven: recognition (/face-recognition-infer) or feature (/face-feature-infer)")
     ap.add_argument("--inprocess", action="store_true",
                     help="also measure pipe.embed in one process on the same probes (the service's yardstick)")
     ap.add_argument("--baseline", default=None, help="another checkout to measure in the same run (ratio)")
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         files = sorted((lfw / person).glob("*.jpg"))
         gallery += [(f, person) for f in files[: args.per_person]]
         probes += [(f, person) for f in files[args.per_person: args.per_person + 10]]
-    probe_b64 = [(b64(f), person) for f, person in probes]
+    probe_b64 = [(b64(f) if args.route == "recognition" else face_crop_b64(f), person) for f, person in probes]
 
     rows = []
     for name, repo in [("facefeat", REPO)] + ([("baseline", Path(args.baseline).resolve())] if args.baseline else []):
@@ -206,12 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         if base is not None and base["req_per_s"]:
             row["x_baseline"] = round(row["req_per_s"] / base["req_per_s"], 2)
     if args.inprocess:
-        ref = inprocess_rate(probes, args)
-        print(f"in-process pipe.embed on the same probes (one process, {args.threads or 'default'} threads): "
+        ref = inprocess_rate(probes, args) if args.route == "recognition" else inprocess_feature_rate(probe_b64, args)
+        what = "pipe.embed" if args.route == "recognition" else "decode + model.embed of one crop"
+        print(f"in-process {what} on the same probes (one process, {args.threads or 'default'} threads): "
               f"{ref:.1f} img/s; the service reaches {rows[0]['req_per_s'] / ref:.2f}x of it")
-    print(f"POST /face-recognition-infer  (LFW 250x250 probes, gallery {len(gallery)} photos of "
-          f"{args.people} people, {os.cpu_count()} CPUs, visualize={args.visualize}, load average "
-          f"{os.getloadavg()[0]:.1f})")
+    probes_are = (f"LFW 250x250 probes, gallery {len(gallery)} photos of {args.people} people"
+                  if args.route == "recognition" else "LFW central 112x112 face crops")
+    print(f"POST {ROUTES[args.route]}  ({probes_are}, {os.cpu_count()} CPUs, visualize={args.visualize}, "
+          f"load average {os.getloadavg()[0]:.1f})")
     cols = ["run", "workers", "clients", "seconds", "requests", "errors", "req_per_s", "p50_ms", "p90_ms", "p99_ms",
             "max_ms", "top1_correct", "startup_s"] + (["x_baseline"] if base else [])
     cols += [c for c in ("rss_start_gb", "rss_peak_gb", "rss_bound_gb", "rss_within_bound") if c in rows[0]]
@@ -225,6 +238,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows))
     return 0 if not errors else 1
+
+
+def face_crop_b64(path: Path) -> str:
+    """The central 112x112 of an LFW photo (its subject's face), as base64 JPEG."""
+    import cv2
+
+    img = cv2.imread(str(path))
+    h, w = img.shape[:2]
+    y, x = (h - 112) // 2, (w - 112) // 2
+    ok, buf = cv2.imencode(".jpg", img[y:y + 112, x:x + 112], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def inprocess_feature_rate(probe_b64: list, args: argparse.Namespace) -> float:
+    """Crops per second of decode + ``model.embed`` one at a time in this process: the feature route's yardstick."""
+    from facefeat import create_model
+    from facefeat.io.image import decode_image_bytes
+
+    model = create_model(args.model or "SFace", num_threads=args.threads or None)
+    data = [base64.b64decode(img) for img, _ in probe_b64]
+    model.embed([decode_image_bytes(data[0], "probe")])  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while n < len(data) or time.perf_counter() - t0 < args.duration:
+        model.embed([decode_image_bytes(data[n % len(data)], "probe")])
+        n += 1
+    return n / (time.perf_counter() - t0)
 
 
 def inprocess_rate(probes: list, args: argparse.Namespace) -> float:
@@ -242,6 +282,16 @@ def inprocess_rate(probes: list, args: argparse.Namespace) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def build_gallery(url: str, gallery: list) -> str:
+    """Build the gallery over HTTP; its index key."""
+    with httpx.Client(base_url=url, timeout=120) as c:
+        built = c.post("/face-recognition-index-build", json={
+            "imageLabelPairs": [{"image": b64(f), "label": p} for f, p in gallery]}).json()
+    if built.get("errorCode") != 0:
+        raise RuntimeError(f"index build failed: {built.get('errorMsg')}")
+    return built["result"]["indexKey"]
+
+
 def measure(name: str, repo: Path, args: argparse.Namespace, gallery: list, probe_b64: list) -> dict:
     with tempfile.TemporaryDirectory(prefix="facefeat-bench-serve-") as tmp:
         port = free_port()
@@ -253,13 +303,7 @@ def measure(name: str, repo: Path, args: argparse.Namespace, gallery: list, prob
             try:
                 wait_ready(url, proc, args.workers)
                 startup = time.perf_counter() - t0
-                with httpx.Client(base_url=url, timeout=120) as c:
-                    r = c.post("/face-recognition-index-build", json={
-                        "imageLabelPairs": [{"image": b64(f), "label": p} for f, p in gallery]})
-                    built = r.json()
-                    if built.get("errorCode") != 0:
-                        raise RuntimeError(f"index build failed: {built.get('errorMsg')}")
-                key = built["result"]["indexKey"]
+                key = build_gallery(url, gallery) if args.route == "recognition" else None
 
                 lat: list[float] = []
                 errors: list[str] = []
@@ -279,8 +323,11 @@ def measure(name: str, repo: Path, args: argparse.Namespace, gallery: list, prob
                             img, person = rng.choice(probe_b64)
                             t = time.perf_counter()
                             try:
-                                r = c.post("/face-recognition-infer", json={"image": img, "indexKey": key, "topk": 1,
+                                if args.route == "recognition":
+                                    r = c.post(ROUTES["recognition"], json={"image": img, "indexKey": key, "topk": 1,
                                                                             "visualize": args.visualize})
+                                else:
+                                    r = c.post(ROUTES["feature"], json={"image": img})
                                 body = r.json()
                                 ok = r.status_code == 200 and body["errorCode"] == 0
                             except Exception as exc:  # counted as an error
@@ -291,7 +338,7 @@ def measure(name: str, repo: Path, args: argparse.Namespace, gallery: list, prob
                                     errors.append(str(body.get("errorMsg"))[:200])
                                     continue
                                 lat.append(dt)
-                                faces = body["result"]["faces"]
+                                faces = body["result"].get("faces")
                                 if faces and faces[0]["recResults"] and faces[0]["recResults"][0]["label"] == person:
                                     correct[0] += 1
 
@@ -302,7 +349,7 @@ def measure(name: str, repo: Path, args: argparse.Namespace, gallery: list, prob
                 for t in threads:
                     t.join(args.duration + 120)
                 elapsed = time.perf_counter() - t_load
-                rss = rss_run(url, proc, key, args) if args.rss_images else {}
+                rss = rss_run(url, proc, key, args) if args.rss_images and key else {}
             finally:
                 stop_server(proc)
 
@@ -312,7 +359,8 @@ def measure(name: str, repo: Path, args: argparse.Namespace, gallery: list, prob
         "requests": len(lat), "errors": len(errors), "req_per_s": round(len(lat) / max(elapsed, 1e-9), 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 1), "p90_ms": round(float(np.percentile(ms, 90)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1),
-        "top1_correct": round(correct[0] / max(1, len(lat)), 3), "startup_s": round(startup, 1),
+        "top1_correct": round(correct[0] / max(1, len(lat)), 3) if args.route == "recognition" else "-",
+        "startup_s": round(startup, 1),
         "gallery": len(gallery), "cpus": os.cpu_count(), **rss,
     }
     row["first_errors"] = errors[:3]

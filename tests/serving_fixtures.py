@@ -4,7 +4,7 @@ Two ways to run the real service on an ephemeral 127.0.0.1 port:
 
 * :class:`ThreadServer` - ``uvicorn.Server`` in a background thread of the test process (port 0,
   the bound port read back from the socket);
-* :class:`ProcessServer` - ``python -m facefeat.serving.app`` in a subprocess (a free port picked
+* :class:`ProcessServer` - ``python -m facefeat serve`` in a subprocess (a free port picked
   first), so that a test can stop it for real and start a new process on the same storage.
 
 Both wait for ``GET /health`` to say ready before returning, with a deadline.
@@ -101,7 +101,7 @@ class ThreadServer:
 
 
 class ProcessServer:
-    """``python -m facefeat.serving.app --storage DIR ...`` in a subprocess on a free port."""
+    """``python -m facefeat serve --storage DIR ...`` in a subprocess on a free port."""
 
     def __init__(self, storage: str | os.PathLike, *args: str, log_path: str | os.PathLike | None = None,
                  env: dict | None = None):
@@ -119,7 +119,7 @@ class ProcessServer:
 
     def start(self, timeout: float = START_TIMEOUT_S) -> "ProcessServer":
         self.port = free_port()
-        cmd = [sys.executable, "-m", "facefeat.serving.app", "--storage", self.storage, "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "facefeat", "serve", "--storage", self.storage, "--host", "127.0.0.1",
                "--port", str(self.port), "--log-level", "warning", *self.args]
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")

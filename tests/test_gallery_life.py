@@ -284,5 +284,5 @@ def test_person_listing_and_forgetting_removes_everything(gallery, capsys):
 def test_gallery_life_modules_are_torch_free():
     code = ("import sys, facefeat.index.health, facefeat.index.archive, facefeat.index.migrate, "
             "facefeat.index.privacy, facefeat.index.corrections, facefeat.index.sightings, facefeat.cli.gallery_life, "
-            "facefeat.serving.gallery_routes; assert 'torch' not in sys.modules, 'imported torch'")
+            "facefeat.serving.routers, facefeat.serving.operations.index; assert 'torch' not in sys.modules, 'imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})

@@ -103,3 +103,81 @@ def test_service_wires_batching_and_takes_the_fused_model(tmp_path, lfw_dir):
         assert op["source"] == "calibrated"  # the fused model carries its own thresholds
     finally:
         svc.close()
+
+
+def test_a_failing_request_does_not_fail_its_batch_mates(sface):
+    bp = BatchingPredictor(sface, window_ms=1000, max_batch=2)  # the two calls fill one batch
+    try:
+        good, out = _faces(1, 5), {}
+        gate = threading.Barrier(2)
+
+        def call(name, imgs):
+            gate.wait()
+            try:
+                out[name] = bp.embed(imgs)
+            except Exception as exc:
+                out[name] = exc
+
+        threads = [threading.Thread(target=call, args=("bad", [np.zeros((0, 0, 3), np.uint8)])),
+                   threading.Thread(target=call, args=("good", good))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert isinstance(out["bad"], Exception)
+        np.testing.assert_allclose(out["good"], sface.embed(good), atol=1e-5)
+    finally:
+        bp.close()
+
+
+def test_face_feature_infer_goes_through_the_batcher(tmp_path, lfw_dir):
+    """Concurrent /face-feature-infer requests (real HTTP server on 127.0.0.1) are embedded together
+    and get the same features as sequential requests and as the model called directly."""
+    import base64
+
+    import cv2
+    import httpx
+    from serving_fixtures import ThreadServer, lfw_images
+
+    from facefeat.serving.app import create_app
+
+    imgs = [cv2.imread(str(p)) for p in lfw_images(lfw_dir, "Colin_Powell", 4)]
+    imgs = [imgs[0], imgs[1][40:200, 50:210], cv2.resize(imgs[2], (112, 112)), imgs[3]]  # sizes differ
+    bodies = [{"image": base64.b64encode(cv2.imencode(".png", im)[1].tobytes()).decode("ascii"), "flip": i == 3}
+              for i, im in enumerate(imgs)]
+    # a full batch (4 faces) is run at once; a lone request waits the window
+    app = create_app(tmp_path, infer_concurrency=4, batch_window_ms=1000, batch_max=4, num_threads=1)
+    srv = ThreadServer(app).start()
+    try:
+        svc = app.state.service
+        direct = [svc.batcher.predictor.embed([im], flip=b["flip"])[0] for im, b in zip(imgs, bodies)]
+
+        def post(body):
+            r = httpx.post(srv.url + "/face-feature-infer", json=body, timeout=120)
+            assert r.status_code == 200, r.text[:300]
+            return np.asarray(r.json()["result"]["feature"], np.float32)
+
+        faces = svc.batcher.faces
+        sequential = [post(b) for b in bodies]
+        assert svc.batcher.faces - faces == 4  # each request's face went through the batcher
+        batches, faces = svc.batcher.batches, svc.batcher.faces
+        out: dict[int, np.ndarray] = {}
+        gate = threading.Barrier(8)
+
+        def call(i):
+            gate.wait()
+            out[i] = post(bodies[i % 4])
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(out) == 8
+        assert svc.batcher.faces - faces == 8
+        assert svc.batcher.batches - batches < 8  # some requests shared a batch
+        for i in range(8):
+            np.testing.assert_allclose(out[i], sequential[i % 4], atol=1e-5)
+            np.testing.assert_allclose(out[i], direct[i % 4], atol=1e-5)
+    finally:
+        srv.stop()

@@ -4,7 +4,8 @@ Each request thread detects and aligns its own faces (the pipelines of the servi
 hands them to :class:`BatchingPredictor`. One worker thread takes what arrived within a small
 window (``window_ms`` after the first face, or sooner once ``max_batch`` faces wait), embeds it as
 one batch and hands every request its rows. A face waits at most the window plus the batches
-ahead of it; a lone request waits the window only (a few milliseconds). The wrapper stands in for
+ahead of it; a lone request waits the window only (a few milliseconds). When a batch fails, its
+requests are run one by one, so that only the request whose faces fail gets the error. The wrapper stands in for
 the predictor everywhere (it forwards every other attribute), so pipelines, thresholds and
 ``/health`` see the model as it is.
 """
@@ -105,10 +106,12 @@ class BatchingPredictor:
                 imgs = [im for j in group for im in j.imgs]
                 try:
                     feats = self.predictor.embed(imgs, flip=flip, batch_size=len(imgs))
-                except BaseException as exc:  # every waiting request gets the error
-                    for j in group:
-                        j.error = exc
-                        j.done.set()
+                except BaseException as exc:
+                    if len(group) == 1:
+                        self._fail(group[0], exc)
+                    else:  # one request's faces must not fail the others': each one alone
+                        for j in group:
+                            self._run_alone(j)
                     continue
                 self.batches += 1
                 self.faces += len(imgs)
@@ -117,6 +120,21 @@ class BatchingPredictor:
                     j.result = feats[start:start + len(j.imgs)]
                     start += len(j.imgs)
                     j.done.set()
+
+    def _run_alone(self, job: _Job) -> None:
+        try:
+            job.result = self.predictor.embed(job.imgs, flip=job.flip, batch_size=len(job.imgs))
+        except BaseException as exc:
+            self._fail(job, exc)
+            return
+        self.batches += 1
+        self.faces += len(job.imgs)
+        job.done.set()
+
+    @staticmethod
+    def _fail(job: _Job, exc: BaseException) -> None:
+        job.error = exc
+        job.done.set()
 
     def close(self) -> None:
         """Run what is queued, then stop the worker."""

@@ -16,10 +16,11 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from facefeat.errors import InputError, LimitError
+from facefeat.errors import FacefeatError, InputError, LimitError
 from facefeat.io.image import decode_image_bytes, image_size
+from facefeat.registry import get_spec
 from facefeat.serving.budget import FairSlots, RequestBudget
-from facefeat.serving.errors import NotReady, ServiceBusy
+from facefeat.serving.errors import NotReady, ServiceBusy, ServingError
 from facefeat.serving.options import Settings
 from facefeat.serving.storage import IndexStore
 
@@ -51,6 +52,9 @@ class Service:
         self.load_error: Optional[str] = None
         self.predictors: dict[str, Any] = {}
         self.default_model: Optional[str] = None
+        #: the pipelines' model behind its request batcher (None with ``batch_window_ms`` 0)
+        self.batcher: Any = None
+        self._batchers: list[Any] = []
         self._pool: "queue.Queue[Any]" = queue.Queue()
         self._slots = FairSlots(1, 1)  # sized in load()
         self._fetch_slots = threading.BoundedSemaphore(settings.url_fetch_concurrency)
@@ -77,18 +81,17 @@ class Service:
             kw = self._pipeline_kwargs()
             first = create_pipeline(name, **kw)
             predictor = first.predictor
-            if s.batch_window_ms > 0:  # concurrent requests' faces embedded together (serving.batching)
-                from facefeat.serving.batching import BatchingPredictor
-
-                first.predictor = self.batcher = BatchingPredictor(predictor, s.batch_window_ms, s.batch_max)
+            first.predictor = self._batched(predictor)
+            self.batcher = first.predictor if self._batchers else None
             kw.pop("model", None)
             kw.pop("num_threads", None)
             pipes = [first] + [create_pipeline(name, predictor=first.predictor, **kw) for _ in range(n - 1)]
             self.default_model = predictor.model_name
-            self.predictors = {predictor.model_name: predictor}
+            self.predictors = {predictor.model_name: first.predictor}
             for extra in s.feature_models or []:
                 m = create_model(extra, num_threads=s.num_threads)
-                self.predictors.setdefault(m.model_name, m)
+                if m.model_name not in self.predictors:
+                    self.predictors[m.model_name] = self._batched(m)
             # warm up: the first run of a session is slow; do it now, not on the first request
             blank = np.zeros((112, 112, 3), np.uint8)
             for m in self.predictors.values():
@@ -105,6 +108,33 @@ class Service:
         self.ready.set()
         log.info("facefeat serve: %s loaded (%d pipelines) in %.1f s; storage %s",
                  ", ".join(self.predictors), len(pipes), time.perf_counter() - t0, self.store.root)
+
+    def _batched(self, predictor: Any) -> Any:
+        """``predictor`` behind a :class:`~facefeat.serving.batching.BatchingPredictor` (concurrent
+        requests' faces embedded together), or as it is with ``batch_window_ms`` 0."""
+        if self.settings.batch_window_ms <= 0:
+            return predictor
+        from facefeat.serving.batching import BatchingPredictor
+
+        batched = BatchingPredictor(predictor, self.settings.batch_window_ms, self.settings.batch_max)
+        self._batchers.append(batched)
+        return batched
+
+    def feature_model(self, name: Optional[str] = None) -> Any:
+        """The loaded feature model called ``name`` (any spelling the registry knows; None: the
+        pipelines' model), batched as the pipelines' is; an error listing the loaded ones if none."""
+        self.require_ready()
+        name = name or self.default_model
+        predictor = self.predictors.get(name)
+        if predictor is None:
+            try:  # accept other spellings of a loaded model's name
+                predictor = self.predictors.get(get_spec(name).name)
+            except FacefeatError:
+                predictor = None
+            if predictor is None:
+                raise ServingError(f"model {name[:64]!r} is not loaded on this server; loaded: "
+                                   f"{', '.join(self.predictors)}")
+        return predictor
 
     def require_ready(self) -> None:
         if not self.ready.is_set():
@@ -256,5 +286,5 @@ class Service:
         self.ready.clear()
         if self.events is not None:
             self.events.close()
-        if getattr(self, "batcher", None) is not None:
-            self.batcher.close()
+        for batched in self._batchers:
+            batched.close()
