@@ -17,15 +17,25 @@ from typing import Any, Iterator
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.index import create_index
+from facefeat.index.corrections import veto_search
+from facefeat.index.people import People
 from facefeat.index.resolve import resolve_index  # also exported: index= as PaddleX takes it
+from facefeat.index.sightings import record as record_sightings
 from facefeat.io import expand_inputs
+from facefeat.pipeline.cluster import ClusterResult, cluster_faces
+from facefeat.pipeline.enrol import EnrolReport, enroll, folder_items
 from facefeat.pipeline.gallery import GalleryFeatures, GalleryIndexing, GalleryRejection
 from facefeat.pipeline.result import FaceRecResult
 from facefeat.pipeline.stages import FaceStages
+from facefeat.pipeline.verify import VerifyResult, verify
+from facefeat.pipeline.video import predict_video
 from facefeat.predict.predictor import FeaturePredictor, create_model
-from facefeat.thresholds import is_match
+from facefeat.thresholds import is_match, model_thresholds, resolve_threshold
 from facefeat.vision.align import ALIGN_MODES
 from facefeat.vision.choice import GALLERY_DOMINANCE, is_dominant
+from facefeat.vision.crops import check_face_crop
+from facefeat.vision.detector import YuNetDetector
 
 
 class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
@@ -38,9 +48,6 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
                  batch_size: int = 32, device: str = "cpu", num_threads: int | None = None,
                  index: Any = None, far: float | None = None, fpir: float | None = None,
                  backend: str = "auto", precision: str = "auto"):
-        from facefeat.thresholds import model_thresholds, resolve_threshold
-        from facefeat.vision.detector import YuNetDetector
-
         if align not in ALIGN_MODES:
             raise InputError(f"align must be one of {ALIGN_MODES}, got {align!r}")
         self.predictor = predictor or create_model(model if model_dir is None else None, weights,
@@ -48,8 +55,6 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
                                                    batch_size=batch_size, num_threads=num_threads,
                                                    backend=backend, precision=precision)
         if self.predictor.meta.extra.get("face_crop"):  # a model directory's own crop, checked once here
-            from facefeat.vision.crops import check_face_crop
-
             self.predictor.meta.extra["face_crop"] = check_face_crop(self.predictor.meta.extra["face_crop"])
         self.det_threshold = float(det_threshold)
         self.nms_threshold = float(nms_threshold)
@@ -101,15 +106,15 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
     def operating_point(self, task: str = "identify", rec_threshold: Any = None, far: float | None = None,
                         fpir: float | None = None, index: Any = None) -> tuple[float, dict]:
         """``(threshold, operating point)`` for ``task`` ("verify" 1:1 or "identify" 1:N): explicit
-        arguments first, else the pipeline's settings; "auto" uses the model's calibration."""
-        from facefeat.thresholds import resolve_threshold
-
+        arguments first, else the pipeline's settings; "auto" uses the model's calibration. With an
+        ``index``, the threshold is in its scores' unit (a squared distance for L2) and a 1:N point
+        is the one calibrated nearest its number of people."""
         if rec_threshold is None and far is None and fpir is None:
             rec_threshold, far, fpir = self.rec_threshold, self.far, self.fpir
             if task == "verify" and fpir is not None and far is None:
                 fpir = None  # a 1:N setting does not apply to 1:1
         size = None
-        if index is not None:
+        if index is not None and task == "identify":
             size = len(set(index.labels().values()))
         return resolve_threshold(self.thresholds, rec_threshold, far=far, fpir=fpir, task=task,
                                  gallery_size=size, metric_type=getattr(index, "metric_type", "IP"))
@@ -144,11 +149,8 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
             queries = [f for f in faces if f["feature"] is not None]
             search = getattr(index, "search", None)
             if per_person and index is not None:
-                from facefeat.index.people import People
-
                 search = People(index).search
-            from facefeat.index.corrections import veto_search  # "not X" corrections veto a name
-
+            # "not X" corrections veto a name
             hits = veto_search(index, search, np.asarray([f["feature"] for f in queries], np.float32), topk) \
                 if index is not None and queries and len(index) else [[] for _ in queries]
             hits_iter = iter(hits)
@@ -167,25 +169,19 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
                             box["sample_ids"] = [x.sample_id for x in h]
                 boxes.append(box)
             if index is not None:  # opt-in per gallery: recognitions and unknown faces kept (sightings)
-                from facefeat.index.sightings import record as record_sightings
-
                 record_sightings(index, item.name, img, faces, boxes)
             yield FaceRecResult(input_path=item.name, boxes=boxes, operating_point=op, _img=img)
 
     __call__ = predict
 
     # -- enrolment ---------------------------------------------------------------------------------
-    def enroll(self, gallery: Any, index: Any = None, quality: Any = "standard", strict: bool = False):
+    def enroll(self, gallery: Any, index: Any = None, quality: Any = "standard", strict: bool = False) -> EnrolReport:
         """Enrol people from a ``gallery/<name>/*.jpg`` folder, or a list of ``(image, name)``, into
         ``index`` (or a :class:`~facefeat.index.people.People` view; default: the pipeline's index,
         created as a Flat IP FAISS index when there is none) with the quality ``policy``
         (``off | standard | strict`` or limits). Returns an
         :class:`~facefeat.pipeline.enrol.EnrolReport`: what was added, and each rejected image with
         its reason."""
-        from facefeat.index import create_index
-        from facefeat.index.people import People
-        from facefeat.pipeline.enrol import enroll, folder_items
-
         if index is None:
             if self.index is None:
                 self.index = create_index(dim=self.predictor.embedding_size, metric_type="IP", index_type="Flat",
@@ -199,29 +195,24 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
     def verify(self, img1: Any, img2: Any = None, *, person: str | None = None, index: Any = None,
                rec_threshold: float | str | None = None, far: float | None = None,
                det_threshold: float | None = None, flip: bool | None = None,
-               names: tuple[str, str] = ("img1", "img2")):
+               names: tuple[str, str] = ("img1", "img2")) -> VerifyResult:
         """1:1: are two faces (images or features), or a face and gallery ``person``, the same
         person? See :func:`facefeat.pipeline.verify.verify`."""
-        from facefeat.pipeline.verify import verify
-
         return verify(self, img1, img2, person=person, index=index, rec_threshold=rec_threshold, far=far,
                       det_threshold=det_threshold, flip=flip, names=names)
 
     # -- clustering and video (facefeat.pipeline.cluster / .video) -------------------------------
     def cluster(self, inputs: Any, threshold: float | None = None, min_samples: int | None = None,
-                method: str | None = None, det_threshold: float | None = None, progress: bool = False):
+                method: str | None = None, det_threshold: float | None = None, progress: bool = False
+                ) -> ClusterResult:
         """Group every face of ``inputs`` into people without labels -> ``ClusterResult``
         (``threshold``: cosine similarity, default the model's calibrated one; see pipeline.cluster)."""
-        from facefeat.pipeline.cluster import cluster_faces
-
         return cluster_faces(self, inputs, threshold, min_samples, method, det_threshold=det_threshold,
                              progress=progress)
 
     def predict_video(self, source: Any, index: Any = None, every_n: int = 1, **kwargs: Any) -> Iterator[dict]:
         """Recognise and track faces in a video file, stream or ``webcam:N``; yields frame, track and
         summary events (see facefeat.pipeline.video.predict_video for the options)."""
-        from facefeat.pipeline.video import predict_video
-
         return predict_video(self, source, index=index, every_n=every_n, **kwargs)
 
 

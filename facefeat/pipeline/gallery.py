@@ -22,10 +22,15 @@ from typing import Any, Iterable, NamedTuple, Optional
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.index import create_index
+from facefeat.index.gallery import load_gallery
+from facefeat.index.labels import normalize_label
 from facefeat.index.resolve import resolve_index
 from facefeat.io import read_image
 from facefeat.io.image import iter_batches
+from facefeat.pipeline.enrol import add_gallery, sample_record, weights_hash
 from facefeat.vision.choice import is_dominant
+from facefeat.vision.quality import face_quality, get_policy
 
 log = logging.getLogger("facefeat")
 
@@ -86,8 +91,6 @@ class GalleryIndexing:
                     + (f" of length {len(labels)}" if labels is not None else ""))
             return [(img, str(lab), img if isinstance(img, str) else f"gallery[{i}]")
                     for i, (img, lab) in enumerate(zip(gallery_imgs, labels))]
-        from facefeat.index.gallery import load_gallery
-
         return [(str(p), str(lab), str(p)) for p, lab in load_gallery(gallery_imgs, gallery_label)]
 
     def gallery_features(self, gallery_imgs: Any, gallery_label: Any, strict: bool = False,
@@ -98,12 +101,7 @@ class GalleryIndexing:
         rejected with the reason, and the result carries each accepted face's figures and aligned crop."""
         policy = None
         if quality is not None:
-            from facefeat.vision.quality import face_quality, get_policy
-
             policy = get_policy(quality)
-        from facefeat.index.labels import normalize_label
-        from facefeat.pipeline.enrol import sample_record, weights_hash
-
         weights = weights_hash(self.predictor)
         figures: list[dict] = []
         crops: list[np.ndarray] = []
@@ -175,14 +173,10 @@ class GalleryIndexing:
                     index_type: str = "HNSW32", backend: str = "faiss", strict: bool = False,
                     progress: bool = False, **backend_kwargs: Any):
         """Embed a gallery and build a new index (FAISS by default, or Milvus)."""
-        from facefeat.index import create_index
-
         g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
         if len(g.labels) == 0:
             first = f"{g.rejected[0].name}: {g.rejected[0].reason}" if g.rejected else "none given"
             raise InputError(f"gallery has no usable face: {len(g.rejected)} image(s) rejected (first: {first})")
-        from facefeat.pipeline.enrol import add_gallery
-
         index = create_index(backend=backend, dim=self.predictor.embedding_size, metric_type=metric_type,
                              index_type=index_type, model_name=self.predictor.model_name, **backend_kwargs)
         add_gallery(index, g)
@@ -200,8 +194,6 @@ class GalleryIndexing:
         if index is None:
             raise InputError("append_index: index is None; pass an index, or a saved index directory")
         index.check_model(self.predictor.model_name, self.predictor.embedding_size)
-        from facefeat.pipeline.enrol import add_gallery
-
         g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
         self._calls.added_ids = add_gallery(index, g).ids
         return index

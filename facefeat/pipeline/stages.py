@@ -14,6 +14,11 @@ import numpy as np
 from facefeat.errors import InputError
 from facefeat.io import expand_inputs, read_image
 from facefeat.io.image import iter_batches
+from facefeat.vision.align import align as align_detection
+from facefeat.vision.choice import order_faces
+from facefeat.vision.crops import face_view, model_crop
+from facefeat.vision.quality import face_quality
+from facefeat.vision.retry import RetryDetector
 
 
 class FaceStages:
@@ -27,29 +32,19 @@ class FaceStages:
     def align(self, img: np.ndarray, detection) -> np.ndarray:
         """The face as the model takes it: its own ``face_crop`` (facefeat.vision.crops) where it
         has one, else the 5-point alignment (or PaddleX's box crop with ``align="crop"``)."""
-        from facefeat.vision.align import align as align_face
-
         face_crop = self.predictor.meta.extra.get("face_crop")
         if face_crop and self.align_mode == "align":
-            from facefeat.vision.crops import model_crop
-
             return model_crop(img, detection, face_crop)
-        return align_face(img, detection, mode=self.align_mode)
+        return align_detection(img, detection, mode=self.align_mode)
 
     def face_view(self, face: np.ndarray) -> np.ndarray:
         """The 5-point aligned face inside what :meth:`align` returned (the same image for most
         models; a fused model's canvas holds several crops): for quality figures and thumbnails."""
-        from facefeat.vision.crops import face_view
-
         return face_view(face, self.predictor.meta.extra.get("face_crop"))
 
     def detect_retry(self, img: np.ndarray, det_threshold: float | None = None) -> tuple[list, dict]:
         """Detect, and when no usable face is found retry on padded / rotated copies and at a lower
         threshold (:class:`~facefeat.vision.retry.RetryDetector`); returns ``(faces, path)``."""
-        from facefeat.vision.retry import RetryDetector
-
-        from facefeat.vision.choice import order_faces
-
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
         dets, path = RetryDetector(self.detector, thr, lower_thresholds=(min(0.3, thr),)).detect_with_path(img)
         return order_faces(dets, img.shape[1], img.shape[0]), path
@@ -59,8 +54,6 @@ class FaceStages:
         if retry:
             dets, path = self.detect_retry(img, thr)
         else:
-            from facefeat.vision.choice import order_faces
-
             dets = order_faces(self.detector.detect(img, thr), img.shape[1], img.shape[0])
         faces = [self.align(img, d) if not d.too_small else None for d in dets]
         if path is not None and path["path"] not in ("default", "none"):
@@ -106,8 +99,6 @@ class FaceStages:
                 for d, a in zip(dets, aligned):
                     face = d.to_dict()
                     if quality and a is not None:
-                        from facefeat.vision.quality import face_quality
-
                         face["quality"] = face_quality(self.face_view(a), d)
                     feat = next(feats)
                     face["feature"] = None if feat is None else feat.tolist()

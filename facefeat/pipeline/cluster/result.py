@@ -15,6 +15,7 @@ from facefeat.index import create_index
 from facefeat.pipeline.cluster.algorithms import DEFAULT_K, cluster_features, knn_graph
 from facefeat.pipeline.cluster.sheets import write_contact_sheet
 from facefeat.results import BaseResult
+from facefeat.thresholds import is_match
 from facefeat.utils import atomic_path, atomic_write_json, l2_normalize
 
 FORMAT_NAME = "facefeat-clusters"
@@ -176,7 +177,7 @@ class ClusterResult(BaseResult):
             tally: dict[tuple[int, int], float] = {}
             if len(old):
                 sims, nn = knn_graph(self.features[old], self.k, self.features[pool])
-                r, c = np.nonzero((nn >= 0) & (sims >= self.threshold))
+                r, c = np.nonzero((nn >= 0) & is_match(sims, self.threshold))
                 for g, cl, sim in zip(raw[r], self.labels[old][nn[r, c]], sims[r, c]):
                     tally[(int(g), int(cl))] = tally.get((int(g), int(cl)), 0.0) + float(sim)
             best: dict[int, tuple[float, int]] = {}
