@@ -71,6 +71,24 @@ def test_face_against_a_gallery_person(pipe, lfw_dir):
         pipe.verify(img(lfw_dir, "Tony_Blair", 5), person="Nobody", index=index)
 
 
+def test_gallery_person_on_an_l2_index(pipe, lfw_dir):
+    """An L2 gallery scores squared distances: the threshold is the calibrated one in that unit
+    (resolve_threshold's conversion, the same as predict's), and the decision agrees with IP."""
+    feats = {p: [pipe.embed(img(lfw_dir, p, i))[0]["feature"] for i in (0, 1)] for p in ("Tony_Blair", "Colin_Powell")}
+    by_metric = {}
+    for metric in ("IP", "L2"):
+        index = create_index(dim=128, metric_type=metric, index_type="Flat", model_name="SFace")
+        for person, f in feats.items():
+            index.add(np.asarray(f, np.float32), [person, person])
+        by_metric[metric] = [pipe.verify(img(lfw_dir, "Tony_Blair", 5), person=p, index=index) for p in feats]
+    for ip, l2 in zip(by_metric["IP"], by_metric["L2"]):
+        assert ip["verified"] == l2["verified"]
+        assert l2["threshold"] == pytest.approx(2.0 - 2.0 * ip["threshold"], abs=1e-5)
+        assert l2["operating_point"]["threshold"] == pytest.approx(l2["threshold"], abs=1e-5)
+        assert l2["score"] == pytest.approx(2.0 - 2.0 * ip["score"], abs=1e-4)
+    assert [r["verified"] for r in by_metric["L2"]] == [True, False]
+
+
 def test_verify_takes_an_index_directory(pipe, lfw_dir, tmp_path):
     """index= is whatever predict takes (an index directory too), not only an index object."""
     index = create_index(dim=128, metric_type="IP", index_type="Flat", model_name="SFace")

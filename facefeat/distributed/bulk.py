@@ -69,7 +69,7 @@ def iter_parquet_features(out: str | os.PathLike, *, faces: str = "gallery", lab
     error messages that name what the user typed."""
     import pyarrow.parquet as pq
 
-    from facefeat.pipeline.face_recognition import is_dominant
+    from facefeat.vision.choice import is_dominant
 
     if faces not in FACE_MODES:
         raise InputError(f"{_option(flags, 'faces')} must be one of {', '.join(FACE_MODES)}, got {faces!r}")

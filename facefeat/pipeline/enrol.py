@@ -19,7 +19,9 @@ import numpy as np
 
 from facefeat.errors import InputError
 from facefeat.index.enrolment import add_gallery
+from facefeat.index.store import SampleRecord, content_hash
 from facefeat.results import BaseResult
+from facefeat.vision.quality import get_policy
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -62,8 +64,6 @@ def sample_record(img: np.ndarray, face: np.ndarray, det: Any, figures: Mapping 
     content hash of the decoded image, the figures, and the hash of the weights that embed it."""
     import cv2
 
-    from facefeat.index.store import SampleRecord, content_hash
-
     ok, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
     fig = dict(figures or {})
     if path is not None and path.get("path") not in (None, "default", "none"):
@@ -77,8 +77,6 @@ def enroll(pipe, people, items: Iterable[tuple[Any, str]], quality: str | Mappin
     """Enrol ``(image, person)`` items into ``people`` (a :class:`~facefeat.index.people.People`):
     :meth:`~facefeat.pipeline.face_recognition.FaceRecognitionPipeline.gallery_features` with the
     quality policy, then :func:`add_gallery`, ``batch`` images at a time."""
-    from facefeat.vision.quality import get_policy
-
     policy = get_policy(quality)
     people.index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
     report = EnrolReport(policy=policy.name, added=[], rejected=[], duplicates=[])

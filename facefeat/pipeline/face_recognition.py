@@ -1,82 +1,44 @@
 """The face recognition pipeline: detect (YuNet) -> align (5-point similarity) -> embed -> search.
 
-Gallery rule (build/append): an image with no detected face is rejected; an image with several
-faces uses its subject (:mod:`facefeat.vision.choice`) when its box area is at least
-``GALLERY_DOMINANCE`` times the largest other one (a portrait with faces in the background), and is rejected as ambiguous otherwise.
-Rejections are logged and returned with the features (:class:`GalleryFeatures`'s ``rejected``,
-one :class:`GalleryRejection` each, with the image's position in the input), never silently
-dropped; ``strict=True`` turns them into an error. ``pipeline.last_rejected`` is a per-thread copy
-of the calling thread's last call's rejections (threads never see each other's).
+:class:`FaceRecognitionPipeline` holds the settings and the models (construction, config, operating
+points) and recognises faces against a gallery (``predict``); its stages are
+:class:`~facefeat.pipeline.stages.FaceStages`, its gallery building
+:class:`~facefeat.pipeline.gallery.GalleryIndexing` (with the gallery rule), and enrolment,
+verification, clustering and video are the topic modules :mod:`~facefeat.pipeline.enrol`,
+:mod:`~facefeat.pipeline.verify`, :mod:`~facefeat.pipeline.cluster` and :mod:`~facefeat.pipeline.video`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 
 from facefeat.errors import InputError
-from facefeat.io import expand_inputs, read_image
-from facefeat.index.resolve import resolve_index  # noqa: F401 - re-exported: index= as PaddleX takes it
-from facefeat.io.image import iter_batches
+from facefeat.index import create_index
+from facefeat.index.corrections import veto_search
+from facefeat.index.people import People
+from facefeat.index.resolve import resolve_index  # also exported: index= as PaddleX takes it
+from facefeat.index.sightings import record as record_sightings
+from facefeat.io import expand_inputs
+from facefeat.pipeline.cluster import ClusterResult, cluster_faces
+from facefeat.pipeline.enrol import EnrolReport, enroll, folder_items
+from facefeat.pipeline.gallery import GalleryFeatures, GalleryIndexing, GalleryRejection
 from facefeat.pipeline.result import FaceRecResult
+from facefeat.pipeline.stages import FaceStages
+from facefeat.pipeline.verify import VerifyResult, verify
+from facefeat.pipeline.video import predict_video
 from facefeat.predict.predictor import FeaturePredictor, create_model
-from facefeat.thresholds import is_match
-
-log = logging.getLogger("facefeat")
-
-GALLERY_DOMINANCE = 2.0
-ALIGN_MODES = ("align", "crop")
-
-
-@dataclass(frozen=True)
-class GalleryRejection:
-    """A gallery image that was not added: its position in the input (``index``), its name (path,
-    or ``gallery[i]`` for in-memory images), its label, and why."""
-
-    index: int
-    name: str
-    label: str
-    reason: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from facefeat.thresholds import is_match, model_thresholds, resolve_threshold
+from facefeat.vision.align import ALIGN_MODES
+from facefeat.vision.choice import GALLERY_DOMINANCE, is_dominant
+from facefeat.vision.crops import check_face_crop
+from facefeat.vision.detector import YuNetDetector
 
 
-class GalleryFeatures(NamedTuple):
-    """What :meth:`FaceRecognitionPipeline.gallery_features` returns: one row of ``features`` per
-    accepted image with its label, name and input position, and the rejected images."""
-
-    features: np.ndarray
-    labels: list[str]
-    names: list[str]
-    positions: list[int]
-    rejected: list[GalleryRejection]
-    #: with ``quality=``: each accepted image's quality figures and aligned 112x112 face
-    figures: Optional[list[dict]] = None
-    faces: Optional[list[np.ndarray]] = None
-    #: what the gallery keeps of each accepted image (crop, detection, content hash, figures):
-    #: :class:`facefeat.index.store.SampleRecord`, one per row of ``features``
-    records: Optional[list] = None
-
-
-def _area(box: Sequence[float]) -> float:
-    return max(0.0, float(box[2]) - float(box[0])) * max(0.0, float(box[3]) - float(box[1]))
-
-
-def is_dominant(boxes: Sequence[Sequence[float]]) -> bool:
-    """The gallery rule: the first of a photo's usable face ``boxes`` (its subject, see
-    :mod:`facefeat.vision.choice`) stands for the photo when it is alone or at least
-    ``GALLERY_DOMINANCE`` times the area of every other one."""
-    return len(boxes) == 1 or _area(boxes[0]) >= GALLERY_DOMINANCE * max(_area(b) for b in boxes[1:])
-
-
-class FaceRecognitionPipeline:
+class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
     """Detect, align and embed faces, and recognise them against a gallery index."""
 
     def __init__(self, model: str | None = "SFace", weights: str | os.PathLike | None = None, *,
@@ -86,9 +48,6 @@ class FaceRecognitionPipeline:
                  batch_size: int = 32, device: str = "cpu", num_threads: int | None = None,
                  index: Any = None, far: float | None = None, fpir: float | None = None,
                  backend: str = "auto", precision: str = "auto"):
-        from facefeat.thresholds import model_thresholds, resolve_threshold
-        from facefeat.vision.detector import YuNetDetector
-
         if align not in ALIGN_MODES:
             raise InputError(f"align must be one of {ALIGN_MODES}, got {align!r}")
         self.predictor = predictor or create_model(model if model_dir is None else None, weights,
@@ -96,8 +55,6 @@ class FaceRecognitionPipeline:
                                                    batch_size=batch_size, num_threads=num_threads,
                                                    backend=backend, precision=precision)
         if self.predictor.meta.extra.get("face_crop"):  # a model directory's own crop, checked once here
-            from facefeat.vision.crops import check_face_crop
-
             self.predictor.meta.extra["face_crop"] = check_face_crop(self.predictor.meta.extra["face_crop"])
         self.det_threshold = float(det_threshold)
         self.nms_threshold = float(nms_threshold)
@@ -116,16 +73,6 @@ class FaceRecognitionPipeline:
         # one detector for every threshold (set per call) and every thread (a bounded pool inside)
         self.detector = YuNetDetector(score_threshold=self.det_threshold, nms_threshold=self.nms_threshold,
                                       min_face_size=self.min_face_size)
-
-    @property
-    def last_rejected(self) -> list[GalleryRejection]:
-        """Rejections of this thread's last gallery call (a copy; see :class:`GalleryFeatures`)."""
-        return list(getattr(self._calls, "rejected", ()))
-
-    @property
-    def last_added_ids(self) -> list[int]:
-        """Ids this thread's last :meth:`append_index` added (a copy)."""
-        return list(getattr(self._calls, "added_ids", ()))
 
     #: top-level config keys passed to the constructor as they are
     _CONFIG_ARGS = ("det_threshold", "rec_threshold", "rec_topk", "align", "flip", "min_face_size",
@@ -159,292 +106,18 @@ class FaceRecognitionPipeline:
     def operating_point(self, task: str = "identify", rec_threshold: Any = None, far: float | None = None,
                         fpir: float | None = None, index: Any = None) -> tuple[float, dict]:
         """``(threshold, operating point)`` for ``task`` ("verify" 1:1 or "identify" 1:N): explicit
-        arguments first, else the pipeline's settings; "auto" uses the model's calibration."""
-        from facefeat.thresholds import resolve_threshold
-
+        arguments first, else the pipeline's settings; "auto" uses the model's calibration. With an
+        ``index``, the threshold is in its scores' unit (a squared distance for L2) and a 1:N point
+        is the one calibrated nearest its number of people."""
         if rec_threshold is None and far is None and fpir is None:
             rec_threshold, far, fpir = self.rec_threshold, self.far, self.fpir
             if task == "verify" and fpir is not None and far is None:
                 fpir = None  # a 1:N setting does not apply to 1:1
         size = None
-        if index is not None:
+        if index is not None and task == "identify":
             size = len(set(index.labels().values()))
         return resolve_threshold(self.thresholds, rec_threshold, far=far, fpir=fpir, task=task,
                                  gallery_size=size, metric_type=getattr(index, "metric_type", "IP"))
-
-    # -- stages -------------------------------------------------------------------------------------
-    def detect(self, img: Any, det_threshold: float | None = None) -> list:
-        """Faces in one image (largest first) as ``Detection`` objects."""
-        return self.detector.detect(read_image(img), det_threshold)
-
-    def align(self, img: np.ndarray, detection) -> np.ndarray:
-        """The face as the model takes it: its own ``face_crop`` (facefeat.vision.crops) where it
-        has one, else the 5-point alignment (or PaddleX's box crop with ``align="crop"``)."""
-        from facefeat.vision.align import align as align_face
-
-        face_crop = self.predictor.meta.extra.get("face_crop")
-        if face_crop and self.align_mode == "align":
-            from facefeat.vision.crops import model_crop
-
-            return model_crop(img, detection, face_crop)
-        return align_face(img, detection, mode=self.align_mode)
-
-    def face_view(self, face: np.ndarray) -> np.ndarray:
-        """The 5-point aligned face inside what :meth:`align` returned (the same image for most
-        models; a fused model's canvas holds several crops): for quality figures and thumbnails."""
-        from facefeat.vision.crops import face_view
-
-        return face_view(face, self.predictor.meta.extra.get("face_crop"))
-
-    def detect_retry(self, img: np.ndarray, det_threshold: float | None = None) -> tuple[list, dict]:
-        """Detect, and when no usable face is found retry on padded / rotated copies and at a lower
-        threshold (:class:`~facefeat.vision.retry.RetryDetector`); returns ``(faces, path)``."""
-        from facefeat.vision.retry import RetryDetector
-
-        from facefeat.vision.choice import order_faces
-
-        thr = self.det_threshold if det_threshold is None else float(det_threshold)
-        dets, path = RetryDetector(self.detector, thr, lower_thresholds=(min(0.3, thr),)).detect_with_path(img)
-        return order_faces(dets, img.shape[1], img.shape[0]), path
-
-    def _detect_align(self, img: np.ndarray, thr: float, retry: bool = False) -> tuple[list, list[np.ndarray]]:
-        path = None
-        if retry:
-            dets, path = self.detect_retry(img, thr)
-        else:
-            from facefeat.vision.choice import order_faces
-
-            dets = order_faces(self.detector.detect(img, thr), img.shape[1], img.shape[0])
-        faces = [self.align(img, d) if not d.too_small else None for d in dets]
-        if path is not None and path["path"] not in ("default", "none"):
-            for d in dets:
-                d.detected_by = path
-        return dets, faces
-
-    def _embed_batch(self, faces: list[np.ndarray | None], flip: bool | None) -> list[np.ndarray | None]:
-        todo = [f for f in faces if f is not None]
-        feats = iter(self.predictor.embed(todo, self.flip if flip is None else flip))
-        return [next(feats) if f is not None else None for f in faces]
-
-    # -- embed: the one-call "feature of the face in this photo" ----------------------------------
-    def embed(self, inputs: Any, det_threshold: float | None = None, flip: bool | None = None,
-              retry: bool = False, quality: bool = False) -> list:
-        """Detect, align and embed every face of a photo; one dict per face, the photo's subject first
-        (:mod:`facefeat.vision.choice`: the largest face holding the image centre, else the largest),
-        then the others largest first.
-
-        A single input returns ``[{"coordinate", "det_score", "landmarks", "feature"}, ...]``;
-        several inputs (a list or a directory) return one such list per image, in order. Faces too
-        small to align carry ``"feature": None`` and ``"too_small": True``. ``retry=True``: when no
-        face is found, retry (see :meth:`detect_retry`); such faces carry ``"detected_by"``.
-        ``quality=True`` adds each face's quality figures (:mod:`facefeat.vision.quality`).
-        """
-        items = expand_inputs(inputs)
-        single = len(items) == 1 and not isinstance(inputs, (list, tuple)) and not (
-            isinstance(inputs, (str, os.PathLike)) and Path(inputs).is_dir())
-        out = [faces for _, faces in self._embed_items(items, det_threshold, flip, retry=retry, quality=quality)]
-        return out[0] if single else out
-
-    def _embed_items(self, items, det_threshold, flip, batch_images: int = 8,
-                     retry: bool = False, quality: bool = False,
-                     failures: list | None = None) -> Iterator[tuple[Any, list[dict]]]:
-        thr = self.det_threshold if det_threshold is None else float(det_threshold)
-        for chunk in iter_batches(items, batch_images):
-            chunk, imgs = self._read_chunk(chunk, failures)
-            per_img = [self._detect_align(img, thr, retry) for img in imgs]
-            flat = [f for _, faces in per_img for f in faces]
-            feats = iter(self._embed_batch(flat, flip))
-            for it, img, (dets, aligned) in zip(chunk, imgs, per_img):
-                faces = []
-                for d, a in zip(dets, aligned):
-                    face = d.to_dict()
-                    if quality and a is not None:
-                        from facefeat.vision.quality import face_quality
-
-                        face["quality"] = face_quality(self.face_view(a), d)
-                    feat = next(feats)
-                    face["feature"] = None if feat is None else feat.tolist()
-                    if d.too_small:
-                        face["too_small"] = True
-                    if getattr(d, "detected_by", None):
-                        face["detected_by"] = d.detected_by
-                    faces.append(face)
-                yield (it, img), faces
-
-    @staticmethod
-    def _read_chunk(chunk: list, failures: list | None) -> tuple[list, list[np.ndarray]]:
-        """Read a chunk's images; with a ``failures`` list, unreadable ones are appended to it and
-        left out (the caller reports them), else the first raises."""
-        good, imgs = [], []
-        for it in chunk:
-            try:
-                imgs.append(read_image(it.source, it.name))
-                good.append(it)
-            except InputError as exc:
-                if failures is None:
-                    raise
-                failures.append(exc)
-        return good, imgs
-
-    # -- gallery -----------------------------------------------------------------------------------
-    def _gallery_items(self, gallery_imgs: Any, gallery_label: Any) -> list[tuple[Any, str, str]]:
-        """``(source, label, name)`` for a root dir + label file, or parallel lists."""
-        if isinstance(gallery_imgs, (list, tuple)):
-            labels = list(gallery_label) if isinstance(gallery_label, (list, tuple)) else None
-            if labels is None or len(labels) != len(gallery_imgs):
-                raise InputError(
-                    f"gallery_label must be a list as long as gallery_imgs ({len(gallery_imgs)} images), "
-                    f"got {type(gallery_label).__name__}"
-                    + (f" of length {len(labels)}" if labels is not None else ""))
-            return [(img, str(lab), img if isinstance(img, str) else f"gallery[{i}]")
-                    for i, (img, lab) in enumerate(zip(gallery_imgs, labels))]
-        from facefeat.index.gallery import load_gallery
-
-        return [(str(p), str(lab), str(p)) for p, lab in load_gallery(gallery_imgs, gallery_label)]
-
-    def gallery_features(self, gallery_imgs: Any, gallery_label: Any, strict: bool = False,
-                         progress: bool = False, quality: Any = None) -> GalleryFeatures:
-        """Embed a gallery (one face per image, see the module docstring for the rule).
-
-        ``quality``: a policy (:func:`facefeat.vision.quality.get_policy`); images that fail it are
-        rejected with the reason, and the result carries each accepted face's figures and aligned crop."""
-        policy = None
-        if quality is not None:
-            from facefeat.vision.quality import face_quality, get_policy
-
-            policy = get_policy(quality)
-        from facefeat.index.labels import normalize_label
-        from facefeat.pipeline.enrol import sample_record, weights_hash
-
-        weights = weights_hash(self.predictor)
-        figures: list[dict] = []
-        crops: list[np.ndarray] = []
-        records: list = []
-        items = self._gallery_items(gallery_imgs, gallery_label)
-        rejected: list[GalleryRejection] = []
-        self._calls.rejected = rejected  # this thread's view, filled as the call goes
-
-        def reject(pos: int, name: str, label: str, reason: str) -> None:
-            if strict:
-                raise InputError(f"gallery image {name}: {reason}")
-            log.warning("gallery image %s skipped: %s", name, reason)
-            rejected.append(GalleryRejection(pos, str(name), label, reason))
-
-        feats, labels, names, positions = [], [], [], []
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(items), desc="gallery", unit="img")
-        for chunk in iter_batches(list(enumerate(items)), 16):
-            faces, keep = [], []
-            for pos, (src, label, name) in chunk:
-                try:
-                    label = normalize_label(label, f"gallery label of {name}")  # one form, everywhere
-                    img = read_image(src, name)
-                except InputError as exc:
-                    reject(pos, name, label, str(exc))
-                    continue
-                dets, path = self.detect_retry(img)
-                usable = [d for d in dets if not d.too_small]
-                if not usable:
-                    reject(pos, name, label, "no face detected" if not dets else "face too small to align")
-                    continue
-                if not is_dominant([d.box for d in usable]):
-                    reject(pos, name, label, f"{len(usable)} faces of similar size; cannot tell which is {label!r}")
-                    continue
-                face = self.align(img, usable[0])
-                fig: dict = {}
-                if policy is not None:
-                    q = face_quality(self.face_view(face), usable[0])
-                    why = policy.reasons(q)
-                    if why:
-                        reject(pos, name, label, "quality: " + "; ".join(why))
-                        continue
-                    fig = {"quality": q}
-                    figures.append(fig)
-                    crops.append(self.face_view(face))
-                # the stored crop is the 5-point aligned face (thumbnails, health, re-embedding)
-                records.append(sample_record(img, self.face_view(face), usable[0], fig, path, weights))
-                faces.append(face)
-                keep.append((pos, label, name))
-            if faces:
-                feats.append(self.predictor.embed(faces, self.flip))
-                positions += [p for p, _, _ in keep]
-                labels += [lab for _, lab, _ in keep]
-                names += [n for _, _, n in keep]
-            if bar is not None:
-                bar.update(len(chunk))
-        if bar is not None:
-            bar.close()
-        dim = self.predictor.embedding_size
-        x = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
-        if policy is None:
-            return GalleryFeatures(x, labels, names, positions, list(rejected), records=records)
-        return GalleryFeatures(x, labels, names, positions, list(rejected), figures, crops, records)
-
-    def build_index(self, gallery_imgs: Any, gallery_label: Any, metric_type: str = "IP",
-                    index_type: str = "HNSW32", backend: str = "faiss", strict: bool = False,
-                    progress: bool = False, **backend_kwargs: Any):
-        """Embed a gallery and build a new index (FAISS by default, or Milvus)."""
-        from facefeat.index import create_index
-
-        g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
-        if len(g.labels) == 0:
-            first = f"{g.rejected[0].name}: {g.rejected[0].reason}" if g.rejected else "none given"
-            raise InputError(f"gallery has no usable face: {len(g.rejected)} image(s) rejected (first: {first})")
-        from facefeat.pipeline.enrol import add_gallery
-
-        index = create_index(backend=backend, dim=self.predictor.embedding_size, metric_type=metric_type,
-                             index_type=index_type, model_name=self.predictor.model_name, **backend_kwargs)
-        add_gallery(index, g)
-        return index
-
-    def append_index(self, gallery_imgs: Any, gallery_label: Any, index, strict: bool = False,
-                     progress: bool = False):
-        """Embed more gallery images and add them to ``index`` (an index or a saved index directory).
-
-        Returns the index, as PaddleX does (``index_data = pipeline.append_index(...)``; a directory
-        is loaded and changes only when you ``index_data.save(dir)``); the new ids are in
-        ``self.last_added_ids``.
-        """
-        index = resolve_index(index)
-        if index is None:
-            raise InputError("append_index: index is None; pass an index, or a saved index directory")
-        index.check_model(self.predictor.model_name, self.predictor.embedding_size)
-        from facefeat.pipeline.enrol import add_gallery
-
-        g = self.gallery_features(gallery_imgs, gallery_label, strict, progress)
-        self._calls.added_ids = add_gallery(index, g).ids
-        return index
-
-    @staticmethod
-    def remove_index(remove_ids: int | Iterable[int] | str | os.PathLike, index):
-        """Remove ids (an int, a list, or a text file of ids one per line) from ``index``.
-
-        ``index`` is an index or a saved index directory; the index is returned, as PaddleX does.
-        Unknown ids raise InputError and nothing is removed.
-        """
-        index = resolve_index(index)
-        if index is None:
-            raise InputError("remove_index: index is None; pass an index, or a saved index directory")
-        if isinstance(remove_ids, (str, os.PathLike)):
-            path = Path(remove_ids)
-            if not path.is_file():
-                raise InputError(f"remove_ids file {str(remove_ids)!r} does not exist")
-            ids = []
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                if line.strip():
-                    try:
-                        ids.append(int(line.split()[0]))
-                    except ValueError:
-                        raise InputError(f"{path}:{n}: {line.strip()!r} is not an integer id") from None
-        elif isinstance(remove_ids, (int, np.integer)):
-            ids = [int(remove_ids)]
-        else:
-            ids = [int(i) for i in remove_ids]
-        index.remove(ids)
-        return index
 
     # -- recognition -------------------------------------------------------------------------------
     def predict(self, inputs: Any, index: Any = None, det_threshold: float | None = None,
@@ -476,11 +149,8 @@ class FaceRecognitionPipeline:
             queries = [f for f in faces if f["feature"] is not None]
             search = getattr(index, "search", None)
             if per_person and index is not None:
-                from facefeat.index.people import People
-
                 search = People(index).search
-            from facefeat.index.corrections import veto_search  # "not X" corrections veto a name
-
+            # "not X" corrections veto a name
             hits = veto_search(index, search, np.asarray([f["feature"] for f in queries], np.float32), topk) \
                 if index is not None and queries and len(index) else [[] for _ in queries]
             hits_iter = iter(hits)
@@ -499,25 +169,19 @@ class FaceRecognitionPipeline:
                             box["sample_ids"] = [x.sample_id for x in h]
                 boxes.append(box)
             if index is not None:  # opt-in per gallery: recognitions and unknown faces kept (sightings)
-                from facefeat.index.sightings import record as record_sightings
-
                 record_sightings(index, item.name, img, faces, boxes)
             yield FaceRecResult(input_path=item.name, boxes=boxes, operating_point=op, _img=img)
 
     __call__ = predict
 
     # -- enrolment ---------------------------------------------------------------------------------
-    def enroll(self, gallery: Any, index: Any = None, quality: Any = "standard", strict: bool = False):
+    def enroll(self, gallery: Any, index: Any = None, quality: Any = "standard", strict: bool = False) -> EnrolReport:
         """Enrol people from a ``gallery/<name>/*.jpg`` folder, or a list of ``(image, name)``, into
         ``index`` (or a :class:`~facefeat.index.people.People` view; default: the pipeline's index,
         created as a Flat IP FAISS index when there is none) with the quality ``policy``
         (``off | standard | strict`` or limits). Returns an
         :class:`~facefeat.pipeline.enrol.EnrolReport`: what was added, and each rejected image with
         its reason."""
-        from facefeat.index import create_index
-        from facefeat.index.people import People
-        from facefeat.pipeline.enrol import enroll, folder_items
-
         if index is None:
             if self.index is None:
                 self.index = create_index(dim=self.predictor.embedding_size, metric_type="IP", index_type="Flat",
@@ -531,27 +195,26 @@ class FaceRecognitionPipeline:
     def verify(self, img1: Any, img2: Any = None, *, person: str | None = None, index: Any = None,
                rec_threshold: float | str | None = None, far: float | None = None,
                det_threshold: float | None = None, flip: bool | None = None,
-               names: tuple[str, str] = ("img1", "img2")):
+               names: tuple[str, str] = ("img1", "img2")) -> VerifyResult:
         """1:1: are two faces (images or features), or a face and gallery ``person``, the same
         person? See :func:`facefeat.pipeline.verify.verify`."""
-        from facefeat.pipeline.verify import verify
-
         return verify(self, img1, img2, person=person, index=index, rec_threshold=rec_threshold, far=far,
                       det_threshold=det_threshold, flip=flip, names=names)
 
     # -- clustering and video (facefeat.pipeline.cluster / .video) -------------------------------
     def cluster(self, inputs: Any, threshold: float | None = None, min_samples: int | None = None,
-                method: str | None = None, det_threshold: float | None = None, progress: bool = False):
+                method: str | None = None, det_threshold: float | None = None, progress: bool = False
+                ) -> ClusterResult:
         """Group every face of ``inputs`` into people without labels -> ``ClusterResult``
         (``threshold``: cosine similarity, default the model's calibrated one; see pipeline.cluster)."""
-        from facefeat.pipeline.cluster import cluster_faces
-
         return cluster_faces(self, inputs, threshold, min_samples, method, det_threshold=det_threshold,
                              progress=progress)
 
     def predict_video(self, source: Any, index: Any = None, every_n: int = 1, **kwargs: Any) -> Iterator[dict]:
         """Recognise and track faces in a video file, stream or ``webcam:N``; yields frame, track and
         summary events (see facefeat.pipeline.video.predict_video for the options)."""
-        from facefeat.pipeline.video import predict_video
-
         return predict_video(self, source, index=index, every_n=every_n, **kwargs)
+
+
+__all__ = ["ALIGN_MODES", "FaceRecognitionPipeline", "GALLERY_DOMINANCE", "GalleryFeatures", "GalleryRejection",
+           "is_dominant", "resolve_index"]

@@ -6,15 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from facefeat.index.health import gallery_thresholds
 from facefeat.index.sightings import _rows, _store
+from facefeat.pipeline.cluster import cluster_features, default_threshold
 
 
 def unknown_groups(index_or_store: Any, threshold: float | None = None, min_samples: int = 2) -> list[dict]:
     """The unknown sightings grouped into candidate people, largest first: ``[{"group", "ids",
     "size"}]`` (faces in no group are left out)."""
-    from facefeat.index.health import gallery_thresholds
-    from facefeat.pipeline.cluster import cluster_features, default_threshold
-
     store = _store(index_or_store)
     rows = _rows(store, "SELECT id, feature FROM sightings WHERE gallery = ? AND label IS NULL ORDER BY id",
                  (store.gallery,))

@@ -23,7 +23,11 @@ from typing import Any
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.index.people import People
+from facefeat.index.resolve import resolve_index
 from facefeat.results import BaseResult
+from facefeat.thresholds import is_match
+from facefeat.utils import l2_normalize
 
 
 #: the flip test between two images (see the module doc); None on a call means this
@@ -45,8 +49,6 @@ def _is_feature(x: Any, dim: int) -> bool:
 
 def _side(pipe, x: Any, what: str, det_threshold: float | None, flip: bool | None) -> tuple[np.ndarray, dict]:
     """(unit feature, description) of one side."""
-    from facefeat.utils import l2_normalize
-
     dim = pipe.predictor.embedding_size
     if _is_feature(x, dim):
         f = np.asarray(x, np.float32).reshape(1, -1)
@@ -83,10 +85,6 @@ def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, inde
         flip = VERIFY_FLIP
     f1, d1 = _side(pipe, img1, names[0], det_threshold, flip)
     if person is not None:
-        from facefeat.index.people import People
-
-        from facefeat.index.resolve import resolve_index
-
         index = pipe.index if index is None else resolve_index(index)  # a directory, as predict takes
         if index is None:
             raise InputError("verify(person=...) needs a gallery index (index=...)")
@@ -98,12 +96,9 @@ def verify(pipe, img1: Any, img2: Any = None, *, person: str | None = None, inde
     else:
         f2, d2 = _side(pipe, img2, names[1], det_threshold, flip)
         score = float(f1 @ f2)
-        metric = "IP"
-    thr, op = pipe.operating_point("verify", rec_threshold, far, None, None)
-    from facefeat.thresholds import is_match
-
-    if metric.upper() == "L2":  # a person's score from an L2 index is a squared distance
-        thr = 2.0 - 2.0 * thr if op["source"] != "fixed" else thr
+        metric, index = "IP", None
+    # in the score's unit: a person's score from an L2 index is a squared distance
+    thr, op = pipe.operating_point("verify", rec_threshold, far, None, index)
     verified = is_match(score, thr, metric)
     return VerifyResult(verified=bool(verified), score=round(score, 6), threshold=round(float(thr), 6),
                         far=(op.get("measured") or {}).get("far"), operating_point=op, faces=[d1, d2])

@@ -25,6 +25,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.events.feeds import VideoFeed
+from facefeat.index.corrections import veto_search
+from facefeat.index.resolve import resolve_index
+from facefeat.io.video import VideoReader, VideoWriter, parse_source
+from facefeat.thresholds import is_match
+from facefeat.vision.draw import draw_faces
+from facefeat.vision.tracking import IoUTracker, face_quality
 
 
 def _box(b: np.ndarray) -> list[float]:
@@ -56,15 +63,11 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
         max_frames: stop after this many processed frames (live sources run until stopped).
         events: a :class:`facefeat.events.EventHub`; recognitions, unknown faces and presence go to it.
     """
-    from facefeat.io.video import parse_source
-
     if isinstance(every_n, bool) or not isinstance(every_n, (int, np.integer)) or every_n < 1:
         raise InputError(f"every_n must be an integer >= 1, got {every_n!r}")
     if int(max_samples) < 1:
         raise InputError(f"max_samples must be >= 1, got {max_samples!r}")
     parse_source(source)  # a missing file fails here, at the call; a bad video at the first frame
-    from facefeat.index.resolve import resolve_index
-
     index = pipe.index if index is None else resolve_index(index)  # a directory, as predict takes
     if index is not None:
         index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
@@ -74,19 +77,12 @@ def predict_video(pipe, source: Any, index: Any = None, every_n: int = 1, rec_th
 
 def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_path, live, max_retries, retry_delay,
             iou_threshold, max_missed, max_samples, queue_size, max_frames, hub=None) -> Iterator[dict]:
-    from facefeat.io.video import VideoReader, VideoWriter
-    from facefeat.thresholds import is_match
-    from facefeat.vision.draw import draw_faces
-    from facefeat.vision.tracking import IoUTracker, face_quality
-
     thr, op = pipe.operating_point("identify", rec_threshold, index=index)  # calibrated unless given
     tracker = IoUTracker(iou_threshold, math.ceil(6 / every_n) if max_missed is None else max_missed)
     reader = VideoReader(source, live=live, queue_size=queue_size, max_retries=max_retries, retry_delay=retry_delay)
     writer = VideoWriter(save_path, reader.fps, reader.frame_size) if save_path is not None else None
     feed = None
     if hub is not None:
-        from facefeat.events.feeds import VideoFeed
-
         feed = VideoFeed(hub, reader.name, thr, op)
     ok = False
     n_proc, t0 = 0, time.perf_counter()
@@ -106,8 +102,7 @@ def _events(pipe, source, index, every_n, rec_threshold, det_threshold, save_pat
                         todo.append((track, q, pipe.align(frame, d)))
                 if todo:
                     feats = pipe.predictor.embed([f for _, _, f in todo], pipe.flip)
-                    from facefeat.index.corrections import veto_search  # "not X" corrections apply here too
-
+                    # "not X" corrections apply here too
                     hits = veto_search(index, index.search, feats, 1) if index is not None and len(index) \
                         else [[] for _ in todo]
                     for (track, q, _), h in zip(todo, hits):
