@@ -50,12 +50,8 @@ TIERS: list[tuple[str, tuple[str, ...]]] = [
 #: import cycles still to untangle; each entry says where it comes from (the test below fails once
 #: an entry is no longer a cycle, so the list only shrinks).
 ALLOWED_CYCLES: list[frozenset[str]] = [
-    # the gallery database (issue 17): FaceIndex.save/load/refresh delegate to index.persist at function
-    # level, open_store picks its SQLite/PostgreSQL class, legacy migration builds FAISS/Milvus indexes,
-    # and the SQL stores raise base.IndexConflict. To be layered as store -> engines -> persist.
-    frozenset({"facefeat.index.base", "facefeat.index.common", "facefeat.index.faiss_index", "facefeat.index.legacy",
-               "facefeat.index.milvus_index", "facefeat.index.persist", "facefeat.index.pg_store",
-               "facefeat.index.sql_store", "facefeat.index.sqlite_store", "facefeat.index.store"}),
+    # (none left: the index package was layered store -> SQL stores -> open_store -> legacy -> persist
+    # -> FaceIndex -> engines in issue 23)
 ]
 
 

@@ -234,7 +234,8 @@ def import_archive(path: str | os.PathLike, target: str | os.PathLike, gallery: 
     """Restore (empty target) or merge (existing gallery) the archive ``path`` into ``target``, a
     gallery directory or ``postgresql://`` URL; see the module doc."""
     from facefeat.index.labels import normalize_label
-    from facefeat.index.store import is_store_url, open_store
+    from facefeat.index.store import is_store_url
+    from facefeat.index.store_factory import open_store
 
     p = Path(path)
     arc = Archive.open(p)  # verifies manifest, version, checksums, before anything is written
