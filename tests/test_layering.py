@@ -208,6 +208,34 @@ def package_edges() -> dict[tuple[str, str], int]:
     return out
 
 
+#: the gallery package's own layers, lowest first (issue 23): the store interface and small values;
+#: the SQL stores; the factory that opens one; the reader of earlier facefeat folders; opening/saving
+#: (persist); the FaceIndex class; its engines; then what works on galleries. A module imports
+#: only from its own layer or a lower one (engines are reached from below by name, through
+#: index.factory's table, never imported).
+INDEX_LAYERS: list[tuple[str, ...]] = [
+    ("store", "labels", "rwlock", "types", "snapshot", "factory", "faiss_lib", "milvus_client",
+     "lifecycle_common", "gallery", "health", "common"),
+    ("sql_store", "sqlite_store", "pg_store"),
+    ("store_factory",),
+    ("legacy",),
+    ("persist",),
+    ("base",),
+    ("faiss_index", "milvus_index"),
+    ("enrolment", "people", "corrections", "sightings", "migrate", "privacy", "archive", "resolve", ""),
+]
+
+
+def test_index_package_layers():
+    rank = {f"facefeat.index.{m}".rstrip("."): i for i, layer in enumerate(INDEX_LAYERS) for m in layer}
+    index_modules = {m for m in MODULES if m == "facefeat.index" or m.startswith("facefeat.index.")}
+    missing = sorted(index_modules - set(rank))
+    assert not missing, f"give these modules a layer in INDEX_LAYERS: {missing}"
+    up = [f"{m} -> {d}" for m in sorted(index_modules) for d in sorted(GRAPH[m])
+          if d in rank and rank[d] > rank[m]]
+    assert not up, "index modules importing from a higher layer of the package:\n" + "\n".join(up)
+
+
 @pytest.mark.parametrize("a,b", [
     ("facefeat.cli", "facefeat.engine.runner"),
     ("facefeat.models.sface", "facefeat.weights.onnx_import"),
