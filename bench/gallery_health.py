@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from facefeat.index import create_index
     from facefeat.index.health import gallery_health
-    from facefeat.index.store import SampleRecord, open_store
+    from facefeat.index.store import SampleRecord
+    from facefeat.index.store_factory import open_store
     from facefeat.pipeline import create_pipeline
     from facefeat.thresholds import is_match
 

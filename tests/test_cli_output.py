@@ -182,7 +182,7 @@ def test_milvus_lite_build_prints_no_traceback(tmp_path, lfw_dir):
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0 and "built milvus FLAT IP index of 2 sample(s)" in r.stdout, r.stderr
     assert "Traceback" not in r.stderr and "NotImplementedError" not in r.stderr, r.stderr
-    from facefeat.index.milvus_index import _UnimplementedRpcFilter
+    from facefeat.index.milvus_client import _UnimplementedRpcFilter
 
     def rec(exc):
         return logging.LogRecord("grpc._server", logging.ERROR, __file__, 1, "Exception calling application", (),

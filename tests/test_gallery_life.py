@@ -23,7 +23,7 @@ from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.archive import ARCHIVE_VERSION, export_archive, import_archive
 from facefeat.index.health import gallery_health
 from facefeat.index.privacy import UnknownPerson, person_report
-from facefeat.index.store import open_store
+from facefeat.index.store_factory import open_store
 
 
 def _health(path, **kw):

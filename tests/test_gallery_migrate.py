@@ -21,7 +21,7 @@ from pg_server import pg_server, pg_url  # noqa: F401
 from facefeat.cli import main as cli_main
 from facefeat.errors import FaceIndexError
 from facefeat.index.migrate import migrate_gallery, pending_migration, resolve_predictor
-from facefeat.index.store import open_store
+from facefeat.index.store_factory import open_store
 
 
 @pytest.fixture(scope="module")

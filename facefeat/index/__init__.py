@@ -23,7 +23,8 @@ from facefeat.index.gallery import load_gallery, parse_gallery_file
 from facefeat.index.labels import normalize_label
 from facefeat.index.persist import edit_index, load_index, open_index, read_meta
 from facefeat.index.resolve import resolve_index
-from facefeat.index.store import SampleRecord, open_store
+from facefeat.index.store import SampleRecord
+from facefeat.index.store_factory import open_store
 from facefeat.index.types import parse_index_type
 
 __all__ = [

@@ -37,7 +37,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from facefeat.errors import FaceIndexError, InputError
+from facefeat.index import legacy
+from facefeat.index.labels import normalize_label
+from facefeat.index.persist import open_existing_store
+from facefeat.index.store import Op, SampleRecord, is_store_url
+from facefeat.index.store_factory import open_store
 from facefeat.results import BaseResult
+from facefeat.utils import json_safe
 
 ARCHIVE_FORMAT = "facefeat-gallery"
 ARCHIVE_VERSION = 1
@@ -84,9 +90,6 @@ def _snapshot(store: Any) -> tuple[dict, int, list[dict], list[dict], np.ndarray
 def export_archive(location: str | os.PathLike, out: str | os.PathLike, gallery: str | None = None) -> ArchiveReport:
     """Write the gallery at ``location`` (directory or ``postgresql://`` URL) to the archive ``out``
     (written beside it and renamed into place: a crash never leaves a partial archive there)."""
-    from facefeat.index.persist import open_existing_store
-    from facefeat.utils import json_safe
-
     out = Path(out)
     if out.is_dir():
         raise InputError(f"--out {out}: is a directory; give the archive's file name (e.g. gallery.tar)")
@@ -222,8 +225,6 @@ def _manifest(p: Path, blobs: dict[str, bytes]) -> dict:
 
 
 def _records(arc: Archive, rows: list[dict]) -> list:
-    from facefeat.index.store import SampleRecord
-
     return [SampleRecord(crop=arc.crop(r), crop_format=r.get("crop_format") or "jpeg",
                          figures=r.get("figures"), det=r.get("det"), content_hash=r.get("content_hash"),
                          weights_hash=r.get("weights_hash"), created=float(r.get("created") or time.time()))
@@ -233,9 +234,6 @@ def _records(arc: Archive, rows: list[dict]) -> list:
 def import_archive(path: str | os.PathLike, target: str | os.PathLike, gallery: str | None = None) -> ArchiveReport:
     """Restore (empty target) or merge (existing gallery) the archive ``path`` into ``target``, a
     gallery directory or ``postgresql://`` URL; see the module doc."""
-    from facefeat.index.labels import normalize_label
-    from facefeat.index.store import is_store_url, open_store
-
     p = Path(path)
     arc = Archive.open(p)  # verifies manifest, version, checksums, before anything is written
     rows = arc.rows
@@ -247,8 +245,6 @@ def import_archive(path: str | os.PathLike, target: str | os.PathLike, gallery: 
         r["label"] = label
     meta = dict(arc.manifest["meta"])
     if not is_store_url(target):
-        from facefeat.index import legacy
-
         if legacy.is_legacy(Path(target)):
             legacy.migrate(Path(target))
     store = open_store(target, gallery)
@@ -276,8 +272,6 @@ def _restore(arc: Archive, store: Any, meta: dict, rows: list[dict], recs: list)
 
 
 def _merge(arc: Archive, store: Any, meta: dict, rows: list[dict], recs: list) -> ArchiveReport:
-    from facefeat.index.store import Op
-
     have = store.meta()
     if (have.get("model_name"), int(have["dim"])) != (meta.get("model_name"), int(meta["dim"])):
         raise FaceIndexError(f"{arc.path}: holds {meta.get('model_name')} features ({meta['dim']}-d) but "

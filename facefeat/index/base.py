@@ -26,8 +26,7 @@ exclusive writes.
 from __future__ import annotations
 
 import abc
-import os
-from pathlib import Path
+import json
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -48,12 +47,14 @@ from facefeat.index.common import (  # noqa: F401  (re-exported: the index's pub
 )
 from facefeat.index.factory import BACKENDS, DEFAULT_INDEX_TYPES, backend_class, create_index  # noqa: F401
 from facefeat.index.labels import normalize_label
+from facefeat.index.persist import StoredIndex
 from facefeat.index.rwlock import RWLock
 from facefeat.index.store import GalleryStore, Op, SampleRecord
 from facefeat.utils import l2_normalize
 
-class FaceIndex(abc.ABC):
-    """Abstract gallery index. Subclasses implement the ``_backend_*`` hooks."""
+class FaceIndex(StoredIndex, abc.ABC):
+    """Abstract gallery index. Subclasses implement the ``_backend_*`` hooks; ``save``, ``load`` and
+    ``refresh`` come from :class:`~facefeat.index.persist.StoredIndex`."""
 
     backend: str = ""
 
@@ -195,13 +196,11 @@ class FaceIndex(abc.ABC):
             return AddResult([])
         if self._metric == "COSINE":
             x = l2_normalize(x)
-        from facefeat.index.persist import known_hashes, sync_locked
-
         with self._lock.write():
             if self._attached:
-                sync_locked(self)
+                self._sync_locked()
             pairs = [(lab, r.content_hash) for lab, r in zip(labels, records) if r is not None and r.content_hash]
-            known = known_hashes(self, pairs) if pairs else {}
+            known = self._known_hashes(pairs) if pairs else {}
             first: dict[tuple[str, str], int] = {}
             dup: dict[int, tuple[str, str]] = {}
             for p, (lab, r) in enumerate(zip(labels, records)):
@@ -246,35 +245,10 @@ class FaceIndex(abc.ABC):
                 self._write(Op("relabel", wanted, label=label))
             return len(wanted)
 
-    def refresh(self) -> bool:
-        """Bring this index up to date with its store (what other writers changed); True if it changed."""
-        from facefeat.index.persist import refresh
-
-        return refresh(self)
-
-    def save(self, directory: str | os.PathLike) -> Path | str:
-        """Store the gallery at ``directory`` (a gallery directory, or a ``postgresql://`` URL).
-
-        Where it was loaded from: the changes since, in one transaction (:class:`IndexConflict`,
-        writing nothing, when another writer changed it meanwhile); anywhere else: a full copy,
-        in one transaction. An attached index is already stored: saving it there does nothing."""
-        from facefeat.index.persist import save_index
-
-        return save_index(self, directory)
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, **kw: Any) -> "FaceIndex":
-        """Load a stored gallery; FaceIndexError names the location and what is wrong with it."""
-        from facefeat.index.persist import load_index
-
-        return load_index(directory, _backend=cls.backend or None, **kw)
-
     # ------------------------------------------------------------------ internals
     def _check_known(self, wanted: list[int], what: str, done: str) -> None:
-        from facefeat.index.persist import sync_locked
-
         if self._attached:
-            sync_locked(self)
+            self._sync_locked()
         unknown = [i for i in wanted if i not in self._entries]
         if unknown:
             raise InputError(f"{what}: unknown ids {_short(unknown)}; nothing was {done}")
@@ -283,10 +257,8 @@ class FaceIndex(abc.ABC):
         """Apply one change (the caller holds the write lock): through the store when attached,
         else in memory (journalled for the next save when loaded from a store)."""
         if self._attached:
-            from facefeat.index.persist import sync_locked
-
             seq, (ids,) = self._origin.write([op])
-            sync_locked(self, upto=seq - 1)  # what other writers did first
+            self._sync_locked(upto=seq - 1)  # what other writers did first
             op.ids = ids
             self._apply(op)
             self._seq = seq
@@ -308,8 +280,6 @@ class FaceIndex(abc.ABC):
 
     def _store_meta_if_changed(self) -> None:
         """Record the engine's trained state (IVF's centroids) when an add trained it."""
-        import json
-
         meta = self._meta()
         if self._origin is None or meta.get("params", {}).get("centroids") == \
                 self._origin.meta().get("params", {}).get("centroids"):

@@ -21,7 +21,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from facefeat.errors import InputError
+from facefeat.errors import FaceIndexError, InputError
+from facefeat.index.base import as_features, higher_is_better
+from facefeat.index.enrolment import add_gallery
+from facefeat.index.labels import normalize_label
+from facefeat.index.lifecycle_common import UnknownPerson
 from facefeat.index.lifecycle_common import require_attached  # noqa: F401  (re-exported)
 
 CORRECTIONS_TABLE = ("CREATE TABLE IF NOT EXISTS corrections (gallery TEXT NOT NULL, id BIGINT NOT NULL, "
@@ -40,8 +44,6 @@ def ensure_table(store: Any) -> None:
 
 def _rows(store: Any, sql: str, args: Sequence) -> list:
     """Rows of a read of the corrections table; none when it does not exist yet."""
-    from facefeat.errors import FaceIndexError
-
     try:
         with store._read() as cur:
             return store._ex(cur, sql, args).fetchall()
@@ -61,9 +63,6 @@ def _has_table(store: Any) -> bool:
 
 
 def _check_person(store: Any, label: str) -> str:
-    from facefeat.index.labels import normalize_label
-    from facefeat.index.lifecycle_common import UnknownPerson
-
     label = normalize_label(label)
     if label not in {p["label"] for p in store.persons()}:
         raise UnknownPerson(f"no person {label[:64]!r} in {store.location}; a correction names an enrolled person")
@@ -88,8 +87,6 @@ def _log(store: Any, kind: str, label: str, sample_id: int | None = None, featur
 def reject_match(index: Any, label: str, feature: Any, crop: bytes | None = None, source: str | None = None) -> int:
     """"This face is not ``label``": store it as a negative sample of that person; returns the
     correction id (for :func:`undo`)."""
-    from facefeat.index.base import as_features
-
     store = _store_of(index)
     label = _check_person(store, label)
     x = as_features(feature, index.dim, "correction feature")
@@ -109,8 +106,6 @@ def confirm_match(pipe: Any, index: Any, image: Any, label: str, quality: Any = 
 def confirm_features(index: Any, g: Any, source: str | None = None) -> dict:
     """:func:`confirm_match` for a face already through the enrolment path: ``g`` the one-image
     :class:`~facefeat.pipeline.face_recognition.GalleryFeatures` labelled with the person."""
-    from facefeat.index.enrolment import add_gallery
-
     store = _store_of(index)
     require_attached(index, "a confirmation")
     if len(g.labels) != 1:
@@ -204,7 +199,6 @@ def veto(index: Any, queries: Any, hits: Sequence[Sequence[Any]]) -> list[list[A
     neg = negatives(store)
     if not neg:
         return [list(h) for h in hits]
-    from facefeat.index.base import higher_is_better
 
     q = np.asarray(queries, np.float32).reshape(len(hits), -1)
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from facefeat.index.base import AddResult
 
-def add_gallery(index: Any, g: Any):
+
+def add_gallery(index: Any, g: Any) -> AddResult:
     """The one way enrolled images enter a gallery: ``g`` (a
     :class:`~facefeat.pipeline.face_recognition.GalleryFeatures`) added to ``index`` with its
     records; returns the :class:`~facefeat.index.base.AddResult` (duplicates reported, not added)."""
-    from facefeat.index.base import AddResult
-
     if not g.labels:
         return AddResult([])
     index.check_model(*_model_of(index, g))

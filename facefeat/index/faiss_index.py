@@ -28,80 +28,33 @@ GIL); writes (``add``/``remove``/``save``) take the index's write lock and run a
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import threading
 from typing import Any, Sequence
 
 import numpy as np
 
 from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.base import FaceIndex, Hit
+from facefeat.index.faiss_lib import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_EF_SEARCH,
+    SMALL_BATCH,
+    faiss_module,
+    single_thread,
+)
 from facefeat.index.types import parse_index_type as _parse
 
-VECTORS_FILE = "vectors.faiss"
 #: removed ids are dropped from a Flat/HNSW index (HNSW: the graph rebuilt) once they exceed this
 #: many and a fifth of it; until then searches leave them out
 COMPACT_MIN = 1000
 #: below this many vectors an ``IVF`` index is kept exact (Flat) - training would be meaningless
 IVF_MIN_TRAIN = 128
 IVF_MAX_NLIST = 65536
-DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF_SEARCH = 128
-
-
-#: query batches smaller than this run on one OpenMP thread: FAISS parallelises over queries, so
-#: a few queries gain nothing from more threads, but pay their wake-up (milliseconds on a busy host)
-SMALL_BATCH = 8
-
-
-_omp_lock = threading.Lock()
-_omp_state = {"depth": 0, "saved": 1}
-
-
-@contextmanager
-def _single_thread():
-    """Run FAISS on one OpenMP thread (a process-wide setting: the first caller in saves the thread
-    count, the last one out restores it, so concurrent searches never leave it at 1)."""
-    faiss = _faiss()
-    with _omp_lock:
-        if _omp_state["depth"] == 0:
-            _omp_state["saved"] = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(1)
-        _omp_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _omp_lock:
-            _omp_state["depth"] -= 1
-            if _omp_state["depth"] == 0:
-                faiss.omp_set_num_threads(_omp_state["saved"])
-
-
-def _faiss():
-    from facefeat.errors import require
-
-    return require("faiss", "faiss", "The FAISS gallery index")
 
 
 def parse_index_type(index_type: str) -> tuple[str, dict]:
     """``(kind, params)`` of an index type (:func:`facefeat.index.types.parse_index_type` decides)."""
     t = _parse(index_type)
     return t.kind, t.params
-
-
-def _ivf_ids(ivf) -> np.ndarray:
-    """Every id stored in an IVF index's inverted lists."""
-    f = _faiss()
-    inv = ivf.invlists
-    out = []
-    for lst in range(ivf.nlist):
-        n = inv.list_size(lst)
-        if n:
-            ptr = inv.get_ids(lst)
-            out.append(f.rev_swig_ptr(ptr, n).copy())
-            inv.release_ids(lst, ptr)
-    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
 def auto_nlist(n: int) -> int:
@@ -166,11 +119,11 @@ class FaissFaceIndex(FaceIndex):
 
     @property
     def _faiss_metric(self) -> int:
-        f = _faiss()
+        f = faiss_module()
         return f.METRIC_L2 if self._metric == "L2" else f.METRIC_INNER_PRODUCT
 
     def _new_index(self, kind: str, nlist: int | None = None):
-        f = _faiss()
+        f = faiss_module()
         if kind == "Flat":
             return f.index_factory(self._dim, "IDMap2,Flat", self._faiss_metric)
         if kind == "IVF":
@@ -193,7 +146,7 @@ class FaissFaceIndex(FaceIndex):
         return min(nl, max(16, nl // 16))
 
     def _apply_search_params(self, idx=None) -> None:
-        f = _faiss()
+        f = faiss_module()
         idx = self._index if idx is None else idx
         sub = idx if isinstance(idx, f.IndexIVF) else f.downcast_index(idx.index)
         if isinstance(sub, f.IndexIVF):
@@ -203,7 +156,7 @@ class FaissFaceIndex(FaceIndex):
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every stored entry - Flat and HNSW only (their storage is flat)."""
-        f = _faiss()
+        f = faiss_module()
         n = self._index.ntotal
         ids = f.vector_to_array(self._index.id_map).astype(np.int64)
         if n == 0:
@@ -268,7 +221,7 @@ class FaissFaceIndex(FaceIndex):
         self._dead = set()
 
     def _make_selector(self) -> None:
-        f = _faiss()
+        f = faiss_module()
         if not self._dead:
             self._selector = None
             return
@@ -280,13 +233,13 @@ class FaissFaceIndex(FaceIndex):
         if self._dead and self._selector is not None:
             # one SearchParameters per call: IndexIDMap swaps its selector in place while searching
             hnsw = self._effective_kind() == "HNSW"
-            params = _faiss().SearchParametersHNSW() if hnsw else _faiss().SearchParameters()
+            params = faiss_module().SearchParametersHNSW() if hnsw else faiss_module().SearchParameters()
             params.sel = self._selector[1]
             if hnsw:
                 params.efSearch = self._ef_search
             kw = {"params": params}
         if len(q) < SMALL_BATCH:
-            with _single_thread():
+            with single_thread():
                 scores, ids = self._index.search(q, k, **kw)
         else:
             scores, ids = self._index.search(q, k, **kw)
@@ -323,14 +276,14 @@ class FaissFaceIndex(FaceIndex):
             return None
         import base64
 
-        f = _faiss()
+        f = faiss_module()
         c = f.rev_swig_ptr(f.downcast_index(self._index.quantizer).get_xb(), self._nlist * self._dim)
         return base64.b64encode(np.asarray(c, np.float32).tobytes()).decode("ascii")
 
     def _restore_ivf(self, b64: str, nlist: int) -> None:
         import base64
 
-        f = _faiss()
+        f = faiss_module()
         c = np.frombuffer(base64.b64decode(b64), np.float32).reshape(int(nlist), self._dim)
         quantizer = (f.IndexFlatL2 if self._metric == "L2" else f.IndexFlatIP)(self._dim)
         quantizer.add(np.ascontiguousarray(c))
@@ -360,7 +313,7 @@ class FaissFaceIndex(FaceIndex):
         return {"effective_index_type": self._effective_index_type(), "fallback": self._fallback, "params": params}
 
     def _backend_vectors(self, ids: np.ndarray) -> np.ndarray:
-        f = _faiss()
+        f = faiss_module()
         if not len(ids):
             return np.zeros((0, self._dim), np.float32)
         if self._effective_kind() == "IVF" and self._index.direct_map.type != f.DirectMap.Hashtable:
@@ -379,4 +332,4 @@ class FaissFaceIndex(FaceIndex):
         return index
 
 
-__all__ = ["FaissFaceIndex", "IVF_MIN_TRAIN", "VECTORS_FILE", "parse_index_type"]
+__all__ = ["FaissFaceIndex", "IVF_MIN_TRAIN", "parse_index_type"]

@@ -15,13 +15,19 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facefeat.errors import FaceIndexError
+from facefeat.errors import FaceIndexError, InputError
+from facefeat.index.factory import backend_class
+from facefeat.index.faiss_lib import DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, VECTORS_FILE, faiss_module, ivf_ids
+from facefeat.index.milvus_client import DB_NAME, DEFAULT_COLLECTION, release_lite
+from facefeat.index.sqlite_store import SqliteStore
 from facefeat.index.store import DB_FILE, SampleRecord
+from facefeat.utils import dir_lock, recover_dir
 
 META_FILE = "meta.json"
 LABELS_FILE = "labels.json"
@@ -111,11 +117,8 @@ def read_old(d: Path, **kw):
 
 def _load_faiss(directory: Path, meta: dict, entries: dict, **kw: Any):
     """Read a gallery folder of an earlier facefeat (``vectors.faiss``), checked against its meta.json."""
-    from facefeat.errors import InputError
-    from facefeat.index.faiss_index import DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, VECTORS_FILE, _faiss, _ivf_ids
-    from facefeat.index.faiss_index import FaissFaceIndex as cls
-
-    f = _faiss()
+    cls = backend_class("faiss")  # the engine, through the one table of engines (as load_index does)
+    f = faiss_module()
     params = meta.get("params") or {}
     try:
         index = cls(
@@ -161,7 +164,7 @@ def _load_faiss(directory: Path, meta: dict, entries: dict, **kw: Any):
         raise FaceIndexError(
             f"{directory}: count mismatch: meta.json says {meta['count']} entries, {VECTORS_FILE} holds {idx.ntotal}"
         )
-    stored = set(_ivf_ids(idx).tolist() if ivf else f.vector_to_array(idx.id_map).tolist())
+    stored = set(ivf_ids(idx).tolist() if ivf else f.vector_to_array(idx.id_map).tolist())
     if stored != set(entries):
         raise FaceIndexError(f"{directory}: the ids in {VECTORS_FILE} and labels.json differ")
     index._index = idx
@@ -174,12 +177,7 @@ def _load_faiss(directory: Path, meta: dict, entries: dict, **kw: Any):
 
 def _load_milvus(directory: Path, meta: dict, entries: dict, **kw: Any):
     """Open a gallery folder of an earlier facefeat (milvus.db or a server's collection)."""
-    import tempfile
-
-    from facefeat.errors import InputError
-    from facefeat.index.milvus_index import DB_NAME, DEFAULT_COLLECTION, _release_lite
-    from facefeat.index.milvus_index import MilvusFaceIndex as cls
-
+    cls = backend_class("milvus")
     embedded = bool(meta.get("embedded"))
     collection = meta.get("collection") or DEFAULT_COLLECTION
     owned = None
@@ -225,7 +223,7 @@ def _load_milvus(directory: Path, meta: dict, entries: dict, **kw: Any):
         raise FaceIndexError(f"{directory}: meta.json is corrupt ({exc})") from exc
     except FaceIndexError:
         if owned:
-            _release_lite(uri)
+            release_lite(uri)
             shutil.rmtree(owned, ignore_errors=True)
         raise
     try:
@@ -245,9 +243,6 @@ def _load_milvus(directory: Path, meta: dict, entries: dict, **kw: Any):
 def migrate(d: Path, thumbs: Path | None = None) -> bool:
     """Migrate the old gallery at ``d`` (thumbnails from ``thumbs/<id>.jpg`` when given) into
     ``d/gallery.db``; the old files move to ``d/legacy-v1/``. Returns True if it migrated now."""
-    from facefeat.index.sqlite_store import SqliteStore
-    from facefeat.utils import dir_lock, recover_dir
-
     d = Path(d)
     with dir_lock(d):
         recover_dir(d)  # an interrupted save of the old format: its last complete version

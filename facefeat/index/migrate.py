@@ -25,7 +25,12 @@ from typing import Any, Callable
 import numpy as np
 
 from facefeat.errors import FaceIndexError
+from facefeat.index.corrections import _rows
+from facefeat.index.lifecycle_common import drop_derived
+from facefeat.index.persist import open_existing_store
+from facefeat.index.store import STORE_FORMAT_VERSION
 from facefeat.results import BaseResult
+from facefeat.thresholds import model_thresholds
 
 MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS migrations (gallery TEXT NOT NULL, id BIGINT NOT NULL, "
                     "target TEXT NOT NULL, feature {blob} NOT NULL, PRIMARY KEY (gallery, id))")
@@ -109,9 +114,6 @@ def migrate_gallery(location: str | os.PathLike, predictor: Any, batch: int = BA
                     progress: Callable[[int, int], None] | None = None, gallery: str | None = None) -> MigrationReport:
     """Re-embed the gallery at ``location`` (directory or ``postgresql://`` URL) with ``predictor``;
     see the module doc. ``progress(done, total)`` is called after each batch."""
-    from facefeat.index.persist import open_existing_store
-    from facefeat.thresholds import model_thresholds
-
     t0 = time.time()
     store = open_existing_store(location, gallery)
     try:
@@ -150,8 +152,6 @@ def migrate_gallery(location: str | os.PathLike, predictor: Any, batch: int = BA
                     progress(len(done) + s + len(part), total)
             negs = _negatives(store, predictor)
             if _swap(store, meta, predictor, target, model_thresholds(predictor), negs):
-                from facefeat.index.lifecycle_common import drop_derived
-
                 drop_derived(store)  # a graph snapshot of the old features: rebuilt at the next open
                 break
         else:
@@ -169,7 +169,6 @@ def _negatives(store: Any, predictor: Any) -> tuple[list[tuple[int, bytes]], lis
     and those without a crop (dropped by the swap: their old-model feature would veto wrongly)."""
     import cv2
 
-    from facefeat.index.corrections import _rows
 
     rows = _rows(store, "SELECT id, crop FROM corrections WHERE gallery = ? AND kind = 'not' AND undone IS NULL "
                  "AND feature IS NOT NULL ORDER BY id", (store.gallery,))
@@ -190,7 +189,6 @@ def _swap(store: Any, old: dict, predictor: Any, target: str, thresholds: dict |
     """Put the new features in place in one transaction; False when some sample still lacks one."""
     import json
 
-    from facefeat.index.store import STORE_FORMAT_VERSION
 
     with store._write_tx() as cur:
         seq, _ = store._head(cur, lock=True)

@@ -27,10 +27,8 @@ database file if they use different collections. Thread-safety: as for every Fac
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import shutil
 import tempfile
 import weakref
 from pathlib import Path
@@ -38,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from facefeat.errors import FaceIndexError, InputError, require
+from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.base import FaceIndex, Hit
+from facefeat.index.milvus_client import DB_NAME, DEFAULT_COLLECTION, cleanup_owned, is_local_uri, pymilvus_module
+from facefeat.index.types import parse_index_type
 
-DB_NAME = "milvus.db"
-DEFAULT_COLLECTION = "facefeat_gallery"
 MAX_LABEL_LEN = 1024
 MAX_PATH_LEN = 4096
 MAX_TOPK = 16384  # Milvus's limit on a search's limit
@@ -50,62 +48,12 @@ _DEFAULT_BUILD = {"FLAT": {}, "IVF_FLAT": {"nlist": 128}, "HNSW": {"M": 32, "efC
 _DEFAULT_SEARCH = {"FLAT": {}, "IVF_FLAT": {"nprobe": 16}, "HNSW": {"ef": 128}}
 
 
-def _pymilvus():
-    _quiet_unimplemented_rpcs()
-    return require("pymilvus", "milvus", "The Milvus gallery index")
-
-
-class _UnimplementedRpcFilter(logging.Filter):
-    """Drops gRPC's "Exception calling application" records whose exception is NotImplementedError:
-    pymilvus probes methods (AllocTimestamp) that milvus-lite's in-process server does not have,
-    and falls back by itself - a traceback per probe is noise, not an error. Other errors pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, NotImplementedError)
-
-
-def _quiet_unimplemented_rpcs() -> None:
-    grpc_log = logging.getLogger("grpc._server")
-    if not any(isinstance(f, _UnimplementedRpcFilter) for f in grpc_log.filters):
-        grpc_log.addFilter(_UnimplementedRpcFilter())
-
-
 def parse_milvus_index_type(index_type: str) -> tuple[str, dict]:
     """Milvus's index type and the build params implied by the name (``HNSW16`` -> M=16), from
     :func:`facefeat.index.types.parse_index_type` (the one parser)."""
-    from facefeat.index.types import parse_index_type
-
     t = parse_index_type(index_type)
     implied = {"nlist": t.nlist} if t.nlist is not None else ({"M": t.M} if t.kind == "HNSW" and t.M != 32 else {})
     return t.milvus, implied
-
-
-def is_local_uri(uri: str) -> bool:
-    return "://" not in str(uri) and not str(uri).startswith("unix:")
-
-
-def _release_lite(db_path: str | os.PathLike) -> None:
-    """Stop milvus-lite's in-process server for a local db so its files may be moved or removed."""
-    try:
-        from milvus_lite.server_manager import server_manager_instance
-    except ImportError:  # pragma: no cover - milvus-lite absent or another layout
-        return
-    try:
-        server_manager_instance.release_server(str(db_path))
-    except Exception:  # pragma: no cover - best effort
-        pass
-
-
-def _cleanup_owned(client_box: list, db_path: str, tmpdir: str) -> None:
-    client = client_box[0] if client_box else None
-    if client is not None:
-        try:
-            client.close()
-        except Exception:
-            pass
-    _release_lite(db_path)
-    shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 class MilvusFaceIndex(FaceIndex):
@@ -164,7 +112,7 @@ class MilvusFaceIndex(FaceIndex):
             raise InputError("embed=True needs a local milvus-lite uri (*.db); a server's data stays on the server")
         self._owned_dir = _owned_dir
         if _owned_dir is not None:
-            self._finalizer = weakref.finalize(self, _cleanup_owned, self._client_box, uri, _owned_dir)
+            self._finalizer = weakref.finalize(self, cleanup_owned, self._client_box, uri, _owned_dir)
         self._connect()
         if _entries is not None:  # loading: the collection must exist
             self._entries = dict(_entries)
@@ -182,7 +130,7 @@ class MilvusFaceIndex(FaceIndex):
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> None:
-        pm = _pymilvus()
+        pm = pymilvus_module()
         kw: dict[str, Any] = {"uri": self._uri}
         if self._token:
             kw["token"] = self._token
@@ -233,7 +181,7 @@ class MilvusFaceIndex(FaceIndex):
         return self._collection
 
     def _schema(self):
-        pm = _pymilvus()
+        pm = pymilvus_module()
         schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(field_name="id", datatype=pm.DataType.INT64, is_primary=True)
         schema.add_field(field_name="vector", datatype=pm.DataType.FLOAT_VECTOR, dim=self._dim)
@@ -242,7 +190,7 @@ class MilvusFaceIndex(FaceIndex):
         return schema
 
     def _create_collection(self, client, name: str) -> None:
-        pm = _pymilvus()
+        pm = pymilvus_module()
         ip = pm.MilvusClient.prepare_index_params()
         ip.add_index(
             field_name="vector", index_type=self._index_type, metric_type=self._metric, params=dict(self._build_params)

@@ -24,6 +24,7 @@ import numpy as np
 from facefeat.errors import FaceIndexError, InputError
 from facefeat.index.base import FaceIndex, Hit, higher_is_better
 from facefeat.index.labels import normalize_label
+from facefeat.index.persist import load_index
 from facefeat.index.store import SampleRecord
 
 
@@ -164,8 +165,6 @@ class People:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **kw: Any) -> "People":
-        from facefeat.index.persist import load_index
-
         return cls(load_index(directory, **kw))
 
 

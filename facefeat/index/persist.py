@@ -4,8 +4,12 @@
   memory until ``save``); a gallery folder written by an earlier facefeat is migrated first
   (:mod:`facefeat.index.legacy`).
 * :func:`open_index` / :func:`edit_index` - an *attached* index: each change is one transaction.
-* :func:`save_index` - the journal of a copy in one transaction, or a full copy elsewhere.
-* :func:`refresh` / :func:`sync_locked` - replay what other writers changed (the store's change log).
+* :class:`StoredIndex` - what every :class:`~facefeat.index.base.FaceIndex` inherits to live beside
+  its store: ``save`` (the journal of a copy in one transaction, or a full copy elsewhere),
+  ``load``, ``refresh`` and the replay of what other writers changed (the store's change log).
+
+Layering: this module sits below the FaceIndex class and its engines (it builds an engine through
+the one table of engines, :func:`facefeat.index.factory.backend_class`), above the stores.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from facefeat.errors import FaceIndexError, InputError
-from facefeat.index.base import FaceIndex, backend_class
-from facefeat.index.store import DB_FILE, Change, GalleryStore, Op, is_store_url, open_store
+from facefeat.index import legacy, snapshot
+from facefeat.index.factory import backend_class
+from facefeat.index.store import DB_FILE, Change, GalleryStore, Op, is_store_url
+from facefeat.index.store_factory import open_store
 
 _CHUNK = 5000
 
@@ -36,8 +42,6 @@ def open_existing_store(location: str | os.PathLike, gallery: str | None = None)
         raise FaceIndexError(f"{d}: index directory does not exist")
     if not d.is_dir():
         raise FaceIndexError(f"{d}: is not a directory (a gallery is a directory holding {DB_FILE})")
-    from facefeat.index import legacy
-
     if legacy.is_legacy(d):
         legacy.migrate(d)
     store = open_store(d)
@@ -54,8 +58,6 @@ def gallery_exists(location: str | os.PathLike) -> bool:
             return store.exists()
         finally:
             store.close()
-    from facefeat.index import legacy
-
     d = Path(location)
     return (d / DB_FILE).is_file() or legacy.is_legacy(d)
 
@@ -74,9 +76,10 @@ def read_meta(location: str | os.PathLike) -> dict:
 
 
 def load_index(location: str | os.PathLike, _backend: str | None = None, gallery: str | None = None,
-               **kw: Any) -> FaceIndex:
+               **kw: Any) -> "StoredIndex":
     """Load the gallery at ``location`` (a gallery directory or a ``postgresql://`` URL) as an
-    in-memory copy; ``kw`` go to the vector engine (``nprobe``, ``ef_search``; Milvus ``uri`` ...)."""
+    in-memory copy (a :class:`~facefeat.index.base.FaceIndex`); ``kw`` go to the vector engine
+    (``nprobe``, ``ef_search``; Milvus ``uri`` ...)."""
     store = open_existing_store(location, gallery)
     try:
         meta = store.meta()
@@ -91,7 +94,7 @@ def load_index(location: str | os.PathLike, _backend: str | None = None, gallery
             raise FaceIndexError(f"{store.location}: the gallery's metadata is corrupt ({exc})") from exc
         index._origin = store
         with index._lock.write():
-            _fill(index, store)
+            index._fill(store)
         index._seen[store.location] = index._seq
         return index
     except BaseException:
@@ -99,7 +102,7 @@ def load_index(location: str | os.PathLike, _backend: str | None = None, gallery
         raise
 
 
-def open_index(location: str | os.PathLike, gallery: str | None = None, **kw: Any) -> FaceIndex:
+def open_index(location: str | os.PathLike, gallery: str | None = None, **kw: Any) -> "StoredIndex":
     """Load the gallery at ``location`` *attached*: every change is written as it happens."""
     index = load_index(location, gallery=gallery, **kw)
     index._attached = True
@@ -107,144 +110,154 @@ def open_index(location: str | os.PathLike, gallery: str | None = None, **kw: An
 
 
 @contextmanager
-def edit_index(location: str | os.PathLike, **kw: Any) -> Iterator[FaceIndex]:
+def edit_index(location: str | os.PathLike, **kw: Any) -> Iterator["StoredIndex"]:
     """The gallery at ``location``, attached: every add/remove/relabel in the block is one
     transaction, so concurrent editors (CLI runs, scripts, servers) all land. Do slow work
     (embedding) before entering or inside: no lock is held between changes."""
     yield open_index(location, **kw)
 
 
-def _fill(index: FaceIndex, store: GalleryStore, snapshots: bool = True) -> None:
-    """Load every sample into an empty index (a large HNSW from its snapshot when there is a good
-    one), then replay what changed meanwhile."""
-    from facefeat.index import snapshot
+class StoredIndex:
+    """The part of :class:`~facefeat.index.base.FaceIndex` that ties it to its gallery store: save,
+    load, refresh, and the replay of the store's change log. It works on the FaceIndex's state
+    (``_entries``, ``_next_id``, ``_origin``, ``_seq``, ``_journal``, ``_extras``, ``_seen``, ``_lock``)
+    and hooks (``_apply``, ``_meta``, ``_backend_vectors``); it is never used on its own."""
 
-    if snapshots and snapshot.read(index, store):
-        _replay(index, store, store.changes_since(index._seq))
-        return
-    seq, next_id = store.counter(), store.next_id()
-    chunks = list(store.load()) if index._index_type.startswith("IVF") else store.load()
-    if isinstance(chunks, list) and len(chunks) > 1:  # IVF trains once, on the whole gallery
-        chunks = [(np.concatenate([c[0] for c in chunks]), sum((c[1] for c in chunks), []),
-                   sum((c[2] for c in chunks), []), np.concatenate([c[3] for c in chunks]))]
-    for ids, labels, paths, feats in chunks:
-        index._apply(Op("add", ids.tolist(), feats, labels, paths))
-    index._seq = seq
-    index._next_id = max(index._next_id, next_id)
-    _replay(index, store, store.changes_since(seq))
-    if snapshots:
-        snapshot.write(index, store)
+    backend: str = ""
 
+    def refresh(self) -> bool:
+        """Bring this index (attached, or an unchanged copy) up to date with its store: what other
+        writers changed. True if it changed."""
+        store = self._origin
+        if store is None or self._journal:
+            return False
+        if store.counter() == self._seq:
+            return False
+        with self._lock.write():
+            before = self._seq
+            self._sync_locked()
+            return self._seq != before
 
-def _replay(index: FaceIndex, store: GalleryStore, changes: Sequence[Change]) -> None:
-    """Apply recorded changes idempotently (an add already loaded, a remove already gone: skipped)."""
-    for c in changes:
-        if c.kind == "reset":
-            if index._entries:
-                index._apply(Op("remove", sorted(index._entries)))
-            index._next_id = 0
-            _fill(index, store, snapshots=False)
-            continue
-        if c.kind == "add":
-            todo = [i for i in c.ids if i not in index._entries]
-            for ids, labels, paths, feats in store.load(todo) if todo else ():
-                index._apply(Op("add", ids.tolist(), feats, labels, paths))
-            if c.ids:
-                index._next_id = max(index._next_id, max(c.ids) + 1)
-        elif c.kind == "remove":
-            present = [i for i in c.ids if i in index._entries]
-            if present:
-                index._apply(Op("remove", present))
-        elif c.kind == "relabel":
-            present = [i for i in c.ids if i in index._entries]
-            if present:
-                index._apply(Op("relabel", present, label=c.label))
-        elif c.kind == "meta":
-            store._meta = None  # re-read (another writer trained the engine); this copy keeps its own
-        index._seq = max(index._seq, c.seq)
+    def save(self, directory: str | os.PathLike) -> Path | str:
+        """Store the gallery at ``directory`` (a gallery directory, or a ``postgresql://`` URL).
 
-
-def sync_locked(index: FaceIndex, upto: int | None = None) -> None:
-    """Replay the store's changes after the index's counter (up to ``upto``); the caller holds the
-    index's write lock."""
-    store = index._origin
-    if store is None or index._journal:
-        return
-    changes = [c for c in store.changes_since(index._seq) if upto is None or c.seq <= upto]
-    _replay(index, store, changes)
-
-
-def refresh(index: FaceIndex) -> bool:
-    """Bring an attached index (or an unchanged copy) up to date with its store; True if it changed."""
-    store = index._origin
-    if store is None or index._journal:
-        return False
-    if store.counter() == index._seq:
-        return False
-    with index._lock.write():
-        before = index._seq
-        sync_locked(index)
-        return index._seq != before
-
-
-def known_hashes(index: FaceIndex, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Which ``(label, content hash)`` pairs the gallery already holds (stored or in memory)."""
-    want = set(pairs)
-    out: dict[tuple[str, str], int] = {}
-    for i, r in index._extras.items():
-        e = index._entries.get(i)
-        if e is not None and r.content_hash and (e[0], r.content_hash) in want:
-            out.setdefault((e[0], r.content_hash), i)
-    if index._origin is not None:
-        for key, i in index._origin.find(list(want - set(out))).items():
-            e = index._entries.get(i)
-            if e is not None and e[0] == key[0]:
-                out[key] = i
-    return out
-
-
-def _rows(index: FaceIndex) -> Iterator[tuple]:
-    """Every sample of an index in id order, in chunks, with what the origin store keeps of each."""
-    ids = sorted(index._entries)
-    for s in range(0, len(ids), _CHUNK):
-        part = ids[s:s + _CHUNK]
-        feats = index._backend_vectors(np.asarray(part, np.int64))
-        stored = {} if index._origin is None else index._origin.records([i for i in part if i not in index._extras])
-        recs = [index._extras.get(i) or stored.get(i) for i in part]
-        yield (part, [index._entries[i][0] for i in part], [index._entries[i][1] for i in part], feats, recs)
-
-
-def save_index(index: FaceIndex, target: str | os.PathLike) -> Path | str:
-    """See :meth:`FaceIndex.save`."""
-    origin = index._origin
-    if is_store_url(target):
-        store = open_store(str(target))
-    else:
-        if Path(target).exists() and not Path(target).is_dir():
-            raise FaceIndexError(f"{target}: is not a directory (a gallery is a directory holding {DB_FILE})")
-        from facefeat.index import legacy
-
-        if legacy.is_legacy(Path(target)):
-            legacy.migrate(Path(target))
-        store = open_store(target)
-    same = origin is not None and store.location == origin.location
-    if same:
-        store.close()
-        store = origin
-    with index._lock.write():
-        if same and (index._attached or (not index._journal and store.exists() and store.counter() == index._seq)):
-            return target
-        if same and store.exists():
-            seq, _ = store.write(index._journal, expect=index._seq)
+        Where it was loaded from: the changes since, in one transaction (:class:`IndexConflict`,
+        writing nothing, when another writer changed it meanwhile); anywhere else: a full copy,
+        in one transaction. An attached index is already stored: saving it there does nothing."""
+        origin = self._origin
+        if is_store_url(directory):
+            store = open_store(str(directory))
         else:
-            seq = store.replace(index._meta(), index._next_id, _rows(index), expect=index._seen.get(store.location))
-        index._seen[store.location] = seq
-        if not index._attached:
-            if origin is not None and not same:
-                origin.close()
-            index._origin, index._seq = store, seq
-            index._journal, index._extras = [], {}
-    return Path(target) if not is_store_url(target) else str(target)
+            if Path(directory).exists() and not Path(directory).is_dir():
+                raise FaceIndexError(f"{directory}: is not a directory (a gallery is a directory holding {DB_FILE})")
+            if legacy.is_legacy(Path(directory)):
+                legacy.migrate(Path(directory))
+            store = open_store(directory)
+        same = origin is not None and store.location == origin.location
+        if same:
+            store.close()
+            store = origin
+        with self._lock.write():
+            if same and (self._attached or (not self._journal and store.exists() and store.counter() == self._seq)):
+                return directory
+            if same and store.exists():
+                seq, _ = store.write(self._journal, expect=self._seq)
+            else:
+                seq = store.replace(self._meta(), self._next_id, self._rows(), expect=self._seen.get(store.location))
+            self._seen[store.location] = seq
+            if not self._attached:
+                if origin is not None and not same:
+                    origin.close()
+                self._origin, self._seq = store, seq
+                self._journal, self._extras = [], {}
+        return Path(directory) if not is_store_url(directory) else str(directory)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, **kw: Any) -> "StoredIndex":
+        """Load a stored gallery; FaceIndexError names the location and what is wrong with it."""
+        return load_index(directory, _backend=cls.backend or None, **kw)
+
+    # ------------------------------------------------------------------ the change log
+    def _fill(self, store: GalleryStore, snapshots: bool = True) -> None:
+        """Load every sample into an empty index (a large HNSW from its snapshot when there is a good
+        one), then replay what changed meanwhile."""
+        if snapshots and snapshot.read(self, store):
+            self._replay(store, store.changes_since(self._seq))
+            return
+        seq, next_id = store.counter(), store.next_id()
+        chunks = list(store.load()) if self._index_type.startswith("IVF") else store.load()
+        if isinstance(chunks, list) and len(chunks) > 1:  # IVF trains once, on the whole gallery
+            chunks = [(np.concatenate([c[0] for c in chunks]), sum((c[1] for c in chunks), []),
+                       sum((c[2] for c in chunks), []), np.concatenate([c[3] for c in chunks]))]
+        for ids, labels, paths, feats in chunks:
+            self._apply(Op("add", ids.tolist(), feats, labels, paths))
+        self._seq = seq
+        self._next_id = max(self._next_id, next_id)
+        self._replay(store, store.changes_since(seq))
+        if snapshots:
+            snapshot.write(self, store)
+
+    def _replay(self, store: GalleryStore, changes: Sequence[Change]) -> None:
+        """Apply recorded changes idempotently (an add already loaded, a remove already gone: skipped)."""
+        for c in changes:
+            if c.kind == "reset":
+                if self._entries:
+                    self._apply(Op("remove", sorted(self._entries)))
+                self._next_id = 0
+                self._fill(store, snapshots=False)
+                continue
+            if c.kind == "add":
+                todo = [i for i in c.ids if i not in self._entries]
+                for ids, labels, paths, feats in store.load(todo) if todo else ():
+                    self._apply(Op("add", ids.tolist(), feats, labels, paths))
+                if c.ids:
+                    self._next_id = max(self._next_id, max(c.ids) + 1)
+            elif c.kind == "remove":
+                present = [i for i in c.ids if i in self._entries]
+                if present:
+                    self._apply(Op("remove", present))
+            elif c.kind == "relabel":
+                present = [i for i in c.ids if i in self._entries]
+                if present:
+                    self._apply(Op("relabel", present, label=c.label))
+            elif c.kind == "meta":
+                store._meta = None  # re-read (another writer trained the engine); this copy keeps its own
+            self._seq = max(self._seq, c.seq)
+
+    def _sync_locked(self, upto: int | None = None) -> None:
+        """Replay the store's changes after this index's counter (up to ``upto``); the caller holds
+        the write lock."""
+        store = self._origin
+        if store is None or self._journal:
+            return
+        changes = [c for c in store.changes_since(self._seq) if upto is None or c.seq <= upto]
+        self._replay(store, changes)
+
+    def _known_hashes(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Which ``(label, content hash)`` pairs the gallery already holds (stored or in memory)."""
+        want = set(pairs)
+        out: dict[tuple[str, str], int] = {}
+        for i, r in self._extras.items():
+            e = self._entries.get(i)
+            if e is not None and r.content_hash and (e[0], r.content_hash) in want:
+                out.setdefault((e[0], r.content_hash), i)
+        if self._origin is not None:
+            for key, i in self._origin.find(list(want - set(out))).items():
+                e = self._entries.get(i)
+                if e is not None and e[0] == key[0]:
+                    out[key] = i
+        return out
+
+    def _rows(self) -> Iterator[tuple]:
+        """Every sample in id order, in chunks, with what the origin store keeps of each."""
+        ids = sorted(self._entries)
+        for s in range(0, len(ids), _CHUNK):
+            part = ids[s:s + _CHUNK]
+            feats = self._backend_vectors(np.asarray(part, np.int64))
+            stored = {} if self._origin is None else self._origin.records([i for i in part if i not in self._extras])
+            recs = [self._extras.get(i) or stored.get(i) for i in part]
+            yield (part, [self._entries[i][0] for i in part], [self._entries[i][1] for i in part], feats, recs)
 
 
-__all__ = ["edit_index", "gallery_exists", "load_index", "open_existing_store", "open_index", "read_meta", "refresh", "save_index"]
+__all__ = ["StoredIndex", "edit_index", "gallery_exists", "load_index", "open_existing_store", "open_index",
+           "read_meta"]

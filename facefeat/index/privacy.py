@@ -13,12 +13,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from facefeat.index import sightings
+from facefeat.index.corrections import list_corrections
+from facefeat.index.labels import normalize_label
 from facefeat.index.lifecycle_common import (  # noqa: F401  (re-exported)
     DERIVED_FILES,
     UnknownPerson,
     drop_derived,
     scrub_log,
 )
+from facefeat.index.migrate import pending_migration
+from facefeat.index.persist import open_existing_store
+from facefeat.index.store import Op
 from facefeat.results import BaseResult
 
 
@@ -34,9 +40,6 @@ def _person_not_found(store: Any, label: str) -> Exception:
 
 def person_report(location: str | os.PathLike, label: str, gallery: str | None = None) -> PersonReport:
     """Everything the gallery at ``location`` stores about ``label`` (PersonNotFound when none)."""
-    from facefeat.index.labels import normalize_label
-    from facefeat.index.persist import open_existing_store
-
     label = normalize_label(label)
     store = open_existing_store(location, gallery)
     try:
@@ -57,12 +60,8 @@ def person_report(location: str | os.PathLike, label: str, gallery: str | None =
                             "figures": r.figures if r else None,
                             "crop": {"format": r.crop_format, "bytes": len(r.crop)} if r and r.crop else None})
         pending = _pending_vectors(store, ids)
-        from facefeat.index.corrections import list_corrections
-
         corrections = list_corrections(store, label)
-        from facefeat.index.sightings import search
-
-        seen = search(store, label=label, limit=10 ** 9)
+        seen = sightings.search(store, label=label, limit=10 ** 9)
         return PersonReport(gallery=store.location, label=label, created=person["created"], samples=samples,
                             pending_migration_vectors=pending, corrections=corrections, sightings=seen,
                             stored_in=["persons", "samples (feature, figures, detection, hash)", "crops"]
@@ -72,8 +71,6 @@ def person_report(location: str | os.PathLike, label: str, gallery: str | None =
 
 
 def _pending_vectors(store: Any, ids: list[int]) -> int:
-    from facefeat.index.migrate import pending_migration
-
     if not ids or not pending_migration(store):
         return 0
     n = 0
@@ -87,11 +84,6 @@ def _pending_vectors(store: Any, ids: list[int]) -> int:
 
 def forget_person(location: str | os.PathLike, label: str, gallery: str | None = None) -> PersonReport:
     """Remove everything stored about ``label`` (see the module doc); returns what was removed."""
-    from facefeat.index.labels import normalize_label
-    from facefeat.index.migrate import pending_migration
-    from facefeat.index.persist import open_existing_store
-    from facefeat.index.store import Op
-
     label = normalize_label(label)
     report = person_report(location, label, gallery)
     ids = [s["id"] for s in report["samples"]]

@@ -25,6 +25,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from facefeat.errors import FacefeatError, InputError
+from facefeat.index.health import gallery_thresholds
+from facefeat.index.labels import normalize_label
+from facefeat.index.lifecycle_common import require_attached, scrub_log
+from facefeat.index.store import SampleRecord, content_hash
+from facefeat.thresholds import is_match, resolve_threshold
 
 log = logging.getLogger("facefeat")
 
@@ -165,30 +170,21 @@ def sweep(index_or_store: Any, now: float | None = None) -> int:
     with store._write_tx() as cur:
         store._ex(cur, "DELETE FROM sightings WHERE gallery = ? AND created < ?", (store.gallery, cutoff))
     if n:
-        from facefeat.index.lifecycle_common import scrub_log
-
         scrub_log(store)
     return n
 
 
 def _threshold(store: Any) -> float:
-    from facefeat.index.health import gallery_thresholds
-    from facefeat.thresholds import resolve_threshold
-
     return resolve_threshold(gallery_thresholds(store.meta()), "auto", task="verify", metric_type="IP")[0]
 
 
 def search(index_or_store: Any, label: str | None = None, since: float | None = None, until: float | None = None,
            probe: Any = None, unknown: bool = False, limit: int = 100, threshold: float | None = None) -> list[dict]:
     """Sightings, newest first (with ``probe``: those matching the probe face, best first)."""
-    from facefeat.thresholds import is_match
-
     store = _store(index_or_store)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InputError(f"limit must be a positive integer, got {limit!r}")
     if label is not None:
-        from facefeat.index.labels import normalize_label
-
         label = normalize_label(label)
     sql, args = "SELECT id, created, source, box, label, score, feature FROM sightings WHERE gallery = ?", [store.gallery]
     for cond, val in (("label = ?", label), ("created >= ?", since), ("created <= ?", until)):
@@ -215,11 +211,6 @@ def search(index_or_store: Any, label: str | None = None, since: float | None = 
 def name_sightings(index: Any, ids: Sequence[int], label: str) -> dict:
     """Name sightings (a group): their faces become samples of ``label`` (a new person, or joining
     one) through the gallery's duplicate rule, and the sightings take the name."""
-    from facefeat.index.labels import normalize_label
-    from facefeat.index.store import SampleRecord, content_hash
-
-    from facefeat.index.lifecycle_common import require_attached
-
     store = _store(index)
     require_attached(index, "naming sightings")
     label = normalize_label(label)
@@ -261,8 +252,6 @@ def dismiss(index_or_store: Any, ids: Sequence[int]) -> int:
     with store._write_tx() as cur:
         store._ex(cur, f"DELETE FROM sightings WHERE gallery = ? AND id IN ({marks})", (store.gallery, *want))
     if n:
-        from facefeat.index.lifecycle_common import scrub_log
-
         scrub_log(store)
     return n
 

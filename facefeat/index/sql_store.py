@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from facefeat.errors import FaceIndexError, InputError
+from facefeat.index.common import IndexConflict
 from facefeat.index.store import (
     STORE_FORMAT_VERSION,
     Change,
@@ -34,6 +35,7 @@ from facefeat.index.store import (
     decode_ids,
     encode_ids,
 )
+from facefeat.utils import json_safe
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS galleries (name TEXT PRIMARY KEY, meta TEXT NOT NULL, next_id BIGINT NOT NULL, "
@@ -61,8 +63,6 @@ def _short(ids: Sequence[int], n: int = 10) -> str:
 def _dumps(x: Any) -> str | None:
     if x is None:
         return None
-    from facefeat.utils import json_safe
-
     return json.dumps(json_safe(x), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -254,8 +254,6 @@ class SqlStore(GalleryStore):
         self._meta = meta
 
     def write(self, ops: Sequence[Op], expect: int | None = None) -> tuple[int, list[list[int]]]:
-        from facefeat.index.base import IndexConflict
-
         meta = self.meta()
         out: list[list[int]] = []
         with self._write_tx() as cur:
@@ -353,8 +351,6 @@ class SqlStore(GalleryStore):
         return ids
 
     def replace(self, meta: dict, next_id: int, rows: Iterator[tuple], expect: int | None = None) -> int:
-        from facefeat.index.base import IndexConflict
-
         meta = {**meta, "store_version": STORE_FORMAT_VERSION}
         with self._write_tx() as cur:
             row = self._ex(cur, "SELECT seq FROM galleries WHERE name = ?" + self.lock_clause,

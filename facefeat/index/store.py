@@ -10,14 +10,13 @@ the counter it has seen (:meth:`GalleryStore.changes_since`).
 
 Stores: :class:`~facefeat.index.sqlite_store.SqliteStore` (``<dir>/gallery.db``, embedded, the
 default) and :class:`~facefeat.index.pg_store.PgStore` (``postgresql://...``, shared by servers).
-:func:`open_store` picks one from what the user named.
+:func:`facefeat.index.store_factory.open_store` picks one from what the user named.
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -146,18 +145,6 @@ def is_store_url(x: Any) -> bool:
     return isinstance(x, str) and x.strip().lower().startswith(("postgresql://", "postgres://"))
 
 
-def open_store(location: str | os.PathLike, gallery: str | None = None) -> GalleryStore:
-    """The store a user named: a ``postgresql://`` URL (``?gallery=NAME`` picks a gallery) or a
-    gallery directory (its ``gallery.db``). Opening creates no gallery: see :meth:`GalleryStore.create`."""
-    if is_store_url(location):
-        from facefeat.index.pg_store import PgStore
-
-        return PgStore(str(location), gallery)
-    from facefeat.index.sqlite_store import SqliteStore
-
-    return SqliteStore(location)
-
-
 def content_hash(img: Any) -> str:
     """sha256 of a decoded image (shape, dtype and pixels): the same photo gives the same hash
     whichever way it was sent (file, base64, array)."""
@@ -190,4 +177,4 @@ def decode_ids(text: str) -> tuple[int, ...]:
 
 
 __all__ = ["Change", "DB_FILE", "DEFAULT_GALLERY", "GalleryStore", "Op", "SampleRecord", "content_hash",
-           "decode_ids", "encode_ids", "is_store_url", "open_store"]
+           "decode_ids", "encode_ids", "is_store_url"]

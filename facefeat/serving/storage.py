@@ -120,7 +120,7 @@ class IndexStore:
 
     def _exists(self, key: str) -> bool:
         if self.store_url is not None:
-            from facefeat.index.store import open_store
+            from facefeat.index.store_factory import open_store
 
             with open_store(self.store_url, check_key(key)) as s:
                 return s.exists()
@@ -243,7 +243,7 @@ class IndexStore:
             except Exception as exc:  # the gallery goes anyway; the collection is then orphaned
                 log.warning("index %s: dropping its Milvus collection failed: %s", key, exc)
         if self.store_url is not None:
-            from facefeat.index.store import open_store
+            from facefeat.index.store_factory import open_store
 
             with open_store(self.store_url, key) as s:
                 s.drop()
