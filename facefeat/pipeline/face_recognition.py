@@ -249,9 +249,13 @@ class FaceRecognitionPipeline:
                      retry: bool = False, quality: bool = False,
                      failures: list | None = None) -> Iterator[tuple[Any, list[dict]]]:
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
-        for chunk in iter_batches(items, batch_images):
-            chunk, imgs = self._read_chunk(chunk, failures)
-            per_img = [self._detect_align(img, thr, retry) for img in imgs]
+        chunks = ((c, imgs, [self._detect_align(img, thr, retry) for img in imgs])
+                  for c, imgs in (self._read_chunk(c, failures) for c in iter_batches(items, batch_images)))
+        if len(items) > batch_images:  # several chunks: the next one is read and detected while this one embeds
+            from facefeat.predict.prefetch import prefetch
+
+            chunks = prefetch(chunks)
+        for chunk, imgs, per_img in chunks:
             flat = [f for _, faces in per_img for f in faces]
             feats = iter(self._embed_batch(flat, flip))
             for it, img, (dets, aligned) in zip(chunk, imgs, per_img):
