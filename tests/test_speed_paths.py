@@ -106,8 +106,13 @@ def test_list_path_reports_unreadable_files_in_order(pipe, lfw_dir, tmp_path):
     paths = [str(lfw_dir / n) for n in names]
     paths.insert(9, str(bad))  # in the second chunk, read while the first one embeds
     failures: list = []
-    results = list(pipe.predict(paths, failures=failures))
+    results, seen = [], []
+    for r in pipe.predict(paths, failures=failures):
+        results.append(r)
+        seen.append(len(failures))
     assert [r["input_path"] for r in results] == [p for p in paths if p != str(bad)]
+    # reported with its own chunk (photos 8-15), not earlier while the first chunk is still coming out
+    assert seen == [0] * 8 + [1] * (len(results) - 8)
     assert len(failures) == 1 and "broken.jpg" in str(failures[0])
     with pytest.raises(InputError, match="broken.jpg"):
         pipe.embed(paths)
