@@ -1,6 +1,7 @@
 """Inference speed of the face feature module, against raw OpenVINO and PaddleX in the same run.
 
-For each model x runner x batch size (1, 32): warm-up, then >= 3 timed passes of
+For each model (every zoo model by default) x batch size (1, 32), the runners' timed passes are
+interleaved (A B C A B C ...; a warm-up pass of each first) - >= 3 passes each of
 ``list(model.predict(images, batch_size=bs, align="off"))`` over N random 112x112 BGR images (the same
 protocol as ../shared/peers/paddlex/bench.py), 2 threads; prints median ms/img, img/s and
 achieved GFLOP/s (2 FLOP per multiply-add). Runners (``--runs``):
@@ -8,7 +9,8 @@ achieved GFLOP/s (2 FLOP per multiply-add). Runners (``--runs``):
 - ``auto``: facefeat's default (``create_model(name)``; the chosen backend/precision is printed);
 - ``BACKEND/PRECISION``: facefeat with that backend and precision (e.g. ``onnxruntime/fp32``);
 - ``raw``: OpenVINO on the same cached ONNX with auto's precision, driven directly (one OpenCV
-  blob per batch, infer, L2-normalise): the floor a thin wrapper can reach; ``auto/raw`` is printed;
+  blob per batch, infer, L2-normalise): the floor a thin wrapper can reach; ``auto/raw`` (raw ms /
+  auto ms, from the same interleaved passes; target >= 0.95x) is printed for every model and batch;
 - ``int8``: facefeat on the int8 model directory given by ``--int8-dir NAME=DIR`` (facefeat quantize).
 
 Where the PaddleX peer venv exists (../shared/peers/paddlex/README.md: setup.sh +
@@ -22,8 +24,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
+import time
 
 THREADS = 2
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
@@ -32,9 +36,10 @@ os.environ.setdefault("FACEFEAT_NUM_THREADS", str(THREADS))
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PADDLE_PEERS, median_time, print_table  # noqa: E402
+from _common import PADDLE_PEERS, print_table  # noqa: E402
 
 from facefeat import create_model, get_spec  # noqa: E402
+from facefeat.registry import list_models  # noqa: E402
 from facefeat.runtime.info import runtime_summary  # noqa: E402
 
 PDX_PY = os.environ.get("PDX_VENV", "/tmp/pdx-venv") + "/bin/python"
@@ -131,7 +136,7 @@ def make_runner(name: str, run: str, int8_dirs: dict[str, str]):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["SFace", "MobileFaceNet", "ResNet50_face"])
+    ap.add_argument("--models", nargs="+", default=list_models(), help="zoo models (default: all of them)")
     ap.add_argument("--runs", nargs="+", default=["auto", "raw", "onnxruntime/fp32", "openvino/fp32", "int8"],
                     help="auto | raw | int8 | BACKEND/PRECISION (e.g. torch/fp32)")
     ap.add_argument("--int8-dir", action="append", default=[], metavar="NAME=DIR",
@@ -151,34 +156,46 @@ def main() -> None:
     pdx_models = [m for m in args.models if m in ("MobileFaceNet", "ResNet50_face")]
     pdx = {} if args.no_paddlex or not pdx_models else run_paddlex(pdx_models, args.n)
 
-    rows = [["model", "runner", "bs", "ms/img", "img/s", "GFLOP/s", "auto/raw", "PaddleX ms/img", "PaddleX/ours"]]
+    rows = [["model", "runner", "bs", "ms/img", "img/s", "GFLOP/s", "auto/raw", "cpu ms/img", "auto/raw cpu",
+             "PaddleX ms/img", "PaddleX/ours"]]
     for name in args.models:
         macs = gflops(name)
         h, w = get_spec(name).input_size  # images at each model's own input size (FaceNet 160, fused 272x160)
         imgs = [rng.randint(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(args.n)]
-        times: dict[tuple[str, int], float] = {}
+        runners = {}
         for run in args.runs:
             try:
-                label, fn = make_runner(name, run, int8_dirs)
-            except Exception as exc:  # e.g. torch or openvino missing, no int8 dir
+                runners[run] = make_runner(name, run, int8_dirs)
+            except Exception as exc:  # e.g. torch or openvino missing, no int8 dir, no weights
                 print(f"{name}/{run}: skipped ({exc})")
-                continue
-            for bs in args.batch_sizes:
-                n = args.n if not run.startswith("torch") else min(args.n, 64)
-                med, _ = median_time(lambda: fn(imgs[:n], bs), reps=args.reps)
-                ms = times[(run, bs)] = med / n * 1e3
-                ratio = "-"
-                if run == "raw" and ("auto", bs) in times:
-                    ratio = f"{ms / times[('auto', bs)]:.2f}x"
+        for bs in args.batch_sizes:
+            passes: dict[str, list[float]] = {run: [] for run in runners}
+            cpu: dict[str, list[float]] = {run: [] for run in runners}
+            sizes = {run: args.n if not run.startswith("torch") else min(args.n, 64) for run in runners}
+            for rep in range(args.reps + 1):  # the first round warms up
+                for run, (_, fn) in runners.items():
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    fn(imgs[:sizes[run]], bs)
+                    if rep:
+                        passes[run].append(time.perf_counter() - t0)
+                        cpu[run].append(time.process_time() - c0)
+            times = {run: statistics.median(t) / sizes[run] * 1e3 for run, t in passes.items()}
+            cpu_ms = {run: statistics.median(t) / sizes[run] * 1e3 for run, t in cpu.items()}
+            for run, (label, _) in runners.items():
+                ms = times[run]
+                ratio = cpu_ratio = "-"
+                if run == "raw" and "auto" in times:
+                    ratio, cpu_ratio = f"{ms / times['auto']:.2f}x", f"{cpu_ms[run] / cpu_ms['auto']:.2f}x"
                 ref = pdx.get((name, bs))
                 rows.append([name, label, str(bs), f"{ms:.2f}", f"{1e3 / ms:.1f}",
-                             f"{macs / ms * 1e3:.1f}" if macs else "-", ratio,
+                             f"{macs / ms * 1e3:.1f}" if macs else "-", ratio, f"{cpu_ms[run]:.2f}", cpu_ratio,
                              f"{ref:.2f}" if ref else "-", f"{ref / ms:.2f}x" if ref else "-"])
                 print(" ".join(rows[-1]), flush=True)
     print()
     print(f"{THREADS} threads, {args.n} random BGR images at each model's input size per pass, median of {args.reps}; "
           "GFLOP/s counts 2 FLOP per multiply-add; auto/raw = raw OpenVINO ms / facefeat auto ms "
-          "(1.00x: the wrapper costs nothing); PaddleX/ours = PaddleX ms / facefeat ms")
+          "(1.00x: the wrapper costs nothing; the cpu columns use process CPU time, steadier on a shared machine); PaddleX/ours = PaddleX ms / facefeat ms; "
+          f"load {os.getloadavg()[0]:.1f}")
     print_table(rows)
 
 

@@ -93,7 +93,7 @@ def main() -> None:
     imgs = [cv2.imread(p) for p in paths]
     h, w = imgs[0].shape[:2]
     opencv = YuNetDetector(score_threshold=0.5)
-    yn = opencv._yn()
+    yn = opencv._acquire().yn  # one of the detector's own OpenCV detectors
     yn.setInputSize((w, h))
     ref = [yn.detect(im)[1] for im in imgs]  # OpenCV's raw [N, 15] rows
     runners = {"opencv dnn (FaceDetectorYN)": lambda im: opencv.detect(im)}

@@ -14,6 +14,7 @@ import numpy as np
 from facefeat.errors import InputError
 from facefeat.io import expand_inputs, read_image
 from facefeat.io.image import iter_batches
+from facefeat.predict.prefetch import prefetch
 from facefeat.vision.align import align as align_detection
 from facefeat.vision.choice import order_faces
 from facefeat.vision.crops import face_view, model_crop
@@ -89,9 +90,18 @@ class FaceStages:
                      retry: bool = False, quality: bool = False,
                      failures: list | None = None) -> Iterator[tuple[Any, list[dict]]]:
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
-        for chunk in iter_batches(items, batch_images):
-            chunk, imgs = self._read_chunk(chunk, failures)
-            per_img = [self._detect_align(img, thr, retry) for img in imgs]
+
+        def prepared(chunk: list):  # a chunk's failures are handed over with it, so they keep their place
+            failed: list | None = None if failures is None else []
+            chunk, imgs = self._read_chunk(chunk, failed)
+            return chunk, imgs, [self._detect_align(img, thr, retry) for img in imgs], failed
+
+        chunks = (prepared(c) for c in iter_batches(items, batch_images))
+        if len(items) > batch_images:  # several chunks: the next one is read and detected while this one embeds
+            chunks = prefetch(chunks)
+        for chunk, imgs, per_img, failed in chunks:
+            if failed:
+                failures.extend(failed)
             flat = [f for _, faces in per_img for f in faces]
             feats = iter(self._embed_batch(flat, flip))
             for it, img, (dets, aligned) in zip(chunk, imgs, per_img):
