@@ -1,13 +1,11 @@
 """The fast paths give today's answers: the list path's read-ahead (facefeat.predict.prefetch) keeps
-order, values and errors, and ``pipe.embed`` (one call per photo and one call for a list) still
-finds the faces, landmarks and features recorded in tests/data/e2e_reference.json (made with the
-per-photo path before the read-ahead existed)."""
+order, values and errors, and one ``pipe.embed`` call for a list (read-ahead on) finds the same
+faces, landmarks and features as one call per photo (no read-ahead). No reference features are
+stored: features of real people's faces are biometric data and stay out of the repository."""
 
 from __future__ import annotations
 
-import json
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +13,8 @@ import pytest
 from facefeat.errors import InputError
 from facefeat.predict.prefetch import prefetch
 
-REFERENCE = Path(__file__).parent / "data" / "e2e_reference.json"
-#: a reference made in bf16 is compared with fp32 on CPUs without bf16: cosine, not equality
-MIN_COSINE = 0.99
+#: the two paths batch differently (1 vs up to 8 faces): equal up to the runtime's batching noise
+MIN_COSINE = 0.9999
 MAX_PX = 1.0
 
 
@@ -85,11 +82,15 @@ def _check_against_reference(name: str, faces: list[dict], ref: list[dict]) -> N
         assert cos >= MIN_COSINE, f"{name}: feature cosine {cos:.4f} to the reference"
 
 
-def test_per_photo_and_list_paths_match_the_reference(pipe, lfw_dir):
-    ref = json.loads(REFERENCE.read_text())["images"]
-    names = list(ref)
-    for name in names:
-        _check_against_reference(name, pipe.embed(str(lfw_dir / name)), ref[name])
+NAMES = ["Colin_Powell/Colin_Powell_0001.jpg", "George_W_Bush/George_W_Bush_0001.jpg",
+         "Serena_Williams/Serena_Williams_0001.jpg", "Tony_Blair/Tony_Blair_0001.jpg",
+         "Gerhard_Schroeder/Gerhard_Schroeder_0001.jpg", "Ariel_Sharon/Ariel_Sharon_0001.jpg"]
+
+
+def test_list_path_matches_one_call_per_photo(pipe, lfw_dir):
+    names = NAMES
+    ref = {name: pipe.embed(str(lfw_dir / name)) for name in names}
+    assert all(ref.values()), "every reference photo has a face"
     # a list longer than one chunk, so the read-ahead runs; every photo twice, in order
     listed = names + names[::-1]
     out = pipe.embed([str(lfw_dir / n) for n in listed])
@@ -99,10 +100,9 @@ def test_per_photo_and_list_paths_match_the_reference(pipe, lfw_dir):
 
 
 def test_list_path_reports_unreadable_files_in_order(pipe, lfw_dir, tmp_path):
-    ref = json.loads(REFERENCE.read_text())["images"]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff not a jpeg")
-    names = list(ref) * 2
+    names = NAMES * 2
     paths = [str(lfw_dir / n) for n in names]
     paths.insert(9, str(bad))  # in the second chunk, read while the first one embeds
     failures: list = []
