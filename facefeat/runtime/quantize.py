@@ -19,8 +19,10 @@ says, for FaceNet and the fused model); images without a face are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -117,7 +119,9 @@ def quantize_faces(src_file: str | os.PathLike, src: ModelMeta, faces: Sequence[
     src_file, out = Path(src_file), Path(out_dir)
     x = src.preprocess(list(faces))
     batches = [x[i:i + 1] for i in range(len(x))]
-    with keep_sigaltstack():  # NNCF compiles with OpenVINO: see facefeat.runtime.sigstack
+    # NNCF compiles with OpenVINO (see facefeat.runtime.sigstack); its progress bars go to stderr,
+    # so that stdout keeps the command's one result (--json)
+    with keep_sigaltstack(), contextlib.redirect_stdout(sys.stderr):
         if src_file.suffix == ".xml":
             import openvino as ov
 
