@@ -194,3 +194,17 @@ def test_an_ir_model_is_quantised_to_int8_ir(tmp_path):
     faces, _ = calibration_faces(calibration_paths(calib, 24), f.meta.preprocess, f.meta.extra["face_crop"])
     cos = np.sum(q.embed(faces) * f.embed(faces), axis=1)
     assert len(faces) == 24 and float(cos.min()) >= 0.95
+
+
+def test_a_model_whose_crop_the_gallery_does_not_keep(gallery):
+    """A fused model's canvas is not what galleries keep (its 112x112 aligned part is): --calib it."""
+    from facefeat.engine.quantize_check import read_crops
+    from facefeat.index.store import open_store
+    from facefeat.registry import get_spec
+
+    with open_store(gallery) as s:
+        ids = [int(i) for chunk, *_ in s.load() for i in chunk]
+        assert read_crops(s, ids[:2], (112, 112), "SFace")[ids[0]].shape == (112, 112, 3)
+        h, w = get_spec("SFace+FaceNet").face_crop["size"]
+        with pytest.raises(InputError, match=rf"stores 112x112 crops, but SFace\+FaceNet takes {w}x{h}.*--calib"):
+            read_crops(s, ids[:2], (h, w), "SFace+FaceNet")
