@@ -19,6 +19,7 @@ import pytest
 from facefeat.errors import InputError, QuantizationError
 
 from conftest import need_shared
+from pg_server import pg_server, pg_url  # noqa: F401
 
 
 def _need(module: str, extra: str):
@@ -208,3 +209,20 @@ def test_a_model_whose_crop_the_gallery_does_not_keep(gallery):
         h, w = get_spec("SFace+FaceNet").face_crop["size"]
         with pytest.raises(InputError, match=rf"stores 112x112 crops, but SFace\+FaceNet takes {w}x{h}.*--calib"):
             read_crops(s, ids[:2], (h, w), "SFace+FaceNet")
+
+
+def test_from_a_postgresql_gallery(gallery, tmp_path, pg_url):  # noqa: F811
+    """The same from a gallery in a real PostgreSQL server (``--from-index URL --gallery NAME``)."""
+    _need("nncf", "quantize")
+    from facefeat.engine.quantize import quantize_model
+    from facefeat.index.archive import export_archive, import_archive
+    from facefeat.index.migrate import migrate_gallery, resolve_predictor
+
+    export_archive(gallery, tmp_path / "g.tar")
+    import_archive(tmp_path / "g.tar", pg_url, gallery="pg")
+    doc = quantize_model(from_index=pg_url, gallery="pg", out_dir=tmp_path / "q", max_images=16)
+    a = doc["agreement"]
+    assert a["passed"] and a["faces"] == 24 and doc["calibration"]["images"] == 16
+    assert doc["calibration"]["from"].startswith("postgresql://") and doc["calibration"]["from"].endswith("#pg")
+    rep = migrate_gallery(pg_url, resolve_predictor(str(tmp_path / "q")), gallery="pg")
+    assert rep["embedded"] == 24
