@@ -128,7 +128,7 @@ def test_migrate_the_gallery_to_the_int8_model(gallery, int8_dir, tmp_path):
     assert not (tmp_path / "again").exists()
 
 
-def test_too_small_gallery_and_a_mismatched_model(tmp_path):
+def test_too_small_gallery_and_a_mismatched_model(tmp_path, capsys):
     _need("nncf", "quantize")
     from facefeat.engine.quantize import quantize_model
 
@@ -141,6 +141,10 @@ def test_too_small_gallery_and_a_mismatched_model(tmp_path):
         quantize_model("MobileFaceNet", from_index=g, out_dir=tmp_path / "q")
     with pytest.raises(InputError, match="exactly one source"):
         quantize_model(calib=tmp_path, from_index=g, out_dir=tmp_path / "q")
+    from facefeat.cli import main as cli_main  # the CLI: exit 2, the same message on stderr
+
+    assert cli_main(["quantize", "--from-index", str(g), "--out", str(tmp_path / "q")]) == 2
+    assert "too small to quantise from: 4 stored face(s) of 2 person(s)" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
 
 
