@@ -62,6 +62,10 @@ class MissingPackageError(WeightsError, DependencyError):
     """A model's weights ship in a Python package that is not installed."""
 
 
+class QuantizationError(FacefeatError):
+    """An int8 model disagrees with the model it was quantised from beyond the documented bar."""
+
+
 def require(module: str, extra: str, purpose: str):
     """Import an optional dependency or raise a DependencyError that says how to install it."""
     import importlib

@@ -73,7 +73,7 @@ def _weights(name: str) -> str | None:
 
 @lru_cache(maxsize=None)
 def _int8_dir(name: str, calib: str, out: str) -> str:
-    from facefeat.runtime.quantize import quantize_model
+    from facefeat.engine.quantize import quantize_model
 
     quantize_model(name, _weights(name), calib=calib, out_dir=out)
     return out

@@ -58,21 +58,29 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _quantize_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="zoo model name (default SFace)")
+    p.add_argument("--model", default=None, help="zoo model name (default SFace; with --from-index: the gallery's)")
     p.add_argument("--weights", default=None, help="local weights file of the zoo model")
     p.add_argument("--model-dir", default=None, help="quantise this fp32 model directory instead")
-    p.add_argument("--calib", required=True, help="calibration images (folder, searched recursively) or PaddleX dataset")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--calib", default=None, help="calibration images (folder, searched recursively) or PaddleX dataset")
+    src.add_argument("--from-index", default=None, metavar="DIR_OR_URL",
+                     help="calibrate on this gallery's own faces and check agreement on its pairs")
+    p.add_argument("--gallery", default=None, help="with --from-index: the gallery's name in a shared database")
     p.add_argument("--out", required=True, help="int8 model directory to write")
     p.add_argument("--max-images", type=positive_int, default=300, help="calibration images used (spread over the set)")
+    p.add_argument("--max-pairs", type=positive_int, default=2000,
+                   help="with --from-index: same- and different-person pairs checked (each)")
+    p.add_argument("--force", action="store_true", help="with --from-index: write even below the agreement bar")
 
 
 @command("quantize", "int8 post-training quantisation with NNCF (facefeat[quantize])", _quantize_args)
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from facefeat.runtime.quantize import quantize_model
+    from facefeat.engine.quantize import quantize_model, summary_line
 
     doc = quantize_model(args.model, args.weights, model_dir=args.model_dir, calib=args.calib,
-                         out_dir=args.out, max_images=args.max_images)
-    Output.of(args).document(doc, f"int8 model -> {escape(args.out)} (--json for the details)")
+                         from_index=args.from_index, gallery=args.gallery, out_dir=args.out,
+                         max_images=args.max_images, max_pairs=args.max_pairs, force=args.force)
+    Output.of(args).document(doc, escape(summary_line(doc)))
     return 0
 
 

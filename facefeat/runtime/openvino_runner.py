@@ -124,7 +124,9 @@ class OpenVINORunner:
         try:
             if self._cache:
                 # a re-exported file at the same path never meets a stale blob
-                folder = openvino_cache_dir(self._cache_key + ("" if preprocess is None else "-pixels"))
+                # and one per precision: the folder's reference feature is that of one precision
+                folder = openvino_cache_dir(self._cache_key + ("" if preprocess is None else "-pixels")
+                                            + ("" if self.precision == "fp32" else f"-{self.precision}"))
                 config["CACHE_DIR"] = str(folder)
                 return verified_compile(folder, compile_model, _probe, str(self.path))
             return compile_model()

@@ -62,7 +62,8 @@ def resolve_runtime(backend: str = "auto", precision: str = "auto", device: "str
         precision = "int8"
     elif precision == "int8":
         raise InputError("precision='int8' needs a quantised model directory: make one with "
-                         "'facefeat quantize --model NAME --calib DIR --out DIR', then create_model(model_dir=DIR)")
+                         "'facefeat quantize --model NAME --calib DIR --out DIR' (or from a gallery's own faces: "
+                         "'facefeat quantize --from-index GALLERY --out DIR'), then create_model(model_dir=DIR)")
     if backend == "auto":
         if dev.kind == "gpu":
             backend = "onnxruntime"

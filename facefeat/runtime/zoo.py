@@ -112,11 +112,10 @@ def zoo_model_dir(spec: ModelSpec, weights: WeightsRef) -> tuple[Path, Path, Mod
 def no_int8_build(spec: ModelSpec) -> str:
     """What to do when ``precision="int8"`` is asked of a zoo model: the zoo ships no int8 builds
     (int8 needs calibration faces, and the user's own make the best ones)."""
-    if spec.fusion or spec.weights.format == "tf_facenet":
-        return (f"precision='int8': {spec.name} has no int8 build, and 'facefeat quantize' quantises ONNX "
-                f"models only ({spec.name} runs as OpenVINO IR); use precision='bf16' or 'fp32' (or 'auto')")
     slug = spec.name.lower().replace("+", "-")
-    return (f"precision='int8': the zoo has no int8 build of {spec.name}; make one from about 300 photos of "
-            f"faces (a folder, searched recursively; faces are detected and aligned): "
-            f"pip install 'facefeat[quantize]' && facefeat quantize --model {spec.name} --calib PHOTOS_DIR "
-            f"--out {slug}-int8 ; then create_model(model_dir='{slug}-int8') (CLI: --model-dir {slug}-int8)")
+    return (f"precision='int8': the zoo has no int8 build of {spec.name}; make one (pip install "
+            f"'facefeat[quantize]') from about 300 photos of faces (a folder, searched recursively; faces are "
+            f"detected and aligned): facefeat quantize --model {spec.name} --calib PHOTOS_DIR --out {slug}-int8 ; "
+            f"or from a gallery's own faces, checked against the fp32 model on its pairs: facefeat quantize "
+            f"--from-index GALLERY_DIR_OR_URL --out {slug}-int8 ; then create_model(model_dir='{slug}-int8') "
+            f"(CLI: --model-dir {slug}-int8)")
