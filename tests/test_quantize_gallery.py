@@ -108,7 +108,7 @@ def pipe_read(path: str) -> np.ndarray:
 def test_migrate_the_gallery_to_the_int8_model(gallery, int8_dir, tmp_path):
     from facefeat.engine.quantize import quantize_model
     from facefeat.index.migrate import migrate_gallery, resolve_predictor
-    from facefeat.index.store import open_store
+    from facefeat.index.store_factory import open_store
 
     out, _ = int8_dir
     g = tmp_path / "g"
@@ -204,7 +204,7 @@ def test_an_ir_model_is_quantised_to_int8_ir(tmp_path):
 def test_a_model_whose_crop_the_gallery_does_not_keep(gallery):
     """A fused model's canvas is not what galleries keep (its 112x112 aligned part is): --calib it."""
     from facefeat.engine.quantize_check import read_crops
-    from facefeat.index.store import open_store
+    from facefeat.index.store_factory import open_store
     from facefeat.registry import get_spec
 
     with open_store(gallery) as s:
