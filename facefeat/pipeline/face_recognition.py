@@ -85,7 +85,7 @@ class FaceRecognitionPipeline:
                  align: str = "align", rec_threshold: float | str = "auto", rec_topk: int = 5, flip: bool = False,
                  batch_size: int = 32, device: str = "cpu", num_threads: int | None = None,
                  index: Any = None, far: float | None = None, fpir: float | None = None,
-                 backend: str = "auto", precision: str = "auto"):
+                 backend: str = "auto", precision: str = "auto", landmarks: str = "mirror"):
         from facefeat.thresholds import model_thresholds, resolve_threshold
         from facefeat.vision.detector import YuNetDetector
 
@@ -103,6 +103,9 @@ class FaceRecognitionPipeline:
         self.nms_threshold = float(nms_threshold)
         self.min_face_size = int(min_face_size)
         self.align_mode = align
+        from facefeat.vision.refine import check_landmark_mode
+
+        self.landmarks = check_landmark_mode(landmarks)  # how the 5 points are placed: facefeat.vision.refine
         #: a number, or "auto" / "best_accuracy": the model's calibrated operating point (see
         #: facefeat.thresholds); ``far``/``fpir`` choose which one
         self.rec_threshold = rec_threshold
@@ -116,6 +119,9 @@ class FaceRecognitionPipeline:
         # one detector for every threshold (set per call) and every thread (a bounded pool inside)
         self.detector = YuNetDetector(score_threshold=self.det_threshold, nms_threshold=self.nms_threshold,
                                       min_face_size=self.min_face_size)
+        from facefeat.vision.refine import LandmarkRefiner
+
+        self.refiner = LandmarkRefiner(self.detector, self.landmarks)
 
     @property
     def last_rejected(self) -> list[GalleryRejection]:
@@ -129,7 +135,7 @@ class FaceRecognitionPipeline:
 
     #: top-level config keys passed to the constructor as they are
     _CONFIG_ARGS = ("det_threshold", "rec_threshold", "rec_topk", "align", "flip", "min_face_size",
-                    "nms_threshold", "device", "num_threads", "index")
+                    "nms_threshold", "device", "num_threads", "index", "landmarks")
 
     @classmethod
     def from_config(cls, config: dict, **overrides: Any) -> "FaceRecognitionPipeline":
@@ -174,8 +180,9 @@ class FaceRecognitionPipeline:
 
     # -- stages -------------------------------------------------------------------------------------
     def detect(self, img: Any, det_threshold: float | None = None) -> list:
-        """Faces in one image (largest first) as ``Detection`` objects."""
-        return self.detector.detect(read_image(img), det_threshold)
+        """Faces in one image (largest first) as ``Detection`` objects (landmarks as ``landmarks`` says)."""
+        img = read_image(img)
+        return self.refiner.refine(img, self.detector.detect(img, det_threshold), det_threshold)
 
     def align(self, img: np.ndarray, detection) -> np.ndarray:
         """The face as the model takes it: its own ``face_crop`` (facefeat.vision.crops) where it
@@ -205,6 +212,8 @@ class FaceRecognitionPipeline:
 
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
         dets, path = RetryDetector(self.detector, thr, lower_thresholds=(min(0.3, thr),)).detect_with_path(img)
+        if path["path"] == "default":  # the plain pass's faces; one the orientation check re-detected stays
+            dets = self.refiner.refine(img, dets, thr, keep=dets[:1] if {"orientation", "deroll"} & path.keys() else ())
         return order_faces(dets, img.shape[1], img.shape[0]), path
 
     def _detect_align(self, img: np.ndarray, thr: float, retry: bool = False) -> tuple[list, list[np.ndarray]]:
@@ -214,7 +223,7 @@ class FaceRecognitionPipeline:
         else:
             from facefeat.vision.choice import order_faces
 
-            dets = order_faces(self.detector.detect(img, thr), img.shape[1], img.shape[0])
+            dets = order_faces(self.detect(img, thr), img.shape[1], img.shape[0])
         faces = [self.align(img, d) if not d.too_small else None for d in dets]
         if path is not None and path["path"] not in ("default", "none"):
             for d in dets:
