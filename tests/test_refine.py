@@ -9,8 +9,9 @@ import pytest
 
 from facefeat.errors import InputError
 from facefeat.vision.detector import Detection, YuNetDetector
-from facefeat.vision.refine import (LANDMARK_MODES, MIRROR_ORDER, ZOOM_SIZE, LandmarkRefiner, average_with_mirror,
-                                    check_landmark_mode, mirror_box, mirror_points, mirrored_pass, refine_landmarks)
+from facefeat.vision.refine import (LANDMARK_MODES, MIRROR_ORDER, ZOOM, ZOOM_BELOW, LandmarkRefiner,
+                                    average_with_mirror, check_landmark_mode, mirror_box, mirror_points,
+                                    mirrored_pass, refine_landmarks)
 
 # a frontal face in YuNet's order: subject's right eye (image left), left eye, nose, right mouth
 # corner (image left), left mouth corner
@@ -125,24 +126,27 @@ def test_pipeline_option_and_config(face_img, tmp_path):
         create_pipeline("face_recognition", landmarks="average")
 
 
-def test_zoom_mode_redetects_each_face_zoomed(face_img, detector):
+def test_zoom_mode_redetects_small_faces_enlarged(face_img, detector):
     dets = [d for d in detector.detect(face_img) if not d.too_small]
     main = dets[0]
-    # by hand: the face's crop (twice its box) scaled so the box is ZOOM_SIZE px, detected as it is
-    # and mirrored, both mapped back and averaged
-    side = 2 * max(main.width, main.height)
-    k = 2 * ZOOM_SIZE / side
-    cx, cy = (main.box[0] + main.box[2]) / 2, (main.box[1] + main.box[3]) / 2
-    m = np.array([[k, 0, -k * (cx - side / 2)], [0, k, -k * (cy - side / 2)]])
-    crop = cv2.warpAffine(face_img, m, (2 * ZOOM_SIZE, 2 * ZOOM_SIZE), flags=cv2.INTER_LINEAR)
-    zoom_det = YuNetDetector(score_threshold=0.5, min_face_size=0, max_side=None)
-    plain = max(zoom_det.detect(crop), key=lambda d: d.area).landmarks
-    mirrored = max(zoom_det.detect(np.ascontiguousarray(crop[:, ::-1])), key=lambda d: d.area).landmarks
-    mirrored = mirror_points(mirrored, crop.shape[1])
-    want = ((plain + mirrored) / 2 - m[:, 2]) / k
+    assert max(main.width, main.height) < ZOOM_BELOW
+    # by hand: LFW's face crop covers most of the photo, so the whole photo, enlarged ZOOM times,
+    # detected as it is and mirrored, both mapped back and averaged
+    h, w = face_img.shape[:2]
+    big = cv2.resize(face_img, (round(w * ZOOM), round(h * ZOOM)), interpolation=cv2.INTER_LINEAR)
+    sx = w / big.shape[1]
+
+    def at(found, mirrored):
+        best = max(found, key=lambda d: d.area)
+        pts = best.landmarks * np.float32([sx, h / big.shape[0]])
+        return mirror_points(pts, w) if mirrored else pts
+
+    plain = at(detector.detect(big), False)
+    mirrored = at(detector.detect(np.ascontiguousarray(cv2.resize(
+        np.ascontiguousarray(face_img[:, ::-1]), big.shape[1::-1], interpolation=cv2.INTER_LINEAR))), True)
     refiner = LandmarkRefiner(detector, "zoom")
     got = refiner.refine(face_img, dets)
-    np.testing.assert_allclose(got[0].landmarks, want, atol=1e-3)
+    np.testing.assert_allclose(got[0].landmarks, (plain + mirrored) / 2, atol=1e-3)
     np.testing.assert_array_equal(got[0].box, main.box)
     # faces to keep stay as found
     assert refiner.refine(face_img, dets, keep=dets[:1])[0] is main
