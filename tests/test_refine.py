@@ -119,6 +119,10 @@ def test_pipeline_option_and_config(face_img, tmp_path):
     # embed reports (and aligns with) the averaged landmarks
     face = mirror.embed(face_img)[0]
     np.testing.assert_allclose(face["landmarks"], want, atol=1e-4)
+    # so does the retrying path of verify and enrolment, for a face its plain pass found
+    dets, path = mirror.detect_retry(face_img)
+    assert path["path"] == "default" and not {"orientation", "deroll"} & path.keys()
+    np.testing.assert_allclose(dets[0].landmarks, want, atol=1e-4)
     cfg = tmp_path / "p.yaml"
     cfg.write_text("pipeline_name: face_recognition\nlandmarks: plain\n")
     assert create_pipeline(str(cfg)).landmarks == "plain"
