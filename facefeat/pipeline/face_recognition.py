@@ -223,7 +223,8 @@ class FaceRecognitionPipeline:
         else:
             from facefeat.vision.choice import order_faces
 
-            dets = order_faces(self.refiner.refine(img, self.detector.detect(img, thr), thr), img.shape[1], img.shape[0])
+            dets = self.refiner.refine(img, self.detector.detect(img, thr), thr)
+            dets = order_faces(dets, img.shape[1], img.shape[0])
         faces = [self.align(img, d) if not d.too_small else None for d in dets]
         if path is not None and path["path"] not in ("default", "none"):
             for d in dets:
