@@ -5,8 +5,9 @@ photo's subject by facefeat.vision.choice) and is cached; each model then embeds
 (``pipe.align``: the 5-point alignment, or the model's ``face_crop``) of the same faces, also
 cached per model (``--cache-dir``). Images with no face use a centre box (counted). Fusion
 (``--fuse A,B``): on each of the 10 folds the z-norm statistics (impostor cosines) and the weight
-``w`` (grid 0..1 by 0.05) are chosen on the 9 training folds only, the threshold too, and the accuracy is taken on the held-out fold. The
-record to ship (all folds) is printed last, for ``facefeat.registry``'s fused model.
+``w`` (grid 0..1 by 0.05) are chosen on the 9 training folds only, the threshold too, and the
+accuracy is taken on the held-out fold. The record to ship (all folds) is printed last, for
+``facefeat.registry``'s fused model.
 
     python bench/lfw_models.py --models SFace,FaceNet --fuse SFace,FaceNet --cache-dir /tmp/lfwc
     python bench/lfw_models.py --models FaceNet --grow 1.2,1.3 --limit 600   # FaceNet's box growth
