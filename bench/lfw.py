@@ -66,10 +66,15 @@ class Embedder:
     """Embeds LFW images in every mode, with and without flip, timing the no-flip align path."""
 
     def __init__(self, model_name: str, weights: str | None, threads: int, retry: bool = False,
-                 backend: str = "auto", precision: str = "auto", model_dir: str | None = None):
+                 backend: str = "auto", precision: str = "auto", model_dir: str | None = None,
+                 landmarks: str = "mirror"):
         self.model = create_model(None if model_dir else model_name, weights, model_dir=model_dir, batch_size=64,
                                   num_threads=threads, backend=backend, precision=precision)
         self.detector = YuNetDetector(score_threshold=0.5)
+        from facefeat.vision.refine import LandmarkRefiner
+
+        self.landmarks = landmarks  # the pipeline's landmark placement (facefeat.vision.refine)
+        self.refiner = LandmarkRefiner(self.detector, landmarks)
         if retry:  # the retrying detector of verification / enrolment (facefeat.vision.retry)
             from facefeat.vision.retry import RetryDetector
 
@@ -89,6 +94,16 @@ class Embedder:
             return model_crop(img, det, fc)
         return align(img, det, mode=mode)
 
+    def faces(self, img: np.ndarray) -> list:
+        """The faces as the pipeline finds them: detected (with retries under ``--retry``), landmarks
+        placed by ``--landmarks`` (as FaceRecognitionPipeline.detect / detect_retry do)."""
+        if not hasattr(self.detector, "detect_with_path"):
+            return self.refiner.refine(img, self.detector.detect(img))
+        dets, path = self.detector.detect_with_path(img)
+        if path["path"] != "default":
+            return dets
+        return self.refiner.refine(img, dets, keep=dets[:1] if {"orientation", "deroll"} & path.keys() else ())
+
     def run(self, paths: list[str], only_align: bool = False) -> dict[tuple[str, bool], np.ndarray]:
         """Features per (mode, flip); ``only_align``: just ("align", False), the pipeline's default."""
         modes = ("align",) if only_align else MODES
@@ -99,7 +114,7 @@ class Embedder:
             faces = {m: [] for m in MODES}
             for p in chunk:
                 img = read_image(p)
-                det = central_face(self.detector.detect(img), img.shape[1], img.shape[0])
+                det = central_face(self.faces(img), img.shape[1], img.shape[0])
                 if det is None:
                     self.no_face.append(p)
                 for m in modes:
@@ -265,7 +280,7 @@ def calibrate(emb: Embedder, pairs, pair_index: dict, model: str, cache: str | N
                  "accuracy_pairs": "LFW pairs.txt (6,000)",
                  "identification": "gallery: first image of each person with >= 2 images (or a random 100 of "
                  "them); genuine probes: their other images; strangers: the 4,069 single-image people"},
-        "source": f"bench/lfw.py --calibrate (YuNet score 0.5, "
+        "source": f"bench/lfw.py --calibrate (YuNet score 0.5, landmarks {emb.landmarks}, "
                   f"{'the model face crop' if emb.model.meta.extra.get('face_crop') else '5-point align'}, "
                   f"no flip, {model})",
     }
@@ -436,6 +451,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="about this many pairs, balanced over folds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--retry", action="store_true", help="detect with the retrying detector (verify/enrol path)")
+    ap.add_argument("--landmarks", default="mirror", choices=["plain", "mirror", "zoom"],
+                    help="landmark placement (facefeat.vision.refine; the pipeline's default: mirror)")
     ap.add_argument("--identification", action="store_true")
     ap.add_argument("--dlib-images", type=int, default=50, help="images timed for the dlib peer (0: skip)")
     ap.add_argument("--calibrate", action="store_true",
@@ -453,7 +470,8 @@ def main() -> None:
     paths = list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
     print(f"{len(pairs)} pairs ({sum(p.label for p in pairs)} matched), {len(paths)} images, model {args.model}")
 
-    emb = Embedder(args.model, args.weights, args.threads, args.retry, args.backend, args.precision, args.model_dir)
+    emb = Embedder(args.model, args.weights, args.threads, args.retry, args.backend, args.precision, args.model_dir,
+                   args.landmarks)
     rt = emb.model.runtime_info()
     print(f"runtime: {rt['backend']}/{rt['precision']} on {rt['device']}, CPU features "
           f"{', '.join(rt['cpu_features'])}; load {os.getloadavg()[0]:.1f}")
@@ -502,7 +520,8 @@ def main() -> None:
         os.environ["OMP_NUM_THREADS"] = "1"
         d = dlib_speed(paths[: args.dlib_images])
         if d:
-            one = Embedder(args.model, args.weights, 1, args.backend, args.precision, args.model_dir)
+            one = Embedder(args.model, args.weights, 1, backend=args.backend, precision=args.precision,
+                           model_dir=args.model_dir, landmarks=args.landmarks)
             one.run(paths[: args.dlib_images])
             ours1 = one.t_e2e / one.n_e2e * 1e3
             result.update(dlib_ms_per_img=d, e2e_ms_per_img_1thread=ours1)

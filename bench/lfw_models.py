@@ -1,12 +1,13 @@
 """LFW 10-fold accuracy of zoo models through the pipeline's own steps, and of their score fusion.
 
-Detection runs once (the pipeline's YuNet at 0.5, the photo's subject by facefeat.vision.choice)
-and is cached; each model then embeds its own crop (``pipe.align``: the 5-point alignment, or the
-model's ``face_crop``) of the same faces, also cached per model (``--cache-dir``). Images with no
-face use a centre box (counted). Fusion (``--fuse A,B``): on each of the 10 folds the z-norm
-statistics (impostor cosines) and the weight ``w`` (grid 0..1 by 0.05) are chosen on the 9
-training folds only, the threshold too, and the accuracy is taken on the held-out fold. The
-record to ship (all folds) is printed last, for ``facefeat.registry``'s fused model.
+Detection runs once (the pipeline's YuNet at 0.5, landmarks placed as ``--landmarks`` says, the
+photo's subject by facefeat.vision.choice) and is cached; each model then embeds its own crop
+(``pipe.align``: the 5-point alignment, or the model's ``face_crop``) of the same faces, also
+cached per model (``--cache-dir``). Images with no face use a centre box (counted). Fusion
+(``--fuse A,B``): on each of the 10 folds the z-norm statistics (impostor cosines) and the weight
+``w`` (grid 0..1 by 0.05) are chosen on the 9 training folds only, the threshold too, and the
+accuracy is taken on the held-out fold. The record to ship (all folds) is printed last, for
+``facefeat.registry``'s fused model.
 
     python bench/lfw_models.py --models SFace,FaceNet --fuse SFace,FaceNet --cache-dir /tmp/lfwc
     python bench/lfw_models.py --models FaceNet --grow 1.2,1.3 --limit 600   # FaceNet's box growth
@@ -47,7 +48,8 @@ def fallback_face(w: int, h: int) -> dict:
 def detections(pipe, paths: list[str], cache: Path | None, retry: bool = False) -> list[dict]:
     """The subject of each photo: the plain detector (pipe.embed's path), or with ``retry`` the
     retrying detector of verify and enrolment (pipe.detect_retry)."""
-    f = cache / (f"detections-{retry}.json" if retry else "detections.json") if cache else None
+    tag = "" if pipe.landmarks == "plain" else f"-{pipe.landmarks}"  # the plain files of earlier runs stay valid
+    f = cache / (f"detections-{retry}{tag}.json" if retry else f"detections{tag}.json") if cache else None
     known = json.loads(f.read_text()) if f and f.is_file() else {}
     todo = [p for p in paths if p not in known]
     for n, p in enumerate(todo, 1):
@@ -58,7 +60,7 @@ def detections(pipe, paths: list[str], cache: Path | None, retry: bool = False) 
             found = RetryDetector(pipe.detector, pipe.det_threshold, lower_thresholds=(min(0.3, pipe.det_threshold),),
                                   keep_profiles=False).detect(img)
         else:
-            found = pipe.detect_retry(img)[0] if retry else pipe.detector.detect(img)
+            found = pipe.detect_retry(img)[0] if retry else pipe.detect(img)
         d = choose_face(found, img.shape[1], img.shape[0])
         known[p] = fallback_face(img.shape[1], img.shape[0]) | {"none": True} if d is None else \
             {"coordinate": [float(v) for v in d.box], "landmarks": np.asarray(d.landmarks).tolist()}
@@ -124,6 +126,8 @@ def main() -> None:
     ap.add_argument("--retry", action="store_true", help="detect as verify/enrolment do (the retrying detector)")
     ap.add_argument("--retry-old", action="store_true",
                     help="the retrying detector as it was: orientation check and de-roll on profiles too")
+    ap.add_argument("--landmarks", default="mirror", choices=["plain", "mirror", "zoom"],
+                    help="landmark placement (facefeat.vision.refine; the pipeline's default: mirror)")
     ap.add_argument("--limit", type=int, default=None, help="about this many pairs, balanced over folds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=None, help="detections and features cached here across runs")
@@ -150,7 +154,7 @@ def main() -> None:
     res, cos, xs = {"load": os.getloadavg()[0], "pairs": len(pairs)}, {}, {}
     dets = None
     for name in args.models.split(","):
-        pipe = FaceRecognitionPipeline(model=name, batch_size=64, num_threads=args.threads)
+        pipe = FaceRecognitionPipeline(model=name, batch_size=64, num_threads=args.threads, landmarks=args.landmarks)
         retry = "retry-old" if args.retry_old else "retry" if args.retry else None
         dets = dets or detections(pipe, paths, cache, retry)
         res["no_face"] = sum(1 for d in dets if d.get("none"))
@@ -161,7 +165,8 @@ def main() -> None:
             if grow is not None:
                 fc = pipe.predictor.meta.extra["face_crop"]
                 fc["regions"][-1]["grow"] = grow
-            x = features(pipe, label + (f"-{retry}" if retry else ""), paths, dets, cache, args.flip)
+            tag = "" if args.landmarks == "plain" else f"-{args.landmarks}"
+            x = features(pipe, label + (f"-{retry}" if retry else "") + tag, paths, dets, cache, args.flip)
             c = np.sum(x[li] * x[ri], axis=1)
             cos[label], xs[label] = c, x
             m = evaluate_pairs(c, y, fold_ids=folds)

@@ -207,6 +207,7 @@ PIPELINE_KEYS: dict[str, tuple[type, ...] | None] = {
     "rec_threshold": (int, float, str), "rec_topk": (int,), "SubModules": (dict,),  # str: "auto"
     # facefeat's own knobs (same names as the FaceRecognitionPipeline arguments)
     "align": (str,), "flip": (bool,), "min_face_size": (int,), "nms_threshold": (int, float),
+    "landmarks": (str,),  # plain | mirror: facefeat.vision.refine
     "device": (str,), "num_threads": (int, type(None)),
     "events": (dict, type(None)),  # events out (MQTT, webhooks): facefeat.events.config.EventsConfig
     # PaddleX keys facefeat does not use

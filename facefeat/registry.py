@@ -99,32 +99,33 @@ def get_spec(name: str) -> ModelSpec:
     raise ModelNotFoundError(f"unknown model {name!r}; available: {', '.join(list_models())}")
 
 
-#: SFace's operating points on LFW, measured with ``python bench/lfw.py --calibrate`` (see there).
+#: SFace's operating points on LFW, measured with ``python bench/lfw.py --calibrate`` (see there),
+#: with the pipeline's default landmark placement (``landmarks="mirror"``, facefeat.vision.refine).
 _SFACE_THRESHOLDS: dict[str, Any] = (
     {'metric': 'cosine',
-     'verification': {'far=1e-2': {'threshold': 0.294241,
+     'verification': {'far=1e-2': {'threshold': 0.297484,
                                    'far': 0.01,
-                                   'tar': 0.99815,
-                                   'accuracy': 0.9905},
-                      'far=1e-3': {'threshold': 0.364687,
+                                   'tar': 0.9986,
+                                   'accuracy': 0.99117},
+                      'far=1e-3': {'threshold': 0.366941,
                                    'far': 0.001,
-                                   'tar': 0.99436,
-                                   'accuracy': 0.98683},
-                      'far=1e-4': {'threshold': 0.430574,
+                                   'tar': 0.9959,
+                                   'accuracy': 0.98883},
+                      'far=1e-4': {'threshold': 0.432236,
                                    'far': 0.0001,
-                                   'tar': 0.98409,
-                                   'accuracy': 0.97133},
-                      'best_accuracy': {'threshold': 0.31191, 'accuracy': 0.99083}},
+                                   'tar': 0.98797,
+                                   'accuracy': 0.97567},
+                      'best_accuracy': {'threshold': 0.332155, 'accuracy': 0.99233}},
      'identification': [{'gallery_size': 1680,
                          'impostor_probes': 4069,
                          'genuine_probes': 7484,
-                         'fpir=0.01': {'threshold': 0.477098, 'fpir': 0.00983, 'dir': 0.92638},
-                         'fpir=0.1': {'threshold': 0.424373, 'fpir': 0.09978, 'dir': 0.96219}},
+                         'fpir=0.01': {'threshold': 0.48248, 'fpir': 0.00983, 'dir': 0.93626},
+                         'fpir=0.1': {'threshold': 0.427328, 'fpir': 0.09978, 'dir': 0.96847}},
                         {'gallery_size': 100,
                          'impostor_probes': 4069,
                          'genuine_probes': 322,
-                         'fpir=0.01': {'threshold': 0.41394, 'fpir': 0.00983, 'dir': 0.95963},
-                         'fpir=0.1': {'threshold': 0.354717, 'fpir': 0.09978, 'dir': 0.97205}}],
+                         'fpir=0.01': {'threshold': 0.415598, 'fpir': 0.00983, 'dir': 0.96584},
+                         'fpir=0.1': {'threshold': 0.356992, 'fpir': 0.09978, 'dir': 0.97516}}],
      'data': {'name': 'LFW',
               'images': 13233,
               'no_face_centre_crop': 0,
@@ -135,8 +136,8 @@ _SFACE_THRESHOLDS: dict[str, Any] = (
               'identification': 'gallery: first image of each person with >= 2 images (or a random 100 '
                                 'of them); genuine probes: their other images; strangers: the 4,069 '
                                 'single-image people',
-              'measured': '2026-12-01'},
-     'source': 'bench/lfw.py --calibrate (YuNet score 0.5, 5-point align, no flip, SFace)'}
+              'measured': '2026-12-04'},
+     'source': 'bench/lfw.py --calibrate (YuNet score 0.5, landmarks mirror, 5-point align, no flip, SFace)'}
 )
 
 register(

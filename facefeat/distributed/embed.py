@@ -90,12 +90,13 @@ def _model_identity(model: str | None, weights: Any, model_dir: Any, backend: st
 
 def pipeline_settings(model: str, model_hash: str, dim: int, backend: str, precision: str | None,
                       det_threshold: float, nms_threshold: float, min_face_size: float, align: str,
-                      flip: bool) -> dict:
-    """Everything that changes the output rows; an output directory refuses other values."""
+                      flip: bool, landmarks: str = "mirror") -> dict:
+    """Everything that changes the output rows; an output directory refuses other values
+    (``landmarks``: the pipeline's landmark placement, facefeat.vision.refine)."""
     return {"model": model, "model_hash": model_hash, "dim": int(dim), "backend": backend,
             "precision": precision or "fp32", "det_threshold": float(det_threshold),
             "nms_threshold": float(nms_threshold), "min_face_size": float(min_face_size), "align": align,
-            "flip": bool(flip)}
+            "flip": bool(flip), "landmarks": landmarks}
 
 
 def _open_output(out: Path, settings: dict, shard_size: int | None) -> OutputDir:

@@ -110,7 +110,8 @@ class FaceEmbedder:
                                  batch_size=batch_size, num_threads=threads)
         self.pipe = FaceRecognitionPipeline(
             predictor=predictor, det_threshold=settings["det_threshold"], nms_threshold=settings["nms_threshold"],
-            min_face_size=settings["min_face_size"], align=settings["align"], flip=settings["flip"])
+            min_face_size=settings["min_face_size"], align=settings["align"], flip=settings["flip"],
+            landmarks=settings.get("landmarks", "plain"))
         self.model = predictor.model_name
         self.model_hash = model_hash
         self.schema = output_schema(dim)

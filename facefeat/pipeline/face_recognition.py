@@ -36,6 +36,7 @@ from facefeat.vision.align import ALIGN_MODES
 from facefeat.vision.choice import GALLERY_DOMINANCE, is_dominant
 from facefeat.vision.crops import check_face_crop
 from facefeat.vision.detector import YuNetDetector
+from facefeat.vision.refine import LandmarkRefiner, check_landmark_mode
 
 
 class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
@@ -47,7 +48,7 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
                  align: str = "align", rec_threshold: float | str = "auto", rec_topk: int = 5, flip: bool = False,
                  batch_size: int = 32, device: str = "cpu", num_threads: int | None = None,
                  index: Any = None, far: float | None = None, fpir: float | None = None,
-                 backend: str = "auto", precision: str = "auto"):
+                 backend: str = "auto", precision: str = "auto", landmarks: str = "mirror"):
         if align not in ALIGN_MODES:
             raise InputError(f"align must be one of {ALIGN_MODES}, got {align!r}")
         self.predictor = predictor or create_model(model if model_dir is None else None, weights,
@@ -60,6 +61,7 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
         self.nms_threshold = float(nms_threshold)
         self.min_face_size = int(min_face_size)
         self.align_mode = align
+        self.landmarks = check_landmark_mode(landmarks)  # how the 5 points are placed: facefeat.vision.refine
         #: a number, or "auto" / "best_accuracy": the model's calibrated operating point (see
         #: facefeat.thresholds); ``far``/``fpir`` choose which one
         self.rec_threshold = rec_threshold
@@ -73,10 +75,11 @@ class FaceRecognitionPipeline(FaceStages, GalleryIndexing):
         # one detector for every threshold (set per call) and every thread (a bounded pool inside)
         self.detector = YuNetDetector(score_threshold=self.det_threshold, nms_threshold=self.nms_threshold,
                                       min_face_size=self.min_face_size)
+        self.refiner = LandmarkRefiner(self.detector, self.landmarks)
 
     #: top-level config keys passed to the constructor as they are
     _CONFIG_ARGS = ("det_threshold", "rec_threshold", "rec_topk", "align", "flip", "min_face_size",
-                    "nms_threshold", "device", "num_threads", "index")
+                    "nms_threshold", "device", "num_threads", "index", "landmarks")
 
     @classmethod
     def from_config(cls, config: dict, **overrides: Any) -> "FaceRecognitionPipeline":

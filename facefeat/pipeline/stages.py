@@ -24,11 +24,12 @@ from facefeat.vision.retry import RetryDetector
 
 class FaceStages:
     """Detect, align and embed (a mixin of :class:`~facefeat.pipeline.face_recognition.FaceRecognitionPipeline`,
-    which sets ``predictor``, ``detector``, ``det_threshold``, ``align_mode`` and ``flip``)."""
+    which sets ``predictor``, ``detector``, ``refiner``, ``det_threshold``, ``align_mode`` and ``flip``)."""
 
     def detect(self, img: Any, det_threshold: float | None = None) -> list:
-        """Faces in one image (largest first) as ``Detection`` objects."""
-        return self.detector.detect(read_image(img), det_threshold)
+        """Faces in one image (largest first) as ``Detection`` objects (landmarks as ``landmarks`` says)."""
+        img = read_image(img)
+        return self.refiner.refine(img, self.detector.detect(img, det_threshold), det_threshold)
 
     def align(self, img: np.ndarray, detection) -> np.ndarray:
         """The face as the model takes it: its own ``face_crop`` (facefeat.vision.crops) where it
@@ -48,6 +49,8 @@ class FaceStages:
         threshold (:class:`~facefeat.vision.retry.RetryDetector`); returns ``(faces, path)``."""
         thr = self.det_threshold if det_threshold is None else float(det_threshold)
         dets, path = RetryDetector(self.detector, thr, lower_thresholds=(min(0.3, thr),)).detect_with_path(img)
+        if path["path"] == "default":  # the plain pass's faces; one the orientation check re-detected stays
+            dets = self.refiner.refine(img, dets, thr, keep=dets[:1] if {"orientation", "deroll"} & path.keys() else ())
         return order_faces(dets, img.shape[1], img.shape[0]), path
 
     def _detect_align(self, img: np.ndarray, thr: float, retry: bool = False) -> tuple[list, list[np.ndarray]]:
@@ -55,7 +58,8 @@ class FaceStages:
         if retry:
             dets, path = self.detect_retry(img, thr)
         else:
-            dets = order_faces(self.detector.detect(img, thr), img.shape[1], img.shape[0])
+            dets = self.refiner.refine(img, self.detector.detect(img, thr), thr)
+            dets = order_faces(dets, img.shape[1], img.shape[0])
         faces = [self.align(img, d) if not d.too_small else None for d in dets]
         if path is not None and path["path"] not in ("default", "none"):
             for d in dets:

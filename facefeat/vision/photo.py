@@ -31,10 +31,15 @@ class PhotoAligner:
     """Aligned crops of ``input_size`` (height, width) from photos; thread-safe, the detector is
     created on first use."""
 
-    def __init__(self, input_size: Sequence[int] = (112, 112), det_threshold: float = 0.5):
+    def __init__(self, input_size: Sequence[int] = (112, 112), det_threshold: float = 0.5,
+                 landmarks: str = "mirror"):
+        from facefeat.vision.refine import check_landmark_mode
+
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.det_threshold = float(det_threshold)
+        self.landmarks = check_landmark_mode(landmarks)  # placed as the pipeline does (vision.refine)
         self._detector = None
+        self._refiner = None
         self._lock = threading.Lock()
 
     def is_aligned(self, img: np.ndarray) -> bool:
@@ -47,7 +52,10 @@ class PhotoAligner:
             if self._detector is None:
                 from facefeat.vision.detector import YuNetDetector
 
+                from facefeat.vision.refine import LandmarkRefiner
+
                 self._detector = YuNetDetector(self.det_threshold)
+                self._refiner = LandmarkRefiner(self._detector, self.landmarks)
             return self._detector
 
     def has_face(self, img: np.ndarray) -> bool:
@@ -62,7 +70,8 @@ class PhotoAligner:
         from facefeat.vision.align import align
         from facefeat.vision.detector import central_face
 
-        det = central_face(self.detector.detect(img), img.shape[1], img.shape[0])
+        dets = self.detector.detect(img)
+        det = central_face(self._refiner.refine(img, dets), img.shape[1], img.shape[0])
         if det is None:
             return None
         h, w = self.input_size
