@@ -63,11 +63,15 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5, help="interleaved passes of each program")
     ap.add_argument("--model-dir", default=None, help="facefeat runs this model directory (e.g. an int8 build)")
     ap.add_argument("--model", default="SFace", help="facefeat's zoo model (the hand-written side stays SFace)")
+    ap.add_argument("--landmarks", default=None, help="facefeat's landmark mode (default: the pipeline's, 'mirror'; "
+                    "'plain' is one detection pass like the hand-written program)")
     args = ap.parse_args()
     need(LFW_DIR, "LFW")
     people = sorted(os.listdir(LFW_DIR))
     paths = [str(LFW_DIR / p / f) for p in people for f in sorted(os.listdir(LFW_DIR / p))][:: 7][: args.n]
     kw = {"model_dir": args.model_dir} if args.model_dir else {"model": args.model}
+    if args.landmarks:
+        kw["landmarks"] = args.landmarks
     pipe = create_pipeline("face_recognition", num_threads=THREADS, **kw)
     hand = HandWritten()
     programs = {
@@ -91,7 +95,7 @@ def main() -> None:
     hand_key = list(programs)[-1]
     print(f"{len(paths)} LFW images, {args.reps} interleaved passes, {THREADS} threads, "
           f"load {os.getloadavg()[0]:.1f}; facefeat runs {pipe.predictor.model_name} on "
-          f"{rt['backend']}/{rt['precision']}")
+          f"{rt['backend']}/{rt['precision']}, landmarks {pipe.landmarks}")
     print(f"{'program':54s} {'ms/img':>7s} {'cpu ms':>7s} {'speed-up':>9s} {'cpu ratio':>9s}")
     for k, (w, c) in ms.items():
         print(f"{k:54s} {w:7.2f} {c:7.2f} {ms[hand_key][0] / w:8.2f}x {ms[hand_key][1] / c:8.2f}x")
