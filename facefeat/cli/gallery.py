@@ -16,7 +16,8 @@ from facefeat.cli.table import INDEX_ACTIONS, command, index_action
 from facefeat.distributed import build_index_from_parquet
 from facefeat.distributed.bulk import FACE_MODES
 from facefeat.errors import InputError
-from facefeat.index import BACKENDS as INDEX_BACKENDS, check_model, create_index, edit_index, load_index, read_meta
+from facefeat.index import BACKENDS as INDEX_BACKENDS
+from facefeat.index import check_model, create_index, edit_index, load_index, read_meta
 from facefeat.index.common import METRIC_TYPES
 from facefeat.index.people import People
 from facefeat.index.persist import gallery_exists, open_index

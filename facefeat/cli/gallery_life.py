@@ -15,7 +15,7 @@ from typing import Any
 from facefeat.cli.output import Output, escape
 from facefeat.cli.table import index_action
 from facefeat.errors import InputError
-from facefeat.index import corrections as C
+from facefeat.index import corrections
 from facefeat.index.archive import export_archive, import_archive
 from facefeat.index.persist import open_existing_store, open_index
 from facefeat.results import _jsonable
@@ -159,10 +159,11 @@ def _correct(args: argparse.Namespace) -> int:
                            model_dir=args.model_dir, device=args.device)
     index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
     if args.is_label is not None:
-        _print(args, C.confirm_match(pipe, index, args.image, args.is_label, quality=args.quality, source=args.image))
+        _print(args, corrections.confirm_match(pipe, index, args.image, args.is_label, quality=args.quality,
+                                               source=args.image))
         return 0
     g = pipe.gallery_features([args.image], [args.not_label], strict=True, quality="off")
-    cid = C.reject_match(index, args.not_label, g.features[0], crop=g.records[0].crop, source=args.image)
+    cid = corrections.reject_match(index, args.not_label, g.features[0], crop=g.records[0].crop, source=args.image)
     _print(args, {"correction": cid, "kind": "not", "label": args.not_label})
     return 0
 
@@ -176,7 +177,8 @@ def _corrections_args(cs: argparse.ArgumentParser) -> None:
 @index_action("corrections", "list a gallery's corrections, or undo one (--undo ID)", _corrections_args)
 def _corrections(args: argparse.Namespace) -> int:
     index = open_index(args.index_dir)  # attached: each change is one transaction
-    _print(args, C.undo(index, args.undo) if args.undo is not None else C.list_corrections(index, args.label))
+    _print(args, corrections.undo(index, args.undo) if args.undo is not None
+           else corrections.list_corrections(index, args.label))
     return 0
 
 

@@ -27,7 +27,6 @@ def _recognize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--every-n", type=positive_int, default=1, help="video: detect every N-th frame, track in between")
     p.add_argument("--video-out", default=None, help="video: write the annotated video here (.mp4/.avi)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="video: stop after N processed frames")
-
     add_event_flags(p)
 
 

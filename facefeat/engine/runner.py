@@ -77,7 +77,7 @@ def run_check_dataset(cfg: Mapping, quiet: bool = False) -> int:
         status = "passed" if res.get("check_pass") else f"FAILED ({res.get('num_errors')} error(s))"
         print(f"dataset check {status}: {a.get('train_samples')} train images, {a.get('train_num_classes')} "
               f"classes, {a.get('val_samples')} val pairs; report: {out / 'check_dataset_result.json'}")
-
+        # file names and lines from the dataset: printed escaped
         for e in res.get("errors", [])[:20]:
             where = f"{e['file']}:{e['line']}" if e.get("line") is not None else e["file"]
             print(f"  error: {escape(where)}: {escape(e['message'])}", file=sys.stderr)
