@@ -50,6 +50,7 @@ from facefeat.config_schema import (
 )
 from facefeat.config_schema import PADDLEX_FACE_DETECTORS, PIPELINE_DETECTOR, PIPELINE_KEYS, SUBMODULE_KEYS
 from facefeat.errors import ConfigError
+from facefeat.events.config import EventsConfig
 from facefeat.registry import list_models
 from facefeat.utils import atomic_write_text
 
@@ -353,8 +354,6 @@ def load_pipeline_config(pipeline: str | os.PathLike | None = None, config: Mapp
             elif not isinstance(value, (str, os.PathLike)) and not hasattr(value, "search"):
                 raise ConfigError(f"{where}: index expects a saved index directory or None, got {value!r}")
         elif key == "events":
-            from facefeat.events.config import EventsConfig
-
             EventsConfig.from_mapping(value, f"{where}: events")  # checked here, built where it is used
         elif value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
             raise ConfigError(f"{where}: {key} expects {' or '.join(TYPE_NAMES.get(t, 'null') for t in types)}, "

@@ -5,9 +5,10 @@ Each module of this package holds one group of commands and registers them in th
 table (:data:`facefeat.cli.table.COMMANDS`) with ``@command``; :func:`build_parser` turns the table
 into the parser and :func:`main` runs it, with :func:`_guard` as the one failure reporter.
 
-The CLI is lazy: a command's library modules (and the library constants its choices come from) are
-imported by its configure function and its handler, and :func:`main` configures only the command it
-runs, so ``facefeat --help`` and light commands load no pipeline, index, torch, FAISS or OpenVINO.
+The CLI is lazy where it matters: a command's library modules that bring a heavy dependency
+(OpenCV, YAML, torch, FastAPI, ...: ``HEAVY`` in tests/test_layering.py) are imported by its configure
+function and its handler, pure-Python ones at the top, and :func:`main` configures only the command
+it runs, so ``facefeat --help`` and light commands load no pipeline, torch, OpenCV, FAISS or OpenVINO.
 """
 
 from __future__ import annotations

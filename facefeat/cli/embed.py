@@ -9,6 +9,9 @@ from pathlib import Path
 from facefeat.cli.options import inputs_of, model_args, pipeline_args, pipeline_of
 from facefeat.cli.output import Output, drain, escape, faces_line, feature_line, positive_int, report_doc
 from facefeat.cli.table import command
+from facefeat.distributed.manifest import OutputDir
+from facefeat.errors import InputError
+from facefeat.utils import atomic_path, atomic_write_json
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -50,9 +53,7 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
 
 @command("embed", "detect, align and embed every face of raw photos (JSON out)", _embed_args)
 def cmd_embed(args: argparse.Namespace) -> int:
-    from facefeat.errors import InputError
     from facefeat.io import expand_inputs
-    from facefeat.utils import atomic_write_json
 
     pipe, out = pipeline_of(args), Output.of(args)
     for item in expand_inputs(inputs_of(args)):
@@ -103,8 +104,6 @@ def cmd_embed_dataset(args: argparse.Namespace) -> int:
         path_column=args.path_column, label_column=args.label_column, progress=not args.no_progress and not args.json)
     out = Output.of(args)
     if report.errors:
-        from facefeat.distributed.manifest import OutputDir
-
         for path, why in OutputDir.open(args.out).failed_inputs(limit=50):
             out.fail(*((why,) if str(why).startswith(path) else (path, why)))  # the reader's errors name it
         if report.errors > 50:
@@ -149,7 +148,6 @@ def cmd_align(args: argparse.Namespace) -> int:
     import cv2
 
     from facefeat.io import iter_images
-    from facefeat.utils import atomic_path
     from facefeat.vision.align import align
     from facefeat.vision.detector import YuNetDetector
 

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from facefeat.cli.output import Output
 from facefeat.cli.table import command
+from facefeat.models.margins import LOSSES
 
 
 def _flatten(overrides: Sequence[Sequence[str]] | None) -> list[str]:
@@ -103,8 +104,6 @@ def _output_of(cfg) -> Path:
 
 
 def configure_train(p: argparse.ArgumentParser) -> None:
-    from facefeat.models.margins import LOSSES
-
     p.add_argument("dataset_dir", help="PaddleX face dataset: train/label.txt (+ val/pair_label.txt)")
     _common(p)
     p.add_argument("--epochs", type=int, default=None, help="Train.epochs_iters")

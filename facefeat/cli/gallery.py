@@ -13,7 +13,14 @@ from pathlib import Path
 from facefeat.cli.options import pipeline_args, pipeline_of
 from facefeat.cli.output import Output, escape, index_line, stats_line
 from facefeat.cli.table import INDEX_ACTIONS, command, index_action
+from facefeat.distributed import build_index_from_parquet
+from facefeat.distributed.bulk import FACE_MODES
 from facefeat.errors import InputError
+from facefeat.index import BACKENDS as INDEX_BACKENDS
+from facefeat.index import check_model, create_index, edit_index, load_index, read_meta
+from facefeat.index.common import METRIC_TYPES
+from facefeat.index.people import People
+from facefeat.index.persist import gallery_exists, open_index
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:
@@ -28,10 +35,6 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 # -- build -------------------------------------------------------------------------------------------
 def _build_args(b: argparse.ArgumentParser) -> None:
-    from facefeat.distributed.bulk import FACE_MODES
-    from facefeat.index import BACKENDS as INDEX_BACKENDS
-    from facefeat.index.common import METRIC_TYPES
-
     b.add_argument("--gallery", default=None, help="gallery root directory")
     b.add_argument("--from-parquet", default=None, metavar="DIR",
                    help="bulk-load 'facefeat embed-dataset' output instead of embedding a gallery")
@@ -64,8 +67,6 @@ def _build(args: argparse.Namespace) -> int:
     out = Output.of(args)
     kw = {"uri": args.milvus_uri} if args.index_backend == "milvus" and args.milvus_uri else {}
     if args.from_parquet:
-        from facefeat.distributed import build_index_from_parquet
-
         index, stats = build_index_from_parquet(args.from_parquet, backend=args.index_backend, metric_type=args.metric,
                                                 index_type=args.index_type, label_column=args.label_column,
                                                 label_map=args.label_map, skip_unlabelled=args.skip_unlabelled,
@@ -104,7 +105,6 @@ def _add_args(a: argparse.ArgumentParser) -> None:
 
 @index_action("add", "add gallery images to an index", _add_args)
 def _add(args: argparse.Namespace) -> int:
-    from facefeat.index import check_model, edit_index, read_meta
     from facefeat.pipeline.enrol import add_gallery
 
     out, pipe = Output.of(args), pipeline_of(args)
@@ -132,7 +132,6 @@ def _remove(args: argparse.Namespace) -> int:
         if args.ids:
             raise InputError("index remove: give ids or --label NAME, not both")
         return _people_change(args, "removed", lambda people: people.remove(args.label))
-    from facefeat.index import edit_index
     from facefeat.pipeline.face_recognition import FaceRecognitionPipeline
 
     if not args.ids:
@@ -154,8 +153,6 @@ def _index_dir_arg(p: argparse.ArgumentParser) -> None:
 
 @index_action("info", "describe an index", _index_dir_arg)
 def _info(args: argparse.Namespace) -> int:
-    from facefeat.index import load_index
-
     info = load_index(args.index_dir).info()
     Output.of(args).document(info, escape(
         f"{args.index_dir}: {info.get('count')} sample(s) of {info.get('num_labels')} people; "
@@ -165,9 +162,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _open_people(args: argparse.Namespace):
-    from facefeat.index.people import People
-    from facefeat.index.persist import open_index
-
     return People(open_index(args.index_dir))  # attached: each change is one transaction
 
 
@@ -209,10 +203,6 @@ def _enroll_args(en: argparse.ArgumentParser) -> None:
 
 @index_action("enroll", "enrol people from a folder gallery/<name>/*.jpg (creates the index)", _enroll_args)
 def _enroll(args: argparse.Namespace) -> int:
-    from facefeat.index import create_index
-    from facefeat.index.people import People
-    from facefeat.index.persist import gallery_exists, open_index
-
     out = Output.of(args)
     exists = gallery_exists(args.index_dir)
     pipe = pipeline_of(args)

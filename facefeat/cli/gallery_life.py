@@ -15,6 +15,10 @@ from typing import Any
 from facefeat.cli.output import Output, escape
 from facefeat.cli.table import index_action
 from facefeat.errors import InputError
+from facefeat.index import corrections
+from facefeat.index.archive import export_archive, import_archive
+from facefeat.index.persist import open_existing_store, open_index
+from facefeat.results import _jsonable
 
 _GALLERY_HELP = "gallery directory or postgresql:// URL"
 
@@ -22,8 +26,6 @@ _GALLERY_HELP = "gallery directory or postgresql:// URL"
 def _print(args: argparse.Namespace, obj: Any) -> None:
     """The CLI's one output convention (:mod:`facefeat.cli.output`): a one-line summary of ``obj``'s
     top-level figures by default, the whole document with ``--json``."""
-    from facefeat.results import _jsonable
-
     doc = _jsonable(dict(obj) if isinstance(obj, dict) else obj)
     if isinstance(doc, dict):
         parts = [f"{k} {v}" if not isinstance(v, (list, dict)) else f"{k} {len(v)}" for k, v in doc.items()
@@ -50,7 +52,6 @@ def _health_args(h: argparse.ArgumentParser) -> None:
                         "a score per person and a short list of fixes (JSON)", _health_args)
 def _health(args: argparse.Namespace) -> int:
     from facefeat.index.health import gallery_health
-    from facefeat.index.persist import open_existing_store
 
     thr = args.rec_threshold
     if thr not in ("auto", "best_accuracy"):
@@ -77,8 +78,6 @@ def _export_args(e: argparse.ArgumentParser) -> None:
 @index_action("export", "write a gallery to one archive file (people, samples, crops, features, model info, "
                         "checksums)", _export_args)
 def _export(args: argparse.Namespace) -> int:
-    from facefeat.index.archive import export_archive
-
     _print(args, export_archive(args.index_dir, args.out))
     return 0
 
@@ -92,8 +91,6 @@ def _import_args(i: argparse.ArgumentParser) -> None:
 @index_action("import", "restore an archive into a new gallery, or merge it by person into an existing one",
               _import_args)
 def _import(args: argparse.Namespace) -> int:
-    from facefeat.index.archive import import_archive
-
     rep = import_archive(args.archive, args.out, gallery=args.gallery)
     _print(args, rep)
     return 1 if rep.get("conflicts") else 0
@@ -155,8 +152,6 @@ def _correct_args(c: argparse.ArgumentParser) -> None:
 @index_action("correct", "'this is not NAME' (--not: a negative sample) or 'this is NAME' (--is: enrolled through "
                          "the quality policy); undo with 'corrections --undo ID'", _correct_args)
 def _correct(args: argparse.Namespace) -> int:
-    from facefeat.index import corrections as C
-    from facefeat.index.persist import open_index
     from facefeat.pipeline import create_pipeline
 
     index = open_index(args.index_dir)  # attached: each change is one transaction
@@ -164,10 +159,11 @@ def _correct(args: argparse.Namespace) -> int:
                            model_dir=args.model_dir, device=args.device)
     index.check_model(pipe.predictor.model_name, pipe.predictor.embedding_size)
     if args.is_label is not None:
-        _print(args, C.confirm_match(pipe, index, args.image, args.is_label, quality=args.quality, source=args.image))
+        _print(args, corrections.confirm_match(pipe, index, args.image, args.is_label, quality=args.quality,
+                                               source=args.image))
         return 0
     g = pipe.gallery_features([args.image], [args.not_label], strict=True, quality="off")
-    cid = C.reject_match(index, args.not_label, g.features[0], crop=g.records[0].crop, source=args.image)
+    cid = corrections.reject_match(index, args.not_label, g.features[0], crop=g.records[0].crop, source=args.image)
     _print(args, {"correction": cid, "kind": "not", "label": args.not_label})
     return 0
 
@@ -180,11 +176,9 @@ def _corrections_args(cs: argparse.ArgumentParser) -> None:
 
 @index_action("corrections", "list a gallery's corrections, or undo one (--undo ID)", _corrections_args)
 def _corrections(args: argparse.Namespace) -> int:
-    from facefeat.index import corrections as C
-    from facefeat.index.persist import open_index
-
     index = open_index(args.index_dir)  # attached: each change is one transaction
-    _print(args, C.undo(index, args.undo) if args.undo is not None else C.list_corrections(index, args.label))
+    _print(args, corrections.undo(index, args.undo) if args.undo is not None
+           else corrections.list_corrections(index, args.label))
     return 0
 
 
@@ -217,7 +211,6 @@ def _ids(text: str, what: str) -> list[int]:
                            "probe face; group, name or dismiss unknown faces; sweep", _sightings_args)
 def _sightings(args: argparse.Namespace) -> int:
     from facefeat.index import sightings as S
-    from facefeat.index.persist import open_index
 
     index = open_index(args.index_dir)
     if args.record or args.keep_unknown or args.retention_days is not None:

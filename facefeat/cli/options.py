@@ -7,12 +7,11 @@ import argparse
 from typing import Any
 
 from facefeat.cli.output import positive_int
+from facefeat.runtime.runners import BACKENDS, PRECISIONS
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
     """``--model --weights --model-dir --backend --precision --device --threads``."""
-    from facefeat.runtime.runners import BACKENDS, PRECISIONS
-
     p.add_argument("--model", default=None, help="zoo model name (default SFace); see 'facefeat models'")
     p.add_argument("--weights", default=None,
                    help="weights: a file (.pdparams, .onnx, .pt), a URL, a checkpoint folder or a zoo name")

@@ -20,6 +20,10 @@ import sys
 import unicodedata
 from typing import Any, TextIO
 
+from facefeat.results import BaseResult
+from facefeat.results import _jsonable as results_jsonable
+from facefeat.utils import json_safe
+
 #: Unicode categories printed as escapes: controls, format characters (bidi overrides, zero-width),
 #: line/paragraph separators, surrogates and unassigned code points
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
@@ -59,8 +63,6 @@ def _utf16(c: str) -> list[int]:
 
 
 def _jsonable(x: Any) -> Any:
-    from facefeat.results import BaseResult, _jsonable as results_jsonable
-
     if isinstance(x, BaseResult):
         return x.json["res"]
     x = results_jsonable(x)
@@ -71,8 +73,6 @@ def _jsonable(x: Any) -> Any:
 
 def dumps(doc: Any, indent: int | None = None) -> str:
     """``doc`` (results, numpy values, paths included) as terminal-safe JSON text; NaN -> null."""
-    from facefeat.utils import json_safe
-
     return _safe_json(json.dumps(json_safe(_jsonable(doc)), indent=indent, ensure_ascii=False, allow_nan=False))
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 from facefeat.cli.output import Output, drain, escape, positive_int
 from facefeat.cli.table import COMMANDS, command
 from facefeat.errors import ConfigError, FacefeatError, InputError
+from facefeat.utils import atomic_write_text
 
 
 def _get_pipeline_config_args(p: argparse.ArgumentParser) -> None:
@@ -23,7 +24,6 @@ def _get_pipeline_config_args(p: argparse.ArgumentParser) -> None:
          _get_pipeline_config_args)
 def cmd_get_pipeline_config(args: argparse.Namespace) -> int:
     from facefeat.config import pipeline_config_path
-    from facefeat.utils import atomic_write_text
 
     src = pipeline_config_path(args.pipeline)
     if src is None:

@@ -9,6 +9,10 @@ from pathlib import Path
 from facefeat.cli.options import inputs_of, pipeline_args, pipeline_of
 from facefeat.cli.output import Output, drain, escape, positive_int, recognition_line, verify_line, video_line
 from facefeat.cli.table import command
+from facefeat.errors import InputError
+from facefeat.events.cli import add_event_flags, open_hub
+from facefeat.events.feeds import recognitions, result_faces
+from facefeat.index import load_index
 
 
 def _recognize_args(p: argparse.ArgumentParser) -> None:
@@ -23,16 +27,12 @@ def _recognize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--every-n", type=positive_int, default=1, help="video: detect every N-th frame, track in between")
     p.add_argument("--video-out", default=None, help="video: write the annotated video here (.mp4/.avi)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="video: stop after N processed frames")
-    from facefeat.events.cli import add_event_flags
-
     add_event_flags(p)
 
 
 @command("recognize", "recognise the faces of photos, videos, streams (rtsp/http) or webcam:N against a gallery",
          _recognize_args)
 def cmd_recognize(args: argparse.Namespace) -> int:
-    from facefeat.events.cli import open_hub
-    from facefeat.index import load_index
     from facefeat.io.video import is_video_source
 
     pipe = pipeline_of(args)
@@ -50,8 +50,6 @@ def cmd_recognize(args: argparse.Namespace) -> int:
                 res.save_to_json(args.save_dir)
                 res.save_to_img(args.save_dir)
             if hub is not None:
-                from facefeat.events.feeds import recognitions, result_faces
-
                 recognitions(hub, str(res["input_path"]), result_faces(res), res.get("_img"),
                              res.get("operating_point"), presence=False)
         drain(out, failures)
@@ -75,8 +73,6 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 def cmd_verify(args: argparse.Namespace) -> int:
     index = None
     if args.index:
-        from facefeat.index import load_index
-
         index = load_index(args.index)
     res = pipeline_of(args).verify(args.img1, args.img2, person=args.person, index=index,
                                  rec_threshold=args.threshold, far=args.far)
@@ -87,8 +83,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _recognize_video(args: argparse.Namespace, pipe, index, hub=None) -> int:
     """JSON lines per frame and per finished track on stdout; achieved fps on stderr."""
     import time
-
-    from facefeat.errors import InputError
 
     if len(args.inputs) != 1:
         raise InputError(f"recognize: give one video source at a time, got {len(args.inputs)} inputs")
@@ -136,7 +130,6 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 @command("cluster", "group the faces of unlabeled photos into people (clusters.json, contact sheets)", _cluster_args)
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from facefeat.errors import InputError
     from facefeat.pipeline.cluster import ClusterResult, update_clusters
 
     if args.out:

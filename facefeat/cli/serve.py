@@ -6,6 +6,8 @@ import argparse
 
 from facefeat.cli.output import Output, escape
 from facefeat.cli.table import command
+from facefeat.events import cli as events_cli
+from facefeat.serving import options as serving_options
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
@@ -28,22 +30,16 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def _events_args(p: argparse.ArgumentParser) -> None:
-    from facefeat.events.cli import configure_cli
-
-    configure_cli(p)
+    events_cli.configure_cli(p)
 
 
 @command("events", "events out (MQTT, webhooks): 'test' sends a test event to every target, 'status'", _events_args)
 def cmd_events(args: argparse.Namespace) -> int:
-    from facefeat.events.cli import run_cli
-
-    return run_cli(args)
+    return events_cli.run_cli(args)
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    from facefeat.serving.options import configure_cli
-
-    configure_cli(p)
+    serving_options.configure_cli(p)
 
 
 @command("serve", "run the HTTP service (FastAPI + uvicorn) with the web page", _serve_args)

@@ -30,7 +30,7 @@ class CommandTable(dict):
                     only: Container[str] | None = None) -> dict[str, argparse.ArgumentParser]:
         """One sub-parser per entry (``describe``: the help is also its description), configured
         with its arguments - all of them, or ``only`` those named (the others stay empty, which is
-        enough for the list of commands: a command's modules are imported when it is configured)."""
+        enough for the list of commands: a command's heavy modules are imported when it is configured)."""
         out = {}
         for name, (help_, configure, _) in self.items():
             p = sub.add_parser(name, help=help_, **({"description": help_} if describe else {}))

@@ -17,14 +17,7 @@ from facefeat.data.formats import (
     read_pairs,
 )
 from facefeat.data.layout import DatasetLayout
-
-
-def __getattr__(name: str):  # lazy: the LFW demo builder is imported on first use
-    if name == "build_lfw_demo":
-        from facefeat.data.lfw_demo import build_lfw_demo
-
-        return build_lfw_demo
-    raise AttributeError(f"module 'facefeat.data' has no attribute {name!r}")
+from facefeat.data.lfw_demo import build_lfw_demo
 
 
 __all__ = [

@@ -32,8 +32,9 @@ import numpy as np
 
 from facefeat.data.formats import Problem, parse_label_file, parse_pair_label_file
 from facefeat.data.layout import DatasetLayout
-from facefeat.errors import InputError
+from facefeat.errors import DependencyError, InputError
 from facefeat.io.image import decode_image_bytes, image_header, read_image, read_image_file
+from facefeat.plots import save_histogram_png
 from facefeat.utils import atomic_dir, atomic_write_json
 
 __all__ = ["check_dataset", "inspect_image", "draw_histogram"]
@@ -125,9 +126,6 @@ def draw_histogram(counts_per_id: list[int], path: str | os.PathLike, title: str
 
     Returns ``bins``, ``identities`` and ``png`` (None when matplotlib is not installed).
     """
-    from facefeat.errors import DependencyError
-    from facefeat.plots import save_histogram_png
-
     counts = np.asarray(counts_per_id, dtype=np.int64)
     bins = _hist_bins(int(counts.max()) if counts.size else 1)
     heights = [int(((counts >= lo) & (counts <= hi)).sum()) for lo, hi in bins]

@@ -26,6 +26,7 @@ from typing import Iterator
 import numpy as np
 
 from facefeat.errors import DatasetError
+from facefeat.utils import atomic_write_text
 
 __all__ = [
     "Problem",
@@ -371,12 +372,8 @@ def read_pairs(path: str | os.PathLike, root: str | os.PathLike | None = None, f
 
 
 def write_label_file(path: str | os.PathLike, rows: list[tuple[str, int]]) -> None:
-    from facefeat.utils import atomic_write_text
-
     atomic_write_text(path, "".join(f"{p} {int(lab)}\n" for p, lab in rows))
 
 
 def write_pair_label_file(path: str | os.PathLike, rows: list[tuple[str, str, int]]) -> None:
-    from facefeat.utils import atomic_write_text
-
     atomic_write_text(path, "".join(f"{a} {b} {int(lab)}\n" for a, b, lab in rows))

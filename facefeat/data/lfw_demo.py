@@ -43,7 +43,11 @@ import numpy as np
 
 from facefeat.data.formats import read_pairs, write_label_file, write_pair_label_file
 from facefeat.errors import DatasetError, InputError
+from facefeat.io import read_image
 from facefeat.utils import atomic_dir, atomic_write_json
+from facefeat.vision import YuNetDetector
+from facefeat.vision.align import align_face, crop_face
+from facefeat.vision.detector import central_face
 
 __all__ = ["build_lfw_demo", "center_crop", "CENTER_BOX", "ALIGN_MODES"]
 
@@ -85,8 +89,6 @@ def _init_worker(mode: str, score_threshold: float, single_thread: bool = True) 
         cv2.setNumThreads(1)
     _MODE = mode
     if mode != "center":
-        from facefeat.vision import YuNetDetector  # lazy: vision is optional for "center"
-
         _DETECTOR = YuNetDetector(score_threshold=score_threshold)
     else:
         _DETECTOR = None
@@ -94,12 +96,8 @@ def _init_worker(mode: str, score_threshold: float, single_thread: bool = True) 
 
 def _face(img: np.ndarray, mode: str, detector) -> tuple[np.ndarray, str]:
     if mode != "center" and detector is not None:
-        from facefeat.vision.detector import central_face
-
         det = central_face(list(detector.detect(img)), img.shape[1], img.shape[0])
         if det is not None:
-            from facefeat.vision.align import align_face, crop_face
-
             if mode == "align":
                 return align_face(img, np.asarray(det.landmarks, dtype=np.float32), size=112), "align"
             return crop_face(img, det.box, size=112), "crop"
@@ -111,8 +109,6 @@ def _process(job: tuple[str, str]) -> tuple[str, str, str | None]:
 
     src, dst = job
     try:
-        from facefeat.io import read_image
-
         img = read_image(src)
         face, how = _face(img, _MODE, _DETECTOR)
         ok, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

@@ -13,27 +13,24 @@ Ray until the Ray engine runs.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
+
+from facefeat.distributed.bulk import build_index_from_parquet, iter_parquet_features
+from facefeat.distributed.manifest import OutputDir
 
 __all__ = ["EmbedReport", "OutputDir", "build_index_from_parquet", "embed_dataset", "iter_parquet_features",
            "list_inputs", "read_embeddings"]
 
+#: public name -> the module that defines it (imported lazily: embedding and reading inputs import
+#: OpenCV, through facefeat.io)
+_LAZY = {"EmbedReport": "facefeat.distributed.embed", "embed_dataset": "facefeat.distributed.embed",
+         "read_embeddings": "facefeat.distributed.embed", "list_inputs": "facefeat.distributed.inputs"}
 
-def __getattr__(name: str) -> Any:  # lazy: pyarrow / ray are imported when used
-    if name in ("EmbedReport", "embed_dataset", "read_embeddings"):
-        from facefeat.distributed import embed
 
-        return getattr(embed, name)
-    if name in ("build_index_from_parquet", "iter_parquet_features"):
-        from facefeat.distributed import bulk
-
-        return getattr(bulk, name)
-    if name == "OutputDir":
-        from facefeat.distributed.manifest import OutputDir
-
-        return OutputDir
-    if name == "list_inputs":
-        from facefeat.distributed.inputs import list_inputs
-
-        return list_inputs
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'facefeat.distributed' has no attribute {name!r}")

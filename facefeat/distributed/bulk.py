@@ -26,6 +26,7 @@ import numpy as np
 from facefeat.distributed.manifest import OutputDir
 from facefeat.distributed.stages import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, STATUS_SMALL
 from facefeat.errors import InputError
+from facefeat.index import create_index
 
 log = logging.getLogger("facefeat")
 
@@ -162,8 +163,6 @@ def build_index_from_parquet(out: str | os.PathLike, *, backend: str = "faiss", 
     so a query with another model is refused. Save it with ``index.save(dir)``. ``flags``: see
     :func:`iter_parquet_features`.
     """
-    from facefeat.index import create_index
-
     od = OutputDir.open(out)
     model, dim = od.manifest["model"], od.dim
     if index is None:

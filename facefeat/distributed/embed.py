@@ -26,8 +26,11 @@ from typing import Any, Iterable, Sequence
 from facefeat.distributed.inputs import list_inputs
 from facefeat.distributed.manifest import (FORMAT_NAME, FORMAT_VERSION, OutputDir, manifest_path, shard_file,
                                           write_table_atomic)
-from facefeat.distributed.stages import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, FaceEmbedder, decode_batch
+from facefeat.distributed.stages import (STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, FaceEmbedder, decode_batch,
+                                        output_schema)
 from facefeat.errors import InputError, require
+from facefeat.io.files import file_sha256
+from facefeat.weights.resolver import resolve
 
 log = logging.getLogger("facefeat")
 
@@ -72,7 +75,6 @@ def _model_identity(model: str | None, weights: Any, model_dir: Any, backend: st
     """Load the model once in the driver (CPU): canonical name, dim and a hash of its weights.
     This also fills the model cache before workers start, so they do not convert it concurrently."""
     from facefeat.predict.predictor import create_model
-    from facefeat.io.files import file_sha256
 
     pred = create_model(model if model_dir is None else None, weights, model_dir=model_dir, backend=backend,
                         precision=precision or "auto", device="cpu", num_threads=1)
@@ -80,7 +82,6 @@ def _model_identity(model: str | None, weights: Any, model_dir: Any, backend: st
     if not h:
         src = getattr(pred.runner, "path", None)
         if src is None:  # the torch backend: hash the weights file it was built from
-            from facefeat.weights.resolver import resolve
 
             src = resolve(weights, pred.model_name).path
         h = file_sha256(src)[:16]
@@ -341,8 +342,6 @@ def read_embeddings(out: str | os.PathLike, columns: Iterable[str] | None = None
     files = od.shard_files()
     cols = list(columns) if columns is not None else None
     if not files:
-        from facefeat.distributed.stages import output_schema
-
         schema = output_schema(od.dim)
         return schema.empty_table() if cols is None else pa.schema([schema.field(c) for c in cols]).empty_table()
     return pa.concat_tables(pq.read_table(f, columns=cols) for f in files)

@@ -19,8 +19,9 @@ import os
 import re
 from pathlib import Path
 
-from facefeat.errors import InputError
+from facefeat.errors import InputError, require
 from facefeat.io import IMAGE_EXTENSIONS
+from facefeat.io.walk import list_image_files
 
 log = logging.getLogger("facefeat")
 
@@ -41,8 +42,6 @@ def _absolute(p: str, base: Path) -> str:
 
 
 def _from_dir(root: Path) -> list[tuple[str, str | None]]:
-    from facefeat.io.walk import list_image_files
-
     out = []
     for p in list_image_files(root, IMAGE_EXTENSIONS, recursive=True, hidden=False):
         out.append((os.path.abspath(p), p.parent.name if p.parent != root else None))
@@ -65,8 +64,6 @@ def _from_text(path: Path) -> list[tuple[str, str | None]]:
 
 
 def _from_table(path: Path, path_column: str, label_column: str | None) -> list[tuple[str, str | None]]:
-    from facefeat.errors import require
-
     require("pyarrow", "distributed", "Reading a Parquet/CSV table of images")
     try:
         if path.suffix.lower() == ".csv":

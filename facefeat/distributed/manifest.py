@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from facefeat.distributed.stages import STATUS_ERROR, plan_schema
 from facefeat.errors import InputError
 from facefeat.utils import atomic_path, atomic_write_json
 
@@ -232,8 +233,6 @@ class OutputDir:
         """Plan new inputs (already sorted, none planned before) as new shards; returns the segment."""
         import pyarrow as pa
 
-        from facefeat.distributed.stages import plan_schema
-
         segs = self.manifest.setdefault("segments", [])
         first_index = sum(int(s["count"]) for s in segs)
         first_shard = self.num_shards
@@ -257,8 +256,6 @@ class OutputDir:
     def failed_inputs(self, limit: int = 100) -> list[tuple[str, str]]:
         """``(path, error)`` of the first ``limit`` images that could not be read, over the finished shards."""
         import pyarrow.parquet as pq
-
-        from facefeat.distributed.stages import STATUS_ERROR
 
         out: list[tuple[str, str]] = []
         for f in self.shard_files():

@@ -20,15 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from facefeat.errors import FacefeatError
+from facefeat.errors import FacefeatError, require
 
 PLAN_COLUMNS = ("index", "shard", "path", "label")
 STATUS_OK, STATUS_SMALL, STATUS_NO_FACE, STATUS_ERROR = "ok", "too_small", "no_face", "error"
 
 
 def _pa():
-    from facefeat.errors import require
-
     return require("pyarrow", "distributed", "embed_dataset's Parquet output")
 
 

@@ -42,6 +42,7 @@ from facefeat.runtime.model_dir import ModelMeta
 from facefeat.runtime.torch_runner import TorchRunner
 from facefeat.thresholds import store_thresholds
 from facefeat.utils import atomic_write_json, json_safe, l2_normalize
+from facefeat.vision.photo import PhotoAligner, check_align_mode, not_aligned_warning
 from facefeat.weights import resolver
 
 log = logging.getLogger("facefeat")
@@ -128,8 +129,6 @@ def embed_images(predictor: Any, paths: Sequence[str], batch_size: int = 64, pro
     without a face are embedded resized. ``stats`` receives the counts (``aligned``, ``no_face``)."""
     aligner = None
     if align_photos:
-        from facefeat.vision.photo import PhotoAligner
-
         aligner = PhotoAligner(getattr(getattr(predictor, "meta", None), "input_size", (112, 112)))
     n = len(paths)
     dim = int(predictor.embedding_size)
@@ -255,8 +254,6 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
     reports ``photos_aligned`` / ``photos_without_face``; ``"warn"`` / ``"off"`` resize them (with /
     without a warning).
     """
-    from facefeat.vision.photo import check_align_mode
-
     check_align_mode(align)
     ps = _pairset(pairs_path, root)
     if not len(ps):
@@ -272,8 +269,6 @@ def evaluate_pairs_file(predictor_or_model: Any, pairs_path: str | os.PathLike |
         log.warning("%s: no face found in %d photo(s) (first: %s); they were embedded resized, not aligned",
                     ps.path, photo_stats["no_face"], photo_stats["no_face_paths"][0])
     if align == "warn" and len(images):
-        from facefeat.vision.photo import PhotoAligner, not_aligned_warning
-
         size = getattr(getattr(predictor, "meta", None), "input_size", (112, 112))
         first = read_image(images[0])
         if not PhotoAligner(size).is_aligned(first):

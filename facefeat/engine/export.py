@@ -24,6 +24,7 @@ from facefeat.predict.predictor import preprocess_images
 from facefeat.registry import ModelSpec, get_spec
 from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta
 from facefeat.runtime.onnx_runner import OrtRunner
+from facefeat.runtime.torch_build import build_torch_model, export_onnx
 from facefeat.utils import atomic_write_json
 from facefeat.weights import resolver
 from facefeat.weights.ref import WeightsRef
@@ -70,8 +71,6 @@ def verify_onnx(model, onnx_path: str | os.PathLike, spec: ModelSpec, batch_size
 def export_model(model_name: str, weight_path: str | os.PathLike | None, out_dir: str | os.PathLike,
                  opset: int = 17, verify: bool = True) -> dict:
     """Build ``model_name`` with ``weight_path`` in PyTorch and export it to ``out_dir``."""
-    from facefeat.runtime.torch_build import build_torch_model, export_onnx  # needs torch
-
     t0 = time.perf_counter()
     spec, ref = resolve_export_weights(get_spec(model_name), weight_path)
     path, fmt = ref.path, ref.format

@@ -27,6 +27,7 @@ import numpy as np
 
 from facefeat.errors import InputError, WeightsError
 from facefeat.runtime.preprocess import Preprocess
+from facefeat.utils import atomic_dir
 
 #: preset -> (channel order, mean, std) on 0..255 pixels
 PRESETS: dict[str, tuple[str, float, float]] = {
@@ -151,7 +152,6 @@ def import_model(src: str | os.PathLike, out: str | os.PathLike, preset: str | N
     """Write ``out`` (a model directory) for the ONNX file ``src``; returns what was decided."""
     onnx = _onnx()
     from facefeat.runtime.model_dir import MODEL_FILE, ModelMeta, write_model_meta
-    from facefeat.utils import atomic_dir
     from facefeat.weights.sources import file_sha256
 
     path = Path(src)

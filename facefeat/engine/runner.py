@@ -31,7 +31,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping
 
+from facefeat.cli.output import Output, escape, feature_line
 from facefeat.config import Config, as_config, save_config
+from facefeat.engine.distributed import in_torchrun, launch, parse_device, single_device
 from facefeat.errors import ConfigError
 
 __all__ = [
@@ -75,8 +77,7 @@ def run_check_dataset(cfg: Mapping, quiet: bool = False) -> int:
         status = "passed" if res.get("check_pass") else f"FAILED ({res.get('num_errors')} error(s))"
         print(f"dataset check {status}: {a.get('train_samples')} train images, {a.get('train_num_classes')} "
               f"classes, {a.get('val_samples')} val pairs; report: {out / 'check_dataset_result.json'}")
-        from facefeat.cli.output import escape  # file names and lines from the dataset: printed escaped
-
+        # file names and lines from the dataset: printed escaped
         for e in res.get("errors", [])[:20]:
             where = f"{e['file']}:{e['line']}" if e.get("line") is not None else e["file"]
             print(f"  error: {escape(where)}: {escape(e['message'])}", file=sys.stderr)
@@ -107,7 +108,6 @@ def predict_model_dir(model_dir: str | None, output: str | os.PathLike) -> str |
 
 
 def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
-    from facefeat.engine.distributed import single_device
     from facefeat.predict.predictor import create_model
 
     cfg = as_config(cfg)
@@ -117,7 +117,6 @@ def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
     kw = {"device": single_device(g.device), "batch_size": p.batch_size, "flip": p.flip}
     model_dir = predict_model_dir(p.model_dir, g.output)
     model = create_model(model_dir=model_dir, **kw) if model_dir else create_model(g.model, **kw)
-    from facefeat.cli.output import Output, feature_line
 
     out, failures = Output(quiet=quiet), []
     for res in model.predict(p.input, errors="warn", failures=failures):
@@ -129,8 +128,6 @@ def run_predict_mode(cfg: Mapping, quiet: bool = False) -> int:
 
 
 def _run_train(cfg: Config, quiet: bool) -> int:
-    from facefeat.engine.distributed import in_torchrun, launch, parse_device
-
     dev = parse_device(cfg.Global.device)
     if dev.nproc > 1 and not in_torchrun():  # one process per device: run the saved config under torchrun
         path = save_used_config(cfg)

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.plots import save_roc_png as _plot
 
 __all__ = [
     "accuracy_at",
@@ -310,6 +311,4 @@ def save_roc_png(metrics: Mapping, path: str | os.PathLike, title: str = "ROC", 
     EER and TAR@FAR=1e-3 of each curve; the EER and the TAR at FAR 1e-3 / 1e-2 are marked
     (:func:`facefeat.plots.save_roc_png`).
     """
-    from facefeat.plots import save_roc_png as _plot
-
     return _plot(_curves(metrics), path, title=title, size=size)

@@ -13,12 +13,14 @@ from typing import Any, Iterable
 
 from facefeat.errors import ConfigError
 from facefeat.events.config import SNAPSHOTS, EventsConfig
+from facefeat.events.hub import EventHub, build_targets
+from facefeat.events.outbox import Outbox
+from facefeat.events.types import Event
+from facefeat.utils import cache_dir
 
 
 def default_outbox() -> Path:
     """``<facefeat home>/events/outbox.sqlite``: the outbox of ``recognize`` unless configured."""
-    from facefeat.utils import cache_dir
-
     return cache_dir() / "events" / "outbox.sqlite"
 
 
@@ -76,7 +78,6 @@ def open_hub(args: argparse.Namespace, people: Iterable[str] = (), sources: Iter
     cfg = config_from_args(args)
     if not cfg.enabled:
         return None
-    from facefeat.events.hub import EventHub
 
     return EventHub.open(cfg, outbox=cfg.outbox or default_outbox(), people=people, sources=sources)
 
@@ -98,8 +99,6 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from facefeat.events.outbox import Outbox
-
     path = Path(args.events_outbox or default_outbox())
     if not path.is_file():
         raise ConfigError(f"events outbox {path}: no such file")
@@ -113,9 +112,6 @@ def _status(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     """Connect each target (a start error is that target's answer) and send it one test event."""
-    from facefeat.events.hub import build_targets
-    from facefeat.events.types import Event
-
     cfg = config_from_args(args)
     if not cfg.enabled:
         raise ConfigError("events test: no target configured; give --mqtt and/or --webhook (or --events-config)")

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
 from facefeat.errors import ConfigError
+from facefeat.events.types import redact
 
 ENV_WEBHOOK_SECRET = "FACEFEAT_WEBHOOK_SECRET"
 ENV_MQTT_PASSWORD = "FACEFEAT_MQTT_PASSWORD"
@@ -154,8 +155,6 @@ class EventsConfig:
 def check_url(url: str, schemes: tuple[str, ...], what: str) -> None:
     """A ConfigError naming ``url`` (password hidden) unless it has one of ``schemes``, a host and
     a valid port."""
-    from facefeat.events.types import redact
-
     shown = redact(url)
     try:
         p = urlsplit(url)

@@ -21,9 +21,11 @@ from typing import Any, Iterable
 
 from facefeat.errors import ConfigError
 from facefeat.events.config import EventsConfig
+from facefeat.events.mqtt import MqttTarget
 from facefeat.events.outbox import Outbox
 from facefeat.events.presence import Presence
 from facefeat.events.types import DeliveryError, Event, redact
+from facefeat.events.webhook import WebhookTarget
 
 log = logging.getLogger("facefeat.events")
 BATCH = 32
@@ -33,12 +35,8 @@ def build_targets(cfg: EventsConfig) -> list:
     """The configured targets, not yet connected (MQTT first, then each webhook)."""
     targets: list = []
     if cfg.mqtt:
-        from facefeat.events.mqtt import MqttTarget
-
         targets.append(MqttTarget(cfg))
     if cfg.webhooks:
-        from facefeat.events.webhook import WebhookTarget
-
         secret = cfg.secret()
         if not secret:
             raise ConfigError(f"webhooks ({', '.join(redact(u) for u in cfg.webhooks)}) need a signing secret: "

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from facefeat.events.config import EventsConfig
+from facefeat.events.feeds import gallery_changes, recognitions, result_faces
+from facefeat.events.hub import EventHub, build_targets
 
 log = logging.getLogger("facefeat.events")
 SOURCE_HEADER = "x-facefeat-source"
@@ -36,7 +38,6 @@ def check_targets(settings: Any) -> None:
     cfg = service_config(settings)
     if not cfg.enabled:
         return
-    from facefeat.events.hub import build_targets
 
     for t in build_targets(cfg):
         try:
@@ -51,7 +52,6 @@ def open_for_service(settings: Any, store: Any) -> Optional[Any]:
     cfg = service_config(settings)
     if not cfg.enabled:
         return None
-    from facefeat.events.hub import EventHub
 
     people: set[str] = set()
     for key in store.keys():
@@ -80,7 +80,6 @@ def changed(hub: Any, key: str, before: Optional[Iterable[str]], after: Any) -> 
     ``after`` is the labels or the index."""
     if hub is None:
         return
-    from facefeat.events.feeds import gallery_changes
 
     if hasattr(after, "labels"):
         after = after.labels().values()
@@ -97,7 +96,6 @@ def recognized(hub: Any, request: Any, index_key: Optional[str], faces: list, im
     """Events for one infer answer (``faces``: its ``bbox``/``recResults`` list)."""
     if hub is None:
         return
-    from facefeat.events.feeds import recognitions, result_faces
 
     recognitions(hub, source_of(request), result_faces({"faces": faces}), image, op, gallery=index_key)
 

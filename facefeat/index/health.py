@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from facefeat.registry import get_spec
 from facefeat.results import BaseResult
 from facefeat.thresholds import is_match, resolve_threshold
 
@@ -49,8 +50,6 @@ def gallery_thresholds(meta: Mapping, thresholds: Mapping | None = None) -> dict
     if isinstance(meta.get("thresholds"), Mapping):
         return dict(meta["thresholds"])
     try:
-        from facefeat.registry import get_spec
-
         rec = get_spec(str(meta.get("model_name"))).thresholds
         return dict(rec) if rec else None
     except Exception:  # noqa: BLE001 - not a zoo model: uncalibrated

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from facefeat.utils import current_umask
+
 log = logging.getLogger("facefeat")
 
 SNAPSHOT = "gallery.hnsw"
@@ -48,8 +50,6 @@ def write(index: Any, store: Any) -> None:
     if paths is None or not wanted(index):
         return
     import faiss
-
-    from facefeat.utils import current_umask
 
     snap, side = paths
     try:

@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any, Mapping
 
+from facefeat.config import load_pipeline_config
 from facefeat.pipeline.face_recognition import FaceRecognitionPipeline
 from facefeat.pipeline.result import FaceRecResult
 
@@ -26,8 +27,6 @@ def create_pipeline(pipeline: str | os.PathLike | None = None, *, config: Mappin
     ``engine``, ``engine_config``, ``pp_option``, ``use_hpip`` and ``hpi_config`` are accepted and
     ignored (logged).
     """
-    from facefeat.config import load_pipeline_config
-
     paddle_only = {"engine": engine, "engine_config": engine_config, "pp_option": pp_option,
                    "use_hpip": use_hpip, "hpi_config": hpi_config}
     for name, value in paddle_only.items():

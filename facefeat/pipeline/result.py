@@ -10,6 +10,7 @@ import numpy as np
 
 from facefeat.results import BaseResult
 from facefeat.utils import atomic_path
+from facefeat.vision.draw import draw_faces
 
 
 class FaceRecResult(BaseResult):
@@ -23,8 +24,6 @@ class FaceRecResult(BaseResult):
 
     def draw(self) -> np.ndarray:
         """The input image (BGR) with boxes, landmarks and the top-1 label (or "Unknown") drawn."""
-        from facefeat.vision.draw import draw_faces
-
         return draw_faces(self["_img"], self["boxes"])
 
     @property

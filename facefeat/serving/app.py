@@ -51,6 +51,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Optional
 
+from facefeat import __version__
 from facefeat.errors import InputError, require
 
 require("fastapi", "serve", "facefeat serve")
@@ -130,8 +131,6 @@ def _load_quietly(svc: Service) -> None:
 
 def _version() -> str:
     try:
-        from facefeat import __version__
-
         return __version__
     except Exception:  # pragma: no cover
         return "0"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from facefeat.errors import InputError
+from facefeat.utils import cache_dir
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 25_000_000  # 5000 x 5000
@@ -142,8 +143,6 @@ class Settings:
                                 allowed_hosts=list(self.allowed_hosts),
                                 url_allowed_networks=list(self.url_allowed_networks))
         if not s.storage_dir:
-            from facefeat.utils import cache_dir
-
             s.storage_dir = str(cache_dir() / "serve")
         s.storage_dir = str(Path(s.storage_dir).expanduser().resolve())
         env = os.environ.get(ENV_API_KEYS, "")

@@ -14,6 +14,9 @@ from typing import Annotated, Any, Generic, Literal, Optional, TypeVar, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from facefeat.errors import InputError
+from facefeat.index.types import parse_index_type
+
 T = TypeVar("T")
 
 #: positions of a request's images already enrolled for that person (not added again; their id is the existing sample's)
@@ -120,9 +123,6 @@ class BuildIndexRequest(_Body):
     @field_validator("indexType")
     @classmethod
     def _index_type(cls, v: Optional[str]) -> Optional[str]:
-        from facefeat.errors import InputError
-        from facefeat.index.types import parse_index_type
-
         if v is None:
             return v
         try:  # the one parser of index types (the pattern above only documents it)

@@ -17,8 +17,12 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from facefeat.errors import FacefeatError, InputError, LimitError
+from facefeat.events.serving import open_for_service
+from facefeat.index.labels import normalize_label
+from facefeat.io.fetch import fetch_url
 from facefeat.io.image import decode_image_bytes, image_size
 from facefeat.registry import get_spec
+from facefeat.serving.batching import BatchingPredictor
 from facefeat.serving.budget import FairSlots, RequestBudget
 from facefeat.serving.errors import NotReady, ServiceBusy, ServingError
 from facefeat.serving.options import Settings
@@ -59,7 +63,6 @@ class Service:
         self._slots = FairSlots(1, 1)  # sized in load()
         self._fetch_slots = threading.BoundedSemaphore(settings.url_fetch_concurrency)
         self.started = time.time()
-        from facefeat.events.serving import open_for_service
 
         self.events = open_for_service(settings, self.store)  # None without --mqtt/--webhook; errors now, at start
 
@@ -114,7 +117,6 @@ class Service:
         requests' faces embedded together), or as it is with ``batch_window_ms`` 0."""
         if self.settings.batch_window_ms <= 0:
             return predictor
-        from facefeat.serving.batching import BatchingPredictor
 
         batched = BatchingPredictor(predictor, self.settings.batch_window_ms, self.settings.batch_max)
         self._batchers.append(batched)
@@ -175,8 +177,6 @@ class Service:
     # -- inputs ------------------------------------------------------------------------------------
     def fetch(self, url: str, what: str) -> bytes:
         """Download an image URL in the fetch pool (at most ``url_fetch_concurrency`` at once)."""
-        from facefeat.io.fetch import fetch_url
-
         s = self.settings
         if not s.allow_url_images:
             raise InputError(f"{what}: image URLs are disabled on this server (start it with "
@@ -243,7 +243,6 @@ class Service:
         if len(pairs) > limit:
             raise LimitError(f"{field} holds {len(pairs)} images, above the limit of {limit} per request "
                              "(max_build_images); send them in several requests")
-        from facefeat.index.labels import normalize_label
 
         budget = budget or self.budget()
         encoded, labels, names = [], [], []

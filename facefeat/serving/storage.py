@@ -31,6 +31,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from facefeat.errors import FaceIndexError, InputError
+from facefeat.index import legacy, open_index
+from facefeat.index.people import People
+from facefeat.index.pg_store import list_galleries, redact
+from facefeat.index.store import is_store_url
+from facefeat.index.store_factory import open_store
 from facefeat.serving.errors import NotFound
 
 log = logging.getLogger("facefeat.serving")
@@ -67,8 +72,6 @@ class IndexStore:
 
     def __init__(self, root: str | os.PathLike, backend: str = "faiss", milvus_uri: str | None = None,
                  store_url: str | None = None):
-        from facefeat.index.store import is_store_url
-
         backend = str(backend).lower()
         if backend not in ("faiss", "milvus"):
             raise InputError(f"index backend {backend!r} is not supported; use 'faiss' or 'milvus'")
@@ -92,7 +95,6 @@ class IndexStore:
     def _where(self) -> str:
         if self.store_url is None:
             return "sqlite"
-        from facefeat.index.pg_store import redact
 
         return redact(self.store_url)
 
@@ -120,8 +122,6 @@ class IndexStore:
 
     def _exists(self, key: str) -> bool:
         if self.store_url is not None:
-            from facefeat.index.store_factory import open_store
-
             with open_store(self.store_url, check_key(key)) as s:
                 return s.exists()
         d = self.path(key)
@@ -129,8 +129,6 @@ class IndexStore:
 
     def _migrate_old(self, key: str) -> None:
         """A gallery of an earlier version: into gallery.db, with its thumbnails as crops."""
-        from facefeat.index import legacy
-
         d = self.path(key)
         if self.store_url is None and legacy.is_legacy(d):
             thumbs = self.thumb_root / key
@@ -157,8 +155,6 @@ class IndexStore:
         with lock:  # one thread opens a gallery; the others wait for it
             index = self._cache.get(key)
             if index is None:
-                from facefeat.index import open_index
-
                 if not self._exists(key):
                     raise IndexNotFound(f"indexKey {key}: no such index (build one with "
                                         "/face-recognition-index-build)")
@@ -178,8 +174,6 @@ class IndexStore:
 
     def samples(self, key: str) -> dict:
         """The per-sample figures of gallery ``key`` (by id)."""
-        from facefeat.index.people import People
-
         return People(self.get(key)).samples
 
     # -- changing ----------------------------------------------------------------------------------
@@ -217,8 +211,6 @@ class IndexStore:
     def people(self, key: str) -> Iterator[Any]:
         """Gallery ``key`` as a :class:`~facefeat.index.people.People` view; each change in the
         block is one transaction (nothing to save after)."""
-        from facefeat.index.people import People
-
         yield People(self.get(key))
 
     @contextmanager
@@ -243,8 +235,6 @@ class IndexStore:
             except Exception as exc:  # the gallery goes anyway; the collection is then orphaned
                 log.warning("index %s: dropping its Milvus collection failed: %s", key, exc)
         if self.store_url is not None:
-            from facefeat.index.store_factory import open_store
-
             with open_store(self.store_url, key) as s:
                 s.drop()
             return
@@ -259,8 +249,6 @@ class IndexStore:
     # -- listing -----------------------------------------------------------------------------------
     def keys(self) -> list[str]:
         if self.store_url is not None:
-            from facefeat.index.pg_store import list_galleries
-
             return sorted(k for k in list_galleries(self.store_url) if KEY_RE.fullmatch(k))
         try:
             names = os.listdir(self.index_root)
