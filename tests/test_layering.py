@@ -281,7 +281,6 @@ def test_index_package_layers():
     assert not up, "index modules importing from a higher layer of the package:\n" + "\n".join(up)
 
 
-
 #: third-party packages that are slow to import or optional (an extra, or a native library): the
 #: only reason for a function-level import of a facefeat module is to defer one of these (issue 23).
 #: numpy is not here: every facefeat module needs it and ``facefeat.registry`` imports it anyway.
@@ -293,22 +292,6 @@ HEAVY: frozenset[str] = frozenset({
     "ray", "pyarrow", "pandas",  # distributed embedding
     "matplotlib", "sklearn", "scipy", "tqdm", "yaml", "paho", "mkdocs", "playwright",
 })
-
-#: function-level imports that defer no HEAVY package, (module, target), "facefeat." left out: being
-#: edited concurrently; the lead fixes at merge (the test below fails once an entry is gone).
-FUNCTION_LEVEL_TODO: frozenset[tuple[str, str]] = frozenset((f"facefeat.{m}", f"facefeat.{t}") for m, ts in {
-    "cli.models": ("engine.import_model", "registry", "runtime.cpu", "runtime.info", "runtime.runners"),
-    "io.image": ("io.fetch",),
-    "predict.predictor": ("runtime.cpu", "runtime.torch_build", "runtime.zoo", "vision.photo",
-                          "weights.paddle_inference", "weights.resolver"),
-    "runtime.onnx_runner": ("runtime.graph_opt",),
-    "runtime.quantize": ("runtime.sigstack", "runtime.zoo", "vision.photo", "weights.resolver"),
-    "runtime.zoo": ("runtime.torch_build", "weights.facenet", "weights.fused", "weights.onnx_import",
-                    "weights.resolver"),
-    "vision.detector": ("vision.choice",),
-    "vision.photo": ("errors", "vision.align", "vision.detector"),
-    "vision.retry": ("vision.quality",),
-}.items() for t in ts)
 
 
 def _third_party(n: ast.AST) -> set[str]:
@@ -364,15 +347,8 @@ def test_function_level_imports_defer_a_heavy_dependency():
     """A facefeat module is imported inside a function only to defer a HEAVY package that its
     module-level imports would otherwise bring (issue 23); everything else is imported at the top."""
     bad = [f"{m}:{line} imports {t} (brings no heavy package {m} lacks: import it at module level)"
-           for m, line, t in _undeferring_imports() if (m, t) not in FUNCTION_LEVEL_TODO]
+           for m, line, t in _undeferring_imports()]
     assert not bad, "function-level imports that defer nothing:\n" + "\n".join(bad)
-
-
-def test_function_level_todo_still_needed():
-    """An allow-list entry that is fixed must be removed (the list only shrinks)."""
-    found = {(m, t) for m, _, t in _undeferring_imports()}
-    stale = sorted(FUNCTION_LEVEL_TODO - found)
-    assert not stale, f"fixed, remove from FUNCTION_LEVEL_TODO: {stale}"
 
 
 @pytest.mark.parametrize("a,b", [

@@ -8,12 +8,15 @@ import argparse
 from facefeat.cli.options import model_args
 from facefeat.cli.output import Output, escape, info_line, positive_int
 from facefeat.cli.table import command
+from facefeat.engine.import_model import PRESETS, import_model
+from facefeat.registry import get_spec, list_models
+from facefeat.runtime.cpu import cpu_features
+from facefeat.runtime.info import runtime_summary
+from facefeat.runtime.runners import resolve_runtime
 
 
 @command("models", "list the model zoo", lambda p: None)
 def cmd_models(args: argparse.Namespace) -> int:
-    from facefeat.registry import get_spec, list_models
-
     specs = [get_spec(n) for n in list_models()]
     if args.json:
         Output(True).document([s.to_dict() for s in specs], "")
@@ -29,8 +32,6 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    from facefeat.runtime.cpu import cpu_features
-    from facefeat.runtime.runners import resolve_runtime
 
     be, prec, _ = resolve_runtime()
     print(f"\nruntime (auto, cpu): {be} {prec}; CPU features: {', '.join(cpu_features()) or '-'}")
@@ -44,8 +45,6 @@ def _info_args(p: argparse.ArgumentParser) -> None:
 
 @command("info", "show the runtime: backends, precision chosen by auto, CPU features (and a model's)", _info_args)
 def cmd_info(args: argparse.Namespace) -> int:
-    from facefeat.runtime.info import runtime_summary
-
     doc = runtime_summary(args.backend, args.precision, args.device)
     if args.load or args.model or args.model_dir:
         from facefeat.predict.predictor import create_model
@@ -85,8 +84,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _import_model_args(p: argparse.ArgumentParser) -> None:
-    from facefeat.engine.import_model import PRESETS
-
     p.add_argument("onnx", help="the ONNX face-embedding model to import")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="colour order and normalisation")
@@ -101,7 +98,6 @@ def _import_model_args(p: argparse.ArgumentParser) -> None:
 def cmd_import_model(args: argparse.Namespace) -> int:
     import json
 
-    from facefeat.engine.import_model import import_model
 
     print(json.dumps(import_model(args.onnx, args.out, preset=args.preset, check=args.check, name=args.name,
                                   license=args.license), indent=2))

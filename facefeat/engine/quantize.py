@@ -20,9 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from facefeat.engine.quantize_check import agreement, check_pairs, gallery_model, passes, read_crops, spread
 from facefeat.errors import InputError, QuantizationError
-from facefeat.runtime.quantize import (MIN_CALIBRATION_FACES, calibration_faces, calibration_paths, quantize_faces,
-                                       source_model)
+from facefeat.index.persist import open_existing_store
+from facefeat.predict.predictor import create_model
+from facefeat.runtime.quantize import (
+    MIN_CALIBRATION_FACES,
+    calibration_faces,
+    calibration_paths,
+    quantize_faces,
+    source_model,
+)
 from facefeat.utils import atomic_dir, atomic_write_json, json_safe
 
 #: the report written into the int8 model directory
@@ -68,10 +76,6 @@ def quantize_model(model_name: str | None = None, weights: str | os.PathLike | N
 
 def _from_index(model_name: Any, weights: Any, model_dir: Any, location: Any, gallery: str | None, out_dir: Any,
                 max_images: int, check_images: int, max_pairs: int, force: bool, seed: int, t0: float) -> dict:
-    from facefeat.engine.quantize_check import agreement, check_pairs, gallery_model, passes, read_crops, spread
-    from facefeat.index.persist import open_existing_store
-    from facefeat.predict.predictor import create_model
-
     store = open_existing_store(location, gallery)
     try:
         where = store.location

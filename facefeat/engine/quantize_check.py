@@ -3,7 +3,6 @@
 The gallery's model is the one its samples record (name and weights hash); its stored aligned
 crops are the calibration faces, spread over its people; its same-person and different-person
 pairs (sampled, bounded) are scored by both models and compared:
-
 * ``cosine``: min and mean cosine between each crop's fp32 and int8 features;
 * ``fp32`` / ``int8``: AUC, TAR at FAR 1e-2 and 1e-3 and accuracy at the gallery's threshold, each model on the same pairs;
 * ``flips``: pairs whose match decision (the one match rule, at the gallery's 1:1 threshold)
@@ -20,7 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from facefeat.engine.verification import roc_metrics
 from facefeat.errors import FaceIndexError, InputError
+from facefeat.registry import get_spec, list_models
 
 AGREEMENT_BAR = {"min_cosine": 0.95, "max_auc_drop": 0.005, "max_flip_rate": 0.01}
 
@@ -30,7 +31,6 @@ def gallery_model(store: Any, model_name: str | None, weights: Any, model_dir: A
     ``store`` was embedded with; naming another model (or weights) is an :class:`InputError`."""
     from facefeat.pipeline.enrol import weights_hash
     from facefeat.predict.predictor import create_model
-    from facefeat.registry import get_spec, list_models
     from facefeat.runtime.quantize import source_model
     from facefeat.thresholds import model_thresholds
 
@@ -130,7 +130,6 @@ def read_crops(store: Any, ids: Sequence[int], size: tuple[int, int], model_name
 def agreement(fp32: Any, int8: Any, faces: dict[int, np.ndarray], check_ids: Sequence[int],
               same: Sequence[tuple[int, int]], diff: Sequence[tuple[int, int]], thresholds: Any) -> dict:
     """The agreement report of ``int8`` against ``fp32`` (see the module doc)."""
-    from facefeat.engine.verification import roc_metrics
     from facefeat.thresholds import is_match, resolve_threshold
 
     imgs = [faces[i] for i in check_ids]

@@ -16,10 +16,22 @@ from facefeat.io.image import iter_batches
 from facefeat.predict.result import FeatureResult
 from facefeat.registry import get_spec
 from facefeat.runtime.compiled_cache import degenerate_reason
+from facefeat.runtime.cpu import cpu_features
 from facefeat.runtime.model_dir import ModelMeta, read_model_dir
 from facefeat.runtime.runners import create_runner, resolve_runtime
+from facefeat.runtime.torch_build import build_torch_model
 from facefeat.runtime.torch_runner import TorchRunner  # noqa: F401 - moved to facefeat.runtime; kept importable
+from facefeat.runtime.zoo import no_int8_build, zoo_model_dir
 from facefeat.utils import l2_normalize
+from facefeat.vision.photo import (
+    FACE_CHECKS_WHEN_WARNING,
+    PhotoAligner,
+    check_align_mode,
+    no_face_warning,
+    not_aligned_warning,
+)
+from facefeat.weights.paddle_inference import resolve_model_name
+from facefeat.weights.resolver import resolve, resolve_model_dir
 
 log = logging.getLogger("facefeat")
 
@@ -78,7 +90,6 @@ class FeaturePredictor:
 
     def runtime_info(self) -> dict[str, Any]:
         """What actually runs: backend, precision, device, CPU features, model name and hash."""
-        from facefeat.runtime.cpu import cpu_features
 
         extra = self.meta.extra
         return {
@@ -146,8 +157,6 @@ class FeaturePredictor:
         ``"off"``: resize silently. An input of the model's size in which no face is found is
         warned about (``"auto"`` checks every input, ``"warn"`` the first few of a call).
         """
-        from facefeat.vision.photo import (FACE_CHECKS_WHEN_WARNING, PhotoAligner, check_align_mode, no_face_warning,
-                                           not_aligned_warning)
 
         check_align_mode(align)
         if errors not in ("auto", "raise", "warn"):
@@ -237,7 +246,6 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     ONNX Runtime elsewhere and on CUDA (see :func:`facefeat.runtime.runners.resolve_runtime`).
     ``device``: ``cpu``, ``gpu``, ``gpu:N`` or ``cuda:N``; a GPU without a CUDA runtime is an error.
     """
-    from facefeat.weights.resolver import resolve, resolve_model_dir
 
     if model_dir is not None:
         ref = resolve_model_dir(model_dir)
@@ -254,25 +262,20 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
         runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256, meta.preprocess)
         return FeaturePredictor(runner, meta, batch_size, flip, ref.path)
     if ref.format == "paddle_inference":  # its inference.yml must name a zoo architecture
-        from facefeat.weights.paddle_inference import resolve_model_name
 
         model_name = resolve_model_name(model_name, ref.path)
     spec = get_spec(model_name or ref.model_name or "SFace")
     if str(precision).lower() == "int8":
-        from facefeat.runtime.zoo import no_int8_build
-
         raise InputError(no_int8_build(spec))
     be, prec, dev = resolve_runtime(backend, precision, device)
     if be == "torch":
         if not spec.arch:
             raise InputError(f"backend='torch': {spec.name} has no PyTorch definition; use backend='openvino' or 'auto'")
-        from facefeat.runtime.torch_build import build_torch_model
 
         calibrated = ref.calibration(spec)
         return FeaturePredictor(TorchRunner(build_torch_model(spec, ref), dev, num_threads),
                                 ModelMeta.from_spec(spec, **({"thresholds": calibrated} if calibrated else {})),
                                 batch_size, flip)
-    from facefeat.runtime.zoo import zoo_model_dir
 
     mdir, onnx_path, meta = zoo_model_dir(spec, ref)
     runner = create_runner(onnx_path, be, prec, dev, num_threads, meta.onnx_sha256, meta.preprocess)

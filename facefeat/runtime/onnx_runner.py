@@ -14,6 +14,7 @@ import onnxruntime as ort
 
 from facefeat.errors import DependencyError, WeightsError
 from facefeat.runtime.devices import DeviceSpec, parse_device
+from facefeat.runtime.graph_opt import optimized_model_bytes
 
 #: CPU convolution nets here run fastest per image on chunks of 1-2 images (measured on MobileFaceNet
 #: and SFace: at 32 the activations fall out of cache and each image costs ~20-50% more)
@@ -58,8 +59,6 @@ class OrtRunner:
         model: str | bytes = str(onnx_path)
         try:
             if cpu_rewrites and self.device.kind == "cpu":
-                from facefeat.runtime.graph_opt import optimized_model_bytes
-
                 model = optimized_model_bytes(onnx_path) or model
             self.session = ort.InferenceSession(model, sess_options=opts, providers=providers)
         except Exception as exc:  # protobuf DecodeError, ORT's InvalidProtobuf/Fail, ...

@@ -2,7 +2,6 @@
 
 The fp32 model of a zoo model (or of an fp32 model directory) becomes an int8 model directory
 (``precision: int8`` in ``inference.yml``) that ``create_model(model_dir=...)`` runs:
-
 * an ONNX model (``inference.onnx``) becomes a QDQ int8 ONNX (OpenVINO int8 kernels, or ONNX Runtime);
 * an OpenVINO IR model (``inference.xml``: FaceNet converted from TensorFlow, the fused
   SFace+FaceNet) is quantised as an ``ov.Model`` (``nncf.quantize`` on OpenVINO) and stays IR.
@@ -33,6 +32,12 @@ from facefeat.io import IMAGE_EXTENSIONS, read_image
 from facefeat.registry import get_spec
 from facefeat.runtime.model_dir import IR_FILE, MODEL_FILE, ModelMeta, onnx_sha256, read_model_dir, write_model_meta
 from facefeat.runtime.preprocess import Preprocess
+from facefeat.runtime.sigstack import keep_sigaltstack
+from facefeat.runtime.zoo import zoo_model_dir
+from facefeat.vision.crops import model_crop
+from facefeat.vision.detector import central_face
+from facefeat.vision.photo import PhotoAligner
+from facefeat.weights.resolver import resolve
 
 log = logging.getLogger("facefeat")
 
@@ -46,9 +51,6 @@ def source_model(model_name: str | None = None, weights: str | os.PathLike | Non
     """``(model dir, model file, meta)`` of the fp32 model to quantise: a zoo model (+ weights) or
     an fp32 model directory."""
     if model_dir is None:
-        from facefeat.runtime.zoo import zoo_model_dir
-        from facefeat.weights.resolver import resolve
-
         spec = get_spec(model_name or "SFace")
         mdir, src_file, src = zoo_model_dir(spec, resolve(weights, spec, where="--weights"))
     else:
@@ -81,7 +83,6 @@ def calibration_faces(paths: list[Path], pp: Preprocess,
                       face_crop: Mapping[str, Any] | None = None) -> tuple[list[np.ndarray], list[str]]:
     """The model's input faces of ``paths`` and the names of images skipped (unreadable, no face).
     ``face_crop``: the model's own crop (:mod:`facefeat.vision.crops`) instead of the 5-point alignment."""
-    from facefeat.vision.photo import PhotoAligner
 
     size = tuple(int(v) for v in face_crop["size"]) if face_crop else pp.input_size
     aligner, faces, skipped = PhotoAligner(size), [], []
@@ -92,9 +93,6 @@ def calibration_faces(paths: list[Path], pp: Preprocess,
             skipped.append(f"{p}: {exc}")
             continue
         if face_crop and not aligner.is_aligned(img):
-            from facefeat.vision.crops import model_crop
-            from facefeat.vision.detector import central_face
-
             det = central_face(aligner.detector.detect(img), img.shape[1], img.shape[0])
             face = None if det is None else model_crop(img, det, face_crop)
         else:
@@ -112,7 +110,6 @@ def quantize_faces(src_file: str | os.PathLike, src: ModelMeta, faces: Sequence[
     model's input images, BGR) and write the int8 model directory ``out_dir`` (not atomically:
     callers write into a temporary folder). ``extra`` is recorded in its ``inference.yml``."""
     nncf = require("nncf", "quantize", "int8 quantisation")
-    from facefeat.runtime.sigstack import keep_sigaltstack
 
     if len(faces) < MIN_CALIBRATION_FACES:
         raise InputError(f"int8 calibration needs >= {MIN_CALIBRATION_FACES} faces, got {len(faces)}")

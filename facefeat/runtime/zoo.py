@@ -8,11 +8,16 @@ from functools import lru_cache
 from pathlib import Path
 
 from facefeat.errors import InputError, WeightsError
-from facefeat.registry import ModelSpec, get_spec
-from facefeat.runtime.model_dir import MODEL_FILE, META_FILE, ModelMeta, model_file, read_model_dir, write_model_meta
-from facefeat.utils import atomic_dir, cache_dir
 from facefeat.io.files import file_sha256
+from facefeat.registry import ModelSpec, get_spec
+from facefeat.runtime.model_dir import META_FILE, MODEL_FILE, ModelMeta, model_file, read_model_dir, write_model_meta
+from facefeat.runtime.torch_build import build_torch_model, export_onnx
+from facefeat.utils import atomic_dir, cache_dir
+from facefeat.weights.facenet import convert_facenet
+from facefeat.weights.fused import compose
+from facefeat.weights.onnx_import import convert_sface_to_fp32
 from facefeat.weights.ref import WeightsRef
+from facefeat.weights.resolver import resolve
 
 log = logging.getLogger("facefeat")
 
@@ -52,7 +57,6 @@ def prepare_model_dir(spec: ModelSpec, weights: WeightsRef) -> Path:
         import hashlib
         import json
 
-        from facefeat.weights.resolver import resolve
 
         parts = [prepare_model_dir(get_spec(name), resolve(None, name)) for name in spec.fusion["models"]]
         blob = json.dumps([p.name for p in parts] + [spec.fusion, spec.face_crop], sort_keys=True)
@@ -69,8 +73,6 @@ def prepare_model_dir(spec: ModelSpec, weights: WeightsRef) -> Path:
         log.warning("model cache %s is unusable, rebuilding it: %s", out, reason)
     meta = ModelMeta.from_spec(spec, weights_sha256_16=key, weights_file=path.name)
     if fmt == "onnx_int8bq":
-        from facefeat.weights.onnx_import import convert_sface_to_fp32
-
         with atomic_dir(out) as tmp:
             convert_sface_to_fp32(path, tmp / MODEL_FILE)
             write_model_meta(tmp, meta)
@@ -78,19 +80,14 @@ def prepare_model_dir(spec: ModelSpec, weights: WeightsRef) -> Path:
     if fmt in ("tf_facenet", "fused"):  # converted / composed by OpenVINO: stored as IR
         with atomic_dir(out) as tmp:
             if fmt == "tf_facenet":
-                from facefeat.weights.facenet import convert_facenet
-
                 convert_facenet(path, tmp)
             else:
-                from facefeat.weights.fused import compose
-
                 compose([model_file(p) for p in parts], spec.face_crop["regions"], spec.face_crop["size"],
                         spec.fusion, tmp)
             write_model_meta(tmp, meta)
         return out
     if not spec.arch:
         raise WeightsError(f"{spec.name}: weights of format {fmt!r} cannot be built into this model")
-    from facefeat.runtime.torch_build import build_torch_model, export_onnx
 
     model = build_torch_model(spec, weights)
     return export_onnx(model, meta, out)

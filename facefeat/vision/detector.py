@@ -34,6 +34,7 @@ import numpy as np
 from facefeat.errors import DependencyError, InputError
 from facefeat.io.files import package_resource
 from facefeat.io.image import as_bgr
+from facefeat.vision.choice import choose_face
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 #: longer image side (pixels) detection runs at; larger photos are downscaled for it
@@ -263,6 +264,5 @@ __all__ = ["DEFAULT_MAX_SIDE", "Detection", "LANDMARK_NAMES", "YuNetDetector", "
 def central_face(dets: list[Detection], w: int, h: int) -> Detection | None:
     """The subject of a ``w x h`` photo: facefeat's one face-choice rule
     (:func:`facefeat.vision.choice.choose_face`)."""
-    from facefeat.vision.choice import choose_face
 
     return choose_face(dets, w, h)

@@ -15,13 +15,16 @@ from typing import Sequence
 
 import numpy as np
 
+from facefeat.errors import InputError
+from facefeat.vision.align import align
+from facefeat.vision.detector import YuNetDetector, central_face
+from facefeat.vision.refine import LandmarkRefiner, check_landmark_mode
+
 #: what ``align=`` options mean, for the predictor and evaluate
 ALIGN_MODES = ("auto", "warn", "off")
 
 
 def check_align_mode(align: str) -> str:
-    from facefeat.errors import InputError
-
     if align not in ALIGN_MODES:
         raise InputError(f"align must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
     return align
@@ -33,8 +36,6 @@ class PhotoAligner:
 
     def __init__(self, input_size: Sequence[int] = (112, 112), det_threshold: float = 0.5,
                  landmarks: str = "mirror"):
-        from facefeat.vision.refine import check_landmark_mode
-
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.det_threshold = float(det_threshold)
         self.landmarks = check_landmark_mode(landmarks)  # placed as the pipeline does (vision.refine)
@@ -50,10 +51,6 @@ class PhotoAligner:
     def detector(self):
         with self._lock:
             if self._detector is None:
-                from facefeat.vision.detector import YuNetDetector
-
-                from facefeat.vision.refine import LandmarkRefiner
-
                 self._detector = YuNetDetector(self.det_threshold)
                 self._refiner = LandmarkRefiner(self._detector, self.landmarks)
             return self._detector
@@ -67,8 +64,6 @@ class PhotoAligner:
         """``img`` itself when aligned, else its subject's aligned crop; None when no face is found."""
         if self.is_aligned(img):
             return img
-        from facefeat.vision.align import align
-        from facefeat.vision.detector import central_face
 
         dets = self.detector.detect(img)
         det = central_face(self._refiner.refine(img, dets), img.shape[1], img.shape[0])

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facefeat.errors import InputError
+from facefeat.vision.detector import YuNetDetector
 
 #: how the pipeline places a face's 5 landmarks (see the module doc)
 LANDMARK_MODES = ("plain", "mirror", "zoom")
@@ -253,8 +254,6 @@ class LandmarkRefiner:
             if self._zoom is None:
                 d = self.detector
                 if hasattr(d, "model_path") and hasattr(d, "nms_threshold"):
-                    from facefeat.vision.detector import YuNetDetector
-
                     self._zoom = YuNetDetector(score_threshold=d.score_threshold, nms_threshold=d.nms_threshold,
                                                top_k=d.top_k, min_face_size=0, max_side=d.max_side,
                                                model_path=d.model_path, pool_size=d.pool_size)

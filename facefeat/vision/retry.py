@@ -3,7 +3,6 @@
 :class:`RetryDetector` wraps any detector whose ``detect(bgr, score_threshold)`` returns
 :class:`~facefeat.vision.detector.Detection` objects. When the first pass
 finds no face that is large enough, it tries, in order and stopping at the first success:
-
 1. a copy padded by ``pad`` of the image size on every side (faces cut by the border);
 2. rotated copies (``angles``: 90°, 270°, 180°, +30°, -30° by default: sideways, upside-down and
    tilted photos), at the first-pass threshold;
@@ -40,6 +39,8 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+
+from facefeat.vision.quality import pose_from_landmarks
 
 DEFAULT_ANGLES = (90, 270, 180, 30, -30)
 
@@ -214,7 +215,6 @@ class RetryDetector:
     def _deroll(self, img: np.ndarray, dets: list, main, path: dict, low) -> tuple[list, dict]:
         """A tilted face (roll beyond ``roll_refine``°): YuNet's landmarks lag behind the tilt, so
         detect again on a crop turned upright and map that face's landmarks back."""
-        from facefeat.vision.quality import pose_from_landmarks
 
         undone = None
         for _ in range(2):  # the second pass starts from the better landmarks of the first
