@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from facefeat.errors import InputError, LimitError
-from facefeat.io.fetch import fetch_url
+from facefeat.io import fetch  # called through its module: the one fetcher, patchable in tests
 from facefeat.io.walk import file_problem, list_image_files, read_regular_file
 
 log = logging.getLogger("facefeat")
@@ -308,7 +308,7 @@ def read_image(x: Any, name: str | None = None, max_pixels: int | None = None) -
     if isinstance(x, (bytes, bytearray, memoryview)):
         return decode_image_bytes(bytes(x), name or "<bytes>", max_pixels)
     if _is_url(x):
-        data = fetch_url(x, timeout=URL_TIMEOUT_S, max_bytes=MAX_URL_BYTES, allow_private=True, what=name or x)
+        data = fetch.fetch_url(x, timeout=URL_TIMEOUT_S, max_bytes=MAX_URL_BYTES, allow_private=True, what=name or x)
         return decode_image_bytes(data, name or x, max_pixels)
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)

@@ -30,8 +30,8 @@ from facefeat.vision.photo import (
     no_face_warning,
     not_aligned_warning,
 )
+from facefeat.weights import resolver  # one resolver, called through its module (tests spy on it)
 from facefeat.weights.paddle_inference import resolve_model_name
-from facefeat.weights.resolver import resolve, resolve_model_dir
 
 log = logging.getLogger("facefeat")
 
@@ -248,9 +248,9 @@ def create_model(model_name: str | None = None, weights: str | os.PathLike | Non
     """
 
     if model_dir is not None:
-        ref = resolve_model_dir(model_dir)
+        ref = resolver.resolve_model_dir(model_dir)
     else:
-        ref = resolve(weights, model_name or ("SFace" if weights is None else None), where="weights")
+        ref = resolver.resolve(weights, model_name or ("SFace" if weights is None else None), where="weights")
     if model_name is not None and ref.model_name is not None and get_spec(model_name).name != ref.model_name:
         what = "model_dir" if model_dir is not None else "weights"
         raise InputError(f"{what} {ref.given!r} holds {ref.model_name}, not {model_name}")
