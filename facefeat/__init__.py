@@ -14,11 +14,11 @@ imported on first use so that ``import facefeat`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from facefeat.errors import FacefeatError
 from facefeat.registry import get_spec, list_models
+from facefeat.utils import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from facefeat.pipeline import create_pipeline
@@ -32,13 +32,5 @@ __all__ = ["FacefeatError", "__version__", "create_model", "create_pipeline", "g
 _LAZY = {"create_model": "facefeat.predict.predictor", "create_pipeline": "facefeat.pipeline"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'facefeat' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

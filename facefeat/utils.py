@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -323,3 +324,21 @@ def sqlite_wal(db: Any, timeout_s: float) -> None:
             if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def lazy_exports(module: str, table: dict[str, str], namespace: dict[str, Any]) -> tuple[Callable, Callable]:
+    """The ``__getattr__`` and ``__dir__`` of a package whose public names in ``table`` (name ->
+    defining module) are imported on first use, e.g. to defer a heavy dependency:
+    ``__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())``."""
+
+    def __getattr__(name: str) -> Any:
+        if name in table:
+            value = getattr(importlib.import_module(table[name]), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(table))
+
+    return __getattr__, __dir__

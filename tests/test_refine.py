@@ -154,3 +154,19 @@ def test_zoom_mode_redetects_small_faces_enlarged(face_img, detector):
     np.testing.assert_array_equal(got[0].box, main.box)
     # faces to keep stay as found
     assert refiner.refine(face_img, dets, keep=dets[:1])[0] is main
+
+
+def test_detect_command_places_landmarks_as_the_pipeline(lfw_dir, capsys):
+    """``facefeat detect``/``align`` use the same landmark rule as the pipeline (``--landmarks``)."""
+    import json
+
+    from facefeat import create_pipeline
+    from facefeat.cli import main
+
+    path = str(lfw_dir / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
+    for mode in ("mirror", "plain"):
+        capsys.readouterr()
+        assert main(["detect", path, "--json", "--landmarks", mode]) == 0
+        got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faces"][0]["landmarks"]
+        want = create_pipeline("face_recognition", landmarks=mode).detect(path)[0].landmarks
+        np.testing.assert_allclose(got, want, atol=1e-4)

@@ -113,24 +113,37 @@ def cmd_embed_dataset(args: argparse.Namespace) -> int:
 
 
 def _detect_args(p: argparse.ArgumentParser) -> None:
+    from facefeat.vision.refine import LANDMARK_MODES
+
     p.add_argument("inputs", nargs="+", help="images, directories or URLs")
     p.add_argument("--det-threshold", type=float, default=0.5)
     p.add_argument("--nms-threshold", type=float, default=0.3)
     p.add_argument("--min-face-size", type=float, default=20)
+    p.add_argument("--landmarks", default="mirror", choices=list(LANDMARK_MODES),
+                   help="landmark placement, as the pipeline's (facefeat.vision.refine)")
 
 
-@command("detect", "detect faces and 5 landmarks (YuNet)", _detect_args)
-def cmd_detect(args: argparse.Namespace) -> int:
+def _detections(args: argparse.Namespace, out: Output):
+    """``(item, img, faces)`` of every readable input, detected and refined as the pipeline does;
+    unreadable ones are reported to ``out``."""
     from facefeat.io import iter_images
     from facefeat.vision.detector import YuNetDetector
+    from facefeat.vision.refine import LandmarkRefiner
 
     det = YuNetDetector(args.det_threshold, args.nms_threshold, min_face_size=args.min_face_size)
-    out = Output.of(args)
+    refiner = LandmarkRefiner(det, args.landmarks)
     for item, img, err in iter_images(inputs_of(args)):
         if err is not None:
             out.fail(err)
             continue
-        faces = [{**d.to_dict(), **({"too_small": True} if d.too_small else {})} for d in det.detect(img)]
+        yield item, img, refiner.refine(img, det.detect(img))
+
+
+@command("detect", "detect faces and 5 landmarks (YuNet)", _detect_args)
+def cmd_detect(args: argparse.Namespace) -> int:
+    out = Output.of(args)
+    for item, _, dets in _detections(args, out):
+        faces = [{**d.to_dict(), **({"too_small": True} if d.too_small else {})} for d in dets]
         out.record({"input_path": item.name, "faces": faces}, faces_line(item.name, faces))
     return out.finish()
 
@@ -147,19 +160,13 @@ def _align_args(p: argparse.ArgumentParser) -> None:
 def cmd_align(args: argparse.Namespace) -> int:
     import cv2
 
-    from facefeat.io import iter_images
     from facefeat.vision.align import align
-    from facefeat.vision.detector import YuNetDetector
 
-    det = YuNetDetector(args.det_threshold, args.nms_threshold, min_face_size=args.min_face_size)
     out = Output.of(args)
-    for item, img, err in iter_images(inputs_of(args)):
-        if err is not None:
-            out.fail(err)
-            continue
+    for item, img, dets in _detections(args, out):
         stem = Path(str(item.name or "image")).stem
         written, small = [], []
-        for i, d in enumerate(det.detect(img)):
+        for i, d in enumerate(dets):
             if d.too_small:
                 small.append({"face": i, "width": round(float(d.width)), "height": round(float(d.height))})
                 continue

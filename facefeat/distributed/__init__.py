@@ -13,11 +13,9 @@ Ray until the Ray engine runs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from facefeat.distributed.bulk import build_index_from_parquet, iter_parquet_features
 from facefeat.distributed.manifest import OutputDir
+from facefeat.utils import lazy_exports
 
 __all__ = ["EmbedReport", "OutputDir", "build_index_from_parquet", "embed_dataset", "iter_parquet_features",
            "list_inputs", "read_embeddings"]
@@ -28,9 +26,4 @@ _LAZY = {"EmbedReport": "facefeat.distributed.embed", "embed_dataset": "facefeat
          "read_embeddings": "facefeat.distributed.embed", "list_inputs": "facefeat.distributed.inputs"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'facefeat.distributed' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,10 +6,8 @@ and uvicorn are imported only when one of them is first used (``pip install 'fac
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from facefeat.serving.options import Settings  # FastAPI-free
+from facefeat.utils import lazy_exports
 
 __all__ = ["Settings", "create_app", "serve"]
 
@@ -17,13 +15,5 @@ __all__ = ["Settings", "create_app", "serve"]
 _LAZY = {"create_app": "facefeat.serving.app", "serve": "facefeat.serving.app"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'facefeat.serving' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
