@@ -35,10 +35,12 @@ INT8_COS_RANDOM = 0.90
 PADDLE_TOL = 1e-4
 
 
-def _combos() -> list[tuple[str, str]]:
-    out = [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+def _combos() -> list:
+    """Backend/precision cases; int8 ones (an NNCF calibration each) run in the slow lane."""
+    int8 = pytest.mark.slow
+    out = [("onnxruntime", "fp32"), pytest.param("onnxruntime", "int8", marks=int8, id="onnxruntime-int8")]
     if openvino_available():
-        out += [("openvino", "fp32"), ("openvino", "int8")]
+        out += [("openvino", "fp32"), pytest.param("openvino", "int8", marks=int8, id="openvino-int8")]
         if cpu_mod.has_bf16():
             out.append(("openvino", "bf16"))
     return out

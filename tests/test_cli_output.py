@@ -166,6 +166,7 @@ def test_output_json_mode_and_failures(capsys):
     assert cap.out == '{"a": 1}\n' and "x\\x1b.jpg: bad" in cap.err and "1 input(s) failed, 1 succeeded" in cap.err
 
 
+@pytest.mark.slow  # starts milvus-lite
 def test_milvus_lite_build_prints_no_traceback(tmp_path, lfw_dir):
     """milvus-lite answers pymilvus's AllocTimestamp probe with NotImplementedError: gRPC logged two
     tracebacks on every successful build; they are not errors and are silenced (others are not)."""

@@ -342,6 +342,7 @@ def _need_milvus():
     pytest.importorskip("milvus_lite", reason="milvus-lite is needed for local Milvus: pip install milvus-lite")
 
 
+@pytest.mark.slow  # a milvus-lite server per case; the fast lane keeps test_milvus_private_db_cleanup_and_load_errors
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("index_type", ["FLAT", "IVF_FLAT", "HNSW"])
 def test_milvus_add_search_remove_save_load(tmp_path, gallery, index_type):
@@ -389,6 +390,7 @@ def test_milvus_add_search_remove_save_load(tmp_path, gallery, index_type):
     assert len(load_index(d)) == N - 3  # the saved directory is a snapshot: unchanged by `back.add`
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_milvus_and_faiss_flat_agree(gallery):
     _need_milvus()

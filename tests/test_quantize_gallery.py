@@ -21,6 +21,9 @@ from facefeat.errors import InputError, QuantizationError
 from conftest import need_shared
 from pg_server import pg_server, pg_url  # noqa: F401
 
+#: NNCF calibration and the agreement check take seconds per test: the slow lane
+pytestmark = pytest.mark.slow
+
 
 def _need(module: str, extra: str):
     try:

@@ -441,6 +441,7 @@ def test_indexes_survive_a_new_server(storage, client, gallery, people):
         srv2.stop()
 
 
+@pytest.mark.slow  # starts milvus-lite
 def test_milvus_backend(tmp_path, people):
     pytest.importorskip("pymilvus")
     storage = tmp_path / "milvus-storage"
