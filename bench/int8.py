@@ -24,11 +24,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import LFW_DIR, LFW_PAIRS, need  # noqa: E402
-from lfw import select_pairs  # noqa: E402
+from lfw import load_pairs  # noqa: E402
 from lfw_models import detections, features  # noqa: E402
 
-from facefeat.data.formats import read_pairs  # noqa: E402
 from facefeat.engine.verification import evaluate_pairs  # noqa: E402
 from facefeat.pipeline.face_recognition import FaceRecognitionPipeline  # noqa: E402
 
@@ -41,10 +39,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="detections and features cached here across runs")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    need(LFW_DIR, "LFW")
-    ps = read_pairs(need(LFW_PAIRS, "LFW pairs"), root=LFW_DIR, format="lfw")
-    pairs, folds = select_pairs(ps, args.limit)
-    paths = list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
+    _, pairs, folds, paths = load_pairs(args.limit)
     pos = {p: i for i, p in enumerate(paths)}
     li, ri = np.array([pos[p.left] for p in pairs]), np.array([pos[p.right] for p in pairs])
     y = np.array([p.label for p in pairs])

@@ -48,6 +48,15 @@ from facefeat.vision.detector import YuNetDetector, central_face  # noqa: E402
 MODES = ("align", "crop")
 
 
+def load_pairs(limit: int | None):
+    """LFW's pairs.txt read, the pairs chosen (:func:`select_pairs`) and the images they use, in
+    order: ``(all_pairs, pairs, folds, paths)``."""
+    need(LFW_DIR, "LFW")
+    ps = read_pairs(need(LFW_PAIRS, "LFW pairs"), root=LFW_DIR, format="lfw")
+    pairs, folds = select_pairs(ps, limit)
+    return ps, pairs, folds, list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
+
+
 def select_pairs(ps, limit: int | None):
     """All pairs, or about ``limit`` of them balanced over folds and labels (file order kept)."""
     folds = np.asarray(ps.fold_ids)
@@ -464,10 +473,7 @@ def main() -> None:
                     help="with --calibrate: LFW as is through the retrying detector, on about N pairs")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
-    need(LFW_DIR, "LFW")
-    ps = read_pairs(need(LFW_PAIRS, "LFW pairs"), root=LFW_DIR, format="lfw")
-    pairs, folds = select_pairs(ps, args.limit)
-    paths = list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
+    ps, pairs, folds, paths = load_pairs(args.limit)
     print(f"{len(pairs)} pairs ({sum(p.label for p in pairs)} matched), {len(paths)} images, model {args.model}")
 
     emb = Embedder(args.model, args.weights, args.threads, args.retry, args.backend, args.precision, args.model_dir,

@@ -26,10 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import LFW_DIR, LFW_PAIRS, need  # noqa: E402
-from lfw import lfw_people, select_pairs  # noqa: E402
+from lfw import lfw_people, load_pairs  # noqa: E402
 
-from facefeat.data.formats import read_pairs  # noqa: E402
 from facefeat.engine.verification import accuracy_at, best_threshold, evaluate_pairs  # noqa: E402
 from facefeat.io import read_image  # noqa: E402
 from facefeat.pipeline.face_recognition import FaceRecognitionPipeline  # noqa: E402
@@ -137,10 +135,7 @@ def main() -> None:
                     "registry's fusion record) as bench/lfw.py --calibrate --cache reads them")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    need(LFW_DIR, "LFW")
-    ps = read_pairs(need(LFW_PAIRS, "LFW pairs"), root=LFW_DIR, format="lfw")
-    pairs, folds = select_pairs(ps, args.limit)
-    paths = list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
+    _, pairs, folds, paths = load_pairs(args.limit)
     if args.all or args.fused_cache:  # every LFW image, in bench/lfw.py's order (its --cache format)
         files = lfw_people()
         paths = [f for p in files for f in files[p]]
