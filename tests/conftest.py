@@ -58,6 +58,21 @@ def paddle_peers() -> Path:
     return need_shared("peers", "paddlex")
 
 
+@pytest.fixture(scope="module")
+def pipe():
+    """The default face-recognition pipeline, one per test module (a module may change its index)."""
+    from facefeat import create_pipeline
+
+    return create_pipeline("face_recognition")
+
+
+def first_photo_gallery(pipe, lfw_dir: Path, people: list[str], directory: Path):
+    """A Flat gallery of each person's first LFW photo, saved in ``directory``: ``(index, directory)``."""
+    index = pipe.build_index([str(lfw_dir / p / f"{p}_0001.jpg") for p in people], people, index_type="Flat")
+    index.save(directory)
+    return index, directory
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session shares one facefeat cache outside the user's home."""

@@ -65,12 +65,6 @@ def library(lfw_dir, tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from facefeat.pipeline import create_pipeline
-
-    return create_pipeline("face_recognition")
-
 
 def person(face: dict) -> str:
     return Path(face["path"]).name.rsplit("_", 1)[0]

@@ -40,12 +40,6 @@ def _cfg(url: str, tmp_path: Path, **kw) -> EventsConfig:
                         timeout_s=3.0, **kw)
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from facefeat.pipeline import create_pipeline
-
-    return create_pipeline("face_recognition")
-
 
 @pytest.fixture(scope="module")
 def gallery(pipe, lfw_dir):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import first_photo_gallery
 from events_fixtures import Receiver, free_port, wait_until, write_video
 from facefeat.errors import ConfigError
 from facefeat.events import Event, EventHub, EventsConfig
@@ -82,19 +83,10 @@ def test_start_errors(tmp_path, monkeypatch):
         r.stop()
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from facefeat.pipeline import create_pipeline
-
-    return create_pipeline("face_recognition")
-
 
 @pytest.fixture(scope="module")
 def gallery(pipe, lfw_dir, tmp_path_factory):
-    index = pipe.build_index([str(lfw_dir / p / f"{p}_0001.jpg") for p in PEOPLE], PEOPLE, index_type="Flat")
-    d = tmp_path_factory.mktemp("gallery") / "index"
-    index.save(d)
-    return index, d
+    return first_photo_gallery(pipe, lfw_dir, PEOPLE, tmp_path_factory.mktemp("gallery") / "index")
 
 
 @pytest.fixture(scope="module")

@@ -59,12 +59,6 @@ def test_forgetting_a_person_deletes_their_corrections(tmp_path):
     assert C.list_corrections(index) == []
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from facefeat.pipeline import create_pipeline
-
-    return create_pipeline("face_recognition")
-
 
 def test_corrections_in_the_pipeline_and_cli(tmp_path, lfw_dir, pipe, capsys):
     from serving_fixtures import lfw_images

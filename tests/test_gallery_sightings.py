@@ -17,12 +17,6 @@ from facefeat.pipeline.unknown import unknown_groups
 from facefeat.index.persist import open_index
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from facefeat.pipeline import create_pipeline
-
-    return create_pipeline("face_recognition")
-
 
 @pytest.fixture
 def setup(tmp_path, lfw_dir, pipe):

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from facefeat import create_pipeline
 from facefeat.vision import YuNetDetector
 
 PEOPLE = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Abdullah_Gul/Abdullah_Gul_0010.jpg",
@@ -82,10 +81,6 @@ def test_large_photos_are_detected_downscaled_and_mapped_back(lfw_dir):
     assert 2500 <= x0 < x1 <= 3500 and 1200 <= y0 < y1 <= 2200 and dets[0].width > 300  # original pixels
     assert ((dets[0].landmarks >= [2500, 1200]) & (dets[0].landmarks <= [3500, 2200])).all()
 
-
-@pytest.fixture(scope="module")
-def pipe():
-    return create_pipeline("face_recognition")
 
 
 def test_predictor_failures_are_per_call_and_per_thread(pipe, lfw_dir, tmp_path):

@@ -11,17 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from facefeat import create_pipeline
 from facefeat.errors import InputError
 from facefeat.index import create_index
 from facefeat.index.people import People
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld"]
 
-
-@pytest.fixture(scope="module")
-def pipe():
-    return create_pipeline("face_recognition")
 
 
 @pytest.fixture(scope="module")

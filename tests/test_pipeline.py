@@ -18,10 +18,6 @@ from facefeat.index import load_index
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder"]
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return create_pipeline("face_recognition")
-
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory, lfw_dir) -> Path:

@@ -65,12 +65,6 @@ def test_prefetch_refuses_a_bad_depth():
         list(prefetch([1], depth=0))
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from facefeat import create_pipeline
-
-    return create_pipeline("face_recognition")
-
 
 def _check_against_reference(name: str, faces: list[dict], ref: list[dict]) -> None:
     assert len(faces) == len(ref), f"{name}: {len(faces)} faces, reference {len(ref)}"

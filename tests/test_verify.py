@@ -10,14 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facefeat import create_pipeline
 from facefeat.errors import InputError
 from facefeat.index import create_index
 
-
-@pytest.fixture(scope="module")
-def pipe():
-    return create_pipeline("face_recognition")
 
 
 def img(lfw_dir, person, i):

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import first_photo_gallery
 from facefeat.errors import InputError
 from facefeat.io.video import VideoReader, is_video_source
 
@@ -46,19 +47,10 @@ def video(lfw_dir, tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("video") / "people.avi", lfw_dir)
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from facefeat.pipeline import create_pipeline
-
-    return create_pipeline("face_recognition")
-
 
 @pytest.fixture(scope="module")
 def gallery(pipe, lfw_dir, tmp_path_factory):
-    index = pipe.build_index([str(lfw_dir / p / f"{p}_0001.jpg") for p in PEOPLE], PEOPLE, index_type="Flat")
-    d = tmp_path_factory.mktemp("gallery") / "index"
-    index.save(d)
-    return index, d
+    return first_photo_gallery(pipe, lfw_dir, PEOPLE, tmp_path_factory.mktemp("gallery") / "index")
 
 
 def test_tracks_and_identities(pipe, video, gallery, tmp_path):
