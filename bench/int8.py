@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lfw import load_pairs  # noqa: E402
+from lfw import load_pairs, pair_rows  # noqa: E402
 from lfw_models import detections, features  # noqa: E402
 
 from facefeat.engine.verification import evaluate_pairs  # noqa: E402
@@ -40,9 +40,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     _, pairs, folds, paths = load_pairs(args.limit)
-    pos = {p: i for i, p in enumerate(paths)}
-    li, ri = np.array([pos[p.left] for p in pairs]), np.array([pos[p.right] for p in pairs])
-    y = np.array([p.label for p in pairs])
+    li, ri, y = pair_rows(pairs, paths)
     cache = Path(args.cache_dir) if args.cache_dir else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,13 @@ def load_pairs(limit: int | None):
     return ps, pairs, folds, list(dict.fromkeys(x for p in pairs for x in (p.left, p.right)))
 
 
+def pair_rows(pairs, paths: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pair's two rows in ``paths`` (the order of a feature matrix) and its label."""
+    pos = {p: i for i, p in enumerate(paths)}
+    return (np.array([pos[p.left] for p in pairs]), np.array([pos[p.right] for p in pairs]),
+            np.array([p.label for p in pairs]))
+
+
 def select_pairs(ps, limit: int | None):
     """All pairs, or about ``limit`` of them balanced over folds and labels (file order kept)."""
     folds = np.asarray(ps.fold_ids)
@@ -237,7 +244,6 @@ def calibrate(emb: Embedder, pairs, pair_index: dict, model: str, cache: str | N
     from facefeat.engine.calibration import identification_points, verification_points
 
     paths, person, f = all_features(emb, cache)
-    pos = {p: i for i, p in enumerate(paths)}
     rng = np.random.default_rng(seed)
     # genuine: every same-person pair
     gen = []
@@ -252,10 +258,8 @@ def calibrate(emb: Embedder, pairs, pair_index: dict, model: str, cache: str | N
     keep = person[a] != person[b]
     a, b = a[keep][:impostor_pairs], b[keep][:impostor_pairs]
     imp = np.einsum("ij,ij->i", f[a], f[b])
-    li = np.array([pos[p.left] for p in pairs])
-    ri = np.array([pos[p.right] for p in pairs])
+    li, ri, ps_labels = pair_rows(pairs, paths)
     ps_scores = np.einsum("ij,ij->i", f[li], f[ri])
-    ps_labels = np.array([p.label for p in pairs])
     ver = verification_points(gen, imp, pair_scores=ps_scores, pair_labels=ps_labels)
     # 1:N open set
     files = lfw_people()
@@ -312,11 +316,8 @@ def quality_study(paths: list[str], pairs, feats: np.ndarray, thresholds: dict, 
         if n % 500 == 0:
             print(f"  quality {n}/{len(paths)}", end="\r", flush=True)
     print()
-    pos = {p: i for i, p in enumerate(paths)}
-    li = np.array([pos[p.left] for p in pairs])
-    ri = np.array([pos[p.right] for p in pairs])
+    li, ri, labels = pair_rows(pairs, paths)
     scores = np.einsum("ij,ij->i", feats[li], feats[ri])
-    labels = np.array([p.label for p in pairs])
     t3 = thresholds["verification"]["far=1e-3"]["threshold"]
     out = {}
     for name, pol in POLICIES.items():
@@ -407,9 +408,7 @@ def retry_study(emb: Embedder, all_paths: list[str], feats: np.ndarray, pairs, f
         if n % 300 == 0:
             print(f"  retry check {n}/{len(paths)}", end="\r", flush=True)
     print()
-    li = np.array([pos[p.left] for p in pairs])
-    ri = np.array([pos[p.right] for p in pairs])
-    labels = np.array([p.label for p in pairs])
+    li, ri, labels = pair_rows(pairs, all_paths)
     acc = {name: evaluate_pairs(np.einsum("ij,ij->i", x[li], x[ri]), labels, fold_ids=folds)["accuracy"]
            for name, x in (("plain", feats), ("retry", f))}
     return {"images": len(paths), "landmarks_changed": len(changed), "changed": changed[:20],

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lfw import lfw_people, load_pairs  # noqa: E402
+from lfw import lfw_people, load_pairs, pair_rows  # noqa: E402
 
 from facefeat.engine.verification import accuracy_at, best_threshold, evaluate_pairs  # noqa: E402
 from facefeat.io import read_image  # noqa: E402
@@ -139,9 +139,7 @@ def main() -> None:
     if args.all or args.fused_cache:  # every LFW image, in bench/lfw.py's order (its --cache format)
         files = lfw_people()
         paths = [f for p in files for f in files[p]]
-    pos = {p: i for i, p in enumerate(paths)}
-    li, ri = np.array([pos[p.left] for p in pairs]), np.array([pos[p.right] for p in pairs])
-    y = np.array([p.label for p in pairs])
+    li, ri, y = pair_rows(pairs, paths)
     cache = Path(args.cache_dir) if args.cache_dir else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
