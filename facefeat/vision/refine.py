@@ -37,6 +37,7 @@ import numpy as np
 
 from facefeat.errors import InputError
 from facefeat.vision.detector import YuNetDetector
+from facefeat.vision.tracking import iou_matrix
 
 #: how the pipeline places a face's 5 landmarks (see the module doc)
 LANDMARK_MODES = ("plain", "mirror", "zoom")
@@ -83,16 +84,6 @@ def mirror_box(box: Any, width: int) -> np.ndarray:
     return np.array([(width - 1) - b[2], b[1], (width - 1) - b[0], b[3]], dtype=np.float32)
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``[xmin, ymin, xmax, ymax]`` boxes (0 when disjoint)."""
-    iw = max(0.0, min(float(a[2]), float(b[2])) - max(float(a[0]), float(b[0])))
-    ih = max(0.0, min(float(a[3]), float(b[3])) - max(float(a[1]), float(b[1])))
-    inter = iw * ih
-    union = (float(a[2]) - float(a[0])) * (float(a[3]) - float(a[1])) + \
-        (float(b[2]) - float(b[0])) * (float(b[3]) - float(b[1])) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _regions(dets: Sequence[Any], w: int, h: int, step: float = 1.0) -> list[tuple[int, int, int, int]]:
     """Where the mirrored pass looks: a square of :data:`CROP_SIDE` times each face's box side
     around it (clipped to the image), or the whole image when those crops would cover at least
@@ -124,8 +115,7 @@ def detect_pass(detector: Any, img: np.ndarray, dets: Sequence[Any], score_thres
     import cv2
 
     h, w = img.shape[:2]
-    max_side = getattr(detector, "max_side", None)
-    k = (max_side / float(max(h, w)) if max_side is not None and max(h, w) > max_side else 1.0) * float(zoom)
+    k = _det_scale(detector, img) * float(zoom)
     out = []
     for x0, y0, x1, y1 in _regions(dets, w, h, GRID / k):
         crop = img[y0:y1, x0:x1]
@@ -153,12 +143,13 @@ def mirrored_pass(detector: Any, img: np.ndarray, dets: Sequence[Any],
 
 
 def _match(d: Any, found: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
-    best, best_iou = None, MIN_IOU
-    for box, pts in found:
-        iou = box_iou(d.box, box)
-        if iou >= best_iou:
-            best, best_iou = pts, iou
-    return best
+    """The landmarks of the face in ``found`` whose box overlaps ``d``'s most (the last of equals),
+    with IoU at least :data:`MIN_IOU`; None when there is none."""
+    if not found:
+        return None
+    ious = iou_matrix(d.box, [box for box, _ in found])[0]
+    i = len(ious) - 1 - int(np.argmax(ious[::-1]))
+    return found[i][1] if ious[i] >= MIN_IOU else None
 
 
 def average_with_mirror(dets: Sequence[Any], mirrored: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -174,10 +165,7 @@ def average_with_mirror(dets: Sequence[Any], mirrored: Sequence[tuple[np.ndarray
         if best is None:
             out.append(d)
             continue
-        r = replace(d, landmarks=((np.asarray(d.landmarks, np.float32) + best) / 2.0).astype(np.float32))
-        if getattr(d, "detected_by", None) is not None:
-            r.detected_by = d.detected_by
-        out.append(r)
+        out.append(_replace_landmarks(d, (np.asarray(d.landmarks, np.float32) + best) / 2.0))
     return out
 
 
@@ -271,5 +259,5 @@ class LandmarkRefiner:
 
 
 __all__ = ["CROP_SIDE", "GRID", "LANDMARK_MODES", "MIN_IOU", "MIRROR_ORDER", "WHOLE_IMAGE_SHARE", "ZOOM", "ZOOM_BELOW",
-           "LandmarkRefiner", "average_with_mirror", "box_iou", "check_landmark_mode", "mirror_box", "mirror_points",
+           "LandmarkRefiner", "average_with_mirror", "check_landmark_mode", "mirror_box", "mirror_points",
            "detect_pass", "mirrored_pass", "refine_landmarks", "zoomed_pass"]
