@@ -21,6 +21,7 @@ import numpy as np
 
 from facefeat.engine.verification import roc_metrics
 from facefeat.errors import FaceIndexError, InputError
+from facefeat.index.lifecycle_common import decode_crop
 from facefeat.registry import get_spec, list_models
 
 AGREEMENT_BAR = {"min_cosine": 0.95, "max_auc_drop": 0.005, "max_flip_rate": 0.01}
@@ -106,16 +107,13 @@ def check_pairs(ids: Sequence[int], label_of: dict[int, str], max_pairs: int,
 
 def read_crops(store: Any, ids: Sequence[int], size: tuple[int, int], model_name: str) -> dict[int, np.ndarray]:
     """The stored crops of ``ids`` decoded (BGR); each must be the model's input size ``(h, w)``."""
-    import cv2
-
     out: dict[int, np.ndarray] = {}
     for s in range(0, len(ids), 256):
         part = list(ids[s:s + 256])
         recs = store.records(part, with_crops=True)
         for i in part:
             r = recs.get(i)
-            img = None if r is None or r.crop is None else cv2.imdecode(np.frombuffer(r.crop, np.uint8),
-                                                                        cv2.IMREAD_COLOR)
+            img = None if r is None else decode_crop(r.crop)
             if img is None:
                 raise FaceIndexError(f"{store.location}: sample {i} has no stored face crop (or it is not an image); "
                                      "re-enrol or remove it, or quantise with --calib PHOTOS")

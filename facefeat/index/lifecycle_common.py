@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from facefeat.errors import InputError
 
 
@@ -51,3 +53,16 @@ def require_attached(index: Any, what: str) -> None:
 
 
 __all__ = ["DERIVED_FILES", "UnknownPerson", "drop_derived", "require_attached", "scrub_log"]
+
+
+def decode_crop(data: Any) -> np.ndarray | None:
+    """A stored face crop (JPEG bytes) decoded to BGR by the one image reader, or None when it is
+    missing or not an image."""
+    if data is None:
+        return None
+    from facefeat.io import decode_image_bytes  # OpenCV: imported when a crop is decoded
+
+    try:
+        return decode_image_bytes(bytes(data), "stored face crop")
+    except InputError:
+        return None

@@ -26,7 +26,7 @@ import numpy as np
 
 from facefeat.errors import FaceIndexError
 from facefeat.index.corrections import _rows
-from facefeat.index.lifecycle_common import drop_derived
+from facefeat.index.lifecycle_common import decode_crop, drop_derived
 from facefeat.index.persist import open_existing_store
 from facefeat.index.store import STORE_FORMAT_VERSION
 from facefeat.results import BaseResult
@@ -96,13 +96,11 @@ def _without_crops(store: Any) -> list[int]:
 
 
 def _embed(store: Any, predictor: Any, ids: list[int]) -> np.ndarray:
-    import cv2
-
     recs = store.records(ids, with_crops=True)
     faces = []
     for i in ids:
         r = recs.get(i)
-        img = None if r is None or r.crop is None else cv2.imdecode(np.frombuffer(r.crop, np.uint8), cv2.IMREAD_COLOR)
+        img = None if r is None else decode_crop(r.crop)
         if img is None:
             raise FaceIndexError(f"{store.location}: sample {i}'s stored crop is missing or not an image; remove or "
                                  "re-enrol it, then migrate again")
@@ -167,14 +165,11 @@ def migrate_gallery(location: str | os.PathLike, predictor: Any, batch: int = BA
 def _negatives(store: Any, predictor: Any) -> tuple[list[tuple[int, bytes]], list[int]]:
     """The gallery's active "not X" corrections re-embedded from their crops (``(id, feature)``),
     and those without a crop (dropped by the swap: their old-model feature would veto wrongly)."""
-    import cv2
-
-
     rows = _rows(store, "SELECT id, crop FROM corrections WHERE gallery = ? AND kind = 'not' AND undone IS NULL "
                  "AND feature IS NOT NULL ORDER BY id", (store.gallery,))
     keep, faces, drop = [], [], []
     for i, crop in rows:
-        img = None if crop is None else cv2.imdecode(np.frombuffer(bytes(crop), np.uint8), cv2.IMREAD_COLOR)
+        img = decode_crop(crop)
         if img is None:
             drop.append(int(i))
         else:
